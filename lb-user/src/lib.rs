@@ -1,0 +1,12 @@
+//! lb-user: loads and attaches the xdplb XDP program, pins its maps and reads
+//! its counters. The binary (`src/main.rs`) is a thin CLI over this library so
+//! the integration tests drive exactly the same code.
+
+pub mod attach;
+pub mod bpffs;
+pub mod netns;
+pub mod privileges;
+pub mod program;
+pub mod stats;
+
+pub use attach::{AttachMode, Attachment};
