@@ -2,8 +2,9 @@
 
 /// Packets and bytes seen for one traffic class on one CPU.
 ///
-/// `bytes` counts whole frames as the XDP program sees them (Ethernet header
-/// included, no FCS), so it matches what `ip -s link` reports for a veth sender.
+/// `bytes` counts whole frames as the XDP program sees them: Ethernet header
+/// included, no FCS. (A veth sender's `tx_bytes` leave out the 14-byte
+/// Ethernet header, so they read 14 bytes per frame lower.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketCounter {

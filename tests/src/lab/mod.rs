@@ -1,0 +1,345 @@
+//! The network-namespace lab: `client` ── `lb` ── bridge ── `be1..beN`.
+//!
+//! Every object is named after the lab (`<name>-client`, `<name>-lc`, …), so
+//! several labs can run at once, and `Lab::down(name)` can find and remove all
+//! of a lab's pieces even after its creator died. A `Lab` value tears the lab
+//! down when dropped (also while unwinding from a panic) unless `persist` was
+//! called. See docs/lab.md.
+
+pub mod addr;
+mod build;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{sys, workspace};
+
+/// Longest lab name: interface names are `<name>-xx` and must fit in 15 bytes.
+pub const MAX_NAME_LEN: usize = 8;
+
+/// Host roles in the lab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Client,
+    Lb,
+    /// The namespace holding the backend-segment bridge.
+    Switch,
+    /// Backend `i`, 1-based.
+    Backend(u8),
+}
+
+/// A running lab.
+pub struct Lab {
+    name: String,
+    backends: u8,
+    children: Vec<(String, Child)>,
+    persist: bool,
+}
+
+/// Checks a lab name: 1–8 characters of a-z and 0-9, starting with a letter.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !ok {
+        bail!("invalid lab name {name:?}: use 1-{MAX_NAME_LEN} characters a-z0-9, starting with a letter");
+    }
+    Ok(())
+}
+
+/// A fresh lab name for a test or run: `prefix` plus 4 hex digits.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let mix = std::process::id().wrapping_mul(2_654_435_761) ^ nanos ^ SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(40_503);
+    format!("{prefix}{:04x}", mix & 0xffff)
+}
+
+impl Lab {
+    /// Creates the lab's namespaces, links, addresses and routes. On any
+    /// failure everything created so far is removed before returning the error.
+    pub fn up(name: &str, backends: u8) -> Result<Lab> {
+        validate_name(name)?;
+        if !(1..=9).contains(&backends) {
+            bail!("a lab has 1 to 9 backends, not {backends}");
+        }
+        if !Lab::namespaces(name)?.is_empty() {
+            bail!("lab {name:?} already exists; remove it with `cargo xtask lab down --name {name}`");
+        }
+        let lab = Lab { name: name.to_owned(), backends, children: Vec::new(), persist: false };
+        // If building fails, `lab` is dropped here and removes what was made.
+        build::build(&lab).with_context(|| format!("bringing up lab {name:?}"))?;
+        Ok(lab)
+    }
+
+    /// A lab with a fresh unique name (see [`unique_name`]).
+    pub fn up_unique(prefix: &str, backends: u8) -> Result<Lab> {
+        for _ in 0..8 {
+            let name = unique_name(prefix);
+            if Lab::namespaces(&name)?.is_empty() {
+                return Lab::up(&name, backends);
+            }
+        }
+        bail!("could not find an unused lab name with prefix {prefix:?}")
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn backend_count(&self) -> u8 {
+        self.backends
+    }
+
+    /// The namespace of a host.
+    pub fn ns(&self, host: Host) -> String {
+        ns_name(&self.name, host)
+    }
+
+    /// The lb's interface facing the client (where the XDP program attaches).
+    pub fn lb_client_iface(&self) -> String {
+        format!("{}-lc", self.name)
+    }
+
+    /// The lb's interface facing the backend segment.
+    pub fn lb_backend_iface(&self) -> String {
+        format!("{}-lb", self.name)
+    }
+
+    /// The client's only interface.
+    pub fn client_iface(&self) -> String {
+        format!("{}-c", self.name)
+    }
+
+    /// Interface of backend `i`.
+    pub fn backend_iface(&self, i: u8) -> String {
+        format!("{}-b{i}", self.name)
+    }
+
+    /// Backend names as they answer HTTP requests: `be1`, `be2`, ….
+    pub fn backend_names(&self) -> Vec<String> {
+        (1..=self.backends).map(|i| format!("be{i}")).collect()
+    }
+
+    /// HTTP address of backend `i` for the given IP family.
+    pub fn backend_addr(&self, i: u8, v6: bool) -> SocketAddr {
+        let ip: IpAddr = if v6 { addr::backend_v6(i).into() } else { addr::backend_v4(i).into() };
+        SocketAddr::new(ip, crate::backend::PORT)
+    }
+
+    /// Keeps the lab up after this value is dropped (for `cargo xtask lab up`).
+    /// Child processes are still stopped.
+    pub fn persist(mut self) {
+        self.persist = true;
+    }
+
+    /// Starts `program args…` inside `host`'s namespace as a tracked child,
+    /// stopped when the lab goes down. `label` names it in errors.
+    pub fn spawn(&mut self, host: Host, label: &str, program: &std::path::Path, args: &[String]) -> Result<u32> {
+        let ns = self.ns(host);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {label} in {ns}"))?;
+        let pid = child.id();
+        self.children.push((label.to_owned(), child));
+        Ok(pid)
+    }
+
+    /// Starts `lab-backend` in every backend namespace and waits until each
+    /// answers `/health` from the lb namespace (at most 10 s).
+    pub fn start_backends(&mut self) -> Result<()> {
+        let binary = workspace::binary("lab-backend")?;
+        for i in 1..=self.backends {
+            let args = vec![
+                "--name".into(),
+                format!("be{i}"),
+                "--listen".into(),
+                self.backend_addr(i, false).to_string(),
+                "--listen".into(),
+                self.backend_addr(i, true).to_string(),
+            ];
+            self.spawn(Host::Backend(i), &format!("backend be{i}"), &binary, &args)?;
+        }
+        for i in 1..=self.backends {
+            for v6 in [false, true] {
+                let addr = self.backend_addr(i, v6);
+                self.wait_http_ready(Host::Lb, addr, Duration::from_secs(10))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls `GET /health` on `addr` from `from` until it answers 200.
+    pub fn wait_http_ready(&mut self, from: Host, addr: SocketAddr, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.check_children()?;
+            let ns = self.ns(from);
+            let attempt = crate::netns::run_in(&ns, move || crate::http::get(addr, "/health", Duration::from_millis(500)));
+            match attempt {
+                Ok(r) if r.status == 200 => return Ok(()),
+                _ if Instant::now() >= deadline => bail!("{addr} did not answer /health within {limit:?}"),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Fails if a tracked child has exited (it was meant to run until teardown).
+    pub fn check_children(&mut self) -> Result<()> {
+        for (label, child) in &mut self.children {
+            if let Some(status) = child.try_wait()? {
+                bail!("{label} exited early ({status})");
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the existing namespaces of lab `name`.
+    pub fn namespaces(name: &str) -> Result<Vec<String>> {
+        let prefix = format!("{name}-");
+        let list = sys::run_stdout("ip", &["netns", "list"])?;
+        Ok(list
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|ns| ns.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Removes everything of lab `name`: processes in its namespaces, the
+    /// namespaces (and with them every veth and bridge) and any xdplb pins
+    /// left for its interfaces. Safe to call when nothing is there.
+    pub fn down(name: &str) -> Result<()> {
+        validate_name(name)?;
+        let mut errors = Vec::new();
+        for ns in Lab::namespaces(name)? {
+            if let Ok(pids) = sys::run_stdout("ip", &["netns", "pids", &ns]) {
+                for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                    // SAFETY: plain kill(2).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            if let Err(err) = sys::ip(&["netns", "del", &ns]) {
+                errors.push(format!("{err:#}"));
+            }
+        }
+        for dir in pin_dirs(name) {
+            if let Err(err) = std::fs::remove_dir_all(&dir) {
+                errors.push(format!("removing {}: {err}", dir.display()));
+            }
+        }
+        let _ = std::fs::remove_dir("/sys/fs/bpf/xdplb");
+        if !errors.is_empty() {
+            bail!("tearing down lab {name:?}: {}", errors.join("; "));
+        }
+        Ok(())
+    }
+
+    /// A human-readable summary: namespaces with their addresses.
+    pub fn status(name: &str) -> Result<String> {
+        let namespaces = Lab::namespaces(name)?;
+        if namespaces.is_empty() {
+            return Ok(format!("lab {name:?} is down\n"));
+        }
+        let mut out = format!("lab {name:?} is up:\n");
+        for ns in namespaces {
+            out.push_str(&format!("  {ns}\n"));
+            let addrs = sys::run_stdout("ip", &["-n", &ns, "-br", "addr", "show"])?;
+            for line in addrs.lines().filter(|l| !l.starts_with("lo ")) {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+        Ok(out)
+    }
+
+    fn stop_children(&mut self) {
+        for (_, child) in &mut self.children {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for (label, child) in &mut self.children {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                eprintln!("lab: {label} ignored SIGTERM; killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop_children();
+        if self.persist {
+            return;
+        }
+        if let Err(err) = Lab::down(&self.name) {
+            eprintln!("lab: {err:#}");
+        }
+    }
+}
+
+/// Namespace name of `host` in lab `lab`.
+pub fn ns_name(lab: &str, host: Host) -> String {
+    match host {
+        Host::Client => format!("{lab}-client"),
+        Host::Lb => format!("{lab}-lb"),
+        Host::Switch => format!("{lab}-sw"),
+        Host::Backend(i) => format!("{lab}-be{i}"),
+    }
+}
+
+fn pin_dirs(lab: &str) -> Vec<PathBuf> {
+    let prefix = format!("{lab}-");
+    std::fs::read_dir("/sys/fs/bpf/xdplb")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for good in ["xl", "xt12ab", "demo1234"] {
+            validate_name(good).unwrap();
+        }
+        for bad in ["", "Demo", "1abc", "toolongname", "a-b", "a b"] {
+            let err = validate_name(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn unique_names_fit_interfaces() {
+        let a = unique_name("xt");
+        let b = unique_name("xt");
+        assert_ne!(a, b);
+        validate_name(&a).unwrap();
+        // Longest interface name we derive must fit IFNAMSIZ - 1.
+        assert!(format!("{}-lc", "x".repeat(MAX_NAME_LEN)).len() <= 15);
+    }
+}

@@ -1,0 +1,98 @@
+//! Running `lb-user attach` as a child process inside a lab, as an operator would.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::workspace;
+
+/// Where lb-user pins the maps of `iface` (mirrors `lb_user::bpffs::pin_dir`).
+pub fn pin_dir(iface: &str) -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/xdplb").join(iface)
+}
+
+/// A running `lb-user --netns NS attach --iface IF`. Dropping it kills the
+/// process; [`LbUser::stop`] stops it the way Ctrl-C does and checks the exit.
+pub struct LbUser {
+    child: Option<Child>,
+    iface: String,
+    netns: String,
+}
+
+impl LbUser {
+    /// Starts the attach and waits (at most 20 s) until the maps are pinned.
+    pub fn attach(netns: &str, iface: &str, extra: &[&str]) -> Result<LbUser> {
+        let binary = workspace::binary("lb-user")?;
+        let child = Command::new(&binary)
+            .args(["--netns", netns, "attach", "--iface", iface])
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut me = LbUser { child: Some(child), iface: iface.to_owned(), netns: netns.to_owned() };
+        let marker = pin_dir(iface).join(lb_marker_map());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !marker.exists() {
+            if let Some(status) = me.child.as_mut().unwrap().try_wait()? {
+                bail!("lb-user attach on {iface} exited before pinning its maps ({status})");
+            }
+            if Instant::now() > deadline {
+                bail!("lb-user attach on {iface} did not pin {} within 20 s", marker.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(me)
+    }
+
+    /// Runs `lb-user --netns NS <args>` to completion and returns stdout.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let binary = workspace::binary("lb-user")?;
+        let out = Command::new(&binary).args(["--netns", &self.netns]).args(args).output()?;
+        if !out.status.success() {
+            bail!("lb-user {args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `lb-user stats --iface IF --json`, parsed.
+    pub fn stats_json(&self) -> Result<serde_json::Value> {
+        let text = self.cli(&["stats", "--iface", &self.iface, "--json"])?;
+        serde_json::from_str(&text).with_context(|| format!("parsing stats JSON {text:?}"))
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) and waits at most 10 s for the exit.
+    pub fn stop(mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().expect("child present until stop/drop");
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("lb-user did not exit within 10 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for LbUser {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The map whose pin signals that attach has finished.
+fn lb_marker_map() -> &'static str {
+    "TRAFFIC"
+}

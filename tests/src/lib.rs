@@ -1,0 +1,14 @@
+//! Test infrastructure shared by the integration tests, `cargo xtask` and the
+//! benchmarks: the network-namespace lab, running code inside a namespace, a
+//! tiny HTTP client, locating workspace binaries, and the privileged-test gate.
+
+pub mod backend;
+pub mod http;
+pub mod counters;
+pub mod lab;
+pub mod lbuser;
+pub mod packet;
+pub mod netns;
+pub mod privileged;
+pub mod sys;
+pub mod workspace;

@@ -1,0 +1,82 @@
+//! lb-user's failure modes: one clear line and a non-zero exit.
+
+use std::{os::unix::fs::PermissionsExt, process::Command};
+
+use xdplb_tests::{lab::Lab, require_root, workspace};
+
+fn lb_user() -> std::path::PathBuf {
+    workspace::binary("lb-user").expect("lb-user is built")
+}
+
+/// stderr of a failed run, which must be exactly one line.
+fn one_error_line(out: std::process::Output) -> String {
+    assert!(!out.status.success(), "expected failure, got {}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got {stderr:?}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn attach_on_a_missing_interface_says_so() {
+    require_root!();
+    let out = Command::new(lb_user()).args(["attach", "--iface", "xdplb-nope0"]).output().unwrap();
+    let line = one_error_line(out);
+    assert!(line.contains("interface \"xdplb-nope0\" not found"), "{line}");
+}
+
+#[test]
+fn attach_without_privileges_says_it_needs_root() {
+    // As root, drop to `nobody` with no capabilities; as a normal user, run directly.
+    let binary = lb_user();
+    let mut cmd = if xdplb_tests::privileged::is_root() {
+        // nobody may not be able to traverse the build directory: run a copy.
+        let dir = std::env::temp_dir().join(format!("xdplb-priv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("lb-user");
+        std::fs::copy(&binary, &copy).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]).arg(copy);
+        c
+    } else {
+        Command::new(binary)
+    };
+    let out = cmd.args(["attach", "--iface", "lo"]).output().unwrap();
+    let line = one_error_line(out);
+    assert!(line.contains("needs root privileges") && line.contains("CAP_NET_ADMIN"), "{line}");
+    if xdplb_tests::privileged::is_root() {
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("xdplb-priv-{}", std::process::id())));
+    }
+}
+
+#[test]
+fn stats_without_an_attached_program_names_the_missing_pin() {
+    require_root!();
+    let out = Command::new(lb_user()).args(["stats", "--iface", "xdplb-nope0"]).output().unwrap();
+    let line = one_error_line(out);
+    assert!(line.contains("no xdplb program is attached to xdplb-nope0"), "{line}");
+}
+
+#[test]
+fn netns_option_rejects_an_unknown_namespace() {
+    require_root!();
+    let out = Command::new(lb_user()).args(["--netns", "xdplb-no-such-ns", "stats", "--iface", "lo"]).output().unwrap();
+    let line = one_error_line(out);
+    assert!(line.contains("network namespace \"xdplb-no-such-ns\" not found"), "{line}");
+}
+
+#[test]
+fn a_second_attach_on_the_same_interface_is_refused() {
+    require_root!();
+    let lab = Lab::up_unique("xt", 1).unwrap();
+    let ns = lab.ns(xdplb_tests::lab::Host::Lb);
+    let iface = lab.lb_client_iface();
+    let first = xdplb_tests::lbuser::LbUser::attach(&ns, &iface, &[]).unwrap();
+    let out = Command::new(lb_user()).args(["--netns", &ns, "attach", "--iface", &iface]).output().unwrap();
+    let line = one_error_line(out);
+    assert!(line.contains("already attached"), "{line}");
+    // The first one still works.
+    first.stats_json().unwrap();
+    assert!(first.stop().unwrap().success());
+}
