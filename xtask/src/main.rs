@@ -1,0 +1,109 @@
+//! `cargo xtask`: the one entry point for xdplb's developers and users.
+
+mod lab;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Build, run and test xdplb. Run as root on Linux >= 5.15 with BTF.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", after_help = "Start here:\n  \
+    cargo xtask run     # install what is missing, build, demo in a netns lab\n  \
+    cargo xtask test    # install what is missing, build, all tests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Install what the build and tests need (idempotent): Debian packages,
+    /// nightly rust-src, bpf-linker, k6.
+    Setup,
+    /// Build the workspace (the eBPF object is built by lb-user's build script).
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Demo: lab up, backends, XDP attach, traffic, counters; Ctrl-C stops.
+    ///
+    /// With arguments after `--`, runs `lb-user <ARGS>` instead, e.g.
+    /// `cargo xtask run -- stats --iface eth0`.
+    Run {
+        /// Stop after this many seconds instead of waiting for Ctrl-C.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+        /// XDP attach mode for the demo (auto, native, skb).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "skb"])]
+        mode: String,
+        /// Arguments for lb-user (after `--`).
+        #[arg(last = true)]
+        lb_user_args: Vec<String>,
+    },
+    /// Setup, build, unit tests, privileged integration tests, leak check.
+    Test {
+        /// Extra arguments for every `cargo test` run (e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// The network-namespace lab by hand.
+    Lab {
+        #[command(subcommand)]
+        command: lab::LabCommand,
+    },
+}
+
+/// `cargo build --workspace`.
+pub fn build(release: bool) -> Result<()> {
+    println!("[build] cargo build --workspace{}", if release { " --release" } else { "" });
+    let mut cmd = util::cargo();
+    cmd.args(["build", "--workspace"]);
+    if release {
+        cmd.arg("--release");
+    }
+    util::run_visible(&mut cmd)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::setup(),
+        Command::Build { release } => build(release),
+        Command::Run { duration, mode, lb_user_args } => {
+            run_command(duration, mode, lb_user_args)
+        }
+        Command::Test { cargo_test_args } => test::test(&cargo_test_args),
+        Command::Lab { command } => lab::lab(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(duration: Option<u64>, mode: String, lb_user_args: Vec<String>) -> Result<()> {
+    if lb_user_args.is_empty() {
+        util::require_root("run")?;
+    }
+    setup::setup()?;
+    build(false)?;
+    if lb_user_args.is_empty() {
+        return run::demo(run::RunOptions { duration, mode });
+    }
+    let binary = util::workspace_root().join("target/debug/lb-user");
+    let status = std::process::Command::new(&binary).args(&lb_user_args).status()?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `cargo xtask test`: setup, build, unit tests, then the privileged
+//! integration tests, then a check that nothing was left behind.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context as _, Result};
+use xdplb_tests::{privileged, workspace};
+
+use crate::{setup, util};
+
+/// Counts parsed from cargo test's `test result:` lines.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl Tally {
+    /// Adds the counts of one `test result: ok. 3 passed; 0 failed; 1 ignored; …` line.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(n)) = (words.next(), words.next()) else { continue };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match label {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs `cargo test args…`, echoing its output and tallying the results.
+fn cargo_test(title: &str, args: &[&str], tally: &mut Tally) -> Result<bool> {
+    println!("\n[test] {title}: cargo test {}", args.join(" "));
+    let mut child = util::cargo()
+        .arg("test")
+        .args(args)
+        .env(privileged::REQUIRE_ENV, "1")
+        .env(workspace::BIN_DIR_ENV, util::workspace_root().join("target/debug"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        tally.add_line(&line);
+    }
+    Ok(child.wait()?.success())
+}
+
+fn namespaces() -> Result<Vec<String>> {
+    let out = Command::new("ip").args(["netns", "list"]).output().context("running ip netns list")?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect())
+}
+
+fn pins() -> Vec<String> {
+    std::fs::read_dir("/sys/fs/bpf/xdplb")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect())
+        .unwrap_or_default()
+}
+
+pub fn test(extra: &[String]) -> Result<()> {
+    util::require_root("test")?;
+    setup::setup()?;
+    crate::build(false)?;
+    let ns_before = namespaces()?;
+    let pins_before = pins();
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut tally = Tally::default();
+    let mut unit_args = vec!["--workspace", "--exclude", "xdplb-tests"];
+    unit_args.extend(&extra);
+    let unit_ok = cargo_test("unit tests", &unit_args, &mut tally)?;
+    let mut priv_args = vec!["-p", "xdplb-tests"];
+    priv_args.extend(&extra);
+    let integration_ok = cargo_test("privileged integration tests (netns, XDP attach, TestRun)", &priv_args, &mut tally)?;
+
+    // Everything a test creates must be gone, whatever happened to the test.
+    let leaked_ns: Vec<String> = namespaces()?.into_iter().filter(|n| !ns_before.contains(n)).collect();
+    let leaked_pins: Vec<String> = pins().into_iter().filter(|p| !pins_before.contains(p)).collect();
+    if leaked_ns.is_empty() && leaked_pins.is_empty() {
+        println!("\n[test] leak check: no network namespaces or /sys/fs/bpf/xdplb pins left behind");
+    } else {
+        println!("\n[test] leak check FAILED: namespaces {leaked_ns:?}, pins {leaked_pins:?}");
+    }
+    let leaked = !(leaked_ns.is_empty() && leaked_pins.is_empty());
+    println!("\nxtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
+    if !unit_ok || !integration_ok || leaked {
+        bail!("tests failed (unit: {}, integration: {}, leak check: {})", ok(unit_ok), ok(integration_ok), ok(!leaked));
+    }
+    Ok(())
+}
+
+fn ok(b: bool) -> &'static str {
+    if b { "ok" } else { "FAILED" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_cargo_test_result_lines() {
+        let mut t = Tally::default();
+        t.add_line("test result: ok. 9 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.00s");
+        t.add_line("test result: FAILED. 1 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out");
+        t.add_line("running 4 tests");
+        assert_eq!(t, Tally { passed: 10, failed: 3, ignored: 2 });
+    }
+}
