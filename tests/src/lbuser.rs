@@ -1,6 +1,7 @@
 //! Running `lb-user attach` as a child process inside a lab, as an operator would.
 
 use std::{
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -31,6 +32,9 @@ impl LbUser {
             .args(["--netns", netns, "attach", "--iface", iface])
             .args(extra)
             .stdin(Stdio::null())
+            // Own process group: a terminal Ctrl-C reaches only the
+            // orchestrator, which then stops lb-user in order.
+            .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut me = LbUser { child: Some(child), iface: iface.to_owned(), netns: netns.to_owned() };

@@ -24,12 +24,18 @@ pub struct RunOptions {
     pub mode: String,
 }
 
+/// Runs the demo until Ctrl-C (or SIGTERM) or `--duration`.
 pub fn demo(opts: RunOptions) -> Result<()> {
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
     })
     .context("installing the Ctrl-C handler")?;
+    demo_until(opts, &stop_rx)
+}
+
+/// The demo; a message on `stop` ends it the way Ctrl-C does.
+fn demo_until(opts: RunOptions, stop_rx: &mpsc::Receiver<()>) -> Result<()> {
     std::env::set_var(workspace::BIN_DIR_ENV, util::workspace_root().join("target/debug"));
 
     println!("[run] bringing up the lab");
@@ -91,4 +97,29 @@ fn udp_echo(to: SocketAddr) -> Result<String> {
     let mut buf = [0u8; 256];
     let (n, _) = socket.recv_from(&mut buf).with_context(|| format!("no UDP echo from {to}"))?;
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_stops_on_ctrl_c_and_leaves_nothing_behind() {
+        xdplb_tests::require_root!();
+        let (tx, rx) = mpsc::channel();
+        // What the Ctrl-C handler does, a few seconds into the run.
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            tx.send(()).unwrap();
+        });
+        demo_until(RunOptions { duration: Some(60), mode: "auto".into() }, &rx).unwrap();
+        stopper.join().unwrap();
+        let ns = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let ns = String::from_utf8_lossy(&ns.stdout);
+        assert!(!ns.lines().any(|l| l.starts_with("xr")), "demo namespaces left: {ns}");
+        let pins: Vec<_> = std::fs::read_dir("/sys/fs/bpf/xdplb")
+            .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("xr")).collect())
+            .unwrap_or_default();
+        assert!(pins.is_empty(), "demo pins left: {pins:?}");
+    }
 }

@@ -10,6 +10,7 @@ pub mod addr;
 mod build;
 
 use std::{
+    os::unix::process::CommandExt,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -150,6 +151,9 @@ impl Lab {
             .arg(program)
             .args(args)
             .stdin(Stdio::null())
+            // Own process group: Ctrl-C in a terminal reaches only the
+            // orchestrator, which tears the lab down in order.
+            .process_group(0)
             .spawn()
             .with_context(|| format!("starting {label} in {ns}"))?;
         let pid = child.id();
