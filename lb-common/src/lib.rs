@@ -16,4 +16,6 @@ pub const PROGRAM_NAME: &str = "xdplb";
 pub mod map_names {
     /// Per-CPU array of [`crate::PacketCounter`] indexed by [`crate::TrafficClass`].
     pub const TRAFFIC: &str = "TRAFFIC";
+    /// Every map lb-user pins, in pin order.
+    pub const PINNED: &[&str] = &[TRAFFIC];
 }

@@ -80,7 +80,7 @@ impl Attachment {
             bpffs::remove_pins(&self.iface)?;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for name in [map_names::TRAFFIC] {
+        for &name in map_names::PINNED {
             let map = self.ebpf.map(name).with_context(|| format!("eBPF object has no map {name}"))?;
             let path = dir.join(name);
             map.pin(&path).with_context(|| format!("pinning map {name} at {}", path.display()))?;

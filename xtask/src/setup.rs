@@ -28,8 +28,10 @@ enum Outcome {
     Installed(String),
 }
 
+type Step = (&'static str, fn() -> Result<Outcome>);
+
 pub fn setup() -> Result<()> {
-    let steps: [(&str, fn() -> Result<Outcome>); 4] = [
+    let steps: [Step; 4] = [
         ("Debian packages", debian_packages),
         ("nightly toolchain with rust-src", nightly_rust_src),
         ("bpf-linker", bpf_linker),
