@@ -77,3 +77,74 @@ impl TrafficClass {
         self as u32
     }
 }
+
+/// Index into the per-action statistics array: what the program did with a
+/// frame and, for drops and passes that are not plain "not for us", why.
+/// Every frame lands in exactly one of these.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Not VIP traffic and not a reply to a NAT flow: left to the kernel.
+    PassNotVip = 0,
+    /// VIP traffic DNAT-ed to a backend and sent on.
+    ForwardNat = 1,
+    /// VIP traffic sent on unmodified to the backend's MAC.
+    ForwardDsr = 2,
+    /// A backend's reply rewritten back to the VIP and sent on.
+    ReverseNat = 3,
+    /// Rewritten, but no neighbour entry yet: handed to the kernel to forward.
+    PassKernelForward = 4,
+    DropAllowlistCidr = 5,
+    DropAllowlistPort = 6,
+    /// The VIP has no healthy backend.
+    DropNoBackend = 7,
+    /// VIP traffic whose TCP/UDP header is cut short.
+    DropMalformedVip = 8,
+    /// Fragments addressed to a VIP (no ports to balance on).
+    DropFragmentVip = 9,
+    /// No route to the backend or client (FIB lookup failed).
+    DropNoRoute = 10,
+    /// Unparseable frames (see the malformed rule), passed.
+    PassMalformed = 11,
+}
+
+/// Number of entries in the statistics array.
+pub const STAT_COUNT: u32 = 12;
+
+impl Stat {
+    pub const ALL: [Stat; STAT_COUNT as usize] = [
+        Stat::PassNotVip,
+        Stat::ForwardNat,
+        Stat::ForwardDsr,
+        Stat::ReverseNat,
+        Stat::PassKernelForward,
+        Stat::DropAllowlistCidr,
+        Stat::DropAllowlistPort,
+        Stat::DropNoBackend,
+        Stat::DropMalformedVip,
+        Stat::DropFragmentVip,
+        Stat::DropNoRoute,
+        Stat::PassMalformed,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::PassNotVip => "pass_not_vip",
+            Stat::ForwardNat => "forward_nat",
+            Stat::ForwardDsr => "forward_dsr",
+            Stat::ReverseNat => "reverse_nat",
+            Stat::PassKernelForward => "pass_kernel_forward",
+            Stat::DropAllowlistCidr => "drop_allowlist_cidr",
+            Stat::DropAllowlistPort => "drop_allowlist_port",
+            Stat::DropNoBackend => "drop_no_backend",
+            Stat::DropMalformedVip => "drop_malformed_vip",
+            Stat::DropFragmentVip => "drop_fragment_vip",
+            Stat::DropNoRoute => "drop_no_route",
+            Stat::PassMalformed => "pass_malformed",
+        }
+    }
+
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+}

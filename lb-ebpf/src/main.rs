@@ -1,30 +1,173 @@
-//! The xdplb XDP program.
+//! The xdplb XDP program: an L4 load balancer.
 //!
-//! This first version classifies every frame (IPv4/IPv6/other, TCP/UDP/other),
-//! counts packets and bytes per class in a per-CPU array and passes the frame on.
-//! The data path is split by concern: `headers` holds wire layouts, `parse` the
-//! bounds-checked access, `counters` the map updates.
+//! Per packet: parse → traffic counters → reverse NAT of backend replies →
+//! allowlist → VIP lookup → conntrack / Maglev or round-robin choice →
+//! NAT or DSR forward. Modules are split by concern (see docs/xdp.md).
 #![no_std]
 #![no_main]
 
-mod counters;
+mod allowlist;
+mod balance;
+mod csum;
+mod forward;
 mod headers;
+mod maps;
 mod parse;
+mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::{
+    lb::{MODE_DSR, TCP_CLOSING},
+    Stat, TrafficClass,
+};
 
+use crate::{
+    forward::Egress,
+    headers::{IPPROTO_TCP, TCP_FLAG_FIN, TCP_FLAG_RST},
+    maps::REVERSE_NAT,
+    parse::{Packet, Parsed, Ports},
+};
 
 #[xdp]
 pub fn xdplb(ctx: XdpContext) -> u32 {
-    let frame_len = (ctx.data_end() - ctx.data()) as u64;
-    let class = parse::classify(&ctx);
-    counters::count(class.l3, frame_len);
-    if let Some(l4) = class.l4 {
-        counters::count(l4, frame_len);
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let (action, stat) = match parse::parse(&ctx) {
+        Parsed::NotIp => {
+            stats::traffic(TrafficClass::OtherL3, len);
+            (xdp_action::XDP_PASS, Stat::PassNotVip)
+        }
+        Parsed::Malformed => {
+            stats::traffic(TrafficClass::Malformed, len);
+            (xdp_action::XDP_PASS, Stat::PassMalformed)
+        }
+        Parsed::Ip(mut p) => {
+            stats::traffic(if p.key.family == lb_common::lb::FAMILY_V4 { TrafficClass::Ipv4 } else { TrafficClass::Ipv6 }, len);
+            stats::traffic(l4_class(p.key.protocol), len);
+            balance_packet(&ctx, &mut p, len)
+        }
+    };
+    stats::stat(stat, len);
+    action
+}
+
+#[inline(always)]
+fn l4_class(protocol: u8) -> TrafficClass {
+    match protocol {
+        IPPROTO_TCP => TrafficClass::Tcp,
+        headers::IPPROTO_UDP => TrafficClass::Udp,
+        _ => TrafficClass::OtherL4,
     }
-    // Every frame is passed: this program only observes. A malformed frame is
-    // counted and left to the kernel, which drops what it cannot use.
-    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
+    // Replies from backends of NAT flows come first: they are established
+    // traffic and must not be subject to the client allowlist.
+    if p.ports == Ports::Present {
+        if let Some(action) = reverse_nat(ctx, p) {
+            return action;
+        }
+    }
+    let vip_address = balance::is_vip_address(p);
+    let Some(cfg) = balance::config() else {
+        return (xdp_action::XDP_PASS, Stat::PassNotVip);
+    };
+    if let Some(drop) = allowlist::check(p, &cfg, vip_address) {
+        return (xdp_action::XDP_DROP, drop);
+    }
+    if !vip_address {
+        return (xdp_action::XDP_PASS, Stat::PassNotVip);
+    }
+    if p.fragment {
+        return (xdp_action::XDP_DROP, Stat::DropFragmentVip);
+    }
+    match p.ports {
+        Ports::Truncated => return (xdp_action::XDP_DROP, Stat::DropMalformedVip),
+        // ICMP and other protocols to a VIP address: the kernel's business.
+        Ports::None => return (xdp_action::XDP_PASS, Stat::PassNotVip),
+        Ports::Present => {}
+    }
+    let Some(vip) = balance::lookup_vip(p) else {
+        // A VIP address, but not a port/protocol we balance.
+        return (xdp_action::XDP_PASS, Stat::PassNotVip);
+    };
+    let mut new_flow = false;
+    let backend_id = balance::choose(p, &vip, &cfg, &mut new_flow);
+    let Some(backend) = balance::active_backend(backend_id) else {
+        return (xdp_action::XDP_DROP, Stat::DropNoBackend);
+    };
+    let nat = vip.mode != MODE_DSR;
+    if nat {
+        let (vip_addr, vip_port) = (p.key.dst, p.key.dport);
+        if forward::dnat(ctx, p, backend).is_none() {
+            return (xdp_action::XDP_DROP, Stat::DropMalformedVip);
+        }
+        remember_reverse(p, &vip_addr, vip_port, vip.vip_id);
+    }
+    let result = match forward::route(ctx, p, &backend.addr) {
+        Egress::Sent(action) => (action, forward::sent_stat(nat)),
+        // DSR cannot hand the packet to the kernel: it is still addressed to the VIP.
+        Egress::Kernel if nat => (xdp_action::XDP_PASS, Stat::PassKernelForward),
+        Egress::Kernel | Egress::NoRoute => return (xdp_action::XDP_DROP, Stat::DropNoRoute),
+    };
+    stats::flow(vip.vip_id, backend_id, len, new_flow);
+    result
+}
+
+/// Records how to translate the backend's replies back to the VIP.
+#[inline(never)]
+fn remember_reverse(p: &Packet, vip_addr: &[u8; 16], vip_port: u16, vip_id: u32) {
+    // The reply flow: backend → client.
+    let key = lb_common::lb::FlowKey {
+        src: p.key.dst,
+        dst: p.key.src,
+        sport: p.key.dport,
+        dport: p.key.sport,
+        protocol: p.key.protocol,
+        family: p.key.family,
+        _pad: [0; 2],
+    };
+    let closing = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let value = lb_common::lb::ReverseNat {
+        vip_addr: *vip_addr,
+        vip_port,
+        family: p.key.family,
+        tcp_state: if closing { TCP_CLOSING } else { 0 },
+        vip_id,
+        last_seen_ns: now,
+    };
+    let _ = REVERSE_NAT.insert(&key, &value, 0);
+}
+
+/// Reverse-translates a backend's reply of a tracked NAT flow. Not inlined,
+/// so its stack frame does not add to the forward path's.
+#[inline(never)]
+fn reverse_nat(ctx: &XdpContext, p: &mut Packet) -> Option<(u32, Stat)> {
+    let entry = REVERSE_NAT.get_ptr_mut(&p.key)?;
+    // SAFETY: pointer from a successful lookup.
+    let entry = unsafe { &mut *entry };
+    let cfg = balance::config()?;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let timeout_s = if p.key.protocol == IPPROTO_TCP { cfg.tcp_timeout_s } else { cfg.udp_timeout_s };
+    if now.saturating_sub(entry.last_seen_ns) >= u64::from(timeout_s) * 1_000_000_000 {
+        // Stale: a later direct connection may reuse these ports; leave it alone.
+        let _ = REVERSE_NAT.remove(&p.key);
+        return None;
+    }
+    entry.last_seen_ns = now;
+    let (vip_addr, vip_port) = (entry.vip_addr, entry.vip_port);
+    if forward::snat(ctx, p, &vip_addr, vip_port).is_none() {
+        return Some((xdp_action::XDP_DROP, Stat::DropMalformedVip));
+    }
+    let client = p.key.dst;
+    Some(match forward::route(ctx, p, &client) {
+        Egress::Sent(action) => (action, Stat::ReverseNat),
+        Egress::Kernel => (xdp_action::XDP_PASS, Stat::PassKernelForward),
+        Egress::NoRoute => (xdp_action::XDP_DROP, Stat::DropNoRoute),
+    })
 }
 
 #[cfg(not(test))]

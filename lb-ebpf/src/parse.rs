@@ -1,96 +1,199 @@
-//! Bounds-checked header access and frame classification.
+//! Bounds-checked header access and parsing a frame into a [`Packet`].
 //!
-//! Rule for malformed frames (documented in docs/xdp.md): a frame cut short
-//! inside the Ethernet header, the VLAN tag or the fixed IP header, or an IPv4
-//! header whose version is not 4 or whose IHL is below 5 or runs past the
-//! frame, or an IPv6 header whose version is not 6, is `Malformed` and gets no
-//! L4 class. It is still passed: the kernel stack drops what it cannot use.
+//! Rule for malformed frames (docs/xdp.md): a frame is `Malformed` when it is
+//! cut short inside the Ethernet header, the VLAN tag, the IP header or an
+//! IPv6 extension header; when an IPv4 header has a version other than 4, an
+//! IHL below 5, or a total length shorter than its header or longer than the
+//! frame; when an IPv6 header has a version other than 6; or when more than
+//! `MAX_IPV6_EXT` extension headers precede the transport header. Such frames
+//! carry no trustworthy destination, so they are counted and passed to the
+//! kernel, which drops what it cannot use.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::TrafficClass;
+use lb_common::lb::{FlowKey, FAMILY_V4, FAMILY_V6};
 
 use crate::headers::*;
 
-/// Classes a frame is counted under.
-pub struct Class {
-    pub l3: TrafficClass,
-    pub l4: Option<TrafficClass>,
+/// IPv6 extension headers walked before giving up (hop-by-hop, routing,
+/// destination options and fragment are walked; others end the walk).
+const MAX_IPV6_EXT: usize = 4;
+
+/// What the balancer needs to know about an IP packet.
+pub struct Packet {
+    pub l3_off: usize,
+    pub l4_off: usize,
+    /// Addresses, ports (host order; zero unless `ports` is `Present`),
+    /// transport protocol (after IPv6 extension headers) and family. Kept as
+    /// a conntrack key so lookups need no copy on the 512-byte BPF stack.
+    pub key: FlowKey,
+    /// Part of a fragmented datagram (first or later fragment).
+    pub fragment: bool,
+    pub ports: Ports,
+    /// TCP flags (host order) when the protocol is TCP.
+    pub tcp_flags: u16,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// Not TCP/UDP, or a fragment: no ports to read.
+    None,
+    Present,
+    /// TCP/UDP whose header is cut short.
+    Truncated,
+}
+
+pub enum Parsed {
+    NotIp,
+    Malformed,
+    Ip(Packet),
 }
 
 /// Returns a pointer to a `T` at `offset`, or `None` if it would run past the
-/// end of the frame. Every read goes through here so the verifier sees the check.
+/// end of the frame. Every access goes through here so the verifier sees the check.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + core::mem::size_of::<T>() > end {
         return None;
     }
-    Some((start + offset) as *const T)
+    Some((start + offset) as *mut T)
 }
 
-const MALFORMED: Class = Class { l3: TrafficClass::Malformed, l4: None };
-
 #[inline(always)]
-pub fn classify(ctx: &XdpContext) -> Class {
+pub fn parse(ctx: &XdpContext) -> Parsed {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
-        return MALFORMED;
+        return Parsed::Malformed;
     };
     // SAFETY: ptr_at checked the header lies inside the frame.
     let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
     let mut offset = core::mem::size_of::<EthHdr>();
     if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
         let Some(vlan) = ptr_at::<VlanHdr>(ctx, offset) else {
-            return MALFORMED;
+            return Parsed::Malformed;
         };
         // SAFETY: bounds checked above.
         ether_type = u16::from_be(unsafe { (*vlan).ether_type });
         offset += core::mem::size_of::<VlanHdr>();
     }
-    match ether_type {
-        ETH_P_IPV4 => classify_ipv4(ctx, offset),
-        ETH_P_IPV6 => classify_ipv6(ctx, offset),
-        _ => Class { l3: TrafficClass::OtherL3, l4: None },
+    let packet = match ether_type {
+        ETH_P_IPV4 => parse_ipv4(ctx, offset),
+        ETH_P_IPV6 => parse_ipv6(ctx, offset),
+        _ => return Parsed::NotIp,
+    };
+    match packet {
+        Some(mut p) => {
+            parse_ports(ctx, &mut p);
+            Parsed::Ip(p)
+        }
+        None => Parsed::Malformed,
     }
 }
 
 #[inline(always)]
-fn classify_ipv4(ctx: &XdpContext, offset: usize) -> Class {
-    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, offset) else {
-        return MALFORMED;
+fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Option<Packet> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, offset)?;
+    // SAFETY: bounds checked by ptr_at.
+    let (version_ihl, total_len, frag_off, protocol, src, dst) = unsafe {
+        ((*ip).version_ihl, u16::from_be((*ip).total_len) as usize, u16::from_be((*ip).frag_off), (*ip).protocol, (*ip).src, (*ip).dst)
     };
-    // SAFETY: bounds checked above.
-    let (version_ihl, protocol) = unsafe { ((*ip).version_ihl, (*ip).protocol) };
     let header_len = ((version_ihl & 0x0f) as usize) * 4;
     if version_ihl >> 4 != 4 || header_len < core::mem::size_of::<Ipv4Hdr>() {
-        return MALFORMED;
+        return None;
     }
-    if ctx.data() + offset + header_len > ctx.data_end() {
-        return MALFORMED;
+    let frame_left = ctx.data_end() - ctx.data() - offset;
+    if total_len < header_len || total_len > frame_left {
+        return None;
     }
-    Class { l3: TrafficClass::Ipv4, l4: Some(l4_class(protocol)) }
+    let mut p = Packet::new(offset, offset + header_len, FAMILY_V4, protocol);
+    p.key.src[..4].copy_from_slice(&src);
+    p.key.dst[..4].copy_from_slice(&dst);
+    // More-fragments flag or a non-zero offset.
+    p.fragment = frag_off & 0x3fff != 0;
+    Some(p)
 }
 
 #[inline(always)]
-fn classify_ipv6(ctx: &XdpContext, offset: usize) -> Class {
-    let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, offset) else {
-        return MALFORMED;
-    };
-    // SAFETY: bounds checked above.
-    let (first, next_header) = unsafe { ((*ip).version_class_flow[0], (*ip).next_header) };
+fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Option<Packet> {
+    let ip = ptr_at::<Ipv6Hdr>(ctx, offset)?;
+    // SAFETY: bounds checked by ptr_at.
+    let (first, mut next, src, dst) = unsafe { ((*ip).version_class_flow[0], (*ip).next_header, (*ip).src, (*ip).dst) };
     if first >> 4 != 6 {
-        return MALFORMED;
+        return None;
     }
-    // Extension headers are not walked yet: a packet whose first Next Header is
-    // an extension header counts as other L4.
-    Class { l3: TrafficClass::Ipv6, l4: Some(l4_class(next_header)) }
+    let mut l4 = offset + core::mem::size_of::<Ipv6Hdr>();
+    let mut fragment = false;
+    for _ in 0..MAX_IPV6_EXT {
+        match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let ext = ptr_at::<Ipv6ExtHdr>(ctx, l4)?;
+                // SAFETY: bounds checked by ptr_at.
+                let (nh, len) = unsafe { ((*ext).next_header, (*ext).len) };
+                next = nh;
+                l4 += (len as usize + 1) * 8;
+            }
+            IPPROTO_FRAGMENT => {
+                let frag = ptr_at::<Ipv6FragHdr>(ctx, l4)?;
+                // SAFETY: bounds checked by ptr_at.
+                let (nh, off_flags) = unsafe { ((*frag).next_header, u16::from_be((*frag).frag_off_flags)) };
+                next = nh;
+                // Offset (high 13 bits) or the M flag (bit 0).
+                fragment = off_flags & 0xfff9 != 0;
+                l4 += core::mem::size_of::<Ipv6FragHdr>();
+            }
+            _ => break,
+        }
+    }
+    if matches!(next, IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT) {
+        return None;
+    }
+    let mut p = Packet::new(offset, l4, FAMILY_V6, next);
+    p.key.src = src;
+    p.key.dst = dst;
+    p.fragment = fragment;
+    Some(p)
 }
 
 #[inline(always)]
-fn l4_class(protocol: u8) -> TrafficClass {
-    match protocol {
-        IPPROTO_TCP => TrafficClass::Tcp,
-        IPPROTO_UDP => TrafficClass::Udp,
-        _ => TrafficClass::OtherL4,
+fn parse_ports(ctx: &XdpContext, p: &mut Packet) {
+    if p.fragment || !(p.key.protocol == IPPROTO_TCP || p.key.protocol == IPPROTO_UDP) {
+        return;
+    }
+    if p.key.protocol == IPPROTO_TCP {
+        let Some(tcp) = ptr_at::<TcpHdr>(ctx, p.l4_off) else {
+            p.ports = Ports::Truncated;
+            return;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        unsafe {
+            p.key.sport = u16::from_be((*tcp).sport);
+            p.key.dport = u16::from_be((*tcp).dport);
+            p.tcp_flags = u16::from_be((*tcp).off_flags) & 0x01ff;
+        }
+    } else {
+        let Some(udp) = ptr_at::<UdpHdr>(ctx, p.l4_off) else {
+            p.ports = Ports::Truncated;
+            return;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        unsafe {
+            p.key.sport = u16::from_be((*udp).sport);
+            p.key.dport = u16::from_be((*udp).dport);
+        }
+    }
+    p.ports = Ports::Present;
+}
+
+impl Packet {
+    #[inline(always)]
+    fn new(l3_off: usize, l4_off: usize, family: u8, protocol: u8) -> Packet {
+        Packet {
+            l3_off,
+            l4_off,
+            key: FlowKey { src: [0; 16], dst: [0; 16], sport: 0, dport: 0, protocol, family, _pad: [0; 2] },
+            fragment: false,
+            ports: Ports::None,
+            tcp_flags: 0,
+        }
     }
 }

@@ -4,9 +4,13 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod dataplane;
+pub mod config;
+pub mod maglev;
 pub mod netns;
 pub mod privileges;
 pub mod program;
+pub mod select;
 pub mod stats;
 
 pub use attach::{AttachMode, Attachment};

@@ -123,6 +123,108 @@ pub fn udp(src: &[u8], dst: &[u8], sport: u16, dport: u16, payload: &[u8]) -> Ve
     s
 }
 
+/// Everything that varies between the frames the fixtures build.
+#[derive(Clone, Debug)]
+pub struct Spec<'a> {
+    pub eth_dst: [u8; 6],
+    pub eth_src: [u8; 6],
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub ttl: u8,
+    pub protocol: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags (ignored for UDP).
+    pub tcp_flags: u8,
+    pub payload: &'a [u8],
+}
+
+impl<'a> Spec<'a> {
+    /// A TCP SYN from `src` to `dst` between the default MACs, TTL 64.
+    pub fn tcp(src: std::net::SocketAddr, dst: std::net::SocketAddr) -> Spec<'a> {
+        Spec {
+            eth_dst: LB_MAC,
+            eth_src: CLIENT_MAC,
+            src: src.ip(),
+            dst: dst.ip(),
+            ttl: 64,
+            protocol: IPPROTO_TCP,
+            sport: src.port(),
+            dport: dst.port(),
+            tcp_flags: 0x02,
+            payload: b"",
+        }
+    }
+
+    /// A UDP datagram from `src` to `dst`.
+    pub fn udp(src: std::net::SocketAddr, dst: std::net::SocketAddr, payload: &'a [u8]) -> Spec<'a> {
+        Spec { protocol: IPPROTO_UDP, tcp_flags: 0, payload, ..Spec::tcp(src, dst) }
+    }
+
+    /// The frame, with every checksum computed from scratch.
+    pub fn build(&self) -> Vec<u8> {
+        use std::net::IpAddr;
+        let (src, dst): (Vec<u8>, Vec<u8>) = match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (s.octets().to_vec(), d.octets().to_vec()),
+            (IpAddr::V6(s), IpAddr::V6(d)) => (s.octets().to_vec(), d.octets().to_vec()),
+            _ => panic!("mixed address families in a fixture"),
+        };
+        let seg = if self.protocol == IPPROTO_TCP {
+            tcp(&src, &dst, self.sport, self.dport, self.tcp_flags, self.payload)
+        } else {
+            udp(&src, &dst, self.sport, self.dport, self.payload)
+        };
+        let mut f = Vec::new();
+        f.extend_from_slice(&self.eth_dst);
+        f.extend_from_slice(&self.eth_src);
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                f.extend_from_slice(&ETH_P_IPV4.to_be_bytes());
+                let mut h = ipv4(s, d, self.protocol, seg.len());
+                h[8] = self.ttl;
+                h[10..12].copy_from_slice(&[0, 0]);
+                let sum = checksum(&h);
+                h[10..12].copy_from_slice(&sum.to_be_bytes());
+                f.extend(h);
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+                let mut h = ipv6(s, d, self.protocol, seg.len());
+                h[7] = self.ttl;
+                f.extend(h);
+            }
+            _ => unreachable!(),
+        }
+        f.extend(seg);
+        f
+    }
+}
+
+/// Checks every checksum of an Ethernet/IP/TCP-or-UDP frame with the
+/// independent routine above; returns a description of the first bad one.
+pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
+    let ether_type = u16::from_be_bytes([frame[12], frame[13]]);
+    let (l3, l4_off, src, dst, protocol) = match ether_type {
+        ETH_P_IPV4 => {
+            let ihl = usize::from(frame[14] & 0x0f) * 4;
+            if checksum(&frame[14..14 + ihl]) != 0 {
+                return Err("bad IPv4 header checksum".into());
+            }
+            (4, 14 + ihl, frame[26..30].to_vec(), frame[30..34].to_vec(), frame[23])
+        }
+        ETH_P_IPV6 => (6, 54, frame[22..38].to_vec(), frame[38..54].to_vec(), frame[20]),
+        other => return Err(format!("not IP: ethertype {other:#06x}")),
+    };
+    let seg = &frame[l4_off..];
+    if protocol == IPPROTO_UDP && l3 == 4 && seg[6..8] == [0, 0] {
+        return Ok(());
+    }
+    if l4_checksum(&src, &dst, protocol, seg) != 0 {
+        return Err(format!("bad L4 checksum (protocol {protocol})"));
+    }
+    Ok(())
+}
+
 /// A complete Ethernet/IPv4/TCP SYN frame.
 pub fn ipv4_tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let seg = tcp(&src.octets(), &dst.octets(), sport, dport, 0x02, payload);

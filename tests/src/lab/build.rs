@@ -82,6 +82,23 @@ pub(super) fn build(lab: &Lab) -> Result<()> {
         ip(&["-n", ns, "neigh", "replace", &peer_ip, "lladdr", peer_mac, "dev", dev, "nud", "permanent"])?;
     }
 
+    // Static neighbours on the backend segment too: the lb's FIB lookups in
+    // XDP resolve at once (no NO_NEIGH fallback on the first packets) and
+    // backends never ARP for the lb.
+    let lb_backend_mac = mac(&lb, &lb_backend_if)?;
+    for i in 1..=lab.backend_count() {
+        let (be, be_if) = (lab.ns(Host::Backend(i)), lab.backend_iface(i));
+        let be_mac = mac(&be, &be_if)?;
+        for (peer, peer_mac, ns, dev) in [
+            (addr::backend_v4(i).to_string(), &be_mac, &lb, &lb_backend_if),
+            (addr::backend_v6(i).to_string(), &be_mac, &lb, &lb_backend_if),
+            (addr::LB_BACKEND_V4.to_string(), &lb_backend_mac, &be, &be_if),
+            (addr::LB_BACKEND_V6.to_string(), &lb_backend_mac, &be, &be_if),
+        ] {
+            ip(&["-n", ns, "neigh", "replace", &peer, "lladdr", peer_mac, "dev", dev, "nud", "permanent"])?;
+        }
+    }
+
     // Senders in namespaces hand out CHECKSUM_PARTIAL packets; once XDP
     // forwards them (XDP_TX/REDIRECT) nobody fills the checksum in. Turn TX
     // checksum offload off where traffic originates (see design.md).
@@ -116,10 +133,16 @@ fn sysctl(ns: &str, key: &'static str, value: &'static str) -> Result<()> {
     .with_context(|| format!("sysctl in {ns}"))
 }
 
-fn mac(ns: &str, dev: &str) -> Result<String> {
+pub(super) fn mac(ns: &str, dev: &str) -> Result<String> {
     let json = sys::run_stdout("ip", &["-n", ns, "-j", "link", "show", dev])?;
     let value: serde_json::Value = serde_json::from_str(&json).context("parsing `ip -j link` output")?;
     value[0]["address"].as_str().map(str::to_owned).with_context(|| format!("no MAC address for {dev} in {ns}"))
+}
+
+pub(super) fn ifindex(ns: &str, dev: &str) -> Result<u32> {
+    let json = sys::run_stdout("ip", &["-n", ns, "-j", "link", "show", dev])?;
+    let value: serde_json::Value = serde_json::from_str(&json).context("parsing `ip -j link` output")?;
+    value[0]["ifindex"].as_u64().map(|i| i as u32).with_context(|| format!("no ifindex for {dev} in {ns}"))
 }
 
 fn ethtool_tx_off(ns: &str, dev: &str) -> Result<()> {

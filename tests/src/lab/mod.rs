@@ -136,6 +136,25 @@ impl Lab {
         SocketAddr::new(ip, crate::backend::PORT)
     }
 
+    /// MAC address of `iface` in `host`'s namespace, as 6 bytes.
+    pub fn mac(&self, host: Host, iface: &str) -> Result<[u8; 6]> {
+        let text = build::mac(&self.ns(host), iface)?;
+        let mut out = [0u8; 6];
+        let parts: Vec<&str> = text.split(':').collect();
+        if parts.len() != 6 {
+            bail!("bad MAC {text:?} for {iface}");
+        }
+        for (o, p) in out.iter_mut().zip(parts) {
+            *o = u8::from_str_radix(p, 16).with_context(|| format!("bad MAC {text:?}"))?;
+        }
+        Ok(out)
+    }
+
+    /// Interface index of `iface` in `host`'s namespace.
+    pub fn ifindex(&self, host: Host, iface: &str) -> Result<u32> {
+        build::ifindex(&self.ns(host), iface)
+    }
+
     /// Keeps the lab up after this value is dropped (for `cargo xtask lab up`).
     /// Child processes are still stopped.
     pub fn persist(mut self) {

@@ -1,0 +1,179 @@
+//! Map keys and values of the balancer data path (VIPs, backends, Maglev
+//! tables, conntrack, allowlist). Addresses are 16 bytes for both families:
+//! IPv4 sits in the first 4 bytes, the rest zero, and `family` says which.
+//! Ports are in host byte order in keys and values; the kernel side converts.
+
+/// Address family tags used in keys and values.
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// Most VIPs a program instance serves (VIP ids are `0..MAX_VIPS`).
+pub const MAX_VIPS: u32 = 64;
+/// Most backends over all VIPs (backend ids are `0..MAX_BACKENDS`).
+pub const MAX_BACKENDS: u32 = 1024;
+/// Most backends in one VIP's round-robin list.
+pub const MAX_RR_BACKENDS: u32 = 256;
+/// Default Maglev lookup-table size (a prime, as Maglev requires).
+pub const DEFAULT_MAGLEV_SIZE: u32 = 65537;
+/// Sentinel backend id: "no backend" (empty table slot).
+pub const NO_BACKEND: u32 = u32::MAX;
+
+/// Balancing algorithms.
+pub const ALG_MAGLEV: u8 = 0;
+pub const ALG_MAGLEV_SRC: u8 = 1;
+pub const ALG_ROUND_ROBIN: u8 = 2;
+
+/// Forwarding modes.
+pub const MODE_NAT: u8 = 0;
+pub const MODE_DSR: u8 = 1;
+
+/// `(address, port, protocol)` of a virtual service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub protocol: u8,
+    pub family: u8,
+}
+
+/// What the data path needs to know about a VIP.
+///
+/// Tables are double-buffered: `table` (0 or 1) selects the half of the
+/// Maglev and round-robin arrays in use. Userspace fills the other half and
+/// then rewrites this value in one map update, so the data path never sees a
+/// half-written table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipInfo {
+    pub vip_id: u32,
+    pub algorithm: u8,
+    pub mode: u8,
+    pub table: u8,
+    pub flags: u8,
+    /// Healthy backends in the active round-robin list.
+    pub rr_count: u32,
+    /// Maglev seed mixed into the flow hash (same on every LB node).
+    pub hash_seed: u32,
+}
+
+/// `BackendInfo::flags`: the backend exists (a removed backend breaks its
+/// flows; an unhealthy one only stops getting new flows, via the tables).
+pub const BACKEND_ACTIVE: u8 = 1;
+
+/// A backend as the data path forwards to it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendInfo {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub flags: u8,
+    /// Destination MAC for DSR mode (the backend on the LB's segment).
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// A flow as seen in one direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Conntrack value for a client→VIP flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    pub backend_id: u32,
+    pub vip_id: u32,
+    /// bpf_ktime_get_ns() of the last packet.
+    pub last_seen_ns: u64,
+    /// TCP_* below; lets FIN/RST end an entry early.
+    pub tcp_state: u8,
+    pub _pad: [u8; 7],
+}
+
+/// Reverse-NAT value for a backend→client reply flow (NAT mode).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReverseNat {
+    pub vip_addr: [u8; 16],
+    pub vip_port: u16,
+    pub family: u8,
+    pub tcp_state: u8,
+    pub vip_id: u32,
+    pub last_seen_ns: u64,
+}
+
+/// TCP tracking states kept in conntrack entries.
+pub const TCP_OPEN: u8 = 0;
+pub const TCP_CLOSING: u8 = 1;
+
+/// Global settings (array map with one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalConfig {
+    /// 1 when an allowlist is configured.
+    pub allowlist_enabled: u8,
+    /// ALLOWLIST_SCOPE_*.
+    pub allowlist_scope: u8,
+    /// 1 when every destination port is allowed ("*").
+    pub allow_any_port: u8,
+    pub _pad: u8,
+    /// Maglev table size in use (prime).
+    pub maglev_size: u32,
+    /// Idle timeouts for conntrack entries, in seconds.
+    pub tcp_timeout_s: u32,
+    pub udp_timeout_s: u32,
+}
+
+pub const ALLOWLIST_SCOPE_VIPS: u8 = 0;
+pub const ALLOWLIST_SCOPE_ALL: u8 = 1;
+
+/// Per-VIP and per-backend counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounter {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all repr(C), fields are integers/byte arrays, explicit padding,
+    // every bit pattern valid.
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipInfo {}
+    unsafe impl aya::Pod for super::BackendInfo {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::ReverseNat {}
+    unsafe impl aya::Pod for super::GlobalConfig {}
+    unsafe impl aya::Pod for super::FlowCounter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<VipKey>(), 20);
+        assert_eq!(size_of::<VipInfo>(), 16);
+        assert_eq!(size_of::<BackendInfo>(), 28);
+        assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(size_of::<FlowState>(), 24);
+        assert_eq!(size_of::<ReverseNat>(), 32);
+        assert_eq!(size_of::<GlobalConfig>(), 16);
+        assert_eq!(size_of::<FlowCounter>(), 24);
+    }
+}

@@ -1,0 +1,124 @@
+//! VIP lookup, conntrack and backend selection (Maglev or round robin).
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use lb_common::{
+    hash,
+    lb::{
+        BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, FAMILY_V4,
+        MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
+    },
+};
+
+use crate::{
+    headers::{IPPROTO_TCP, TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
+    maps::{BACKENDS, CONFIG, CONNTRACK, MAGLEV, RR_CURSOR, RR_LIST, VIPS},
+    parse::Packet,
+};
+
+#[inline(always)]
+pub fn config() -> Option<GlobalConfig> {
+    CONFIG.get(0).copied()
+}
+
+/// The VIP for the packet's destination address, port and protocol.
+#[inline(always)]
+pub fn lookup_vip(p: &Packet) -> Option<VipInfo> {
+    let key = VipKey { addr: p.key.dst, port: p.key.dport, protocol: p.key.protocol, family: p.key.family };
+    // SAFETY: map values are plain data.
+    unsafe { VIPS.get(&key) }.copied()
+}
+
+/// Whether the destination address is a VIP address on any port/protocol.
+#[inline(always)]
+pub fn is_vip_address(p: &Packet) -> bool {
+    let key = VipKey { addr: p.key.dst, port: 0, protocol: 0, family: p.key.family };
+    // SAFETY: map values are plain data.
+    unsafe { VIPS.get(&key) }.is_some()
+}
+
+/// The backend with id `id`, if it exists (has not been removed).
+#[inline(always)]
+pub fn active_backend(id: u32) -> Option<&'static BackendInfo> {
+    let b = BACKENDS.get(id)?;
+    (b.flags & BACKEND_ACTIVE != 0).then_some(b)
+}
+
+/// Picks the backend id: the tracked one for an established flow, otherwise a
+/// fresh choice recorded in conntrack (`new_flow` set). `NO_BACKEND` when the
+/// VIP has none. Not inlined: its stack frame must not add to the callers'.
+#[inline(never)]
+pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, new_flow: &mut bool) -> u32 {
+    let key = &p.key;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let syn_only = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+    let closing_flags = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
+    if let Some(state) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: pointer from a successful lookup; the entry is ours to update.
+        let state = unsafe { &mut *state };
+        let timeout_s = if p.key.protocol == IPPROTO_TCP { cfg.tcp_timeout_s } else { cfg.udp_timeout_s };
+        let fresh = now.saturating_sub(state.last_seen_ns) < u64::from(timeout_s) * 1_000_000_000;
+        // A SYN on a closing entry is a new connection reusing the ports.
+        let reused = syn_only && state.tcp_state == TCP_CLOSING;
+        if fresh && !reused && state.vip_id == vip.vip_id {
+            if active_backend(state.backend_id).is_some() {
+                state.last_seen_ns = now;
+                if closing_flags {
+                    state.tcp_state = TCP_CLOSING;
+                }
+                *new_flow = false;
+                return state.backend_id;
+            }
+        }
+    }
+    let Some(backend_id) = select(p, vip, cfg) else { return NO_BACKEND };
+    if active_backend(backend_id).is_none() {
+        return NO_BACKEND;
+    }
+    let state = FlowState {
+        backend_id,
+        vip_id: vip.vip_id,
+        last_seen_ns: now,
+        tcp_state: if closing_flags { TCP_CLOSING } else { TCP_OPEN },
+        _pad: [0; 7],
+    };
+    // A full LRU evicts its oldest entry, so this only fails on memory pressure;
+    // the flow then simply stays untracked and Maglev keeps it consistent.
+    let _ = CONNTRACK.insert(key, &state, 0);
+    *new_flow = true;
+    backend_id
+}
+
+#[inline(always)]
+fn select(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig) -> Option<u32> {
+    let half = vip.vip_id * 2 + u32::from(vip.table & 1);
+    let id = if vip.algorithm == ALG_ROUND_ROBIN {
+        let count = vip.rr_count;
+        if count == 0 || count > MAX_RR_BACKENDS {
+            return None;
+        }
+        let cursor = RR_CURSOR.get_ptr_mut(vip.vip_id)?;
+        // SAFETY: per-CPU slot from a successful lookup; only this CPU writes it.
+        let turn = unsafe {
+            let c = *cursor;
+            *cursor = c.wrapping_add(1);
+            c
+        };
+        *RR_LIST.get(half * MAX_RR_BACKENDS + turn % count)?
+    } else {
+        let size = cfg.maglev_size;
+        if size == 0 {
+            return None;
+        }
+        let h = if vip.algorithm == ALG_MAGLEV_SRC {
+            hash::src_hash(&p.key.src, p.key.family, vip.hash_seed)
+        } else if p.key.family == FAMILY_V4 {
+            let (s, d) = ([p.key.src[0], p.key.src[1], p.key.src[2], p.key.src[3]], [p.key.dst[0], p.key.dst[1], p.key.dst[2], p.key.dst[3]]);
+            hash::flow_hash_v4(s, d, p.key.sport, p.key.dport, p.key.protocol, vip.hash_seed)
+        } else {
+            hash::flow_hash_v6(&p.key.src, &p.key.dst, p.key.sport, p.key.dport, p.key.protocol, vip.hash_seed)
+        };
+        *MAGLEV.get(half * size + h % size)?
+    };
+    (id != NO_BACKEND).then_some(id)
+}

@@ -1,0 +1,413 @@
+//! The lb-user configuration: a YAML file (see `docs/config.md` and
+//! `docs/xdplb.example.yaml`) turned into a validated [`Config`].
+//!
+//! Parsing is two steps: serde reads the file into the raw structs of
+//! `raw.rs` (unknown keys rejected), then `validate.rs` checks every rule and
+//! builds the types below. Every error names the file, the field path (like
+//! `vips[1].backends[0].weight`), the offending value and what is allowed.
+//! Validation reports all the problems it finds, not only the first.
+
+mod duration;
+mod raw;
+mod validate;
+#[cfg(test)]
+mod tests;
+
+use crate::attach::AttachMode;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+pub use duration::parse_duration;
+
+/// Defaults and limits (see `docs/config.md`).
+pub mod limits {
+    use std::time::Duration;
+
+    pub const DEFAULT_MAGLEV_SIZE: u32 = lb_common::lb::DEFAULT_MAGLEV_SIZE;
+    pub const MAGLEV_SIZE_MIN: u32 = 251;
+    pub const MAGLEV_SIZE_MAX: u32 = 1_000_003;
+    pub const DEFAULT_MAX_FLOWS: u32 = 65_536;
+    pub const MAX_FLOWS_MIN: u32 = 1024;
+    pub const MAX_FLOWS_MAX: u32 = 16_777_216;
+    pub const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const DEFAULT_UDP_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Conntrack timeouts are whole seconds in 1s..=7 days.
+    pub const CONNTRACK_TIMEOUT_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+    pub const WEIGHT_MIN: u32 = 1;
+    pub const WEIGHT_MAX: u32 = 100;
+    pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+    pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const CHECK_INTERVAL_MIN: Duration = Duration::from_millis(100);
+    pub const CHECK_INTERVAL_MAX: Duration = Duration::from_secs(3600);
+    pub const DEFAULT_RISE: u32 = 2;
+    pub const DEFAULT_FALL: u32 = 3;
+    pub const RISE_FALL_MAX: u32 = 100;
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DRAIN_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+    pub const VIP_NAME_MAX: usize = 32;
+    /// Linux IFNAMSIZ - 1.
+    pub const IFNAME_MAX: usize = 15;
+    pub const MAX_VIPS: u32 = lb_common::lb::MAX_VIPS;
+    pub const MAX_BACKENDS: u32 = lb_common::lb::MAX_BACKENDS;
+    pub const MAX_BACKENDS_PER_VIP: u32 = lb_common::lb::MAX_RR_BACKENDS;
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Interfaces to attach to, at least one, names unique.
+    pub interfaces: Vec<Interface>,
+    pub attach_mode: AttachMode,
+    pub maglev: MaglevConfig,
+    pub conntrack: ConntrackConfig,
+    /// `None`: every source and port is allowed.
+    pub allowlist: Option<Allowlist>,
+    /// At least one, at most `MAX_VIPS`; index = VIP id order of the file.
+    pub vips: Vec<Vip>,
+    pub metrics: Option<MetricsConfig>,
+    pub proxy: ProxyConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub role: InterfaceRole,
+}
+
+/// What arrives on an interface: VIP traffic from clients, or NAT replies
+/// from backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterfaceRole {
+    #[default]
+    Client,
+    Backend,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaglevConfig {
+    /// Table size, prime.
+    pub size: u32,
+    /// Seed of the table permutations and of the flow hash.
+    pub seed: u32,
+}
+
+impl Default for MaglevConfig {
+    fn default() -> Self {
+        MaglevConfig { size: limits::DEFAULT_MAGLEV_SIZE, seed: 0 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConntrackConfig {
+    pub max_flows: u32,
+    /// Whole seconds.
+    pub tcp_timeout: Duration,
+    /// Whole seconds.
+    pub udp_timeout: Duration,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        ConntrackConfig {
+            max_flows: limits::DEFAULT_MAX_FLOWS,
+            tcp_timeout: limits::DEFAULT_TCP_TIMEOUT,
+            udp_timeout: limits::DEFAULT_UDP_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowlist {
+    /// Allowed source networks (IPv4 and IPv6), no host bits set.
+    pub cidrs: Vec<IpNet>,
+    pub ports: AllowedPorts,
+    pub scope: AllowlistScope,
+}
+
+/// Allowed destination ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedPorts {
+    /// `["*"]`.
+    Any,
+    /// Sorted, without duplicates, none zero.
+    Only(Vec<u16>),
+}
+
+/// Which traffic the allowlist applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowlistScope {
+    /// Only traffic to a VIP.
+    #[default]
+    Vips,
+    /// All ingress on the attached interfaces.
+    All,
+}
+
+impl AllowlistScope {
+    /// `lb_common::lb::ALLOWLIST_SCOPE_*`.
+    pub fn code(self) -> u8 {
+        match self {
+            AllowlistScope::Vips => lb_common::lb::ALLOWLIST_SCOPE_VIPS,
+            AllowlistScope::All => lb_common::lb::ALLOWLIST_SCOPE_ALL,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vip {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub algorithm: Algorithm,
+    pub forwarding: Forwarding,
+    /// At least one; same family as `address`; `(address, port)` unique.
+    pub backends: Vec<Backend>,
+    pub health_check: Option<HealthCheck>,
+}
+
+impl Vip {
+    /// Sum of the backends' weights.
+    pub fn total_weight(&self) -> u32 {
+        self.backends.iter().map(|b| b.weight).sum()
+    }
+
+    /// The VIP's `address:port`.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub address: IpAddr,
+    pub port: u16,
+    /// 1..=100.
+    pub weight: u32,
+    /// Destination MAC for DSR; `None` = resolve it (neighbour table).
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Backend {
+    /// The backend's `address:port`.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+
+    /// Stable identity for Maglev (`198.18.1.11:8080`, `[fd00::11]:8080`).
+    pub fn key(&self) -> String {
+        self.socket_addr().to_string()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Maglev over the 5-tuple hash.
+    #[default]
+    Maglev,
+    /// Maglev over the source address hash (client affinity).
+    MaglevSrc,
+    RoundRobin,
+}
+
+impl Algorithm {
+    /// `lb_common::lb::ALG_*`.
+    pub fn code(self) -> u8 {
+        match self {
+            Algorithm::Maglev => lb_common::lb::ALG_MAGLEV,
+            Algorithm::MaglevSrc => lb_common::lb::ALG_MAGLEV_SRC,
+            Algorithm::RoundRobin => lb_common::lb::ALG_ROUND_ROBIN,
+        }
+    }
+
+    pub fn uses_maglev(self) -> bool {
+        matches!(self, Algorithm::Maglev | Algorithm::MaglevSrc)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forwarding {
+    #[default]
+    Nat,
+    Dsr,
+}
+
+impl Forwarding {
+    /// `lb_common::lb::MODE_*`.
+    pub fn code(self) -> u8 {
+        match self {
+            Forwarding::Nat => lb_common::lb::MODE_NAT,
+            Forwarding::Dsr => lb_common::lb::MODE_DSR,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    /// Less than `interval`.
+    pub timeout: Duration,
+    /// Consecutive successes to become healthy.
+    pub rise: u32,
+    /// Consecutive failures to become unhealthy.
+    pub fall: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// TCP connect to the backend's address:port.
+    Tcp,
+    /// HTTP/1.1 `GET path`, healthy when the status is `expect_status`.
+    Http { path: String, expect_status: u16 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// 0 = unlimited.
+    pub max_conns_per_ip: u32,
+    /// 0 = unlimited.
+    pub max_new_conns_per_minute: u32,
+    pub drain_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: limits::DEFAULT_DRAIN_TIMEOUT }
+    }
+}
+
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Like `vips[1].backends[0].weight`; `.` for the whole file.
+    pub path: String,
+    /// Names the offending value and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a configuration was rejected. The Display form starts with the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the config file: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not YAML, or not the schema (unknown key, wrong type or enum value);
+    /// the message has the field path and the line.
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    /// Well-formed but breaks rules; every problem found.
+    #[error("{file}: {}", display_field_errors(.errors))]
+    Invalid { file: String, errors: Vec<FieldError> },
+}
+
+fn display_field_errors(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        many => {
+            let mut s = format!("{} problems:", many.len());
+            for e in many {
+                s.push_str("\n  ");
+                s.push_str(&e.to_string());
+            }
+            s
+        }
+    }
+}
+
+impl ConfigError {
+    /// The field problems (empty for read and syntax errors).
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            ConfigError::Invalid { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+}
+
+/// serde's messages name Rust types ("expected struct RawVip", "expected
+/// i64"); say what the YAML should hold instead.
+fn plain_serde_message(msg: &str) -> String {
+    let mut out = msg.replace("expected i64", "expected an integer");
+    while let Some(at) = out.find("struct Raw") {
+        let name = at + "struct ".len();
+        let end = out[name..].find(|c: char| !c.is_alphanumeric()).map_or(out.len(), |e| name + e);
+        out.replace_range(at..end, "a mapping of keys");
+    }
+    out
+}
+
+impl Config {
+    /// Reads and validates the YAML file at `path`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Validates YAML `text`; `source` names it in errors (a file name).
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = if text.trim().is_empty() {
+            raw::RawConfig::default()
+        } else {
+            serde_yaml::from_str(text)
+                .map_err(|e| ConfigError::Syntax { file: source.to_owned(), message: plain_serde_message(&e.to_string()) })?
+        };
+        validate::validate(raw).map_err(|errors| ConfigError::Invalid { file: source.to_owned(), errors })
+    }
+
+    /// Number of backends over all VIPs.
+    pub fn backend_count(&self) -> usize {
+        self.vips.iter().map(|v| v.backends.len()).sum()
+    }
+}

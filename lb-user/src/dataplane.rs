@@ -1,0 +1,158 @@
+//! Typed writes into the balancer's maps of a loaded program.
+//!
+//! Table updates are atomic from the data path's point of view: a VIP's
+//! Maglev and round-robin tables are double-buffered; the inactive half is
+//! written first and the VIP entry, which names the active half, is replaced
+//! last in one map update.
+
+use std::net::IpAddr;
+
+use anyhow::{bail, Context as _, Result};
+use aya::{
+    maps::{lpm_trie::Key, Array, DevMapHash, HashMap, LpmTrie, MapData},
+    Ebpf,
+};
+use ipnet::IpNet;
+use lb_common::{
+    lb::{BackendInfo, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, FAMILY_V4, FAMILY_V6, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND},
+    map_names as names,
+};
+
+/// 16-byte address and family tag as the maps store them.
+pub fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
+    let mut out = [0u8; 16];
+    match ip {
+        IpAddr::V4(v4) => {
+            out[..4].copy_from_slice(&v4.octets());
+            (out, FAMILY_V4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), FAMILY_V6),
+    }
+}
+
+/// The map key of a VIP.
+pub fn vip_key(addr: IpAddr, port: u16, protocol: u8) -> VipKey {
+    let (addr, family) = addr_bytes(addr);
+    VipKey { addr, port, protocol, family }
+}
+
+/// A backend entry for the BACKENDS array.
+pub fn backend_info(addr: IpAddr, port: u16) -> BackendInfo {
+    let (addr, family) = addr_bytes(addr);
+    BackendInfo { addr, port, family, flags: BACKEND_ACTIVE, mac: [0; 6], _pad: [0; 2] }
+}
+
+/// Writer over the maps of one loaded program.
+pub struct Dataplane<'a> {
+    ebpf: &'a mut Ebpf,
+}
+
+fn map_mut<'e>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut aya::maps::Map> {
+    ebpf.map_mut(name).with_context(|| format!("eBPF object has no map {name}"))
+}
+
+impl<'a> Dataplane<'a> {
+    pub fn new(ebpf: &'a mut Ebpf) -> Dataplane<'a> {
+        Dataplane { ebpf }
+    }
+
+    pub fn global(&mut self) -> Result<GlobalConfig> {
+        let array = Array::<&MapData, GlobalConfig>::try_from(self.ebpf.map(names::CONFIG).context("no CONFIG map")?)?;
+        Ok(array.get(&0, 0)?)
+    }
+
+    pub fn set_global(&mut self, cfg: &GlobalConfig) -> Result<()> {
+        let mut array = Array::<&mut MapData, GlobalConfig>::try_from(map_mut(self.ebpf, names::CONFIG)?)?;
+        array.set(0, cfg, 0).context("writing CONFIG")
+    }
+
+    /// Writes backend `id` (a removed backend is written with flags 0).
+    pub fn set_backend(&mut self, id: u32, info: &BackendInfo) -> Result<()> {
+        if id >= MAX_BACKENDS {
+            bail!("backend id {id} out of range (max {MAX_BACKENDS})");
+        }
+        let mut array = Array::<&mut MapData, BackendInfo>::try_from(map_mut(self.ebpf, names::BACKENDS)?)?;
+        array.set(id, info, 0).with_context(|| format!("writing backend {id}"))
+    }
+
+    /// Installs or updates a VIP with its Maglev table (`maglev_size` slots
+    /// of backend ids) and round-robin list, flipping to the other table half.
+    pub fn set_vip(&mut self, key: &VipKey, info: &VipInfo, maglev: &[u32], rr: &[u32]) -> Result<()> {
+        let cfg = self.global()?;
+        if info.vip_id >= MAX_VIPS {
+            bail!("VIP id {} out of range (max {MAX_VIPS})", info.vip_id);
+        }
+        if maglev.len() != cfg.maglev_size as usize {
+            bail!("Maglev table has {} slots, the program uses {}", maglev.len(), cfg.maglev_size);
+        }
+        if rr.len() > MAX_RR_BACKENDS as usize {
+            bail!("{} round-robin backends, at most {MAX_RR_BACKENDS}", rr.len());
+        }
+        let current = {
+            let vips = HashMap::<&MapData, VipKey, VipInfo>::try_from(self.ebpf.map(names::VIPS).context("no VIPS map")?)?;
+            vips.get(key, 0).ok()
+        };
+        // Write the half the data path is not reading.
+        let table = current.map_or(0, |c| 1 - (c.table & 1));
+        let half = info.vip_id * 2 + u32::from(table);
+        {
+            let mut ring = Array::<&mut MapData, u32>::try_from(map_mut(self.ebpf, names::MAGLEV)?)?;
+            let base = half * cfg.maglev_size;
+            for (i, id) in maglev.iter().enumerate() {
+                ring.set(base + i as u32, id, 0).context("writing MAGLEV")?;
+            }
+        }
+        {
+            let mut list = Array::<&mut MapData, u32>::try_from(map_mut(self.ebpf, names::RR_LIST)?)?;
+            let base = half * MAX_RR_BACKENDS;
+            for (i, id) in rr.iter().enumerate() {
+                list.set(base + i as u32, id, 0).context("writing RR_LIST")?;
+            }
+        }
+        let mut vips = HashMap::<&mut MapData, VipKey, VipInfo>::try_from(map_mut(self.ebpf, names::VIPS)?)?;
+        let active = VipInfo { table, rr_count: rr.len() as u32, ..*info };
+        // The flip: one map update makes the new half live.
+        vips.insert(key, active, 0).context("writing VIPS")?;
+        let marker = VipKey { port: 0, protocol: 0, ..*key };
+        vips.insert(marker, VipInfo { vip_id: info.vip_id, ..Default::default() }, 0).context("writing VIP address marker")?;
+        Ok(())
+    }
+
+    /// Installs the allowlist: source prefixes, and ports (`None` = any port).
+    pub fn set_allowlist(&mut self, cidrs: &[IpNet], ports: Option<&[u16]>, scope_all: bool) -> Result<()> {
+        {
+            let mut v4 = LpmTrie::<&mut MapData, [u8; 4], u8>::try_from(map_mut(self.ebpf, names::ALLOW_V4)?)?;
+            for net in cidrs.iter().filter_map(|n| match n { IpNet::V4(v) => Some(v), _ => None }) {
+                v4.insert(&Key::new(u32::from(net.prefix_len()), net.network().octets()), 1, 0).with_context(|| format!("allowlist {net}"))?;
+            }
+        }
+        {
+            let mut v6 = LpmTrie::<&mut MapData, [u8; 16], u8>::try_from(map_mut(self.ebpf, names::ALLOW_V6)?)?;
+            for net in cidrs.iter().filter_map(|n| match n { IpNet::V6(v) => Some(v), _ => None }) {
+                v6.insert(&Key::new(u32::from(net.prefix_len()), net.network().octets()), 1, 0).with_context(|| format!("allowlist {net}"))?;
+            }
+        }
+        if let Some(ports) = ports {
+            let mut set = HashMap::<&mut MapData, u16, u8>::try_from(map_mut(self.ebpf, names::ALLOW_PORTS)?)?;
+            for port in ports {
+                set.insert(port, 1, 0).with_context(|| format!("allowlist port {port}"))?;
+            }
+        }
+        let mut cfg = self.global()?;
+        cfg.allowlist_enabled = 1;
+        cfg.allowlist_scope = u8::from(scope_all);
+        cfg.allow_any_port = u8::from(ports.is_none());
+        self.set_global(&cfg)
+    }
+
+    /// Lets XDP_REDIRECT send out of interface `ifindex`.
+    pub fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
+        let mut ports = DevMapHash::<&mut MapData>::try_from(map_mut(self.ebpf, names::TX_PORTS)?)?;
+        ports.insert(ifindex, ifindex, None, 0).with_context(|| format!("TX_PORTS {ifindex}"))
+    }
+}
+
+/// A Maglev-sized table with every slot empty.
+pub fn empty_table(size: u32) -> Vec<u32> {
+    vec![NO_BACKEND; size as usize]
+}

@@ -1,0 +1,319 @@
+//! Packet fixtures for the balancer through BPF_PROG_TEST_RUN: input frame →
+//! expected verdict and expected output frame, byte for byte. The program
+//! runs inside a lab's lb namespace so `bpf_fib_lookup` sees real routes and
+//! neighbours; expected frames are built independently (fresh checksums).
+
+use std::net::{IpAddr, SocketAddr};
+
+use aya::{
+    maps::{MapData, PerCpuArray},
+    programs::{TestRun, TestRunOptions},
+    Ebpf,
+};
+use lb_common::{hash, lb, map_names, PacketCounter, Stat};
+use lb_user::{
+    dataplane::{backend_info, vip_key, Dataplane},
+    program::{self, LoadOptions},
+};
+use xdplb_tests::{
+    lab::{addr, Host, Lab},
+    netns,
+    packet::{self, Spec},
+    require_root,
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+const SIZE: u32 = 251;
+const SEED: u32 = 7;
+
+/// Interfaces and MACs of the lab seen from the lb.
+#[derive(Clone, Copy)]
+struct Env {
+    /// lb's client-side and backend-side ifindexes.
+    lc: u32,
+    lbe: u32,
+    client_mac: [u8; 6],
+    lc_mac: [u8; 6],
+    lbe_mac: [u8; 6],
+    be_mac: [[u8; 6]; 2],
+}
+
+fn vip4() -> SocketAddr {
+    "198.18.100.1:80".parse().unwrap()
+}
+fn vip6() -> SocketAddr {
+    "[fd00:198:18:100::1]:80".parse().unwrap()
+}
+fn client(v6: bool, port: u16) -> SocketAddr {
+    let ip: IpAddr = if v6 { addr::CLIENT_V6.into() } else { addr::CLIENT_V4.into() };
+    SocketAddr::new(ip, port)
+}
+/// Backend ids: 1, 2 for IPv4 be1, be2; 11, 12 for IPv6.
+fn backend(id: u32) -> SocketAddr {
+    let i = (id % 10) as u8;
+    let ip: IpAddr = if id > 10 { addr::backend_v6(i).into() } else { addr::backend_v4(i).into() };
+    SocketAddr::new(ip, 8080)
+}
+
+/// Runs `f` in a fresh lab's lb namespace with a loaded, configured program.
+fn with_program(f: impl FnOnce(&mut Ebpf, Env) + Send + 'static) {
+    let lab = Lab::up_unique("xt", 2).unwrap();
+    let env = Env {
+        lc: lab.ifindex(Host::Lb, &lab.lb_client_iface()).unwrap(),
+        lbe: lab.ifindex(Host::Lb, &lab.lb_backend_iface()).unwrap(),
+        client_mac: lab.mac(Host::Client, &lab.client_iface()).unwrap(),
+        lc_mac: lab.mac(Host::Lb, &lab.lb_client_iface()).unwrap(),
+        lbe_mac: lab.mac(Host::Lb, &lab.lb_backend_iface()).unwrap(),
+        be_mac: [lab.mac(Host::Backend(1), &lab.backend_iface(1)).unwrap(), lab.mac(Host::Backend(2), &lab.backend_iface(2)).unwrap()],
+    };
+    netns::run_in(&lab.ns(Host::Lb), move || {
+        // Pin to one CPU: per-CPU round-robin cursors must not hop.
+        // SAFETY: plain sched_setaffinity on this thread with a valid set.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+        let mut ebpf = program::load_with(&LoadOptions { maglev_size: SIZE, ..Default::default() })?;
+        {
+            let mut dp = Dataplane::new(&mut ebpf);
+            dp.add_tx_port(env.lc)?;
+            dp.add_tx_port(env.lbe)?;
+            for id in [1, 2, 11, 12] {
+                let b = backend(id);
+                dp.set_backend(id, &backend_info(b.ip(), b.port()))?;
+            }
+            set_vip(&mut dp, vip4(), 6, lb::ALG_MAGLEV, lb::MODE_NAT, 0, &[1, 2]);
+            set_vip(&mut dp, vip6(), 6, lb::ALG_MAGLEV, lb::MODE_NAT, 1, &[11, 12]);
+        }
+        f(&mut ebpf, env);
+        Ok(())
+    })
+    .unwrap();
+    drop(lab);
+}
+
+/// Alternating table over `ids`, the same on every call.
+fn table(ids: &[u32]) -> Vec<u32> {
+    (0..SIZE).map(|s| ids[s as usize % ids.len()]).collect()
+}
+
+fn set_vip(dp: &mut Dataplane, vip: SocketAddr, protocol: u8, algorithm: u8, mode: u8, vip_id: u32, ids: &[u32]) {
+    let info = lb::VipInfo { vip_id, algorithm, mode, hash_seed: SEED, ..Default::default() };
+    dp.set_vip(&vip_key(vip.ip(), vip.port(), protocol), &info, &table(ids), ids).unwrap();
+}
+
+/// The backend id the kernel must pick for a new flow, computed with the
+/// shared hash and the table the test wrote.
+fn predicted(ids: &[u32], src: SocketAddr, dst: SocketAddr, protocol: u8) -> u32 {
+    let h = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => hash::flow_hash_v4(s.octets(), d.octets(), src.port(), dst.port(), protocol, SEED),
+        (IpAddr::V6(s), IpAddr::V6(d)) => hash::flow_hash_v6(&s.octets(), &d.octets(), src.port(), dst.port(), protocol, SEED),
+        _ => unreachable!(),
+    };
+    table(ids)[(h % SIZE) as usize]
+}
+
+/// Runs one frame as if received on `ifindex`.
+fn run(ebpf: &mut Ebpf, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    let ctx: Vec<u8> = [0u32, frame.len() as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let prog = program::xdp_program(ebpf).unwrap();
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.data_out = Some(&mut out);
+    opts.ctx_in = Some(&ctx);
+    let result = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
+}
+
+fn stat(ebpf: &Ebpf, s: Stat) -> PacketCounter {
+    let array = PerCpuArray::<&MapData, PacketCounter>::try_from(ebpf.map(map_names::STATS).unwrap()).unwrap();
+    let mut total = PacketCounter::default();
+    for v in array.get(&s.index(), 0).unwrap().iter() {
+        total.add(v);
+    }
+    total
+}
+
+fn flow_counter(ebpf: &Ebpf, map: &str, index: u32) -> lb::FlowCounter {
+    let array = PerCpuArray::<&MapData, lb::FlowCounter>::try_from(ebpf.map(map).unwrap()).unwrap();
+    array.get(&index, 0).unwrap().iter().fold(lb::FlowCounter::default(), |mut acc, v| {
+        acc.packets += v.packets;
+        acc.bytes += v.bytes;
+        acc.new_flows += v.new_flows;
+        acc
+    })
+}
+
+fn be_index(id: u32) -> usize {
+    (id % 10 - 1) as usize
+}
+
+/// Client → VIP frame as it arrives on the lb's client side.
+fn inbound<'a>(env: &Env, spec: Spec<'a>) -> Spec<'a> {
+    Spec { eth_dst: env.lc_mac, eth_src: env.client_mac, ..spec }
+}
+
+fn assert_frame(verdict: (u32, Vec<u8>), want_action: u32, want: &[u8]) {
+    assert_eq!(verdict.0, want_action, "verdict");
+    packet::verify_checksums(&verdict.1).unwrap();
+    assert_eq!(verdict.1, want, "output frame differs from the expected frame");
+}
+
+#[test]
+fn nat_new_flow_established_flow_and_reply_over_ipv4_and_ipv6() {
+    require_root!();
+    with_program(|ebpf, env| {
+        for v6 in [false, true] {
+            let (vip, ids) = if v6 { (vip6(), [11, 12]) } else { (vip4(), [1, 2]) };
+            let c = client(v6, 40000);
+            let b = predicted(&ids, c, vip, 6);
+            let be = backend(b);
+            let input = inbound(&env, Spec::tcp(c, vip)).build();
+            let want = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, ..inbound(&env, Spec::tcp(c, vip)) }.build();
+            assert_frame(run(ebpf, env.lc, &input), XDP_REDIRECT, &want);
+
+            // The backend's SYN-ACK comes back on the backend side and leaves as the VIP.
+            let reply = Spec { eth_dst: env.lbe_mac, eth_src: env.be_mac[be_index(b)], tcp_flags: 0x12, ..Spec::tcp(be, c) }.build();
+            let want_reply = Spec { eth_dst: env.client_mac, eth_src: env.lc_mac, ttl: 63, tcp_flags: 0x12, ..Spec::tcp(vip, c) }.build();
+            assert_frame(run(ebpf, env.lbe, &reply), XDP_REDIRECT, &want_reply);
+
+            // Rebuild the VIP's tables with only the other backend: the
+            // established flow keeps its backend, a new flow takes the new table.
+            let other = if b == ids[0] { ids[1] } else { ids[0] };
+            {
+                let mut dp = Dataplane::new(ebpf);
+                set_vip(&mut dp, vip, 6, lb::ALG_MAGLEV, lb::MODE_NAT, u32::from(v6), &[other]);
+            }
+            let ack = inbound(&env, Spec { tcp_flags: 0x10, ..Spec::tcp(c, vip) }).build();
+            let want_ack = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, tcp_flags: 0x10, ..inbound(&env, Spec::tcp(c, vip)) }.build();
+            assert_frame(run(ebpf, env.lc, &ack), XDP_REDIRECT, &want_ack);
+            let c2 = client(v6, 40001);
+            let (_, out) = run(ebpf, env.lc, &inbound(&env, Spec::tcp(c2, vip)).build());
+            let ob = backend(other);
+            let want_new = Spec { eth_dst: env.be_mac[be_index(other)], eth_src: env.lbe_mac, dst: ob.ip(), dport: ob.port(), ttl: 63, ..inbound(&env, Spec::tcp(c2, vip)) }.build();
+            assert_eq!(out, want_new, "new flow must use the rebuilt table");
+        }
+        assert_eq!(stat(ebpf, Stat::ForwardNat).packets, 6);
+        assert_eq!(stat(ebpf, Stat::ReverseNat).packets, 2);
+        assert_eq!(flow_counter(ebpf, map_names::VIP_STATS, 0).new_flows, 2);
+        assert_eq!(flow_counter(ebpf, map_names::VIP_STATS, 0).packets, 3);
+    });
+}
+
+#[test]
+fn dsr_rewrites_only_the_macs() {
+    require_root!();
+    with_program(|ebpf, env| {
+        let vip: SocketAddr = "198.18.100.2:8080".parse().unwrap();
+        set_vip(&mut Dataplane::new(ebpf), vip, 6, lb::ALG_MAGLEV, lb::MODE_DSR, 2, &[1, 2]);
+        let c = client(false, 41000);
+        let b = predicted(&[1, 2], c, vip, 6);
+        let input = inbound(&env, Spec::tcp(c, vip)).build();
+        let want = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, ttl: 63, ..inbound(&env, Spec::tcp(c, vip)) }.build();
+        assert_frame(run(ebpf, env.lc, &input), XDP_REDIRECT, &want);
+        assert_eq!(stat(ebpf, Stat::ForwardDsr).packets, 1);
+        assert_eq!(flow_counter(ebpf, map_names::BACKEND_STATS, b).new_flows, 1);
+    });
+}
+
+#[test]
+fn udp_vip_is_translated_with_a_valid_checksum() {
+    require_root!();
+    with_program(|ebpf, env| {
+        let vip: SocketAddr = "198.18.100.1:53".parse().unwrap();
+        set_vip(&mut Dataplane::new(ebpf), vip, 17, lb::ALG_MAGLEV, lb::MODE_NAT, 3, &[1, 2]);
+        let c = client(false, 5353);
+        let b = predicted(&[1, 2], c, vip, 17);
+        let be = backend(b);
+        let input = inbound(&env, Spec::udp(c, vip, b"query")).build();
+        let want = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, ..inbound(&env, Spec::udp(c, vip, b"query")) }.build();
+        assert_frame(run(ebpf, env.lc, &input), XDP_REDIRECT, &want);
+    });
+}
+
+#[test]
+fn round_robin_cycles_through_healthy_backends() {
+    require_root!();
+    with_program(|ebpf, env| {
+        let vip: SocketAddr = "198.18.100.3:80".parse().unwrap();
+        set_vip(&mut Dataplane::new(ebpf), vip, 6, lb::ALG_ROUND_ROBIN, lb::MODE_NAT, 4, &[1, 2]);
+        let mut seen = Vec::new();
+        for port in 42000..42004 {
+            let (verdict, out) = run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(false, port), vip)).build());
+            assert_eq!(verdict, XDP_REDIRECT);
+            seen.push(out[30..34].to_vec());
+        }
+        assert_eq!(seen[0], seen[2]);
+        assert_eq!(seen[1], seen[3]);
+        assert_ne!(seen[0], seen[1], "round robin must alternate");
+    });
+}
+
+#[test]
+fn allowlist_drops_by_source_prefix_and_by_port() {
+    require_root!();
+    with_program(|ebpf, env| {
+        Dataplane::new(ebpf).set_allowlist(&["198.18.0.0/24".parse().unwrap()], Some(&[80]), false).unwrap();
+        let outsider: SocketAddr = "198.18.7.7:40000".parse().unwrap();
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(outsider, vip4())).build()).0, XDP_DROP);
+        let other_port: SocketAddr = "198.18.100.1:81".parse().unwrap();
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(false, 40000), other_port)).build()).0, XDP_DROP);
+        // Allowed client, allowed port: forwarded. Non-VIP traffic is out of scope: passed.
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(false, 40000), vip4())).build()).0, XDP_REDIRECT);
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(outsider, backend(1))).build()).0, XDP_PASS);
+        // IPv6 has no allowed prefix at all: dropped.
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(true, 40000), vip6())).build()).0, XDP_DROP);
+        assert_eq!(stat(ebpf, Stat::DropAllowlistCidr).packets, 2);
+        assert_eq!(stat(ebpf, Stat::DropAllowlistPort).packets, 1);
+    });
+}
+
+#[test]
+fn non_vip_traffic_passes_untouched_and_bad_vip_traffic_is_dropped() {
+    require_root!();
+    with_program(|ebpf, env| {
+        let direct = inbound(&env, Spec::tcp(client(false, 40000), backend(1))).build();
+        let (verdict, out) = run(ebpf, env.lc, &direct);
+        assert_eq!((verdict, out), (XDP_PASS, direct));
+
+        // Cut inside the TCP header of VIP traffic: dropped, not guessed.
+        let full = inbound(&env, Spec::tcp(client(false, 40000), vip4())).build();
+        let mut cut = full[..14 + 20 + 10].to_vec();
+        cut[16..18].copy_from_slice(&30u16.to_be_bytes()); // IP total length matches the cut
+        assert_eq!(run(ebpf, env.lc, &cut).0, XDP_DROP);
+        assert_eq!(stat(ebpf, Stat::DropMalformedVip).packets, 1);
+
+        // A fragment (MF set) to the VIP: no ports to balance on, dropped.
+        let mut frag = full.clone();
+        frag[20] |= 0x20;
+        let sum = packet::checksum(&{ let mut h = frag[14..34].to_vec(); h[10] = 0; h[11] = 0; h });
+        frag[24..26].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(run(ebpf, env.lc, &frag).0, XDP_DROP);
+        assert_eq!(stat(ebpf, Stat::DropFragmentVip).packets, 1);
+
+        // A VIP address on a port that is not balanced: the kernel's business.
+        let other: SocketAddr = "198.18.100.1:22".parse().unwrap();
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(false, 40000), other)).build()).0, XDP_PASS);
+    });
+}
+
+#[test]
+fn a_vip_without_backends_drops_new_flows() {
+    require_root!();
+    with_program(|ebpf, env| {
+        let vip: SocketAddr = "198.18.100.9:80".parse().unwrap();
+        {
+            let mut dp = Dataplane::new(ebpf);
+            let info = lb::VipInfo { vip_id: 9, hash_seed: SEED, ..Default::default() };
+            dp.set_vip(&vip_key(vip.ip(), vip.port(), 6), &info, &vec![lb::NO_BACKEND; SIZE as usize], &[]).unwrap();
+        }
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(false, 40000), vip)).build()).0, XDP_DROP);
+        assert_eq!(stat(ebpf, Stat::DropNoBackend).packets, 1);
+    });
+}
