@@ -64,8 +64,9 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
     // Replies from backends of NAT flows come first: they are established
     // traffic and must not be subject to the client allowlist.
     if p.ports == Ports::Present {
-        if let Some(action) = reverse_nat(ctx, p) {
-            return action;
+        let mut reply = Verdict { action: 0, stat: 0 };
+        if reverse_nat(ctx, p, &mut reply) {
+            return (reply.action, stat_from(reply.stat));
         }
     }
     let vip_address = balance::is_vip_address(p);
@@ -141,33 +142,56 @@ fn remember_reverse(p: &Packet, vip_addr: &[u8; 16], vip_port: u16, vip_id: u32)
     let _ = REVERSE_NAT.insert(&key, &value, 0);
 }
 
-/// Reverse-translates a backend's reply of a tracked NAT flow. Not inlined,
-/// so its stack frame does not add to the forward path's.
+/// An action and a `Stat` index, as plain integers: this crosses a BPF
+/// function call, and its BTF must stay simple (no Rust enums or Options).
+#[repr(C)]
+struct Verdict {
+    action: u32,
+    stat: u32,
+}
+
+#[inline(always)]
+fn stat_from(index: u32) -> Stat {
+    match index {
+        x if x == Stat::ReverseNat as u32 => Stat::ReverseNat,
+        x if x == Stat::PassKernelForward as u32 => Stat::PassKernelForward,
+        x if x == Stat::DropNoRoute as u32 => Stat::DropNoRoute,
+        _ => Stat::DropMalformedVip,
+    }
+}
+
+/// Reverse-translates a backend's reply of a tracked NAT flow; true (with
+/// `out` filled) when the packet was one. Not inlined, so its stack frame
+/// does not add to the forward path's.
 #[inline(never)]
-fn reverse_nat(ctx: &XdpContext, p: &mut Packet) -> Option<(u32, Stat)> {
-    let entry = REVERSE_NAT.get_ptr_mut(&p.key)?;
+fn reverse_nat(ctx: &XdpContext, p: &mut Packet, out: &mut Verdict) -> bool {
+    let Some(entry) = REVERSE_NAT.get_ptr_mut(&p.key) else { return false };
     // SAFETY: pointer from a successful lookup.
     let entry = unsafe { &mut *entry };
-    let cfg = balance::config()?;
+    let Some(cfg) = balance::config() else { return false };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     let timeout_s = if p.key.protocol == IPPROTO_TCP { cfg.tcp_timeout_s } else { cfg.udp_timeout_s };
     if now.saturating_sub(entry.last_seen_ns) >= u64::from(timeout_s) * 1_000_000_000 {
         // Stale: a later direct connection may reuse these ports; leave it alone.
         let _ = REVERSE_NAT.remove(&p.key);
-        return None;
+        return false;
     }
     entry.last_seen_ns = now;
     let (vip_addr, vip_port) = (entry.vip_addr, entry.vip_port);
-    if forward::snat(ctx, p, &vip_addr, vip_port).is_none() {
-        return Some((xdp_action::XDP_DROP, Stat::DropMalformedVip));
-    }
     let client = p.key.dst;
-    Some(match forward::route(ctx, p, &client) {
-        Egress::Sent(action) => (action, Stat::ReverseNat),
-        Egress::Kernel => (xdp_action::XDP_PASS, Stat::PassKernelForward),
-        Egress::NoRoute => (xdp_action::XDP_DROP, Stat::DropNoRoute),
-    })
+    let (action, stat) = if forward::snat(ctx, p, &vip_addr, vip_port).is_none() {
+        (xdp_action::XDP_DROP, Stat::DropMalformedVip)
+    } else {
+        match forward::route(ctx, p, &client) {
+            Egress::Sent(action) => (action, Stat::ReverseNat),
+            Egress::Kernel => (xdp_action::XDP_PASS, Stat::PassKernelForward),
+            Egress::NoRoute => (xdp_action::XDP_DROP, Stat::DropNoRoute),
+        }
+    };
+    out.action = action;
+    out.stat = stat as u32;
+    true
 }
 
 #[cfg(not(test))]

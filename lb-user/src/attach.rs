@@ -5,7 +5,7 @@
 //! pinned under `/sys/fs/bpf/xdplb/<iface>/` so `lb-user stats` can read them
 //! from another process.
 
-use std::{ffi::CString, path::PathBuf};
+use std::ffi::CString;
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
@@ -14,7 +14,14 @@ use aya::{
 };
 use lb_common::map_names;
 
-use crate::{bpffs, privileges, program};
+use crate::{
+    bpffs,
+    config::{Config, InterfaceRole},
+    dataplane::Dataplane,
+    desired::Desired,
+    privileges,
+    program::{self, LoadOptions},
+};
 
 /// How to attach: let the kernel pick (native when the driver supports it,
 /// generic otherwise), force the driver's native mode, or force generic/skb mode.
@@ -47,55 +54,87 @@ pub fn interface_index(iface: &str) -> Result<u32> {
     Ok(index)
 }
 
-/// A loaded, attached program with pinned maps. Dropping it detaches the
-/// program and removes the pins.
+/// A loaded program attached to one or more interfaces, with its maps pinned
+/// under each interface's directory. Dropping it detaches the program and
+/// removes the pins.
 pub struct Attachment {
     ebpf: Ebpf,
-    iface: String,
-    link: Option<XdpLinkId>,
+    ifaces: Vec<String>,
+    links: Vec<XdpLinkId>,
 }
 
 impl Attachment {
-    /// Loads the program, attaches it to `iface` and pins the maps.
+    /// Attaches the program without any VIPs: it classifies, counts and
+    /// passes every frame.
     pub fn attach(iface: &str, mode: AttachMode) -> Result<Attachment> {
+        Attachment::attach_all(&[iface.to_owned()], mode, &LoadOptions::default(), |_| Ok(()))
+    }
+
+    /// Loads the program sized for `config`, fills its maps and attaches it
+    /// to every interface the config lists (backend-side ones first, so reply
+    /// translation is in place before client traffic arrives).
+    pub fn attach_config(config: &Config, mode: AttachMode) -> Result<Attachment> {
+        let desired = Desired::from_config(config)?;
+        let mut ifaces: Vec<&crate::config::Interface> = config.interfaces.iter().collect();
+        ifaces.sort_by_key(|i| i.role == InterfaceRole::Client);
+        let names: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
+        Attachment::attach_all(&names, mode, &desired.load, |dp| desired.apply(config, dp))
+    }
+
+    fn attach_all(
+        ifaces: &[String],
+        mode: AttachMode,
+        load: &LoadOptions,
+        fill: impl FnOnce(&mut Dataplane) -> Result<()>,
+    ) -> Result<Attachment> {
         privileges::require_bpf_admin("lb-user attach")?;
-        let if_index = interface_index(iface)?;
+        let mut indexes = Vec::new();
+        for iface in ifaces {
+            indexes.push(interface_index(iface)?);
+        }
         bpffs::ensure_mounted()?;
-        let mut ebpf = program::load()?;
-        let link = program::xdp_program(&mut ebpf)?
-            .attach_to_if_index(if_index, mode.xdp_mode())
-            .map_err(|err| attach_error(iface, mode, err))?;
-        let mut attachment = Attachment { ebpf, iface: iface.to_owned(), link: Some(link) };
+        let mut ebpf = program::load_with(load)?;
+        {
+            let mut dp = Dataplane::new(&mut ebpf);
+            for index in &indexes {
+                dp.add_tx_port(*index)?;
+            }
+            fill(&mut dp)?;
+        }
+        let mut attachment = Attachment { ebpf, ifaces: ifaces.to_vec(), links: Vec::new() };
+        for (iface, index) in ifaces.iter().zip(indexes) {
+            let link = program::xdp_program(&mut attachment.ebpf)?
+                .attach_to_if_index(index, mode.xdp_mode())
+                .map_err(|err| attach_error(iface, mode, err))?;
+            attachment.links.push(link);
+        }
         attachment.pin_maps()?;
-        log::info!("attached xdplb to {iface} (mode {mode:?}); maps pinned under {}", bpffs::pin_dir(iface).display());
+        log::info!("attached xdplb to {} (mode {mode:?}); maps pinned under {}", ifaces.join(", "), bpffs::PIN_ROOT);
         Ok(attachment)
     }
 
     fn pin_maps(&mut self) -> Result<()> {
-        let dir = bpffs::pin_dir(&self.iface);
-        if dir.exists() {
-            // We just attached, so no other lb-user holds this interface: these
-            // pins were left by one that was killed before it could clean up.
-            log::warn!("removing stale pins in {}", dir.display());
-            bpffs::remove_pins(&self.iface)?;
-        }
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for &name in map_names::PINNED {
-            let map = self.ebpf.map(name).with_context(|| format!("eBPF object has no map {name}"))?;
-            let path = dir.join(name);
-            map.pin(&path).with_context(|| format!("pinning map {name} at {}", path.display()))?;
+        for iface in &self.ifaces {
+            let dir = bpffs::pin_dir(iface);
+            if dir.exists() {
+                // We just attached, so no other lb-user holds this interface: these
+                // pins were left by one that was killed before it could clean up.
+                log::warn!("removing stale pins in {}", dir.display());
+                bpffs::remove_pins(iface)?;
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for &name in map_names::PINNED {
+                let map = self.ebpf.map(name).with_context(|| format!("eBPF object has no map {name}"))?;
+                let path = dir.join(name);
+                map.pin(&path).with_context(|| format!("pinning map {name} at {}", path.display()))?;
+            }
         }
         Ok(())
     }
 
-    /// The interface the program is attached to.
-    pub fn iface(&self) -> &str {
-        &self.iface
-    }
-
-    /// The pin directory of this attachment.
-    pub fn pin_dir(&self) -> PathBuf {
-        bpffs::pin_dir(&self.iface)
+    /// The interfaces the program is attached to.
+    pub fn ifaces(&self) -> &[String] {
+        &self.ifaces
     }
 
     /// The loaded object, e.g. for reading maps directly in tests.
@@ -109,21 +148,28 @@ impl Attachment {
     }
 
     fn cleanup(&mut self) -> Result<()> {
-        let pins = bpffs::remove_pins(&self.iface);
-        if let Some(link) = self.link.take() {
-            program::xdp_program(&mut self.ebpf)?
-                .detach(link)
-                .with_context(|| format!("detaching XDP from {}", self.iface))?;
-            log::info!("detached xdplb from {}", self.iface);
+        let mut result = Ok(());
+        for iface in &self.ifaces {
+            if let Err(err) = bpffs::remove_pins(iface) {
+                result = Err(err);
+            }
         }
-        pins
+        let links: Vec<XdpLinkId> = self.links.drain(..).collect();
+        if !links.is_empty() {
+            let program = program::xdp_program(&mut self.ebpf)?;
+            for link in links {
+                program.detach(link).context("detaching XDP")?;
+            }
+            log::info!("detached xdplb from {}", self.ifaces.join(", "));
+        }
+        result
     }
 }
 
 impl Drop for Attachment {
     fn drop(&mut self) {
         if let Err(err) = self.cleanup() {
-            log::error!("cleaning up {}: {err:#}", self.iface);
+            log::error!("cleaning up {}: {err:#}", self.ifaces.join(", "));
         }
     }
 }

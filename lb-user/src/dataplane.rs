@@ -13,32 +13,22 @@ use aya::{
     Ebpf,
 };
 use ipnet::IpNet;
+
+use crate::select::addr16;
 use lb_common::{
-    lb::{BackendInfo, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, FAMILY_V4, FAMILY_V6, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND},
+    lb::{BackendInfo, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND},
     map_names as names,
 };
 
-/// 16-byte address and family tag as the maps store them.
-pub fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
-    let mut out = [0u8; 16];
-    match ip {
-        IpAddr::V4(v4) => {
-            out[..4].copy_from_slice(&v4.octets());
-            (out, FAMILY_V4)
-        }
-        IpAddr::V6(v6) => (v6.octets(), FAMILY_V6),
-    }
-}
-
 /// The map key of a VIP.
 pub fn vip_key(addr: IpAddr, port: u16, protocol: u8) -> VipKey {
-    let (addr, family) = addr_bytes(addr);
+    let (addr, family) = addr16(addr);
     VipKey { addr, port, protocol, family }
 }
 
 /// A backend entry for the BACKENDS array.
 pub fn backend_info(addr: IpAddr, port: u16) -> BackendInfo {
-    let (addr, family) = addr_bytes(addr);
+    let (addr, family) = addr16(addr);
     BackendInfo { addr, port, family, flags: BACKEND_ACTIVE, mac: [0; 6], _pad: [0; 2] }
 }
 

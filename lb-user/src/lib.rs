@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod bpffs;
 pub mod dataplane;
+pub mod desired;
 pub mod config;
 pub mod maglev;
 pub mod netns;

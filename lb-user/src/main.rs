@@ -1,10 +1,10 @@
 //! `lb-user`: the xdplb control-plane CLI.
 
-use std::{process::ExitCode, sync::mpsc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::mpsc, time::Duration};
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use lb_user::{netns, stats::TrafficCounters, AttachMode, Attachment};
+use lb_user::{config::Config, netns, stats::Report, AttachMode, Attachment};
 
 /// Load, attach and inspect the xdplb XDP load balancer.
 ///
@@ -14,7 +14,8 @@ use lb_user::{netns, stats::TrafficCounters, AttachMode, Attachment};
 #[derive(Parser, Debug)]
 #[command(name = "lb-user", version, propagate_version = true)]
 #[command(after_help = "Examples:\n  \
-    lb-user attach --iface eth0               # attach, run until Ctrl-C\n  \
+    lb-user attach --iface eth0               # count and pass, run until Ctrl-C\n  \
+    lb-user attach --config xdplb.yaml        # balance the config's VIPs\n  \
     lb-user stats --iface eth0                # counters, from another shell\n  \
     lb-user --netns xldemo-lb stats --iface xldemo-lc --json")]
 struct Cli {
@@ -33,17 +34,26 @@ enum Command {
     ///
     /// Ctrl-C (or SIGTERM) detaches the program and removes the pinned maps.
     /// If lb-user dies, the kernel detaches the program with it.
+    ///
+    /// With --config, loads the VIPs, backends and allowlist from the YAML
+    /// file (see docs/config.md) and attaches to every interface it lists;
+    /// with only --iface, attaches a program that counts and passes traffic.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["iface", "config"])))]
     Attach {
-        /// Interface to attach to (e.g. eth0).
-        #[arg(long, value_name = "IFACE")]
-        iface: String,
+        /// Interface to attach to (e.g. eth0), without a config.
+        #[arg(long, value_name = "IFACE", conflicts_with = "config")]
+        iface: Option<String>,
+        /// Balancer config file (YAML).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// auto lets the kernel choose (native when the driver supports it,
         /// generic otherwise); native fails when the driver lacks XDP; skb
-        /// forces generic XDP.
-        #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-        mode: AttachMode,
+        /// forces generic XDP. Default: the config's attach_mode, else auto.
+        #[arg(long, value_enum)]
+        mode: Option<AttachMode>,
     },
-    /// Print the packet and byte counters of an attached program.
+    /// Print the counters of an attached program: traffic classes, actions
+    /// and drop reasons, and per-VIP and per-backend packets, bytes, new flows.
     Stats {
         /// Interface the program is attached to.
         #[arg(long, value_name = "IFACE")]
@@ -71,34 +81,42 @@ fn run(cli: Cli) -> Result<()> {
         netns::enter(name)?;
     }
     match cli.command {
-        Command::Attach { iface, mode } => attach(&iface, mode),
+        Command::Attach { iface, config, mode } => attach(iface, config, mode),
         Command::Stats { iface, json } => {
-            let counters = TrafficCounters::read_pinned(&iface)?;
+            let report = Report::read_pinned(&iface)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&counters.to_json())?);
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
             } else {
-                print!("{}", counters.to_table());
+                print!("{}", report.to_table());
             }
             Ok(())
         }
     }
 }
 
-fn attach(iface: &str, mode: AttachMode) -> Result<()> {
+fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMode>) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
     })
     .context("installing the Ctrl-C handler")?;
-    let attachment = Attachment::attach(iface, mode)?;
-    println!("xdplb attached to {iface}; press Ctrl-C to detach");
+    let attachment = match (iface, config) {
+        (Some(iface), _) => Attachment::attach(&iface, mode.unwrap_or_default())?,
+        (None, Some(path)) => {
+            let config = Config::from_file(&path)?;
+            Attachment::attach_config(&config, mode.unwrap_or(config.attach_mode))?
+        }
+        (None, None) => anyhow::bail!("give --iface or --config"),
+    };
+    let ifaces = attachment.ifaces().to_vec();
+    println!("xdplb attached to {}; press Ctrl-C to detach", ifaces.join(", "));
     // Wake up now and then so a vanished interface is noticed.
     loop {
         match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(()) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if lb_user::attach::interface_index(iface).is_err() {
-                    log::warn!("interface {iface} disappeared; detaching");
+                if let Some(gone) = ifaces.iter().find(|i| lb_user::attach::interface_index(i).is_err()) {
+                    log::warn!("interface {gone} disappeared; detaching");
                     break;
                 }
             }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use aya::maps::{Map, MapData, PerCpuArray};
-use lb_common::{map_names, PacketCounter, TrafficClass, TRAFFIC_CLASS_COUNT};
+use lb_common::{lb::FlowCounter, map_names, PacketCounter, Stat, TrafficClass, TRAFFIC_CLASS_COUNT};
 use serde::Serialize;
 
 use crate::{bpffs, privileges};
@@ -82,5 +82,102 @@ impl TrafficCounters {
             })
             .collect();
         serde_json::Value::Object(map)
+    }
+}
+
+/// Everything `lb-user stats` shows: traffic classes, actions, and per-VIP
+/// and per-backend counters (only ids that saw traffic).
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub traffic: TrafficCounters,
+    pub actions: Vec<(Stat, PacketCounter)>,
+    pub vips: Vec<(u32, FlowCounter)>,
+    pub backends: Vec<(u32, FlowCounter)>,
+}
+
+fn open_pinned(iface: &str, name: &str) -> Result<Map> {
+    let path = bpffs::pin_dir(iface).join(name);
+    if !path.exists() {
+        anyhow::bail!(
+            "no xdplb program is attached to {iface}: {} does not exist (start `lb-user attach --iface {iface}`)",
+            path.display()
+        );
+    }
+    let data = MapData::from_pin(&path).with_context(|| format!("opening pinned map {}", path.display()))?;
+    Ok(Map::PerCpuArray(data))
+}
+
+fn sum_flow_counters(map: &Map, name: &str) -> Result<Vec<(u32, FlowCounter)>> {
+    let array = PerCpuArray::<&MapData, FlowCounter>::try_from(map).with_context(|| format!("{name} has an unexpected type"))?;
+    let mut out = Vec::new();
+    for id in 0..array.len() {
+        let mut total = FlowCounter::default();
+        for v in array.get(&id, 0)?.iter() {
+            total.packets += v.packets;
+            total.bytes += v.bytes;
+            total.new_flows += v.new_flows;
+        }
+        if total.packets != 0 {
+            out.push((id, total));
+        }
+    }
+    Ok(out)
+}
+
+impl Report {
+    /// Reads every counter pinned for `iface`.
+    pub fn read_pinned(iface: &str) -> Result<Report> {
+        let traffic = TrafficCounters::read_pinned(iface)?;
+        let stats_map = open_pinned(iface, map_names::STATS)?;
+        let stats = PerCpuArray::<&MapData, PacketCounter>::try_from(&stats_map).context("STATS has an unexpected type")?;
+        let mut actions = Vec::new();
+        for stat in Stat::ALL {
+            let mut total = PacketCounter::default();
+            for v in stats.get(&stat.index(), 0)?.iter() {
+                total.add(v);
+            }
+            actions.push((stat, total));
+        }
+        let vips = sum_flow_counters(&open_pinned(iface, map_names::VIP_STATS)?, map_names::VIP_STATS)?;
+        let backends = sum_flow_counters(&open_pinned(iface, map_names::BACKEND_STATS)?, map_names::BACKEND_STATS)?;
+        Ok(Report { traffic, actions, vips, backends })
+    }
+
+    pub fn action(&self, stat: Stat) -> PacketCounter {
+        self.actions.iter().find(|(s, _)| *s == stat).map(|(_, c)| *c).unwrap_or_default()
+    }
+
+    pub fn to_table(&self) -> String {
+        let mut out = self.traffic.to_table();
+        out.push_str(&format!("\n{:<22} {:>14} {:>16}\n", "action", "packets", "bytes"));
+        for (stat, c) in &self.actions {
+            out.push_str(&format!("{:<22} {:>14} {:>16}\n", stat.name(), c.packets, c.bytes));
+        }
+        for (title, rows) in [("vip", &self.vips), ("backend", &self.backends)] {
+            out.push_str(&format!("\n{:<10} {:>14} {:>16} {:>12}\n", title, "packets", "bytes", "new_flows"));
+            for (id, c) in rows.iter() {
+                out.push_str(&format!("{:<10} {:>14} {:>16} {:>12}\n", id, c.packets, c.bytes, c.new_flows));
+            }
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let rows = |rows: &Vec<(u32, FlowCounter)>| -> serde_json::Value {
+            rows.iter()
+                .map(|(id, c)| serde_json::json!({"id": id, "packets": c.packets, "bytes": c.bytes, "new_flows": c.new_flows}))
+                .collect()
+        };
+        let actions: serde_json::Map<String, serde_json::Value> = self
+            .actions
+            .iter()
+            .map(|(s, c)| (s.name().to_owned(), serde_json::json!({"packets": c.packets, "bytes": c.bytes})))
+            .collect();
+        serde_json::json!({
+            "traffic": self.traffic.to_json(),
+            "actions": actions,
+            "vips": rows(&self.vips),
+            "backends": rows(&self.backends),
+        })
     }
 }

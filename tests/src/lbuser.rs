@@ -25,12 +25,26 @@ pub struct LbUser {
 }
 
 impl LbUser {
-    /// Starts the attach and waits (at most 20 s) until the maps are pinned.
+    /// Starts `attach --iface IF extra…` and waits (at most 20 s) until the
+    /// maps are pinned.
     pub fn attach(netns: &str, iface: &str, extra: &[&str]) -> Result<LbUser> {
+        let mut args = vec!["--iface", iface];
+        args.extend_from_slice(extra);
+        LbUser::start(netns, iface, &args)
+    }
+
+    /// Starts `attach --config FILE`; `iface` is one of the config's
+    /// interfaces, used to see when the maps are pinned and for `stats`.
+    pub fn attach_config(netns: &str, iface: &str, config: &std::path::Path) -> Result<LbUser> {
+        let config = config.to_str().context("non-UTF-8 config path")?;
+        LbUser::start(netns, iface, &["--config", config])
+    }
+
+    fn start(netns: &str, iface: &str, attach_args: &[&str]) -> Result<LbUser> {
         let binary = workspace::binary("lb-user")?;
         let child = Command::new(&binary)
-            .args(["--netns", netns, "attach", "--iface", iface])
-            .args(extra)
+            .args(["--netns", netns, "attach"])
+            .args(attach_args)
             .stdin(Stdio::null())
             // Own process group: a terminal Ctrl-C reaches only the
             // orchestrator, which then stops lb-user in order.

@@ -110,8 +110,8 @@ fn attached_program_counts_real_tcp_and_udp_over_ipv4_and_ipv6_exactly() {
     // `lb-user stats --json` from another process reports the same totals.
     let json = lb.stats_json().unwrap();
     let now = TrafficCounters::read_pinned(&iface).unwrap();
-    assert_eq!(json["udp"]["packets"].as_u64(), Some(now.get(TrafficClass::Udp).packets));
-    assert_eq!(json["tcp"]["bytes"].as_u64(), Some(now.get(TrafficClass::Tcp).bytes));
+    assert_eq!(json["traffic"]["udp"]["packets"].as_u64(), Some(now.get(TrafficClass::Udp).packets));
+    assert_eq!(json["traffic"]["tcp"]["bytes"].as_u64(), Some(now.get(TrafficClass::Tcp).bytes));
 
     // Ctrl-C detaches cleanly and removes the pins.
     let status = lb.stop().unwrap();

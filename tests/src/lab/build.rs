@@ -28,6 +28,10 @@ pub(super) fn build(lab: &Lab) -> Result<()> {
     }
     let (client, lb, sw) = (lab.ns(Host::Client), lab.ns(Host::Lb), lab.ns(Host::Switch));
     sysctl(&lb, "net/ipv4/ip_forward", "1")?;
+    // Replies from DSR backends carry the VIP as source, which the lb has no
+    // route back to; strict reverse-path filtering would drop them.
+    sysctl(&lb, "net/ipv4/conf/all/rp_filter", "0")?;
+    sysctl(&lb, "net/ipv4/conf/default/rp_filter", "0")?;
     sysctl(&lb, "net/ipv6/conf/all/forwarding", "1")?;
     // The switch only bridges frames; it has no addresses of its own.
     sysctl(&sw, "net/ipv6/conf/default/disable_ipv6", "1")?;
@@ -106,7 +110,17 @@ pub(super) fn build(lab: &Lab) -> Result<()> {
     for i in 1..=lab.backend_count() {
         ethtool_tx_off(&lab.ns(Host::Backend(i)), &lab.backend_iface(i))?;
     }
+    // Frames the lb XDP_REDIRECTs into a veth are only delivered when the
+    // peer has GRO (NAPI) or an XDP program: enable GRO on both peers.
+    ethtool(&client, &client_if, &["gro", "on"])?;
+    ethtool(&sw, &sw_lb, &["gro", "on"])?;
     Ok(())
+}
+
+fn ethtool(ns: &str, dev: &str, settings: &[&str]) -> Result<()> {
+    let mut args = vec!["netns", "exec", ns, "ethtool", "-K", dev];
+    args.extend_from_slice(settings);
+    sys::run("ip", &args).map(|_| ())
 }
 
 fn veth(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<()> {
@@ -146,5 +160,5 @@ pub(super) fn ifindex(ns: &str, dev: &str) -> Result<u32> {
 }
 
 fn ethtool_tx_off(ns: &str, dev: &str) -> Result<()> {
-    sys::run("ip", &["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"]).map(|_| ())
+    ethtool(ns, dev, &["tx", "off"])
 }

@@ -183,9 +183,34 @@ impl Lab {
     /// Starts `lab-backend` in every backend namespace and waits until each
     /// answers `/health` from the lb namespace (at most 10 s).
     pub fn start_backends(&mut self) -> Result<()> {
+        self.start_backends_also_on(&[])
+    }
+
+    /// Puts a DSR VIP on every backend's loopback (with the ARP settings that
+    /// keep backends from answering for it on the segment). Call before
+    /// [`Lab::start_backends_also_on`] so the backends can listen on it.
+    pub fn add_dsr_vip(&self, vip: IpAddr) -> Result<()> {
+        if !addr::is_lab_address(vip) {
+            bail!("{vip} is outside the lab ranges");
+        }
+        let prefix = if vip.is_ipv4() { 32 } else { 128 };
+        for i in 1..=self.backends {
+            let ns = self.ns(Host::Backend(i));
+            sys::ip(&["-n", &ns, "addr", "add", &format!("{vip}/{prefix}"), "dev", "lo"])?;
+            for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+                let path = format!("/proc/sys/net/ipv4/conf/all/{key}");
+                crate::netns::run_in(&ns, move || std::fs::write(&path, value).with_context(|| format!("writing {path}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`Lab::start_backends`], each backend also listening on `extra`
+    /// addresses (e.g. a DSR VIP it holds on loopback).
+    pub fn start_backends_also_on(&mut self, extra: &[SocketAddr]) -> Result<()> {
         let binary = workspace::binary("lab-backend")?;
         for i in 1..=self.backends {
-            let args = vec![
+            let mut args = vec![
                 "--name".into(),
                 format!("be{i}"),
                 "--listen".into(),
@@ -193,6 +218,10 @@ impl Lab {
                 "--listen".into(),
                 self.backend_addr(i, true).to_string(),
             ];
+            for a in extra {
+                args.push("--listen".into());
+                args.push(a.to_string());
+            }
             self.spawn(Host::Backend(i), &format!("backend be{i}"), &binary, &args)?;
         }
         for i in 1..=self.backends {

@@ -1,0 +1,151 @@
+//! The balancer with real traffic in the lab: `lb-user attach --config` on
+//! the lb's two interfaces, HTTP from the client to VIPs, every request on a
+//! new connection.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    time::Duration,
+};
+
+use lb_common::Stat;
+use lb_user::stats::Report;
+use xdplb_tests::{
+    counters::SentCounters,
+    http,
+    lab::{Host, Lab},
+    lbuser::LbUser,
+    netns, require_root,
+};
+
+const REQUESTS: usize = 30;
+
+/// A config for this lab: the lb's client side and backend side, `vips` as
+/// YAML list items, and an optional allowlist block.
+fn write_config(lab: &Lab, vips: &str, allowlist: &str) -> tempfile_path::TempPath {
+    let text = format!(
+        "interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\nmaglev: {{ size: 251, seed: 7 }}\n{allowlist}vips:\n{vips}",
+        lab.lb_client_iface(),
+        lab.lb_backend_iface()
+    );
+    tempfile_path::write(&format!("{}.yaml", lab.name()), &text)
+}
+
+fn backends_yaml(port: u16, v6: bool) -> String {
+    (1..=3)
+        .map(|i| {
+            let ip = if v6 { format!("\"fd00:198:18:1::1{i}\"") } else { format!("198.18.1.1{i}") };
+            format!("      - {{ address: {ip}, port: {port} }}\n")
+        })
+        .collect()
+}
+
+/// Who served each of `n` requests to `vip`, each on a new connection.
+fn served_by(lab: &Lab, vip: SocketAddr, n: usize) -> BTreeMap<String, usize> {
+    let client = lab.ns(Host::Client);
+    netns::run_in(&client, move || {
+        let mut seen = BTreeMap::new();
+        for _ in 0..n {
+            let r = http::get(vip, "/", Duration::from_secs(5))?;
+            anyhow::ensure!(r.status == 200, "status {} from {vip}", r.status);
+            *seen.entry(r.body.trim().to_owned()).or_insert(0) += 1;
+        }
+        Ok(seen)
+    })
+    .unwrap()
+}
+
+#[test]
+fn nat_vips_over_ipv4_and_ipv6_reach_all_three_backends() {
+    require_root!();
+    let mut lab = Lab::up_unique("xt", 3).unwrap();
+    lab.start_backends().unwrap();
+    let vips = format!(
+        "  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n{}  - name: web6\n    address: \"fd00:198:18:100::1\"\n    port: 80\n    backends:\n{}",
+        backends_yaml(8080, false),
+        backends_yaml(8080, true)
+    );
+    let config = write_config(&lab, &vips, "");
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    for vip in ["198.18.100.1:80", "[fd00:198:18:100::1]:80"] {
+        let seen = served_by(&lab, vip.parse().unwrap(), REQUESTS);
+        assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), ["be1", "be2", "be3"], "{vip}: {seen:?}");
+        assert_eq!(seen.values().sum::<usize>(), REQUESTS);
+    }
+    let report = Report::read_pinned(&lab.lb_client_iface()).unwrap();
+    assert!(report.action(Stat::ForwardNat).packets + report.action(Stat::PassKernelForward).packets >= (2 * REQUESTS * 3) as u64, "{report:?}");
+    assert!(report.action(Stat::ReverseNat).packets >= (2 * REQUESTS * 2) as u64, "{report:?}");
+    let new_flows: u64 = report.vips.iter().map(|(_, c)| c.new_flows).sum();
+    assert_eq!(new_flows, (2 * REQUESTS) as u64, "one new flow per connection: {report:?}");
+    assert!(lb.stop().unwrap().success());
+}
+
+#[test]
+fn dsr_vip_reaches_all_three_backends_which_answer_directly() {
+    require_root!();
+    let mut lab = Lab::up_unique("xt", 3).unwrap();
+    let vip: SocketAddr = "198.18.100.2:8080".parse().unwrap();
+    lab.add_dsr_vip(vip.ip()).unwrap();
+    lab.start_backends_also_on(&[vip]).unwrap();
+    let vips = format!("  - name: dsr\n    address: 198.18.100.2\n    port: 8080\n    forwarding: dsr\n    backends:\n{}", backends_yaml(8080, false));
+    let config = write_config(&lab, &vips, "");
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    let seen = served_by(&lab, vip, REQUESTS);
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), ["be1", "be2", "be3"], "{seen:?}");
+    let report = Report::read_pinned(&lab.lb_client_iface()).unwrap();
+    assert!(report.action(Stat::ForwardDsr).packets >= (REQUESTS * 3) as u64, "{report:?}");
+    // Replies bypass the balancer's rewriting: nothing was reverse-translated.
+    assert_eq!(report.action(Stat::ReverseNat).packets, 0);
+    assert!(lb.stop().unwrap().success());
+}
+
+#[test]
+fn a_denied_client_prefix_gets_no_answer_and_every_packet_is_counted() {
+    require_root!();
+    let mut lab = Lab::up_unique("xt", 1).unwrap();
+    lab.start_backends().unwrap();
+    let vips = "  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n      - { address: 198.18.1.11, port: 8080 }\n";
+    // The client is 198.18.0.2: outside the allowed /25.
+    let config = write_config(&lab, vips, "allowlist:\n  cidrs: [\"198.18.0.128/25\"]\n  ports: [80]\n");
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    let client = lab.ns(Host::Client);
+    let before = Report::read_pinned(&lab.lb_client_iface()).unwrap().action(Stat::DropAllowlistCidr);
+    let sent_before = SentCounters::read(&client, &lab.client_iface()).unwrap();
+    let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
+    let result = netns::run_in(&client, move || http::get(vip, "/", Duration::from_millis(2500)));
+    assert!(result.is_err(), "a denied client must get no answer: {result:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let dropped = Report::read_pinned(&lab.lb_client_iface()).unwrap().action(Stat::DropAllowlistCidr).packets - before.packets;
+    let syns = SentCounters::read(&client, &lab.client_iface()).unwrap().delta(&sent_before).tcp_out;
+    assert!(syns >= 2, "the client should have retransmitted its SYN: {syns}");
+    assert_eq!(dropped, syns, "every SYN the client sent was dropped and counted");
+    // Direct traffic to the backend is not VIP traffic: still allowed.
+    let direct = lab.backend_addr(1, false);
+    assert_eq!(netns::run_in(&client, move || http::get(direct, "/", Duration::from_secs(5))).unwrap().status, 200);
+    assert!(lb.stop().unwrap().success());
+}
+
+/// A config file in the system temp directory, removed on drop.
+mod tempfile_path {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempPath(PathBuf);
+
+    impl TempPath {
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    pub fn write(name: &str, text: &str) -> TempPath {
+        let path = std::env::temp_dir().join(format!("xdplb-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempPath(path)
+    }
+}
