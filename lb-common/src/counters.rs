@@ -106,10 +106,13 @@ pub enum Stat {
     DropNoRoute = 10,
     /// Unparseable frames (see the malformed rule), passed.
     PassMalformed = 11,
+    /// ICMP fragmentation-needed / packet-too-big about a tracked flow, sent
+    /// on to that flow's backend.
+    IcmpToBackend = 12,
 }
 
 /// Number of entries in the statistics array.
-pub const STAT_COUNT: u32 = 12;
+pub const STAT_COUNT: u32 = 13;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT as usize] = [
@@ -125,7 +128,28 @@ impl Stat {
         Stat::DropFragmentVip,
         Stat::DropNoRoute,
         Stat::PassMalformed,
+        Stat::IcmpToBackend,
     ];
+
+    /// The stat at `index`; out-of-range indexes map to `PassMalformed`
+    /// (only the program's own values are ever converted).
+    pub const fn from_index(index: u32) -> Stat {
+        match index {
+            0 => Stat::PassNotVip,
+            1 => Stat::ForwardNat,
+            2 => Stat::ForwardDsr,
+            3 => Stat::ReverseNat,
+            4 => Stat::PassKernelForward,
+            5 => Stat::DropAllowlistCidr,
+            6 => Stat::DropAllowlistPort,
+            7 => Stat::DropNoBackend,
+            8 => Stat::DropMalformedVip,
+            9 => Stat::DropFragmentVip,
+            10 => Stat::DropNoRoute,
+            12 => Stat::IcmpToBackend,
+            _ => Stat::PassMalformed,
+        }
+    }
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -141,6 +165,7 @@ impl Stat {
             Stat::DropFragmentVip => "drop_fragment_vip",
             Stat::DropNoRoute => "drop_no_route",
             Stat::PassMalformed => "pass_malformed",
+            Stat::IcmpToBackend => "icmp_to_backend",
         }
     }
 

@@ -23,7 +23,13 @@ pub fn config() -> Option<GlobalConfig> {
 /// The VIP for the packet's destination address, port and protocol.
 #[inline(always)]
 pub fn lookup_vip(p: &Packet) -> Option<VipInfo> {
-    let key = VipKey { addr: p.key.dst, port: p.key.dport, protocol: p.key.protocol, family: p.key.family };
+    vip_for(&p.key.dst, p.key.dport, p.key.protocol, p.key.family)
+}
+
+/// The VIP at `addr:port` for `protocol`.
+#[inline(always)]
+pub fn vip_for(addr: &[u8; 16], port: u16, protocol: u8, family: u8) -> Option<VipInfo> {
+    let key = VipKey { addr: *addr, port, protocol, family };
     // SAFETY: map values are plain data.
     unsafe { VIPS.get(&key) }.copied()
 }

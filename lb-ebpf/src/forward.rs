@@ -15,7 +15,7 @@ use lb_common::{
 use crate::{
     csum,
     headers::*,
-    maps::TX_PORTS,
+    maps::{FIB_SCRATCH, TX_PORTS},
     parse::{ptr_at, Packet},
 };
 
@@ -38,8 +38,14 @@ pub enum Egress {
 #[inline(never)]
 pub fn route(ctx: &XdpContext, p: &Packet, dst: &[u8; 16]) -> Egress {
     let src = &p.key.src;
-    // SAFETY: all-zero is a valid bpf_fib_lookup.
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    // The 64-byte lookup parameters live in a per-CPU scratch map: on the
+    // stack they would push the deepest call chain past 512 bytes.
+    let Some(params) = FIB_SCRATCH.get_ptr_mut(0) else { return Egress::NoRoute };
+    // SAFETY: this CPU's slot; all-zero is a valid bpf_fib_lookup.
+    let params = unsafe {
+        core::ptr::write_bytes(params, 0, 1);
+        &mut *params
+    };
     params.l4_protocol = p.key.protocol;
     params.ifindex = ctx.ingress_ifindex() as u32;
     if p.key.family == FAMILY_V4 {
@@ -53,7 +59,7 @@ pub fn route(ctx: &XdpContext, p: &Packet, dst: &[u8; 16]) -> Egress {
     }
     // SAFETY: ctx is the program context; params is a valid, sized struct.
     let rc = unsafe {
-        bpf_fib_lookup(ctx.as_ptr(), &mut params as *mut FibParams, core::mem::size_of::<FibParams>() as i32, 0)
+        bpf_fib_lookup(ctx.as_ptr(), params as *mut FibParams, core::mem::size_of::<FibParams>() as i32, 0)
     } as u32;
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
         return Egress::Kernel;

@@ -11,6 +11,7 @@ mod balance;
 mod csum;
 mod forward;
 mod headers;
+mod icmp;
 mod maps;
 mod parse;
 mod stats;
@@ -24,14 +25,19 @@ use lb_common::{
 use crate::{
     forward::Egress,
     headers::{IPPROTO_TCP, TCP_FLAG_FIN, TCP_FLAG_RST},
-    maps::REVERSE_NAT,
+    maps::{REVERSE_NAT, SCRATCH},
     parse::{Packet, Parsed, Ports},
 };
 
 #[xdp]
 pub fn xdplb(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let (action, stat) = match parse::parse(&ctx) {
+    let Some(p) = SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: this CPU's scratch slot; XDP programs do not preempt each other.
+    let p = unsafe { &mut *p };
+    let (action, stat) = match parse::parse(&ctx, p) {
         Parsed::NotIp => {
             stats::traffic(TrafficClass::OtherL3, len);
             (xdp_action::XDP_PASS, Stat::PassNotVip)
@@ -40,10 +46,10 @@ pub fn xdplb(ctx: XdpContext) -> u32 {
             stats::traffic(TrafficClass::Malformed, len);
             (xdp_action::XDP_PASS, Stat::PassMalformed)
         }
-        Parsed::Ip(mut p) => {
+        Parsed::Ip => {
             stats::traffic(if p.key.family == lb_common::lb::FAMILY_V4 { TrafficClass::Ipv4 } else { TrafficClass::Ipv6 }, len);
             stats::traffic(l4_class(p.key.protocol), len);
-            balance_packet(&ctx, &mut p, len)
+            balance_packet(&ctx, p, len)
         }
     };
     stats::stat(stat, len);
@@ -66,7 +72,7 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
     if p.ports == Ports::Present {
         let mut reply = Verdict { action: 0, stat: 0 };
         if reverse_nat(ctx, p, &mut reply) {
-            return (reply.action, stat_from(reply.stat));
+            return (reply.action, Stat::from_index(reply.stat));
         }
     }
     let vip_address = balance::is_vip_address(p);
@@ -81,6 +87,14 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
     }
     if p.fragment {
         return (xdp_action::XDP_DROP, Stat::DropFragmentVip);
+    }
+    if p.key.protocol == headers::IPPROTO_ICMP || p.key.protocol == headers::IPPROTO_ICMPV6 {
+        let mut verdict = icmp::IcmpVerdict { action: 0, stat: 0 };
+        if icmp::handle(ctx, p, &mut verdict) {
+            return (verdict.action, Stat::from_index(verdict.stat));
+        }
+        // Echo requests and other ICMP to a VIP address: the kernel's business.
+        return (xdp_action::XDP_PASS, Stat::PassNotVip);
     }
     match p.ports {
         Ports::Truncated => return (xdp_action::XDP_DROP, Stat::DropMalformedVip),
@@ -148,16 +162,6 @@ fn remember_reverse(p: &Packet, vip_addr: &[u8; 16], vip_port: u16, vip_id: u32)
 struct Verdict {
     action: u32,
     stat: u32,
-}
-
-#[inline(always)]
-fn stat_from(index: u32) -> Stat {
-    match index {
-        x if x == Stat::ReverseNat as u32 => Stat::ReverseNat,
-        x if x == Stat::PassKernelForward as u32 => Stat::PassKernelForward,
-        x if x == Stat::DropNoRoute as u32 => Stat::DropNoRoute,
-        _ => Stat::DropMalformedVip,
-    }
 }
 
 /// Reverse-translates a backend's reply of a tracked NAT flow; true (with

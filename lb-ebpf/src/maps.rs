@@ -7,10 +7,19 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
+use crate::parse::Packet;
 use lb_common::{
     lb::{BackendInfo, FlowCounter, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS},
     PacketCounter, STAT_COUNT, TRAFFIC_CLASS_COUNT,
 };
+
+/// Per-CPU scratch space for the parsed packet, kept off the 512-byte stack.
+#[map(name = "SCRATCH")]
+pub static SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch space for `bpf_fib_lookup` parameters.
+#[map(name = "FIB_SCRATCH")]
+pub static FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "TRAFFIC")]
 pub static TRAFFIC: PerCpuArray<PacketCounter> = PerCpuArray::with_max_entries(TRAFFIC_CLASS_COUNT, 0);

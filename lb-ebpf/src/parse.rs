@@ -18,6 +18,10 @@ use crate::headers::*;
 /// destination options and fragment are walked; others end the walk).
 const MAX_IPV6_EXT: usize = 4;
 
+/// Furthest offset any header is read at (Ethernet + VLAN + IPv6 and four
+/// extension headers of at most 2 KiB each stay far below it).
+const MAX_HEADER_OFFSET: usize = 16384;
+
 /// What the balancer needs to know about an IP packet.
 pub struct Packet {
     pub l3_off: usize,
@@ -31,6 +35,8 @@ pub struct Packet {
     pub ports: Ports,
     /// TCP flags (host order) when the protocol is TCP.
     pub tcp_flags: u16,
+    /// Scratch key for the flow quoted inside an ICMP error.
+    pub inner: FlowKey,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,13 +51,19 @@ pub enum Ports {
 pub enum Parsed {
     NotIp,
     Malformed,
-    Ip(Packet),
+    /// `Packet` was filled in.
+    Ip,
 }
 
 /// Returns a pointer to a `T` at `offset`, or `None` if it would run past the
 /// end of the frame. Every access goes through here so the verifier sees the check.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    // Offsets read back from the scratch map are unbounded scalars to the
+    // verifier; this explicit bound lets it accept the pointer arithmetic.
+    if offset > MAX_HEADER_OFFSET {
+        return None;
+    }
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + core::mem::size_of::<T>() > end {
@@ -60,8 +72,10 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// Parses the frame into `out`, which lives in a per-CPU scratch map rather
+/// than on the 512-byte BPF stack.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Parsed {
+pub fn parse(ctx: &XdpContext, out: &mut Packet) -> Parsed {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return Parsed::Malformed;
     };
@@ -76,22 +90,20 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
         ether_type = u16::from_be(unsafe { (*vlan).ether_type });
         offset += core::mem::size_of::<VlanHdr>();
     }
-    let packet = match ether_type {
-        ETH_P_IPV4 => parse_ipv4(ctx, offset),
-        ETH_P_IPV6 => parse_ipv6(ctx, offset),
+    let parsed = match ether_type {
+        ETH_P_IPV4 => parse_ipv4(ctx, offset, out),
+        ETH_P_IPV6 => parse_ipv6(ctx, offset, out),
         _ => return Parsed::NotIp,
     };
-    match packet {
-        Some(mut p) => {
-            parse_ports(ctx, &mut p);
-            Parsed::Ip(p)
-        }
-        None => Parsed::Malformed,
+    if parsed.is_none() {
+        return Parsed::Malformed;
     }
+    parse_ports(ctx, out);
+    Parsed::Ip
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Option<Packet> {
+fn parse_ipv4(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, offset)?;
     // SAFETY: bounds checked by ptr_at.
     let (version_ihl, total_len, frag_off, protocol, src, dst) = unsafe {
@@ -105,16 +117,16 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Option<Packet> {
     if total_len < header_len || total_len > frame_left {
         return None;
     }
-    let mut p = Packet::new(offset, offset + header_len, FAMILY_V4, protocol);
+    p.reset(offset, offset + header_len, FAMILY_V4, protocol);
     p.key.src[..4].copy_from_slice(&src);
     p.key.dst[..4].copy_from_slice(&dst);
     // More-fragments flag or a non-zero offset.
     p.fragment = frag_off & 0x3fff != 0;
-    Some(p)
+    Some(())
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Option<Packet> {
+fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, offset)?;
     // SAFETY: bounds checked by ptr_at.
     let (first, mut next, src, dst) = unsafe { ((*ip).version_class_flow[0], (*ip).next_header, (*ip).src, (*ip).dst) };
@@ -147,11 +159,11 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Option<Packet> {
     if matches!(next, IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT) {
         return None;
     }
-    let mut p = Packet::new(offset, l4, FAMILY_V6, next);
+    p.reset(offset, l4, FAMILY_V6, next);
     p.key.src = src;
     p.key.dst = dst;
     p.fragment = fragment;
-    Some(p)
+    Some(())
 }
 
 #[inline(always)]
@@ -186,14 +198,12 @@ fn parse_ports(ctx: &XdpContext, p: &mut Packet) {
 
 impl Packet {
     #[inline(always)]
-    fn new(l3_off: usize, l4_off: usize, family: u8, protocol: u8) -> Packet {
-        Packet {
-            l3_off,
-            l4_off,
-            key: FlowKey { src: [0; 16], dst: [0; 16], sport: 0, dport: 0, protocol, family, _pad: [0; 2] },
-            fragment: false,
-            ports: Ports::None,
-            tcp_flags: 0,
-        }
+    fn reset(&mut self, l3_off: usize, l4_off: usize, family: u8, protocol: u8) {
+        self.l3_off = l3_off;
+        self.l4_off = l4_off;
+        self.key = FlowKey { src: [0; 16], dst: [0; 16], sport: 0, dport: 0, protocol, family, _pad: [0; 2] };
+        self.fragment = false;
+        self.ports = Ports::None;
+        self.tcp_flags = 0;
     }
 }

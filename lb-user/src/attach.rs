@@ -61,6 +61,10 @@ pub struct Attachment {
     ebpf: Ebpf,
     ifaces: Vec<String>,
     links: Vec<XdpLinkId>,
+    /// Interfaces whose pin directory this attachment created. Only these
+    /// are removed on cleanup: a failed attach must not remove the pins of
+    /// the lb-user that already holds the interface.
+    pinned: Vec<String>,
 }
 
 impl Attachment {
@@ -101,7 +105,7 @@ impl Attachment {
             }
             fill(&mut dp)?;
         }
-        let mut attachment = Attachment { ebpf, ifaces: ifaces.to_vec(), links: Vec::new() };
+        let mut attachment = Attachment { ebpf, ifaces: ifaces.to_vec(), links: Vec::new(), pinned: Vec::new() };
         for (iface, index) in ifaces.iter().zip(indexes) {
             let link = program::xdp_program(&mut attachment.ebpf)?
                 .attach_to_if_index(index, mode.xdp_mode())
@@ -123,6 +127,7 @@ impl Attachment {
                 bpffs::remove_pins(iface)?;
             }
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            self.pinned.push(iface.clone());
             for &name in map_names::PINNED {
                 let map = self.ebpf.map(name).with_context(|| format!("eBPF object has no map {name}"))?;
                 let path = dir.join(name);
@@ -149,8 +154,8 @@ impl Attachment {
 
     fn cleanup(&mut self) -> Result<()> {
         let mut result = Ok(());
-        for iface in &self.ifaces {
-            if let Err(err) = bpffs::remove_pins(iface) {
+        for iface in self.pinned.drain(..) {
+            if let Err(err) = bpffs::remove_pins(&iface) {
                 result = Err(err);
             }
         }

@@ -212,7 +212,15 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
             }
             (4, 14 + ihl, frame[26..30].to_vec(), frame[30..34].to_vec(), frame[23])
         }
-        ETH_P_IPV6 => (6, 54, frame[22..38].to_vec(), frame[38..54].to_vec(), frame[20]),
+        ETH_P_IPV6 => {
+            // Walk hop-by-hop (0), routing (43) and destination-options (60) headers.
+            let (mut next, mut off) = (frame[20], 54);
+            while matches!(next, 0 | 43 | 60) {
+                next = frame[off];
+                off += (usize::from(frame[off + 1]) + 1) * 8;
+            }
+            (6, off, frame[22..38].to_vec(), frame[38..54].to_vec(), next)
+        }
         other => return Err(format!("not IP: ethertype {other:#06x}")),
     };
     let seg = &frame[l4_off..];

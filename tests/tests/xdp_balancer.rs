@@ -317,3 +317,213 @@ fn a_vip_without_backends_drops_new_flows() {
         assert_eq!(stat(ebpf, Stat::DropNoBackend).packets, 1);
     });
 }
+
+/// Inserts an 802.1Q tag (VLAN 42) after the MAC addresses.
+fn tag_vlan(frame: &[u8]) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    out.extend_from_slice(&[0x81, 0x00, 0x00, 42]);
+    out.extend_from_slice(&frame[12..]);
+    out
+}
+
+/// Adds 4 bytes of NOP options to an IPv4 header (IHL 6), fixing length and checksum.
+fn with_ipv4_options(frame: &[u8]) -> Vec<u8> {
+    let mut out = frame[..34].to_vec();
+    out.extend_from_slice(&[1, 1, 1, 1]);
+    out.extend_from_slice(&frame[34..]);
+    out[14] = 0x46;
+    let total = u16::from_be_bytes([out[16], out[17]]) + 4;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out[24..26].copy_from_slice(&[0, 0]);
+    let sum = packet::checksum(&out[14..38]);
+    out[24..26].copy_from_slice(&sum.to_be_bytes());
+    out
+}
+
+/// Adds an 8-byte destination-options extension header to an IPv6 frame.
+fn with_ipv6_dstopts(frame: &[u8]) -> Vec<u8> {
+    let next = frame[20];
+    let mut out = frame[..54].to_vec();
+    out.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]); // PadN of 4 bytes
+    out.extend_from_slice(&frame[54..]);
+    out[20] = 60;
+    let len = u16::from_be_bytes([out[18], out[19]]) + 8;
+    out[18..20].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+#[test]
+fn dsr_over_ipv6_rewrites_only_the_macs() {
+    require_root!();
+    with_program(|ebpf, env| {
+        let vip: SocketAddr = "[fd00:198:18:100::2]:8080".parse().unwrap();
+        set_vip(&mut Dataplane::new(ebpf), vip, 6, lb::ALG_MAGLEV, lb::MODE_DSR, 5, &[11, 12]);
+        let c = client(true, 41000);
+        let b = predicted(&[11, 12], c, vip, 6);
+        let input = inbound(&env, Spec::tcp(c, vip)).build();
+        let want = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, ttl: 63, ..inbound(&env, Spec::tcp(c, vip)) }.build();
+        assert_frame(run(ebpf, env.lc, &input), XDP_REDIRECT, &want);
+    });
+}
+
+#[test]
+fn vlan_tags_ipv4_options_and_ipv6_extension_headers_are_parsed_and_kept() {
+    require_root!();
+    with_program(|ebpf, env| {
+        for v6 in [false, true] {
+            let (vip, ids) = if v6 { (vip6(), [11, 12]) } else { (vip4(), [1, 2]) };
+            let c = client(v6, 43000);
+            let b = predicted(&ids, c, vip, 6);
+            let be = backend(b);
+            let input = inbound(&env, Spec::tcp(c, vip)).build();
+            let want = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, ..inbound(&env, Spec::tcp(c, vip)) }.build();
+            // The tag stays on the frame; the rest is translated as usual.
+            let (verdict, out) = run(ebpf, env.lc, &tag_vlan(&input));
+            assert_eq!(verdict, XDP_REDIRECT);
+            assert_eq!(out, tag_vlan(&want), "VLAN-tagged frame (v6={v6})");
+            let extended = if v6 { with_ipv6_dstopts(&input) } else { with_ipv4_options(&input) };
+            let want_ext = if v6 { with_ipv6_dstopts(&want) } else { with_ipv4_options(&want) };
+            assert_frame(run(ebpf, env.lc, &extended), XDP_REDIRECT, &want_ext);
+        }
+    });
+}
+
+#[test]
+fn truncation_at_every_byte_never_forwards_and_follows_the_documented_rule() {
+    require_root!();
+    with_program(|ebpf, env| {
+        let full = inbound(&env, Spec::tcp(client(false, 44000), vip4())).build();
+        for len in 14..full.len() {
+            let mut cut = full[..len].to_vec();
+            let (verdict, _) = run(ebpf, env.lc, &cut);
+            // IP header cut, or IP total length past the frame: malformed, passed.
+            assert_eq!(verdict, XDP_PASS, "cut at {len} bytes with the original IP length");
+            if len >= 34 {
+                // Consistent IP length but the TCP header cut short: VIP traffic dropped.
+                let total = (len - 14) as u16;
+                cut[16..18].copy_from_slice(&total.to_be_bytes());
+                cut[24..26].copy_from_slice(&[0, 0]);
+                let sum = packet::checksum(&cut[14..34]);
+                cut[24..26].copy_from_slice(&sum.to_be_bytes());
+                assert_eq!(run(ebpf, env.lc, &cut).0, XDP_DROP, "TCP header cut at {len} bytes");
+            }
+        }
+        let malformed = stat(ebpf, Stat::PassMalformed).packets;
+        assert_eq!(malformed, (full.len() - 14) as u64);
+        assert_eq!(stat(ebpf, Stat::DropMalformedVip).packets, (full.len() - 34) as u64);
+
+        // IPv4 total length shorter than the header, and IHL below 5: malformed.
+        let mut short = full.clone();
+        short[16..18].copy_from_slice(&16u16.to_be_bytes());
+        let mut low_ihl = full.clone();
+        low_ihl[14] = 0x44;
+        for bad in [short, low_ihl] {
+            assert_eq!(run(ebpf, env.lc, &bad).0, XDP_PASS);
+        }
+        assert_eq!(stat(ebpf, Stat::PassMalformed).packets, malformed + 2);
+    });
+}
+
+#[test]
+fn non_first_fragments_to_a_vip_are_dropped_over_ipv4_and_ipv6() {
+    require_root!();
+    with_program(|ebpf, env| {
+        // IPv4: fragment offset 185 (×8 bytes), no MF.
+        let mut v4 = inbound(&env, Spec::tcp(client(false, 45000), vip4())).build();
+        v4[20..22].copy_from_slice(&185u16.to_be_bytes());
+        v4[24..26].copy_from_slice(&[0, 0]);
+        let sum = packet::checksum(&v4[14..34]);
+        v4[24..26].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(run(ebpf, env.lc, &v4).0, XDP_DROP);
+        // IPv6: a fragment header with offset 185.
+        let base = inbound(&env, Spec::tcp(client(true, 45000), vip6())).build();
+        let mut v6 = base[..54].to_vec();
+        v6.extend_from_slice(&[6, 0]);
+        v6.extend_from_slice(&(185u16 << 3).to_be_bytes());
+        v6.extend_from_slice(&[0, 0, 0, 1]);
+        v6.extend_from_slice(&base[54..]);
+        v6[20] = 44;
+        let len = u16::from_be_bytes([v6[18], v6[19]]) + 8;
+        v6[18..20].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(run(ebpf, env.lc, &v6).0, XDP_DROP);
+        assert_eq!(stat(ebpf, Stat::DropFragmentVip).packets, 2);
+        // The same fragment to a non-VIP address is the kernel's to reassemble.
+        let mut other = v4.clone();
+        other[30..34].copy_from_slice(&[198, 18, 1, 11]);
+        other[24..26].copy_from_slice(&[0, 0]);
+        let sum = packet::checksum(&other[14..34]);
+        other[24..26].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(run(ebpf, env.lc, &other).0, XDP_PASS);
+    });
+}
+
+/// An ICMP "fragmentation needed" (IPv4) or "packet too big" (IPv6) from
+/// `router` to `to`, quoting a TCP packet `quoted_src` → `quoted_dst`; every
+/// checksum computed from scratch.
+fn mtu_error(eth: (&[u8; 6], &[u8; 6]), router: IpAddr, to: IpAddr, ttl: u8, quoted_src: SocketAddr, quoted_dst: SocketAddr) -> Vec<u8> {
+    let tcp8 = {
+        let mut t = quoted_src.port().to_be_bytes().to_vec();
+        t.extend_from_slice(&quoted_dst.port().to_be_bytes());
+        t.extend_from_slice(&1000u32.to_be_bytes());
+        t
+    };
+    let mut f = eth.0.to_vec();
+    f.extend_from_slice(eth.1);
+    match (router, to, quoted_src.ip(), quoted_dst.ip()) {
+        (IpAddr::V4(r), IpAddr::V4(t), IpAddr::V4(qs), IpAddr::V4(qd)) => {
+            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78]; // MTU 1400
+            icmp.extend(packet::ipv4(qs, qd, packet::IPPROTO_TCP, 20));
+            icmp.extend_from_slice(&tcp8);
+            let sum = packet::checksum(&icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&packet::ETH_P_IPV4.to_be_bytes());
+            let mut ip = packet::ipv4(r, t, packet::IPPROTO_ICMP, icmp.len());
+            ip[8] = ttl;
+            ip[10..12].copy_from_slice(&[0, 0]);
+            let sum = packet::checksum(&ip);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            f.extend(ip);
+            f.extend(icmp);
+        }
+        (IpAddr::V6(r), IpAddr::V6(t), IpAddr::V6(qs), IpAddr::V6(qd)) => {
+            let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
+            icmp.extend(packet::ipv6(qs, qd, packet::IPPROTO_TCP, 20));
+            icmp.extend_from_slice(&tcp8);
+            let sum = packet::l4_checksum(&r.octets(), &t.octets(), 58, &icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&packet::ETH_P_IPV6.to_be_bytes());
+            let mut ip = packet::ipv6(r, t, 58, icmp.len());
+            ip[7] = ttl;
+            f.extend(ip);
+            f.extend(icmp);
+        }
+        _ => panic!("mixed families"),
+    }
+    f
+}
+
+#[test]
+fn icmp_mtu_errors_about_a_tracked_flow_reach_its_backend_translated() {
+    require_root!();
+    with_program(|ebpf, env| {
+        for v6 in [false, true] {
+            let (vip, ids) = if v6 { (vip6(), [11, 12]) } else { (vip4(), [1, 2]) };
+            let c = client(v6, 46000);
+            let b = predicted(&ids, c, vip, 6);
+            let be = backend(b);
+            // Establish the flow.
+            assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT);
+            let router: IpAddr = if v6 { "fd00:198:18::fe".parse().unwrap() } else { "198.18.0.254".parse().unwrap() };
+            let input = mtu_error((&env.lc_mac, &env.client_mac), router, vip.ip(), 64, vip, c);
+            let want = mtu_error((&env.be_mac[be_index(b)], &env.lbe_mac), router, be.ip(), 63, be, c);
+            let (verdict, out) = run(ebpf, env.lc, &input);
+            assert_eq!(verdict, XDP_REDIRECT, "v6={v6}");
+            assert_eq!(out, want, "translated ICMP error (v6={v6})");
+            // An MTU error about an unknown flow is left to the kernel.
+            let stranger = client(v6, 47000);
+            let unknown = mtu_error((&env.lc_mac, &env.client_mac), router, vip.ip(), 64, vip, stranger);
+            assert_eq!(run(ebpf, env.lc, &unknown).0, XDP_PASS);
+        }
+        assert_eq!(stat(ebpf, Stat::IcmpToBackend).packets, 2);
+    });
+}

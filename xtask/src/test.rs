@@ -76,10 +76,10 @@ pub fn test(extra: &[String]) -> Result<()> {
     let pins_before = pins();
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut tally = Tally::default();
-    let mut unit_args = vec!["--workspace", "--exclude", "xdplb-tests"];
+    let mut unit_args = vec!["--workspace", "--exclude", "xdplb-tests", "--no-fail-fast"];
     unit_args.extend(&extra);
     let unit_ok = cargo_test("unit tests", &unit_args, &mut tally)?;
-    let mut priv_args = vec!["-p", "xdplb-tests"];
+    let mut priv_args = vec!["-p", "xdplb-tests", "--no-fail-fast"];
     priv_args.extend(&extra);
     let integration_ok = cargo_test("privileged integration tests (netns, XDP attach, TestRun)", &priv_args, &mut tally)?;
 

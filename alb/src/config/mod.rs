@@ -1,0 +1,485 @@
+//! The YAML configuration file.
+//!
+//! It accepts the seed project's (infra-for-fun) `app_loadbalancer_config.yaml`
+//! unchanged — `host`, `protocol`, `port`, `ca_location`, `cert_location`,
+//! `key_location`, `backend_servers`, `waf.allowedIPs`, `waf.allowedPorts` —
+//! plus extended sections. Every struct denies unknown fields so a typo is
+//! an error naming the key instead of a silently ignored setting.
+//! [`Config::load`] parses *and* validates; a config that loads is one the
+//! server can run (apart from unreadable certificate files, which the TLS
+//! module reports with their path).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// A configuration problem, always naming the offending key and value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// YAML syntax, an unknown key or a wrongly typed value. serde_yaml's
+    /// message carries the key path (`mtls.mode: unknown variant ...`) and
+    /// the line.
+    #[error("{path}: {msg}")]
+    Parse { path: String, msg: String },
+    /// A value that parsed but makes no sense.
+    #[error("invalid value for `{key}`: {value:?}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// A duration written as `250ms`, `5s`, `2m`, `1h`, or a plain number of
+/// seconds (`5`, `0.5`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) if n >= 0.0 && n.is_finite() => Ok(Dur(Duration::from_secs_f64(n))),
+            Raw::Num(n) => Err(de::Error::custom(format!("bad duration {n}"))),
+            Raw::Str(s) => parse_duration(&s).map(Dur).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` or bare seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (use e.g. 250ms, 5s, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `protocol:` of the seed file.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TLS-terminating listener (the seed's only mode).
+    #[default]
+    Https,
+    /// Plain HTTP listener, for tests and behind another TLS terminator.
+    Http,
+}
+
+/// `waf.allowedPorts` entry: a port number or `"*"` (any).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PortSpec {
+    Num(u16),
+    Str(String),
+}
+
+/// The seed's mini-WAF: source CIDRs (bare IPs mean /32 or /128) and
+/// listener ports. Empty lists allow everything.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waf {
+    #[serde(rename = "allowedIPs", default)]
+    pub allowed_ips: Vec<String>,
+    #[serde(rename = "allowedPorts", default)]
+    pub allowed_ports: Vec<PortSpec>,
+}
+
+/// Extra certificates for SNI. `server_names` defaults to the DNS SANs of
+/// the certificate.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+/// Client-certificate policy.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsMode {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsConfig {
+    /// Default: `required` when `ca_location` (or `mtls.ca`) is set — the
+    /// seed enforces mTLS whenever it has a CA — otherwise `off`.
+    pub mode: Option<MtlsMode>,
+    /// Client CA bundle; defaults to the seed's `ca_location`.
+    pub ca: Option<PathBuf>,
+    /// PEM CRL file(s) from the client CA.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// If non-empty, only these identities (CN, full subject or any SAN)
+    /// are accepted.
+    #[serde(default)]
+    pub allowed_identities: Vec<String>,
+    /// Header carrying the verified identity to backends.
+    pub identity_header: Option<String>,
+}
+
+/// Balancing algorithm names.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    #[default]
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastConnections,
+    IpHash,
+    Random,
+    P2c,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Active checks on/off (default on).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    #[serde(default = "default_expected")]
+    pub expected_status: u16,
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_health_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "two")]
+    pub rise: u32,
+    #[serde(default = "three")]
+    pub fall: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+/// A backend: a URL string, or `{url, weight, id}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BackendSpec {
+    Url(String),
+    Full {
+        url: String,
+        #[serde(default = "one")]
+        weight: u32,
+        id: Option<String>,
+    },
+}
+
+impl BackendSpec {
+    pub fn url(&self) -> &str {
+        match self {
+            BackendSpec::Url(u) | BackendSpec::Full { url: u, .. } => u,
+        }
+    }
+    pub fn weight(&self) -> u32 {
+        match self {
+            BackendSpec::Url(_) => 1,
+            BackendSpec::Full { weight, .. } => *weight,
+        }
+    }
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            BackendSpec::Full { id, .. } => id.as_deref(),
+            BackendSpec::Url(_) => None,
+        }
+    }
+}
+
+/// Which requests a pool takes: any of `hosts` (empty = any) and the
+/// longest matching `path_prefix`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    pub backends: Vec<BackendSpec>,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Consecutive connect errors / 5xx before ejection.
+    #[serde(default = "three")]
+    pub failures: u32,
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Dur,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Extra attempts per request on another backend.
+    #[serde(default = "two")]
+    pub max_retries: u32,
+    /// Retries may add at most this percentage of requests...
+    #[serde(default = "default_budget_percent")]
+    pub budget_percent: f64,
+    /// ...plus this many retries per second regardless of load.
+    #[serde(default = "default_min_retries")]
+    pub min_per_second: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TLS handshake plus request headers must arrive within this.
+    #[serde(default = "default_header_timeout")]
+    pub header_read: Dur,
+    /// Keep-alive client connections with no traffic are closed after this.
+    #[serde(default = "default_idle")]
+    pub idle: Dur,
+    #[serde(default = "default_connect")]
+    pub backend_connect: Dur,
+    /// Time to the backend's response headers.
+    #[serde(default = "default_response")]
+    pub backend_response: Dur,
+    /// Graceful shutdown / backend removal drain limit.
+    #[serde(default = "default_drain")]
+    pub drain: Dur,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Total request-header bytes; more gets 431. hyper needs >= 8192.
+    #[serde(default = "default_max_header")]
+    pub max_header_bytes: usize,
+    /// Requests per second per client IP; 0 disables the limit.
+    #[serde(default)]
+    pub rate_limit_rps: f64,
+    /// Burst allowance for the rate limit (default: 2 x rps, at least 1).
+    pub rate_limit_burst: Option<f64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+/// How X-Forwarded-For is written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardedMode {
+    /// Drop whatever the client sent; alb is the edge.
+    #[default]
+    Replace,
+    /// Append the peer to the client's list (alb behind a trusted proxy).
+    Append,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderConfig {
+    #[serde(default)]
+    pub x_forwarded_for: ForwardedMode,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_admin")]
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// How often the config and certificate files are checked for
+    /// changes; 0 turns file watching off (SIGHUP still works).
+    #[serde(default = "default_poll")]
+    pub poll_interval: Dur,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("defaults")
+    }
+}
+
+/// The whole file. The first block is the seed's format, verbatim.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub host: Option<String>,
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub port: Option<u16>,
+    pub ca_location: Option<PathBuf>,
+    pub cert_location: Option<PathBuf>,
+    pub key_location: Option<PathBuf>,
+    #[serde(default)]
+    pub backend_servers: Vec<BackendSpec>,
+    #[serde(default)]
+    pub waf: Waf,
+
+    /// Listener addresses; default `host`'s address with `port`.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub certificates: Vec<CertConfig>,
+    #[serde(default)]
+    pub mtls: MtlsConfig,
+    /// Algorithm for the `backend_servers` pool.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Health checks for the `backend_servers` pool.
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub pools: Vec<PoolConfig>,
+    #[serde(default)]
+    pub passive_health: PassiveConfig,
+    #[serde(default)]
+    pub retries: RetryConfig,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub headers: HeaderConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
+    /// Offer HTTP/2 via ALPN.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+fn default_health_path() -> String {
+    "/".into()
+}
+fn default_expected() -> u16 {
+    200
+}
+fn default_interval() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_health_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_cooldown() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_budget_percent() -> f64 {
+    20.0
+}
+fn default_min_retries() -> f64 {
+    10.0
+}
+fn default_header_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_idle() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_connect() -> Dur {
+    Dur(Duration::from_secs(3))
+}
+fn default_response() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_drain() -> Dur {
+    Dur(Duration::from_secs(15))
+}
+fn default_max_header() -> usize {
+    64 * 1024
+}
+fn default_admin() -> String {
+    "127.0.0.1:9090".into()
+}
+fn default_poll() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+
+mod load;
+pub use load::*;

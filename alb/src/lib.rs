@@ -1,0 +1,23 @@
+//! alb: xdplb's TLS/mTLS-terminating HTTP load balancer.
+//!
+//! Pipeline per connection: allowlist → rustls handshake (SNI
+//! certificates, client verification) → hyper HTTP/1.1 or HTTP/2 (ALPN) →
+//! pool routing and balancing → pooled HTTP/1.1 to the backend. See
+//! `docs/alb.md` for the configuration and operations.
+
+pub mod admin;
+pub mod allowlist;
+pub mod balancer;
+pub mod config;
+pub mod health;
+pub mod limits;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{run_until_signal, start, Running};

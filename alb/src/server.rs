@@ -1,0 +1,450 @@
+//! Listeners, the per-connection pipeline (allowlist → TLS → HTTP), hot
+//! reload (SIGHUP, file polling, [`Running::reload`]) and graceful
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::proxy::{self, ConnInfo};
+use crate::state::State;
+use crate::tls::{failure_reason, ClientIdentity};
+
+/// A running alb. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub state: Arc<State>,
+    listen: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+    config_path: Option<PathBuf>,
+    shutdown_tx: watch::Sender<bool>,
+    conns: Arc<AtomicUsize>,
+    reload_lock: Arc<Mutex<()>>,
+}
+
+impl Running {
+    /// The bound listener addresses (real ports when the config said 0).
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Re-reads the config file and applies it; on error the running
+    /// configuration stays as it was. Listener and admin addresses are
+    /// fixed at start.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let path = self
+            .config_path
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("started without a config file"))?;
+        reload_from(&self.state, path, &self.reload_lock)
+    }
+
+    /// Stops accepting, asks every connection to finish its in-flight
+    /// requests and close, and waits for that up to the drain timeout.
+    /// Returns the number of connections still open at the deadline.
+    pub async fn shutdown(self) -> usize {
+        let drain = self.state.cfg().timeouts.drain.0;
+        let _ = self.shutdown_tx.send(true);
+        let deadline = Instant::now() + drain;
+        while self.conns.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.conns.load(Ordering::Relaxed);
+        if left > 0 {
+            log::warn!("drain timeout: {left} connections still open");
+        } else {
+            log::info!("all connections drained");
+        }
+        left
+    }
+
+    /// A receiver that flips to true when shutdown starts.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+}
+
+fn reload_from(st: &State, path: &Path, lock: &Mutex<()>) -> anyhow::Result<()> {
+    let _g = lock.lock().unwrap();
+    let r = Config::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| {
+            let old = st.cfg();
+            if c.listen_addrs().ok() != old.listen_addrs().ok()
+                || c.admin.listen != old.admin.listen
+            {
+                log::warn!(
+                    "reload: listener/admin address changes need a restart; keeping the old ones"
+                );
+            }
+            st.apply(c)
+        });
+    match &r {
+        Ok(()) => {
+            st.metrics.reloads.with_label_values(&["ok"]).inc();
+            log::info!("reloaded configuration from {}", path.display());
+        }
+        Err(e) => {
+            st.metrics.reloads.with_label_values(&["error"]).inc();
+            log::error!("reload refused, keeping the running configuration: {e:#}");
+        }
+    }
+    r
+}
+
+/// Starts alb: binds listeners and the admin API, spawns the health
+/// checker and (with a config path) the file watcher.
+pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<Running> {
+    let addrs = cfg.listen_addrs()?;
+    let admin_cfg = cfg.admin.clone();
+    let st = State::new(cfg)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let conns = Arc::new(AtomicUsize::new(0));
+    let mut listen = Vec::new();
+    for a in addrs {
+        let l = TcpListener::bind(a)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+        let bound = l.local_addr()?;
+        log::info!("listening on {bound}");
+        listen.push(bound);
+        tokio::spawn(accept_loop(
+            l,
+            st.clone(),
+            shutdown_rx.clone(),
+            conns.clone(),
+        ));
+    }
+    let admin = if admin_cfg.enabled {
+        let a: SocketAddr = admin_cfg.listen.parse()?;
+        let l = TcpListener::bind(a)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on admin {a}: {e}"))?;
+        let bound = l.local_addr()?;
+        log::info!("admin API on http://{bound}");
+        tokio::spawn(crate::admin::serve(l, st.clone(), shutdown_rx.clone()));
+        Some(bound)
+    } else {
+        None
+    };
+    tokio::spawn(crate::health::run(st.clone(), shutdown_rx.clone()));
+    let reload_lock = Arc::new(Mutex::new(()));
+    if let Some(p) = &config_path {
+        tokio::spawn(watch_files(
+            st.clone(),
+            p.clone(),
+            reload_lock.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    Ok(Running {
+        state: st,
+        listen,
+        admin,
+        config_path,
+        shutdown_tx,
+        conns,
+        reload_lock,
+    })
+}
+
+fn mtimes(st: &State, path: &Path) -> Vec<Option<SystemTime>> {
+    let mut files = vec![path.to_path_buf()];
+    files.extend(st.cfg().watched_files());
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// Polls the config file and every certificate/key/CA/CRL it names; a
+/// change triggers a reload. Polling (not inotify) because certificate
+/// tooling usually renames files into place, which inotify watches on the
+/// old inode miss.
+async fn watch_files(
+    st: Arc<State>,
+    path: PathBuf,
+    lock: Arc<Mutex<()>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut seen = mtimes(&st, &path);
+    loop {
+        let every = st.cfg().reload.poll_interval.0;
+        let sleep = if every.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            every
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => return,
+        }
+        if every.is_zero() {
+            continue;
+        }
+        let now = mtimes(&st, &path);
+        if now != seen {
+            let _ = reload_from(&st, &path, &lock);
+            // Re-read: a reload can change the set of watched files.
+            seen = mtimes(&st, &path);
+        }
+    }
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    st: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+    conns: Arc<AtomicUsize>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = l.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    log::error!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let local = tcp
+            .local_addr()
+            .unwrap_or_else(|_| l.local_addr().expect("bound"));
+        if let Err(d) = st.allowlist().check(peer, local) {
+            st.metrics.denied.with_label_values(&[d.as_str()]).inc();
+            log::info!(
+                "connection from {peer} to {local} denied by allowlist ({})",
+                d.as_str()
+            );
+            drop(tcp);
+            continue;
+        }
+        conns.fetch_add(1, Ordering::Relaxed);
+        let (st, shutdown, conns) = (st.clone(), shutdown.clone(), conns.clone());
+        tokio::spawn(async move {
+            st.metrics.active_connections.inc();
+            serve_conn(&st, tcp, peer, local, shutdown).await;
+            st.metrics.active_connections.dec();
+            conns.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn serve_conn(
+    st: &Arc<State>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let cfg = st.cfg();
+    let _ = tcp.set_nodelay(true);
+    let clock = Arc::new(AtomicU64::new(0));
+    let io = Activity::new(tcp, clock.clone());
+    let Some(tls) = st.tls() else {
+        let ci = ConnInfo {
+            peer,
+            local,
+            tls: false,
+            identity: None,
+        };
+        return serve_http(st, TokioIo::new(io), ci, clock, shutdown).await;
+    };
+    // The handshake shares the header-read budget: a client trickling its
+    // ClientHello is a slowloris too.
+    let hs = tokio::time::timeout(
+        cfg.timeouts.header_read.0,
+        TlsAcceptor::from(tls).accept(io),
+    )
+    .await;
+    let stream = match hs {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let reason = failure_reason(&e);
+            st.metrics.tls_failures.with_label_values(&[reason]).inc();
+            log::warn!("TLS handshake from {peer} rejected: reason={reason} ({e})");
+            return;
+        }
+        Err(_) => {
+            st.metrics
+                .tls_failures
+                .with_label_values(&["timeout"])
+                .inc();
+            log::warn!("TLS handshake from {peer} rejected: reason=timeout");
+            return;
+        }
+    };
+    let identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| ClientIdentity::from_der(c.as_ref()))
+        .map(|id| id.subject);
+    if let Some(id) = &identity {
+        log::debug!("client {peer} authenticated as {id}");
+    }
+    let ci = ConnInfo {
+        peer,
+        local,
+        tls: true,
+        identity,
+    };
+    serve_http(st, TokioIo::new(stream), ci, clock, shutdown).await
+}
+
+async fn serve_http<I>(
+    st: &Arc<State>,
+    io: I,
+    ci: ConnInfo,
+    clock: Arc<AtomicU64>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let cfg = st.cfg();
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.timeouts.header_read.0)
+        .max_buf_size(cfg.limits.max_header_bytes)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cfg.limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(None);
+    let peer = ci.peer;
+    let ci = Arc::new(ci);
+    let st2 = st.clone();
+    let svc = service_fn(move |req| {
+        let (st, ci) = (st2.clone(), ci.clone());
+        async move { Ok::<_, std::convert::Infallible>(proxy::handle(st, ci, req).await) }
+    });
+    let conn = b.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let idle = cfg.timeouts.idle.0;
+    let start = Instant::now();
+    let mut tick =
+        tokio::time::interval((idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    log::debug!("connection from {peer}: {e}");
+                }
+                return;
+            }
+            _ = tick.tick(), if !closing => {
+                let last = Duration::from_millis(clock.load(Ordering::Relaxed));
+                if start.elapsed().saturating_sub(last) >= idle {
+                    // Graceful: an HTTP/1 response in progress still
+                    // completes; HTTP/2 gets a GOAWAY.
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = shutdown.changed(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// Records the time of the last byte read or written (milliseconds since
+/// the connection's start), for the idle timeout.
+struct Activity<T> {
+    inner: T,
+    start: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl<T> Activity<T> {
+    fn new(inner: T, last: Arc<AtomicU64>) -> Activity<T> {
+        Activity {
+            inner,
+            start: Instant::now(),
+            last,
+        }
+    }
+    fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, b);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// For the binary: SIGHUP reloads, SIGINT/SIGTERM shut down gracefully.
+pub async fn run_until_signal(r: Running) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                log::info!("SIGHUP: reloading");
+                let _ = r.reload();
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    log::info!("shutting down: no new connections, draining in-flight requests");
+    r.shutdown().await;
+    Ok(())
+}

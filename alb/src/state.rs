@@ -1,0 +1,104 @@
+//! Everything a connection or request needs, swappable as a whole on
+//! reload: each request takes `Arc` snapshots, so a reload never changes
+//! settings under a request in progress.
+
+use std::sync::{Arc, RwLock};
+
+use rustls::ServerConfig;
+
+use crate::allowlist::Allowlist;
+use crate::config::Config;
+use crate::limits::{RateLimiter, RetryBudget};
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::upstream::Upstream;
+
+pub struct State {
+    pub cfg: RwLock<Arc<Config>>,
+    pub tls: RwLock<Option<Arc<ServerConfig>>>,
+    pub allowlist: RwLock<Arc<Allowlist>>,
+    pub pools: RwLock<Arc<Vec<Arc<Pool>>>>,
+    pub limiter: RwLock<Arc<RateLimiter>>,
+    pub budget: RwLock<Arc<RetryBudget>>,
+    pub upstream: Arc<Upstream>,
+    pub metrics: Metrics,
+}
+
+impl State {
+    pub fn cfg(&self) -> Arc<Config> {
+        self.cfg.read().unwrap().clone()
+    }
+    pub fn tls(&self) -> Option<Arc<ServerConfig>> {
+        self.tls.read().unwrap().clone()
+    }
+    pub fn allowlist(&self) -> Arc<Allowlist> {
+        self.allowlist.read().unwrap().clone()
+    }
+    pub fn pools(&self) -> Arc<Vec<Arc<Pool>>> {
+        self.pools.read().unwrap().clone()
+    }
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        self.limiter.read().unwrap().clone()
+    }
+    pub fn budget(&self) -> Arc<RetryBudget> {
+        self.budget.read().unwrap().clone()
+    }
+
+    /// Builds every derived part of `cfg`; fails without side effects, so
+    /// a bad reload leaves the running state untouched.
+    pub fn apply(&self, cfg: Config) -> anyhow::Result<()> {
+        let tls = match cfg.protocol {
+            crate::config::Protocol::Https => Some(crate::tls::server_config(&cfg)?),
+            crate::config::Protocol::Http => None,
+        };
+        let allow = Allowlist::from_config(&cfg)?;
+        let old_pools = self.pools();
+        let mut pools = Vec::new();
+        for pc in cfg.all_pools() {
+            let prev = old_pools.iter().find(|p| p.name == pc.name);
+            pools.push(Arc::new(
+                Pool::from_config(&pc, prev.map(|p| &**p))
+                    .map_err(|e| anyhow::anyhow!("pool {}: {e}", pc.name))?,
+            ));
+        }
+        let old = self.cfg();
+        *self.tls.write().unwrap() = tls;
+        *self.allowlist.write().unwrap() = Arc::new(allow);
+        *self.pools.write().unwrap() = Arc::new(pools);
+        if old.limits.rate_limit_rps != cfg.limits.rate_limit_rps
+            || old.limits.rate_limit_burst != cfg.limits.rate_limit_burst
+        {
+            *self.limiter.write().unwrap() = Arc::new(RateLimiter::new(
+                cfg.limits.rate_limit_rps,
+                cfg.limits.rate_limit_burst,
+            ));
+        }
+        *self.budget.write().unwrap() = Arc::new(RetryBudget::new(
+            cfg.retries.budget_percent,
+            cfg.retries.min_per_second,
+        ));
+        *self.cfg.write().unwrap() = Arc::new(cfg);
+        Ok(())
+    }
+
+    pub fn new(cfg: Config) -> anyhow::Result<Arc<State>> {
+        let st = State {
+            tls: RwLock::new(None),
+            allowlist: RwLock::new(Arc::new(Allowlist::default())),
+            pools: RwLock::new(Arc::new(Vec::new())),
+            limiter: RwLock::new(Arc::new(RateLimiter::new(
+                cfg.limits.rate_limit_rps,
+                cfg.limits.rate_limit_burst,
+            ))),
+            budget: RwLock::new(Arc::new(RetryBudget::new(
+                cfg.retries.budget_percent,
+                cfg.retries.min_per_second,
+            ))),
+            upstream: Upstream::new(cfg.timeouts.idle.0),
+            metrics: Metrics::new(),
+            cfg: RwLock::new(Arc::new(cfg.clone())),
+        };
+        st.apply(cfg)?;
+        Ok(Arc::new(st))
+    }
+}
