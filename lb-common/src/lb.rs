@@ -29,7 +29,7 @@ pub const MODE_DSR: u8 = 1;
 
 /// `(address, port, protocol)` of a virtual service.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
     pub addr: [u8; 16],
     pub port: u16,
@@ -71,7 +71,9 @@ pub struct BackendInfo {
     pub flags: u8,
     /// Destination MAC for DSR mode (the backend on the LB's segment).
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The VIP this backend serves: lets a restarted lb-user rebuild its id
+    /// assignments from the pinned maps.
+    pub vip_id: u16,
 }
 
 /// A flow as seen in one direction.

@@ -18,7 +18,7 @@ use crate::{
     bpffs,
     config::{Config, InterfaceRole},
     dataplane::Dataplane,
-    desired::Desired,
+    desired::{Desired, IdBook},
     privileges,
     program::{self, LoadOptions},
 };
@@ -65,6 +65,15 @@ pub struct Attachment {
     /// are removed on cleanup: a failed attach must not remove the pins of
     /// the lb-user that already holds the interface.
     pinned: Vec<String>,
+    /// The config in force and what it was turned into (None without a config).
+    state: Option<Applied>,
+}
+
+/// The config in force, the map contents it produced and the id book.
+struct Applied {
+    config: Config,
+    desired: Desired,
+    ids: IdBook,
 }
 
 impl Attachment {
@@ -78,11 +87,33 @@ impl Attachment {
     /// to every interface the config lists (backend-side ones first, so reply
     /// translation is in place before client traffic arrives).
     pub fn attach_config(config: &Config, mode: AttachMode) -> Result<Attachment> {
-        let desired = Desired::from_config(config)?;
+        let mut ids = IdBook::default();
+        let desired = Desired::build(config, &mut ids, &|_, _| true)?;
         let mut ifaces: Vec<&crate::config::Interface> = config.interfaces.iter().collect();
         ifaces.sort_by_key(|i| i.role == InterfaceRole::Client);
         let names: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
-        Attachment::attach_all(&names, mode, &desired.load, |dp| desired.apply(config, dp))
+        let mut attachment = Attachment::attach_all(&names, mode, &desired.load, |dp| desired.apply(None, config, dp))?;
+        attachment.state = Some(Applied { config: config.clone(), desired, ids });
+        Ok(attachment)
+    }
+
+    /// Applies a new config to the running program: VIPs, backends and the
+    /// allowlist change; established flows to backends that stay keep going.
+    /// On error the old config stays in force (nothing it needs was removed).
+    pub fn reload(&mut self, config: &Config) -> Result<()> {
+        let Some(state) = self.state.as_mut() else {
+            bail!("this attachment was started without --config; nothing to reload");
+        };
+        let old_ifaces: std::collections::BTreeSet<&str> = state.config.interfaces.iter().map(|i| i.name.as_str()).collect();
+        let new_ifaces: std::collections::BTreeSet<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
+        if old_ifaces != new_ifaces {
+            bail!("interfaces cannot change while attached (have {old_ifaces:?}, config asks {new_ifaces:?}); detach and attach again");
+        }
+        let mut ids = state.ids.clone();
+        let desired = Desired::build(config, &mut ids, &|_, _| true)?;
+        desired.apply(Some((&state.desired, &state.config)), config, &mut Dataplane::new(&mut self.ebpf))?;
+        *state = Applied { config: config.clone(), desired, ids };
+        Ok(())
     }
 
     fn attach_all(
@@ -105,7 +136,7 @@ impl Attachment {
             }
             fill(&mut dp)?;
         }
-        let mut attachment = Attachment { ebpf, ifaces: ifaces.to_vec(), links: Vec::new(), pinned: Vec::new() };
+        let mut attachment = Attachment { ebpf, ifaces: ifaces.to_vec(), links: Vec::new(), pinned: Vec::new(), state: None };
         for (iface, index) in ifaces.iter().zip(indexes) {
             let link = program::xdp_program(&mut attachment.ebpf)?
                 .attach_to_if_index(index, mode.xdp_mode())

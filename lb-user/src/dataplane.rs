@@ -29,7 +29,7 @@ pub fn vip_key(addr: IpAddr, port: u16, protocol: u8) -> VipKey {
 /// A backend entry for the BACKENDS array.
 pub fn backend_info(addr: IpAddr, port: u16) -> BackendInfo {
     let (addr, family) = addr16(addr);
-    BackendInfo { addr, port, family, flags: BACKEND_ACTIVE, mac: [0; 6], _pad: [0; 2] }
+    BackendInfo { addr, port, family, flags: BACKEND_ACTIVE, mac: [0; 6], vip_id: 0 }
 }
 
 /// Writer over the maps of one loaded program.
@@ -133,6 +133,45 @@ impl<'a> Dataplane<'a> {
         cfg.allowlist_scope = u8::from(scope_all);
         cfg.allow_any_port = u8::from(ports.is_none());
         self.set_global(&cfg)
+    }
+
+    /// Removes a VIP; with `address_too`, also its address marker (when no
+    /// other VIP uses the address).
+    pub fn remove_vip(&mut self, key: &VipKey, address_too: bool) -> Result<()> {
+        let mut vips = HashMap::<&mut MapData, VipKey, VipInfo>::try_from(map_mut(self.ebpf, names::VIPS)?)?;
+        vips.remove(key).context("removing VIP")?;
+        if address_too {
+            let _ = vips.remove(&VipKey { port: 0, protocol: 0, ..*key });
+        }
+        Ok(())
+    }
+
+    /// Turns the allowlist off (entries stay until removed).
+    pub fn disable_allowlist(&mut self) -> Result<()> {
+        let mut cfg = self.global()?;
+        cfg.allowlist_enabled = 0;
+        self.set_global(&cfg)
+    }
+
+    /// Deletes allowlist prefixes and ports (missing ones are ignored).
+    pub fn remove_allowlist_entries(&mut self, cidrs: &[IpNet], ports: &[u16]) -> Result<()> {
+        {
+            let mut v4 = LpmTrie::<&mut MapData, [u8; 4], u8>::try_from(map_mut(self.ebpf, names::ALLOW_V4)?)?;
+            for net in cidrs.iter().filter_map(|n| match n { IpNet::V4(v) => Some(v), _ => None }) {
+                let _ = v4.remove(&Key::new(u32::from(net.prefix_len()), net.network().octets()));
+            }
+        }
+        {
+            let mut v6 = LpmTrie::<&mut MapData, [u8; 16], u8>::try_from(map_mut(self.ebpf, names::ALLOW_V6)?)?;
+            for net in cidrs.iter().filter_map(|n| match n { IpNet::V6(v) => Some(v), _ => None }) {
+                let _ = v6.remove(&Key::new(u32::from(net.prefix_len()), net.network().octets()));
+            }
+        }
+        let mut set = HashMap::<&mut MapData, u16, u8>::try_from(map_mut(self.ebpf, names::ALLOW_PORTS)?)?;
+        for port in ports {
+            let _ = set.remove(port);
+        }
+        Ok(())
     }
 
     /// Lets XDP_REDIRECT send out of interface `ifindex`.

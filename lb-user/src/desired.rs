@@ -1,11 +1,20 @@
 //! From a validated config to the exact map contents the data path needs:
-//! backend ids, VIP entries, Maglev tables and round-robin lists.
+//! backend ids, VIP entries, Maglev tables and round-robin lists, and the
+//! difference between two such states for a reload.
 //!
-//! Ids are positional (VIP id = index in the config, backend ids handed out
-//! in config order), so the same config always yields the same maps.
+//! Ids are stable across reloads: a VIP keeps its id while its (address,
+//! port, protocol) stays, a backend keeps its id while it stays in its VIP, so
+//! conntrack entries keep pointing at the right backend. Ids of removed
+//! backends are not handed out again by the same lb-user, so a stale flow can
+//! never land on a newcomer.
 
-use anyhow::{Context as _, Result};
-use lb_common::lb::{BackendInfo, VipInfo, VipKey};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use anyhow::{bail, Context as _, Result};
+use lb_common::lb::{BackendInfo, VipInfo, VipKey, MAX_BACKENDS, MAX_VIPS};
 
 use crate::{
     config::{AllowedPorts, AllowlistScope, Config},
@@ -14,7 +23,56 @@ use crate::{
     program::LoadOptions,
 };
 
+/// Which id each VIP and backend has.
+#[derive(Clone, Debug, Default)]
+pub struct IdBook {
+    vips: BTreeMap<VipKey, u32>,
+    /// (vip id, address, port) → backend id.
+    backends: BTreeMap<(u32, IpAddr, u16), u32>,
+    retired_backends: BTreeSet<u32>,
+}
+
+impl IdBook {
+    fn vip_id(&mut self, key: &VipKey) -> Result<u32> {
+        if let Some(id) = self.vips.get(key) {
+            return Ok(*id);
+        }
+        let used: BTreeSet<u32> = self.vips.values().copied().collect();
+        let id = (0..MAX_VIPS).find(|i| !used.contains(i)).context("no free VIP id")?;
+        self.vips.insert(*key, id);
+        Ok(id)
+    }
+
+    fn backend_id(&mut self, vip_id: u32, addr: IpAddr, port: u16) -> Result<u32> {
+        if let Some(id) = self.backends.get(&(vip_id, addr, port)) {
+            return Ok(*id);
+        }
+        let used: BTreeSet<u32> = self.backends.values().copied().collect();
+        let id = (0..MAX_BACKENDS)
+            .find(|i| !used.contains(i) && !self.retired_backends.contains(i))
+            .with_context(|| format!("no free backend id (at most {MAX_BACKENDS} over the life of this lb-user)"))?;
+        self.backends.insert((vip_id, addr, port), id);
+        Ok(id)
+    }
+
+    /// Forgets VIPs and backends not in `keep`, returning the retired backend ids.
+    fn retain(&mut self, vips: &BTreeSet<VipKey>, backends: &BTreeSet<u32>) -> Vec<u32> {
+        self.vips.retain(|k, _| vips.contains(k));
+        let mut retired = Vec::new();
+        self.backends.retain(|_, id| {
+            let keep = backends.contains(id);
+            if !keep {
+                retired.push(*id);
+            }
+            keep
+        });
+        self.retired_backends.extend(&retired);
+        retired
+    }
+}
+
 /// One VIP's entry and tables.
+#[derive(Clone, Debug)]
 pub struct DesiredVip {
     pub name: String,
     pub key: VipKey,
@@ -26,56 +84,83 @@ pub struct DesiredVip {
 }
 
 /// Everything lb-user writes into the maps for a config.
+#[derive(Clone, Debug)]
 pub struct Desired {
     pub load: LoadOptions,
     pub backends: Vec<(u32, BackendInfo)>,
     pub vips: Vec<DesiredVip>,
 }
 
+/// The sizes a config fixes at load time.
+pub fn load_options(config: &Config) -> LoadOptions {
+    LoadOptions {
+        maglev_size: config.maglev.size,
+        max_flows: config.conntrack.max_flows,
+        tcp_timeout_s: config.conntrack.tcp_timeout.as_secs() as u32,
+        udp_timeout_s: config.conntrack.udp_timeout.as_secs() as u32,
+    }
+}
+
 impl Desired {
-    pub fn from_config(config: &Config) -> Result<Desired> {
-        let load = LoadOptions {
-            maglev_size: config.maglev.size,
-            max_flows: config.conntrack.max_flows,
-            tcp_timeout_s: config.conntrack.tcp_timeout.as_secs() as u32,
-            udp_timeout_s: config.conntrack.udp_timeout.as_secs() as u32,
-        };
+    /// The desired state for `config`, with ids from (and recorded in) `ids`.
+    /// `healthy(vip, backend)` says whether a backend may get new flows.
+    pub fn build(config: &Config, ids: &mut IdBook, healthy: &dyn Fn(usize, usize) -> bool) -> Result<Desired> {
         let mut backends = Vec::new();
         let mut vips = Vec::new();
-        for (vip_id, vip) in config.vips.iter().enumerate() {
-            let mut ids = Vec::new();
+        for (vi, vip) in config.vips.iter().enumerate() {
+            let key = vip_key(vip.address, vip.port, vip.protocol.number());
+            let vip_id = ids.vip_id(&key)?;
+            let mut backend_ids = Vec::new();
             let mut ring = Vec::new();
-            for b in &vip.backends {
-                let id = backends.len() as u32;
+            let mut rr = Vec::new();
+            for (bi, b) in vip.backends.iter().enumerate() {
+                let id = ids.backend_id(vip_id, b.address, b.port)?;
                 let mut info = backend_info(b.address, b.port);
                 info.mac = b.mac.unwrap_or_default();
+                info.vip_id = vip_id as u16;
                 backends.push((id, info));
-                ids.push(id);
-                ring.push(MaglevBackend { id, key: b.key(), weight: b.weight });
+                backend_ids.push(id);
+                if healthy(vi, bi) {
+                    ring.push(MaglevBackend { id, key: b.key(), weight: b.weight });
+                    rr.push(id);
+                }
             }
             let maglev = maglev::build_table(&ring, config.maglev.size, config.maglev.seed)
                 .with_context(|| format!("building the Maglev table of VIP {}", vip.name))?;
             let info = VipInfo {
-                vip_id: vip_id as u32,
+                vip_id,
                 algorithm: vip.algorithm.code(),
                 mode: vip.forwarding.code(),
                 hash_seed: config.maglev.seed,
                 ..Default::default()
             };
-            vips.push(DesiredVip {
-                name: vip.name.clone(),
-                key: vip_key(vip.address, vip.port, vip.protocol.number()),
-                info,
-                maglev,
-                round_robin: ids.clone(),
-                backend_ids: ids,
-            });
+            vips.push(DesiredVip { name: vip.name.clone(), key, info, maglev, round_robin: rr, backend_ids });
         }
-        Ok(Desired { load, backends, vips })
+        let keep_vips = vips.iter().map(|v| v.key).collect();
+        let keep_backends = backends.iter().map(|(id, _)| *id).collect();
+        ids.retain(&keep_vips, &keep_backends);
+        Ok(Desired { load: load_options(config), backends, vips })
     }
 
-    /// Writes everything into a freshly loaded program's maps.
-    pub fn apply(&self, config: &Config, dp: &mut Dataplane) -> Result<()> {
+    /// The desired state of a first attach: every backend healthy.
+    pub fn from_config(config: &Config) -> Result<Desired> {
+        Desired::build(config, &mut IdBook::default(), &|_, _| true)
+    }
+
+    /// Moves the maps from `old` (None on a fresh program) to `self`, in an
+    /// order that keeps every intermediate state consistent for the data path:
+    /// new backends before the tables that use them, tables flipped per VIP,
+    /// removed backends and VIPs retired last.
+    pub fn apply(&self, old: Option<(&Desired, &Config)>, config: &Config, dp: &mut Dataplane) -> Result<()> {
+        if let Some((old, _)) = old {
+            if old.load != self.load {
+                bail!(
+                    "maglev.size and conntrack settings are fixed while attached (have {:?}, config asks {:?}); detach and attach again to change them",
+                    old.load,
+                    self.load
+                );
+            }
+        }
         for (id, info) in &self.backends {
             dp.set_backend(*id, info)?;
         }
@@ -83,13 +168,58 @@ impl Desired {
             dp.set_vip(&vip.key, &vip.info, &vip.maglev, &vip.round_robin)
                 .with_context(|| format!("installing VIP {}", vip.name))?;
         }
-        if let Some(allow) = &config.allowlist {
+        if let Some((old, old_config)) = old {
+            let live: BTreeSet<u32> = self.backends.iter().map(|(id, _)| *id).collect();
+            for (id, info) in &old.backends {
+                if !live.contains(id) {
+                    // Flags 0: flows tracked to it choose again (a removed backend breaks its flows).
+                    dp.set_backend(*id, &BackendInfo { flags: 0, ..*info })?;
+                }
+            }
+            let keys: BTreeSet<VipKey> = self.vips.iter().map(|v| v.key).collect();
+            for vip in old.vips.iter().filter(|v| !keys.contains(&v.key)) {
+                let address_still_used = self.vips.iter().any(|v| v.key.addr == vip.key.addr && v.key.family == vip.key.family);
+                dp.remove_vip(&vip.key, !address_still_used)?;
+            }
+            set_allowlist(config, Some(old_config), dp)
+        } else {
+            set_allowlist(config, None, dp)
+        }
+    }
+}
+
+fn set_allowlist(config: &Config, old: Option<&Config>, dp: &mut Dataplane) -> Result<()> {
+    let old_allow = old.and_then(|c| c.allowlist.as_ref());
+    match &config.allowlist {
+        Some(allow) => {
             let ports = match &allow.ports {
                 AllowedPorts::Any => None,
                 AllowedPorts::Only(p) => Some(p.as_slice()),
             };
+            // Add the new entries and switch the flags, then drop what left:
+            // for a moment the union is allowed, never less than either.
             dp.set_allowlist(&allow.cidrs, ports, allow.scope == AllowlistScope::All)?;
+            if let Some(prev) = old_allow {
+                let gone: Vec<_> = prev.cidrs.iter().filter(|c| !allow.cidrs.contains(c)).copied().collect();
+                let gone_ports: Vec<u16> = match (&prev.ports, &allow.ports) {
+                    (AllowedPorts::Only(p), AllowedPorts::Only(n)) => p.iter().filter(|x| !n.contains(x)).copied().collect(),
+                    (AllowedPorts::Only(p), AllowedPorts::Any) => p.clone(),
+                    _ => Vec::new(),
+                };
+                dp.remove_allowlist_entries(&gone, &gone_ports)?;
+            }
+            Ok(())
         }
-        Ok(())
+        None => {
+            dp.disable_allowlist()?;
+            if let Some(prev) = old_allow {
+                let ports = match &prev.ports {
+                    AllowedPorts::Only(p) => p.clone(),
+                    AllowedPorts::Any => Vec::new(),
+                };
+                dp.remove_allowlist_entries(&prev.cidrs, &ports)?;
+            }
+            Ok(())
+        }
     }
 }

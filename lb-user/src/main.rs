@@ -1,6 +1,14 @@
 //! `lb-user`: the xdplb control-plane CLI.
 
-use std::{path::PathBuf, process::ExitCode, sync::mpsc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime},
+};
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -95,33 +103,59 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMode>) -> Result<()> {
-    let (tx, rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    })
-    .context("installing the Ctrl-C handler")?;
-    let attachment = match (iface, config) {
+    // SIGINT/SIGTERM stop (detach); SIGHUP reloads. signal-hook rather than
+    // ctrlc, whose termination feature would treat SIGHUP as a stop too.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing the SIGINT/SIGTERM handler")?;
+    }
+    let mut attachment = match (iface, &config) {
         (Some(iface), _) => Attachment::attach(&iface, mode.unwrap_or_default())?,
         (None, Some(path)) => {
-            let config = Config::from_file(&path)?;
+            let config = Config::from_file(path)?;
             Attachment::attach_config(&config, mode.unwrap_or(config.attach_mode))?
         }
         (None, None) => anyhow::bail!("give --iface or --config"),
     };
     let ifaces = attachment.ifaces().to_vec();
     println!("xdplb attached to {}; press Ctrl-C to detach", ifaces.join(", "));
-    // Wake up now and then so a vanished interface is noticed.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).context("installing the SIGHUP handler")?;
+    let mut seen = config.as_deref().and_then(modified);
+    // Wake up now and then: reload on SIGHUP or when the file changes, and
+    // notice a vanished interface.
     loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(()) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(gone) = ifaces.iter().find(|i| lb_user::attach::interface_index(i).is_err()) {
-                    log::warn!("interface {gone} disappeared; detaching");
-                    break;
-                }
+        for _ in 0..10 {
+            if stop.load(Ordering::SeqCst) {
+                break;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if let Some(gone) = ifaces.iter().find(|i| lb_user::attach::interface_index(i).is_err()) {
+            log::warn!("interface {gone} disappeared; detaching");
+            break;
+        }
+        let Some(path) = config.as_deref() else { continue };
+        let now = modified(path);
+        let signalled = hup.swap(false, Ordering::SeqCst);
+        if !signalled && now == seen {
+            continue;
+        }
+        seen = now;
+        let why = if signalled { "SIGHUP" } else { "file changed" };
+        match Config::from_file(path).map_err(anyhow::Error::from).and_then(|c| attachment.reload(&c)) {
+            Ok(()) => log::info!("reload applied ({why}): {}", path.display()),
+            Err(err) => log::error!("reload refused ({why}), previous config stays in force: {err:#}"),
         }
     }
     attachment.detach()
+}
+
+/// Modification time of the config file (None when it cannot be read, which
+/// the next reload attempt then reports).
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

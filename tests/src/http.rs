@@ -56,3 +56,42 @@ mod tests {
         assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
     }
 }
+
+/// One kept-alive HTTP/1.1 connection for several requests: the same TCP
+/// flow throughout, which is what a long-lived connection test needs.
+pub struct KeepAlive {
+    stream: TcpStream,
+    addr: SocketAddr,
+}
+
+impl KeepAlive {
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<KeepAlive> {
+        let stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(KeepAlive { stream, addr })
+    }
+
+    /// `GET path` on this connection; the response must carry Content-Length.
+    pub fn get(&mut self, path: &str) -> Result<Response> {
+        write!(self.stream, "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr)?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            anyhow::ensure!(head.len() < 16384, "response headers too long");
+            self.stream.read_exact(&mut byte).with_context(|| format!("reading response headers from {}", self.addr))?;
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let length = text
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+            .context("response without Content-Length")?
+            .parse::<usize>()?;
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body)?;
+        let mut raw = head;
+        raw.extend_from_slice(&body);
+        parse(&raw)
+    }
+}

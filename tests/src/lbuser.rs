@@ -1,7 +1,9 @@
 //! Running `lb-user attach` as a child process inside a lab, as an operator would.
 
 use std::{
+    io::{BufRead, BufReader},
     os::unix::process::CommandExt,
+    sync::{Arc, Mutex},
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -22,6 +24,8 @@ pub struct LbUser {
     child: Option<Child>,
     iface: String,
     netns: String,
+    /// stderr lines so far (also echoed to the test's stderr).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl LbUser {
@@ -46,12 +50,23 @@ impl LbUser {
             .args(["--netns", netns, "attach"])
             .args(attach_args)
             .stdin(Stdio::null())
+            .stderr(Stdio::piped())
             // Own process group: a terminal Ctrl-C reaches only the
             // orchestrator, which then stops lb-user in order.
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut me = LbUser { child: Some(child), iface: iface.to_owned(), netns: netns.to_owned() };
+        let mut child = child;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut me = LbUser { child: Some(child), iface: iface.to_owned(), netns: netns.to_owned(), log };
         let marker = pin_dir(iface).join(lb_marker_map());
         let deadline = Instant::now() + Duration::from_secs(20);
         while !marker.exists() {
@@ -80,6 +95,37 @@ impl LbUser {
     pub fn stats_json(&self) -> Result<serde_json::Value> {
         let text = self.cli(&["stats", "--iface", &self.iface, "--json"])?;
         serde_json::from_str(&text).with_context(|| format!("parsing stats JSON {text:?}"))
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: plain kill(2) on our child.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    /// Waits (at most `limit`) for a stderr line containing `needle` that
+    /// appeared after the first `skip` lines; returns the number of lines seen.
+    pub fn wait_for_log(&self, needle: &str, skip: usize, limit: Duration) -> Result<usize> {
+        let deadline = Instant::now() + limit;
+        loop {
+            {
+                let lines = self.log.lock().unwrap();
+                if let Some(pos) = lines.iter().skip(skip).position(|l| l.contains(needle)) {
+                    return Ok(skip + pos + 1);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("lb-user logged no line containing {needle:?} within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Number of stderr lines so far.
+    pub fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
     }
 
     /// Sends SIGINT (what Ctrl-C sends) and waits at most 10 s for the exit.

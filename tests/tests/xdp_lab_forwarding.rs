@@ -125,6 +125,71 @@ fn a_denied_client_prefix_gets_no_answer_and_every_packet_is_counted() {
     assert!(lb.stop().unwrap().success());
 }
 
+#[test]
+fn a_long_lived_connection_keeps_its_backend_when_the_tables_are_rebuilt_without_another() {
+    require_root!();
+    let mut lab = Lab::up_unique("xt", 3).unwrap();
+    lab.start_backends().unwrap();
+    let vip_yaml = |skip: Option<u8>| {
+        let backends: String = (1..=3u8)
+            .filter(|i| Some(*i) != skip)
+            .map(|i| format!("      - {{ address: 198.18.1.1{i}, port: 8080 }}\n"))
+            .collect();
+        format!("  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n{backends}")
+    };
+    let config = write_config(&lab, &vip_yaml(None), "");
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
+    let client = lab.ns(Host::Client);
+    let mut conn = netns::run_in(&client, move || http::KeepAlive::connect(vip, Duration::from_secs(5))).unwrap();
+    let first = conn.get("/").unwrap().body.trim().to_owned();
+    let keeper: u8 = first.trim_start_matches("be").parse().unwrap();
+    let removed = if keeper == 1 { 2 } else { 1 };
+
+    // Rebuild the VIP's tables without `removed` (not the backend this connection uses).
+    let seen = lb.log_len();
+    std::fs::write(config.path(), std::fs::read_to_string(config.path()).unwrap().replace(&vip_yaml(None), &vip_yaml(Some(removed)))).unwrap();
+    lb.signal(libc::SIGHUP);
+    lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
+
+    for _ in 0..5 {
+        assert_eq!(conn.get("/").unwrap().body.trim(), first, "the long-lived connection moved");
+    }
+    let after = served_by(&lab, vip, REQUESTS);
+    assert!(!after.contains_key(&format!("be{removed}")), "removed backend still got new flows: {after:?}");
+    assert_eq!(after.values().sum::<usize>(), REQUESTS);
+    assert!(lb.stop().unwrap().success());
+}
+
+#[test]
+fn reload_adds_a_backend_and_a_broken_file_is_refused_while_the_old_config_keeps_forwarding() {
+    require_root!();
+    let mut lab = Lab::up_unique("xt", 3).unwrap();
+    lab.start_backends().unwrap();
+    let two = "  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n      - { address: 198.18.1.11, port: 8080 }\n      - { address: 198.18.1.12, port: 8080 }\n";
+    let config = write_config(&lab, two, "");
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
+    assert!(!served_by(&lab, vip, REQUESTS).contains_key("be3"));
+
+    // Add be3: it gets new flows (the file watcher picks the change up).
+    let seen = lb.log_len();
+    let original = std::fs::read_to_string(config.path()).unwrap();
+    let three = original.replace(two, &format!("{two}      - {{ address: 198.18.1.13, port: 8080 }}\n"));
+    std::fs::write(config.path(), &three).unwrap();
+    let seen = lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
+    let after = served_by(&lab, vip, REQUESTS);
+    assert!(after.contains_key("be3"), "added backend got no new flows: {after:?}");
+
+    // A broken file is refused with a clear line; forwarding goes on as before.
+    std::fs::write(config.path(), three.replace("port: 80\n", "port: eighty\n")).unwrap();
+    lb.signal(libc::SIGHUP);
+    lb.wait_for_log("reload refused", seen, Duration::from_secs(10)).unwrap();
+    let still = served_by(&lab, vip, REQUESTS);
+    assert_eq!(still.keys().cloned().collect::<Vec<_>>(), ["be1", "be2", "be3"], "{still:?}");
+    assert!(lb.stop().unwrap().success());
+}
+
 /// A config file in the system temp directory, removed on drop.
 mod tempfile_path {
     use std::path::{Path, PathBuf};
