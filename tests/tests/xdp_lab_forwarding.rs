@@ -84,16 +84,24 @@ fn nat_vips_over_ipv4_and_ipv6_reach_all_three_backends() {
 fn dsr_vip_reaches_all_three_backends_which_answer_directly() {
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
-    let vip: SocketAddr = "198.18.100.2:8080".parse().unwrap();
-    lab.add_dsr_vip(vip.ip()).unwrap();
-    lab.start_backends_also_on(&[vip]).unwrap();
-    let vips = format!("  - name: dsr\n    address: 198.18.100.2\n    port: 8080\n    forwarding: dsr\n    backends:\n{}", backends_yaml(8080, false));
+    let vip4: SocketAddr = "198.18.100.2:8080".parse().unwrap();
+    let vip6: SocketAddr = "[fd00:198:18:100::2]:8080".parse().unwrap();
+    lab.add_dsr_vip(vip4.ip()).unwrap();
+    lab.add_dsr_vip(vip6.ip()).unwrap();
+    lab.start_backends_also_on(&[vip4, vip6]).unwrap();
+    let vips = format!(
+        "  - name: dsr\n    address: 198.18.100.2\n    port: 8080\n    forwarding: dsr\n    backends:\n{}  - name: dsr6\n    address: \"fd00:198:18:100::2\"\n    port: 8080\n    forwarding: dsr\n    backends:\n{}",
+        backends_yaml(8080, false),
+        backends_yaml(8080, true)
+    );
     let config = write_config(&lab, &vips, "");
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
-    let seen = served_by(&lab, vip, REQUESTS);
-    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), ["be1", "be2", "be3"], "{seen:?}");
+    for vip in [vip4, vip6] {
+        let seen = served_by(&lab, vip, REQUESTS);
+        assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), ["be1", "be2", "be3"], "{vip}: {seen:?}");
+    }
     let report = Report::read_pinned(&lab.lb_client_iface()).unwrap();
-    assert!(report.action(Stat::ForwardDsr).packets >= (REQUESTS * 3) as u64, "{report:?}");
+    assert!(report.action(Stat::ForwardDsr).packets >= (2 * REQUESTS * 3) as u64, "{report:?}");
     // Replies bypass the balancer's rewriting: nothing was reverse-translated.
     assert_eq!(report.action(Stat::ReverseNat).packets, 0);
     assert!(lb.stop().unwrap().success());
