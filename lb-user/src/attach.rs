@@ -9,7 +9,7 @@ use std::ffi::CString;
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
-    programs::{xdp::XdpLinkId, ProgramError, XdpMode},
+    programs::{links::{FdLink, PinnedLink}, xdp::XdpLink, ProgramError, XdpMode},
     Ebpf,
 };
 use lb_common::map_names;
@@ -18,7 +18,7 @@ use crate::{
     bpffs,
     config::{Config, InterfaceRole},
     dataplane::Dataplane,
-    desired::{Desired, IdBook},
+    desired::{self, Desired, IdBook},
     privileges,
     program::{self, LoadOptions},
 };
@@ -54,19 +54,26 @@ pub fn interface_index(iface: &str) -> Result<u32> {
     Ok(index)
 }
 
-/// A loaded program attached to one or more interfaces, with its maps pinned
-/// under each interface's directory. Dropping it detaches the program and
-/// removes the pins.
+/// A loaded program attached to one or more interfaces through pinned BPF
+/// links, with its maps pinned under each interface's directory.
+///
+/// Stopping it (`detach`, or drop) removes the pins, which detaches the
+/// program. If the process dies without that (even SIGKILL), the pinned links
+/// keep the program attached and forwarding; the next `attach` adopts the
+/// pinned maps (conntrack included) and links.
 pub struct Attachment {
     ebpf: Ebpf,
     ifaces: Vec<String>,
-    links: Vec<XdpLinkId>,
-    /// Interfaces whose pin directory this attachment created. Only these
-    /// are removed on cleanup: a failed attach must not remove the pins of
-    /// the lb-user that already holds the interface.
+    /// Our references to the pinned links (dropping them alone keeps the
+    /// program attached; removing the pin files too detaches it).
+    links: Vec<FdLink>,
+    /// Interfaces whose pin directory this attachment owns. Only these are
+    /// removed on cleanup: a refused attach must not touch another's pins.
     pinned: Vec<String>,
+    _locks: Vec<bpffs::IfaceLock>,
     /// The config in force and what it was turned into (None without a config).
     state: Option<Applied>,
+    adopted: bool,
 }
 
 /// The config in force, the map contents it produced and the id book.
@@ -80,20 +87,28 @@ impl Attachment {
     /// Attaches the program without any VIPs: it classifies, counts and
     /// passes every frame.
     pub fn attach(iface: &str, mode: AttachMode) -> Result<Attachment> {
-        Attachment::attach_all(&[iface.to_owned()], mode, &LoadOptions::default(), |_| Ok(()))
+        Attachment::attach_all(&[iface.to_owned()], mode, &LoadOptions::default(), |_, _| Ok(()))
     }
 
     /// Loads the program sized for `config`, fills its maps and attaches it
     /// to every interface the config lists (backend-side ones first, so reply
-    /// translation is in place before client traffic arrives).
+    /// translation is in place before client traffic arrives). If a previous
+    /// lb-user left the program attached, its maps and links are adopted and
+    /// brought to this config without disturbing established flows.
     pub fn attach_config(config: &Config, mode: AttachMode) -> Result<Attachment> {
-        let mut ids = IdBook::default();
-        let desired = Desired::build(config, &mut ids, &|_, _| true)?;
         let mut ifaces: Vec<&crate::config::Interface> = config.interfaces.iter().collect();
         ifaces.sort_by_key(|i| i.role == InterfaceRole::Client);
         let names: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
-        let mut attachment = Attachment::attach_all(&names, mode, &desired.load, |dp| desired.apply(None, config, dp))?;
-        attachment.state = Some(Applied { config: config.clone(), desired, ids });
+        let load = desired::load_options(config);
+        let mut applied = None;
+        let mut attachment = Attachment::attach_all(&names, mode, &load, |dp, adopted| {
+            let (mut ids, old) = if adopted { IdBook::adopt(dp, load).map(|(i, d)| (i, Some(d)))? } else { (IdBook::default(), None) };
+            let desired = Desired::build(config, &mut ids, &|_, _| true)?;
+            desired.apply(old.as_ref(), config, dp)?;
+            applied = Some(Applied { config: config.clone(), desired, ids });
+            Ok(())
+        })?;
+        attachment.state = applied;
         Ok(attachment)
     }
 
@@ -111,7 +126,7 @@ impl Attachment {
         }
         let mut ids = state.ids.clone();
         let desired = Desired::build(config, &mut ids, &|_, _| true)?;
-        desired.apply(Some((&state.desired, &state.config)), config, &mut Dataplane::new(&mut self.ebpf))?;
+        desired.apply(Some(&state.desired), config, &mut Dataplane::new(&mut self.ebpf))?;
         *state = Applied { config: config.clone(), desired, ids };
         Ok(())
     }
@@ -120,7 +135,7 @@ impl Attachment {
         ifaces: &[String],
         mode: AttachMode,
         load: &LoadOptions,
-        fill: impl FnOnce(&mut Dataplane) -> Result<()>,
+        fill: impl FnOnce(&mut Dataplane, bool) -> Result<()>,
     ) -> Result<Attachment> {
         privileges::require_bpf_admin("lb-user attach")?;
         let mut indexes = Vec::new();
@@ -128,40 +143,91 @@ impl Attachment {
             indexes.push(interface_index(iface)?);
         }
         bpffs::ensure_mounted()?;
-        let mut ebpf = program::load_with(load)?;
+        let mut locks = Vec::new();
+        for iface in ifaces {
+            locks.push(bpffs::lock_iface(iface)?);
+        }
+        // Maps live in the first interface's directory; the others get extra pins.
+        let home = bpffs::pin_dir(&ifaces[0]);
+        let existed = home.exists();
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        let (ebpf, adopted) = match program::load_with(load, Some(&home)) {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                // Leave a previous lb-user's pins alone; remove only what we made.
+                if !existed {
+                    let _ = bpffs::remove_pins(&ifaces[0]);
+                }
+                return Err(err);
+            }
+        };
+        // From here on, dropping `attachment` on an error cleans up.
+        let mut attachment = Attachment {
+            ebpf,
+            ifaces: ifaces.to_vec(),
+            links: Vec::new(),
+            pinned: if adopted { Vec::new() } else { vec![ifaces[0].clone()] },
+            _locks: locks,
+            state: None,
+            adopted,
+        };
         {
-            let mut dp = Dataplane::new(&mut ebpf);
+            let mut dp = Dataplane::new(&mut attachment.ebpf);
             for index in &indexes {
                 dp.add_tx_port(*index)?;
             }
-            fill(&mut dp)?;
+            fill(&mut dp, adopted)?;
         }
-        let mut attachment = Attachment { ebpf, ifaces: ifaces.to_vec(), links: Vec::new(), pinned: Vec::new(), state: None };
         for (iface, index) in ifaces.iter().zip(indexes) {
-            let link = program::xdp_program(&mut attachment.ebpf)?
-                .attach_to_if_index(index, mode.xdp_mode())
-                .map_err(|err| attach_error(iface, mode, err))?;
+            let link = attachment.link(iface, index, mode)?;
             attachment.links.push(link);
         }
-        attachment.pin_maps()?;
-        log::info!("attached xdplb to {} (mode {mode:?}); maps pinned under {}", ifaces.join(", "), bpffs::PIN_ROOT);
+        attachment.pin_extra()?;
+        // Attached: from now on a stop removes every pin (also adopted ones).
+        attachment.pinned = ifaces.to_vec();
+        let how = if adopted { "adopted the running program and its state on" } else { "attached xdplb to" };
+        log::info!("{how} {} (mode {mode:?}); pins under {}", ifaces.join(", "), bpffs::PIN_ROOT);
         Ok(attachment)
     }
 
-    fn pin_maps(&mut self) -> Result<()> {
-        for iface in &self.ifaces {
-            let dir = bpffs::pin_dir(iface);
-            if dir.exists() {
-                // We just attached, so no other lb-user holds this interface: these
-                // pins were left by one that was killed before it could clean up.
-                log::warn!("removing stale pins in {}", dir.display());
-                bpffs::remove_pins(iface)?;
+    /// Attaches to `iface` through a pinned link, or, when a link is already
+    /// pinned there, swaps this program into it atomically.
+    fn link(&mut self, iface: &str, index: u32, mode: AttachMode) -> Result<FdLink> {
+        let path = bpffs::pin_dir(iface).join(bpffs::LINK_PIN);
+        let program = program::xdp_program(&mut self.ebpf)?;
+        let id = if path.exists() {
+            let pinned = PinnedLink::from_pin(&path).with_context(|| format!("opening pinned link {}", path.display()))?;
+            let link = XdpLink::try_from(FdLink::from(pinned)).context("pinned link is not an XDP link")?;
+            program.attach_to_link(link).with_context(|| format!("replacing the program on {iface}"))?
+        } else {
+            let id = program.attach_to_if_index(index, mode.xdp_mode()).map_err(|err| attach_error(iface, mode, err))?;
+            let link = FdLink::try_from(program.take_link(id)?)
+                .with_context(|| format!("{iface}: the kernel attached XDP without a BPF link; cannot pin it"))?;
+            std::fs::create_dir_all(bpffs::pin_dir(iface))?;
+            let pinned = link.pin(&path).with_context(|| format!("pinning the link at {}", path.display()))?;
+            if !self.pinned.iter().any(|i| i == iface) {
+                self.pinned.push(iface.to_owned());
             }
+            return Ok(FdLink::from(pinned));
+        };
+        FdLink::try_from(program.take_link(id)?).context("taking the link back")
+    }
+
+    /// Pins the maps under the other interfaces' directories too, so
+    /// `lb-user stats --iface` works with any of them.
+    fn pin_extra(&mut self) -> Result<()> {
+        for iface in self.ifaces.iter().skip(1) {
+            let dir = bpffs::pin_dir(iface);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            self.pinned.push(iface.clone());
+            if !self.pinned.iter().any(|i| i == iface) {
+                self.pinned.push(iface.clone());
+            }
             for &name in map_names::PINNED {
-                let map = self.ebpf.map(name).with_context(|| format!("eBPF object has no map {name}"))?;
                 let path = dir.join(name);
+                if path.exists() {
+                    continue;
+                }
+                let map = self.ebpf.map(name).with_context(|| format!("eBPF object has no map {name}"))?;
                 map.pin(&path).with_context(|| format!("pinning map {name} at {}", path.display()))?;
             }
         }
@@ -171,6 +237,11 @@ impl Attachment {
     /// The interfaces the program is attached to.
     pub fn ifaces(&self) -> &[String] {
         &self.ifaces
+    }
+
+    /// Whether this attach took over a program a previous lb-user left running.
+    pub fn adopted(&self) -> bool {
+        self.adopted
     }
 
     /// The loaded object, e.g. for reading maps directly in tests.
@@ -190,12 +261,9 @@ impl Attachment {
                 result = Err(err);
             }
         }
-        let links: Vec<XdpLinkId> = self.links.drain(..).collect();
-        if !links.is_empty() {
-            let program = program::xdp_program(&mut self.ebpf)?;
-            for link in links {
-                program.detach(link).context("detaching XDP")?;
-            }
+        if !self.links.is_empty() {
+            // With the pins gone, these are the last references.
+            self.links.clear();
             log::info!("detached xdplb from {}", self.ifaces.join(", "));
         }
         result
@@ -208,6 +276,32 @@ impl Drop for Attachment {
             log::error!("cleaning up {}: {err:#}", self.ifaces.join(", "));
         }
     }
+}
+
+/// Removes what an lb-user left attached to `iface` (pins of the link and the
+/// maps), which detaches the program. A running lb-user holding the interface
+/// is asked to stop (SIGTERM) first.
+pub fn detach_pinned(iface: &str) -> Result<()> {
+    privileges::require_bpf_admin("lb-user detach")?;
+    if let Some(pid) = bpffs::lock_holder(iface) {
+        log::info!("asking lb-user pid {pid} to detach from {iface}");
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while bpffs::lock_holder(iface).is_some() {
+            if std::time::Instant::now() > deadline {
+                bail!("lb-user pid {pid} did not stop within 10 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let dir = bpffs::pin_dir(iface);
+    if !dir.exists() {
+        bail!("nothing to detach: {} does not exist", dir.display());
+    }
+    bpffs::remove_pins(iface)?;
+    log::info!("detached xdplb from {iface}");
+    Ok(())
 }
 
 fn attach_error(iface: &str, mode: AttachMode, err: ProgramError) -> anyhow::Error {

@@ -57,3 +57,54 @@ pub fn remove_pins(iface: &str) -> Result<()> {
     let _ = std::fs::remove_dir(PIN_ROOT);
     Ok(())
 }
+
+/// File name of an interface's pinned XDP link: while it exists the program
+/// stays attached, even with no lb-user running.
+pub const LINK_PIN: &str = "link";
+
+/// Directory of the per-interface lock files.
+pub const LOCK_DIR: &str = "/run/xdplb";
+
+/// Exclusive hold on an interface by one running lb-user (flock, so it goes
+/// away with the process however it ends).
+pub struct IfaceLock {
+    _file: std::fs::File,
+}
+
+/// Takes the lock for `iface`, or fails naming the lb-user that holds it.
+pub fn lock_iface(iface: &str) -> Result<IfaceLock> {
+    use std::{io::Write as _, os::fd::AsRawFd as _};
+    std::fs::create_dir_all(LOCK_DIR).with_context(|| format!("creating {LOCK_DIR}"))?;
+    let path = Path::new(LOCK_DIR).join(format!("{iface}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a valid fd.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        bail!(
+            "an lb-user (pid {}) is already attached to {iface}; stop it first (Ctrl-C or SIGTERM), or run `lb-user detach --iface {iface}`",
+            holder.trim()
+        );
+    }
+    file.set_len(0)?;
+    write!(file, "{}", std::process::id())?;
+    Ok(IfaceLock { _file: file })
+}
+
+/// The pid of the lb-user holding `iface`, if one is running.
+pub fn lock_holder(iface: &str) -> Option<i32> {
+    use std::os::fd::AsRawFd as _;
+    let path = Path::new(LOCK_DIR).join(format!("{iface}.lock"));
+    let file = std::fs::File::open(&path).ok()?;
+    // SAFETY: flock on a valid fd; released right away if we got it.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return None;
+    }
+    std::fs::read_to_string(&path).ok()?.trim().parse().ok()
+}

@@ -174,6 +174,42 @@ impl<'a> Dataplane<'a> {
         Ok(())
     }
 
+    /// Every VIP entry (address markers included).
+    pub fn vips(&self) -> Result<Vec<(VipKey, VipInfo)>> {
+        let vips = HashMap::<&MapData, VipKey, VipInfo>::try_from(self.ebpf.map(names::VIPS).context("no VIPS map")?)?;
+        Ok(vips.iter().collect::<Result<_, _>>()?)
+    }
+
+    /// Every backend slot ever written (all-zero slots skipped).
+    pub fn backends(&self) -> Result<Vec<(u32, BackendInfo)>> {
+        let array = Array::<&MapData, BackendInfo>::try_from(self.ebpf.map(names::BACKENDS).context("no BACKENDS map")?)?;
+        let mut out = Vec::new();
+        for id in 0..array.len() {
+            let info = array.get(&id, 0)?;
+            if info != BackendInfo::default() {
+                out.push((id, info));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The allowlist prefixes and ports currently in the maps.
+    pub fn allowlist_entries(&self) -> Result<(Vec<IpNet>, Vec<u16>)> {
+        let mut nets = Vec::new();
+        let v4 = LpmTrie::<&MapData, [u8; 4], u8>::try_from(self.ebpf.map(names::ALLOW_V4).context("no ALLOW_V4")?)?;
+        for key in v4.keys() {
+            let key = key?;
+            nets.push(IpNet::new(std::net::Ipv4Addr::from(key.data()).into(), key.prefix_len() as u8)?);
+        }
+        let v6 = LpmTrie::<&MapData, [u8; 16], u8>::try_from(self.ebpf.map(names::ALLOW_V6).context("no ALLOW_V6")?)?;
+        for key in v6.keys() {
+            let key = key?;
+            nets.push(IpNet::new(std::net::Ipv6Addr::from(key.data()).into(), key.prefix_len() as u8)?);
+        }
+        let ports = HashMap::<&MapData, u16, u8>::try_from(self.ebpf.map(names::ALLOW_PORTS).context("no ALLOW_PORTS")?)?;
+        Ok((nets, ports.keys().collect::<Result<_, _>>()?))
+    }
+
     /// Lets XDP_REDIRECT send out of interface `ifindex`.
     pub fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
         let mut ports = DevMapHash::<&mut MapData>::try_from(map_mut(self.ebpf, names::TX_PORTS)?)?;

@@ -14,7 +14,8 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use lb_common::lb::{BackendInfo, VipInfo, VipKey, MAX_BACKENDS, MAX_VIPS};
+use ipnet::IpNet;
+use lb_common::lb::{BackendInfo, VipInfo, VipKey, BACKEND_ACTIVE, FAMILY_V4, MAX_BACKENDS, MAX_VIPS};
 
 use crate::{
     config::{AllowedPorts, AllowlistScope, Config},
@@ -53,6 +54,44 @@ impl IdBook {
             .with_context(|| format!("no free backend id (at most {MAX_BACKENDS} over the life of this lb-user)"))?;
         self.backends.insert((vip_id, addr, port), id);
         Ok(id)
+    }
+
+    /// Rebuilds the ids, and the map state they describe, from a running
+    /// program's maps (after a restart): VIP entries give VIP ids, active
+    /// backend slots give backend ids (`BackendInfo::vip_id` says whose),
+    /// inactive slots stay retired.
+    pub fn adopt(dp: &Dataplane, load: LoadOptions) -> Result<(IdBook, Desired)> {
+        let mut ids = IdBook::default();
+        let mut vips = Vec::new();
+        for (key, info) in dp.vips()? {
+            if key.port == 0 && key.protocol == 0 {
+                continue; // address marker
+            }
+            ids.vips.insert(key, info.vip_id);
+            vips.push(DesiredVip {
+                name: format!("vip {}", info.vip_id),
+                key,
+                info,
+                maglev: Vec::new(),
+                round_robin: Vec::new(),
+                backend_ids: Vec::new(),
+            });
+        }
+        let mut backends = Vec::new();
+        for (id, b) in dp.backends()? {
+            if b.flags & BACKEND_ACTIVE == 0 {
+                ids.retired_backends.insert(id);
+                continue;
+            }
+            let addr: IpAddr = if b.family == FAMILY_V4 {
+                std::net::Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]).into()
+            } else {
+                std::net::Ipv6Addr::from(b.addr).into()
+            };
+            ids.backends.insert((u32::from(b.vip_id), addr, b.port), id);
+            backends.push((id, b));
+        }
+        Ok((ids, Desired { load, backends, vips }))
     }
 
     /// Forgets VIPs and backends not in `keep`, returning the retired backend ids.
@@ -151,8 +190,8 @@ impl Desired {
     /// order that keeps every intermediate state consistent for the data path:
     /// new backends before the tables that use them, tables flipped per VIP,
     /// removed backends and VIPs retired last.
-    pub fn apply(&self, old: Option<(&Desired, &Config)>, config: &Config, dp: &mut Dataplane) -> Result<()> {
-        if let Some((old, _)) = old {
+    pub fn apply(&self, old: Option<&Desired>, config: &Config, dp: &mut Dataplane) -> Result<()> {
+        if let Some(old) = old {
             if old.load != self.load {
                 bail!(
                     "maglev.size and conntrack settings are fixed while attached (have {:?}, config asks {:?}); detach and attach again to change them",
@@ -168,7 +207,7 @@ impl Desired {
             dp.set_vip(&vip.key, &vip.info, &vip.maglev, &vip.round_robin)
                 .with_context(|| format!("installing VIP {}", vip.name))?;
         }
-        if let Some((old, old_config)) = old {
+        if let Some(old) = old {
             let live: BTreeSet<u32> = self.backends.iter().map(|(id, _)| *id).collect();
             for (id, info) in &old.backends {
                 if !live.contains(id) {
@@ -181,45 +220,34 @@ impl Desired {
                 let address_still_used = self.vips.iter().any(|v| v.key.addr == vip.key.addr && v.key.family == vip.key.family);
                 dp.remove_vip(&vip.key, !address_still_used)?;
             }
-            set_allowlist(config, Some(old_config), dp)
-        } else {
-            set_allowlist(config, None, dp)
         }
+        set_allowlist(config, dp)
     }
 }
 
-fn set_allowlist(config: &Config, old: Option<&Config>, dp: &mut Dataplane) -> Result<()> {
-    let old_allow = old.and_then(|c| c.allowlist.as_ref());
-    match &config.allowlist {
+/// Installs the config's allowlist, then removes whatever else the maps hold
+/// (left by the previous config, or by the lb-user before a restart): for a
+/// moment the union is allowed, never less than either.
+fn set_allowlist(config: &Config, dp: &mut Dataplane) -> Result<()> {
+    let (cidrs, ports): (Vec<IpNet>, Option<Vec<u16>>) = match &config.allowlist {
         Some(allow) => {
             let ports = match &allow.ports {
                 AllowedPorts::Any => None,
-                AllowedPorts::Only(p) => Some(p.as_slice()),
+                AllowedPorts::Only(p) => Some(p.clone()),
             };
-            // Add the new entries and switch the flags, then drop what left:
-            // for a moment the union is allowed, never less than either.
-            dp.set_allowlist(&allow.cidrs, ports, allow.scope == AllowlistScope::All)?;
-            if let Some(prev) = old_allow {
-                let gone: Vec<_> = prev.cidrs.iter().filter(|c| !allow.cidrs.contains(c)).copied().collect();
-                let gone_ports: Vec<u16> = match (&prev.ports, &allow.ports) {
-                    (AllowedPorts::Only(p), AllowedPorts::Only(n)) => p.iter().filter(|x| !n.contains(x)).copied().collect(),
-                    (AllowedPorts::Only(p), AllowedPorts::Any) => p.clone(),
-                    _ => Vec::new(),
-                };
-                dp.remove_allowlist_entries(&gone, &gone_ports)?;
-            }
-            Ok(())
+            dp.set_allowlist(&allow.cidrs, ports.as_deref(), allow.scope == AllowlistScope::All)?;
+            (allow.cidrs.clone(), ports)
         }
         None => {
             dp.disable_allowlist()?;
-            if let Some(prev) = old_allow {
-                let ports = match &prev.ports {
-                    AllowedPorts::Only(p) => p.clone(),
-                    AllowedPorts::Any => Vec::new(),
-                };
-                dp.remove_allowlist_entries(&prev.cidrs, &ports)?;
-            }
-            Ok(())
+            (Vec::new(), Some(Vec::new()))
         }
-    }
+    };
+    let (have_nets, have_ports) = dp.allowlist_entries()?;
+    let gone_nets: Vec<IpNet> = have_nets.into_iter().filter(|n| !cidrs.contains(n)).collect();
+    let gone_ports: Vec<u16> = match &ports {
+        Some(keep) => have_ports.into_iter().filter(|p| !keep.contains(p)).collect(),
+        None => have_ports,
+    };
+    dp.remove_allowlist_entries(&gone_nets, &gone_ports)
 }

@@ -6,11 +6,13 @@ pub mod attach;
 pub mod bpffs;
 pub mod dataplane;
 pub mod desired;
+pub mod health;
 pub mod config;
 pub mod maglev;
 pub mod netns;
 pub mod privileges;
 pub mod program;
+pub mod proxy;
 pub mod select;
 pub mod stats;
 

@@ -40,8 +40,9 @@ struct Cli {
 enum Command {
     /// Attach the XDP program to an interface and stay in the foreground.
     ///
-    /// Ctrl-C (or SIGTERM) detaches the program and removes the pinned maps.
-    /// If lb-user dies, the kernel detaches the program with it.
+    /// Ctrl-C (or SIGTERM) detaches the program and removes the pins. If
+    /// lb-user is killed, the pinned link keeps the program attached and
+    /// forwarding; the next attach adopts it, conntrack included.
     ///
     /// With --config, loads the VIPs, backends and allowlist from the YAML
     /// file (see docs/config.md) and attaches to every interface it lists;
@@ -60,6 +61,14 @@ enum Command {
         #[arg(long, value_enum)]
         mode: Option<AttachMode>,
     },
+    /// Detach what an lb-user left attached to an interface (it stays
+    /// attached and forwarding after lb-user is killed): removes the pinned
+    /// link and maps. A running lb-user on the interface is stopped first.
+    Detach {
+        /// Interface the program is attached to.
+        #[arg(long, value_name = "IFACE")]
+        iface: String,
+    },
     /// Print the counters of an attached program: traffic classes, actions
     /// and drop reasons, and per-VIP and per-backend packets, bytes, new flows.
     Stats {
@@ -69,6 +78,14 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Run the userspace L4 forwarder (the baseline for XDP; docs/proxy.md):
+    /// serve the config's VIPs with the same selection, allowlist and health
+    /// checks, in the foreground. SIGINT/SIGTERM drain and exit. No root needed.
+    Proxy {
+        /// Balancer config file (YAML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
 }
 
@@ -90,6 +107,8 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Attach { iface, config, mode } => attach(iface, config, mode),
+        Command::Detach { iface } => lb_user::attach::detach_pinned(&iface),
+        Command::Proxy { config } => lb_user::proxy::run_cli(&config),
         Command::Stats { iface, json } => {
             let report = Report::read_pinned(&iface)?;
             if json {

@@ -1,5 +1,7 @@
 //! The embedded eBPF object and loading it into the kernel.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context as _, Result};
 use aya::{programs::Xdp, Ebpf, EbpfLoader};
 use lb_common::{
@@ -34,31 +36,46 @@ impl Default for LoadOptions {
 }
 
 /// Loads the object and the XDP program into the kernel (not attached) with
-/// default sizes.
+/// default sizes and private maps.
 pub fn load() -> Result<Ebpf> {
-    load_with(&LoadOptions::default())
+    Ok(load_with(&LoadOptions::default(), None)?.0)
 }
 
-/// Loads with the given sizes and writes the CONFIG map's sizes and timeouts.
-pub fn load_with(opts: &LoadOptions) -> Result<Ebpf> {
+/// Loads with the given sizes. With `pin_dir`, every map in
+/// `map_names::PINNED` lives at `pin_dir/<name>`: maps already pinned there
+/// (by an lb-user that is gone) are reused with their contents, conntrack
+/// included, and missing ones are created and pinned. Returns the object and
+/// whether existing maps were adopted.
+pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bool)> {
     if OBJECT.is_empty() {
         bail!("this lb-user was built with AYA_BUILD_SKIP=1 and carries no eBPF object; rebuild it with `cargo xtask build`");
     }
-    let mut ebpf = EbpfLoader::new()
+    let adopted = pin_dir.is_some_and(|d| d.join(map_names::CONFIG).exists());
+    let paths: Vec<(&str, PathBuf)> = pin_dir.map(|d| map_names::PINNED.iter().map(|n| (*n, d.join(n))).collect()).unwrap_or_default();
+    let mut loader = EbpfLoader::new();
+    loader
         .map_max_entries(map_names::MAGLEV, MAX_VIPS * 2 * opts.maglev_size)
         .map_max_entries(map_names::CONNTRACK, opts.max_flows)
-        .map_max_entries(map_names::REVERSE_NAT, opts.max_flows)
-        .load(OBJECT)
-        .context("loading the eBPF object (maps)")?;
+        .map_max_entries(map_names::REVERSE_NAT, opts.max_flows);
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(OBJECT).context("loading the eBPF object (maps)")?;
     xdp_program(&mut ebpf)?.load().context("loading the XDP program (verifier)")?;
-    let cfg = GlobalConfig {
-        maglev_size: opts.maglev_size,
-        tcp_timeout_s: opts.tcp_timeout_s,
-        udp_timeout_s: opts.udp_timeout_s,
-        ..Default::default()
-    };
-    crate::dataplane::Dataplane::new(&mut ebpf).set_global(&cfg)?;
-    Ok(ebpf)
+    let mut dp = crate::dataplane::Dataplane::new(&mut ebpf);
+    let mut cfg = if adopted { dp.global()? } else { GlobalConfig::default() };
+    if adopted && cfg.maglev_size != opts.maglev_size {
+        bail!(
+            "the running program uses maglev.size {} and the config asks {}; run `lb-user detach` first to change it",
+            cfg.maglev_size,
+            opts.maglev_size
+        );
+    }
+    cfg.maglev_size = opts.maglev_size;
+    cfg.tcp_timeout_s = opts.tcp_timeout_s;
+    cfg.udp_timeout_s = opts.udp_timeout_s;
+    dp.set_global(&cfg)?;
+    Ok((ebpf, adopted))
 }
 
 /// The XDP program inside a loaded object.

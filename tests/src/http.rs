@@ -40,23 +40,6 @@ fn parse(raw: &[u8]) -> Result<Response> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_status_and_body() {
-        let r = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbe1\n").unwrap();
-        assert_eq!(r, Response { status: 200, body: "be1\n".into() });
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        assert!(parse(b"SSH-2.0-x\r\n\r\n").is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
-    }
-}
-
 /// One kept-alive HTTP/1.1 connection for several requests: the same TCP
 /// flow throughout, which is what a long-lived connection test needs.
 pub struct KeepAlive {
@@ -93,5 +76,22 @@ impl KeepAlive {
         let mut raw = head;
         raw.extend_from_slice(&body);
         parse(&raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_and_body() {
+        let r = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbe1\n").unwrap();
+        assert_eq!(r, Response { status: 200, body: "be1\n".into() });
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse(b"SSH-2.0-x\r\n\r\n").is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
     }
 }

@@ -123,6 +123,14 @@ impl LbUser {
         }
     }
 
+    /// SIGKILLs the process and reaps it: nothing of lb-user's own cleanup runs.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Number of stderr lines so far.
     pub fn log_len(&self) -> usize {
         self.log.lock().unwrap().len()

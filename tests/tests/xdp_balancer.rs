@@ -76,7 +76,7 @@ fn with_program(f: impl FnOnce(&mut Ebpf, Env) + Send + 'static) {
             libc::CPU_SET(0, &mut set);
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         }
-        let mut ebpf = program::load_with(&LoadOptions { maglev_size: SIZE, ..Default::default() })?;
+        let (mut ebpf, _) = program::load_with(&LoadOptions { maglev_size: SIZE, ..Default::default() }, None)?;
         {
             let mut dp = Dataplane::new(&mut ebpf);
             dp.add_tx_port(env.lc)?;
