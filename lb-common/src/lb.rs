@@ -60,6 +60,10 @@ pub struct VipInfo {
 /// `BackendInfo::flags`: the backend exists (a removed backend breaks its
 /// flows; an unhealthy one only stops getting new flows, via the tables).
 pub const BACKEND_ACTIVE: u8 = 1;
+/// `BackendInfo::flags`: the last health verdict was "up". Informational for
+/// `lb-user stats` and metrics; the data path follows the tables, which hold
+/// only healthy backends.
+pub const BACKEND_HEALTHY: u8 = 2;
 
 /// A backend as the data path forwards to it.
 #[repr(C)]

@@ -19,6 +19,7 @@ use crate::{
     config::{Config, InterfaceRole},
     dataplane::Dataplane,
     desired::{self, Desired, IdBook},
+    health::HealthSnapshot,
     privileges,
     program::{self, LoadOptions},
 };
@@ -76,11 +77,13 @@ pub struct Attachment {
     adopted: bool,
 }
 
-/// The config in force, the map contents it produced and the id book.
+/// The config in force, the map contents it produced, the id book and the
+/// health verdicts the tables were built from.
 struct Applied {
     config: Config,
     desired: Desired,
     ids: IdBook,
+    health: HealthSnapshot,
 }
 
 impl Attachment {
@@ -105,7 +108,7 @@ impl Attachment {
             let (mut ids, old) = if adopted { IdBook::adopt(dp, load).map(|(i, d)| (i, Some(d)))? } else { (IdBook::default(), None) };
             let desired = Desired::build(config, &mut ids, &|_, _| true)?;
             desired.apply(old.as_ref(), config, dp)?;
-            applied = Some(Applied { config: config.clone(), desired, ids });
+            applied = Some(Applied { config: config.clone(), desired, ids, health: HealthSnapshot::all_up(config) });
             Ok(())
         })?;
         attachment.state = applied;
@@ -124,11 +127,36 @@ impl Attachment {
         if old_ifaces != new_ifaces {
             bail!("interfaces cannot change while attached (have {old_ifaces:?}, config asks {new_ifaces:?}); detach and attach again");
         }
+        // A new config starts with every backend up (as HAProxy does); the
+        // caller restarts the health checks for the new backend set.
+        let health = HealthSnapshot::all_up(config);
+        self.rebuild(config, health)
+    }
+
+    /// Rebuilds every VIP's tables from new health verdicts: backends that
+    /// went down stop getting new flows, flows already tracked to them stay
+    /// (the backend still exists), backends that came up get new flows again.
+    pub fn set_health(&mut self, health: &HealthSnapshot) -> Result<()> {
+        let Some(state) = self.state.as_ref() else { return Ok(()) };
+        if &state.health == health {
+            return Ok(());
+        }
+        let config = state.config.clone();
+        self.rebuild(&config, health.clone())
+    }
+
+    fn rebuild(&mut self, config: &Config, health: HealthSnapshot) -> Result<()> {
+        let Some(state) = self.state.as_mut() else { bail!("no config attached") };
         let mut ids = state.ids.clone();
-        let desired = Desired::build(config, &mut ids, &|_, _| true)?;
+        let desired = Desired::build(config, &mut ids, &|v, b| health.is_up(v, b))?;
         desired.apply(Some(&state.desired), config, &mut Dataplane::new(&mut self.ebpf))?;
-        *state = Applied { config: config.clone(), desired, ids };
+        *state = Applied { config: config.clone(), desired, ids, health };
         Ok(())
+    }
+
+    /// The config in force, if attached with one.
+    pub fn config(&self) -> Option<&Config> {
+        self.state.as_ref().map(|s| &s.config)
     }
 
     fn attach_all(

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use ipnet::IpNet;
-use lb_common::lb::{BackendInfo, VipInfo, VipKey, BACKEND_ACTIVE, FAMILY_V4, MAX_BACKENDS, MAX_VIPS};
+use lb_common::lb::{BackendInfo, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4, MAX_BACKENDS, MAX_VIPS};
 
 use crate::{
     config::{AllowedPorts, AllowlistScope, Config},
@@ -157,9 +157,13 @@ impl Desired {
                 let mut info = backend_info(b.address, b.port);
                 info.mac = b.mac.unwrap_or_default();
                 info.vip_id = vip_id as u16;
+                let up = healthy(vi, bi);
+                if up {
+                    info.flags |= BACKEND_HEALTHY;
+                }
                 backends.push((id, info));
                 backend_ids.push(id);
-                if healthy(vi, bi) {
+                if up {
                     ring.push(MaglevBackend { id, key: b.key(), weight: b.weight });
                     rr.push(id);
                 }

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use lb_user::{config::Config, netns, stats::Report, AttachMode, Attachment};
+use lb_user::{config::Config, health::HealthChecker, netns, stats::Report, AttachMode, Attachment};
 
 /// Load, attach and inspect the xdplb XDP load balancer.
 ///
@@ -138,6 +138,17 @@ fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMod
     };
     let ifaces = attachment.ifaces().to_vec();
     println!("xdplb attached to {}; press Ctrl-C to detach", ifaces.join(", "));
+    // Health checks run on a small tokio runtime beside this loop; their
+    // verdicts rebuild the tables.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the health-check runtime")?;
+    let mut health = attachment.config().map(|c| {
+        let _guard = runtime.enter();
+        HealthChecker::spawn(c)
+    });
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).context("installing the SIGHUP handler")?;
     let mut seen = config.as_deref().and_then(modified);
@@ -157,6 +168,15 @@ fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMod
             log::warn!("interface {gone} disappeared; detaching");
             break;
         }
+        if let Some((_, verdicts)) = health.as_mut() {
+            if verdicts.has_changed().unwrap_or(false) {
+                let snapshot = verdicts.borrow_and_update().clone();
+                match attachment.set_health(&snapshot) {
+                    Ok(()) => log::info!("tables rebuilt after a health change"),
+                    Err(err) => log::error!("rebuilding tables after a health change: {err:#}"),
+                }
+            }
+        }
         let Some(path) = config.as_deref() else { continue };
         let now = modified(path);
         let signalled = hup.swap(false, Ordering::SeqCst);
@@ -165,8 +185,14 @@ fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMod
         }
         seen = now;
         let why = if signalled { "SIGHUP" } else { "file changed" };
-        match Config::from_file(path).map_err(anyhow::Error::from).and_then(|c| attachment.reload(&c)) {
-            Ok(()) => log::info!("reload applied ({why}): {}", path.display()),
+        match Config::from_file(path).map_err(anyhow::Error::from).and_then(|c| attachment.reload(&c).map(|()| c)) {
+            Ok(c) => {
+                log::info!("reload applied ({why}): {}", path.display());
+                // Restart the health checks for the new backend set.
+                drop(health.take());
+                let _guard = runtime.enter();
+                health = Some(HealthChecker::spawn(&c));
+            }
             Err(err) => log::error!("reload refused ({why}), previous config stays in force: {err:#}"),
         }
     }

@@ -208,29 +208,55 @@ impl Lab {
     /// Like [`Lab::start_backends`], each backend also listening on `extra`
     /// addresses (e.g. a DSR VIP it holds on loopback).
     pub fn start_backends_also_on(&mut self, extra: &[SocketAddr]) -> Result<()> {
-        let binary = workspace::binary("lab-backend")?;
         for i in 1..=self.backends {
-            let mut args = vec![
-                "--name".into(),
-                format!("be{i}"),
-                "--listen".into(),
-                self.backend_addr(i, false).to_string(),
-                "--listen".into(),
-                self.backend_addr(i, true).to_string(),
-            ];
-            for a in extra {
-                args.push("--listen".into());
-                args.push(a.to_string());
-            }
-            self.spawn(Host::Backend(i), &format!("backend be{i}"), &binary, &args)?;
+            self.spawn_backend(i, extra)?;
         }
         for i in 1..=self.backends {
-            for v6 in [false, true] {
-                let addr = self.backend_addr(i, v6);
-                self.wait_http_ready(Host::Lb, addr, Duration::from_secs(10))?;
-            }
+            self.wait_backend(i)?;
         }
         Ok(())
+    }
+
+    fn spawn_backend(&mut self, i: u8, extra: &[SocketAddr]) -> Result<()> {
+        let binary = workspace::binary("lab-backend")?;
+        let mut args = vec![
+            "--name".into(),
+            format!("be{i}"),
+            "--listen".into(),
+            self.backend_addr(i, false).to_string(),
+            "--listen".into(),
+            self.backend_addr(i, true).to_string(),
+        ];
+        for a in extra {
+            args.push("--listen".into());
+            args.push(a.to_string());
+        }
+        self.spawn(Host::Backend(i), &format!("backend be{i}"), &binary, &args)?;
+        Ok(())
+    }
+
+    fn wait_backend(&mut self, i: u8) -> Result<()> {
+        for v6 in [false, true] {
+            let addr = self.backend_addr(i, v6);
+            self.wait_http_ready(Host::Lb, addr, Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Stops backend `i`'s server (SIGKILL: it vanishes like a crashed process).
+    pub fn stop_backend(&mut self, i: u8) -> Result<()> {
+        let label = format!("backend be{i}");
+        let pos = self.children.iter().position(|(l, _)| *l == label).with_context(|| format!("{label} is not running"))?;
+        let (_, mut child) = self.children.remove(pos);
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts backend `i`'s server again and waits until it answers.
+    pub fn start_backend(&mut self, i: u8) -> Result<()> {
+        self.spawn_backend(i, &[])?;
+        self.wait_backend(i)
     }
 
     /// Polls `GET /health` on `addr` from `from` until it answers 200.

@@ -1,0 +1,97 @@
+//! Health checks drive the XDP tables: a backend that stops answering stops
+//! getting new flows within fall × interval (plus one interval and one turn
+//! of lb-user's half-second loop); one that comes back gets flows again
+//! within rise × interval (same allowances).
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use xdplb_tests::{
+    http,
+    lab::{Host, Lab},
+    lbuser::LbUser,
+    netns, require_root,
+};
+
+const INTERVAL: Duration = Duration::from_millis(400);
+const RISE: u32 = 2;
+const FALL: u32 = 2;
+/// lb-user looks at health verdicts twice a second.
+const LOOP: Duration = Duration::from_millis(500);
+
+/// (start of the request, backend name or None for a failure)
+type Log = Arc<Mutex<Vec<(Instant, Option<String>)>>>;
+
+#[test]
+fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
+    require_root!();
+    let mut lab = Lab::up_unique("xt", 3).unwrap();
+    lab.start_backends().unwrap();
+    let text = format!(
+        "interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\nmaglev: {{ size: 251 }}\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n      - {{ address: 198.18.1.11, port: 8080 }}\n      - {{ address: 198.18.1.12, port: 8080 }}\n      - {{ address: 198.18.1.13, port: 8080 }}\n    health_check: {{ type: http, path: /health, expect_status: 200, interval: {}ms, timeout: 200ms, rise: {RISE}, fall: {FALL} }}\n",
+        lab.lb_client_iface(),
+        lab.lb_backend_iface(),
+        INTERVAL.as_millis()
+    );
+    let path = std::env::temp_dir().join(format!("xdplb-health-{}.yaml", lab.name()));
+    std::fs::write(&path, text).unwrap();
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), &path).unwrap();
+    let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
+
+    // Bounded load: a new connection per request for at most 20 s.
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (log, stop, client) = (log.clone(), stop.clone(), lab.ns(Host::Client));
+        std::thread::spawn(move || {
+            netns::run_in(&client, move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                for _ in 0..50_000 {
+                    if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                        break;
+                    }
+                    let started = Instant::now();
+                    let who = http::get(vip, "/", Duration::from_secs(2)).ok().filter(|r| r.status == 200).map(|r| r.body.trim().to_owned());
+                    log.lock().unwrap().push((started, who));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(())
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopped = Instant::now();
+    lab.stop_backend(2).unwrap();
+    let settle = INTERVAL * FALL + INTERVAL + LOOP;
+    std::thread::sleep(settle + Duration::from_secs(2));
+    let restarted = Instant::now();
+    lab.start_backend(2).unwrap();
+    std::thread::sleep(INTERVAL * RISE + INTERVAL + LOOP + Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap().unwrap();
+    assert!(lb.stop().unwrap().success());
+    let _ = std::fs::remove_file(&path);
+
+    let log = log.lock().unwrap();
+    let before: Vec<_> = log.iter().filter(|(t, _)| *t < stopped).collect();
+    assert!(before.iter().all(|(_, w)| w.is_some()), "failures before the backend stopped");
+    assert!(before.iter().any(|(_, w)| w.as_deref() == Some("be2")), "be2 served nothing before it stopped");
+    // Once the checks have had fall × interval (+ allowances), nothing fails
+    // and nothing goes to be2 until it is back.
+    let down: Vec<_> = log.iter().filter(|(t, _)| *t > stopped + settle && *t < restarted).collect();
+    assert!(down.len() > 20, "too few requests while be2 was down: {}", down.len());
+    let failed = down.iter().filter(|(_, w)| w.is_none()).count();
+    assert_eq!(failed, 0, "{failed} new connections failed after the backend was marked down");
+    assert!(down.iter().all(|(_, w)| w.as_deref() != Some("be2")));
+    // Back: be2 serves again within rise × interval (+ allowances).
+    let back = log.iter().find(|(t, w)| *t > restarted && w.as_deref() == Some("be2")).map(|(t, _)| *t - restarted);
+    let limit = INTERVAL * RISE + INTERVAL + LOOP;
+    assert!(back.is_some_and(|d| d <= limit + Duration::from_millis(300)), "be2 got traffic again after {back:?} (limit {limit:?})");
+    assert!(log.iter().filter(|(t, _)| *t > restarted).all(|(_, w)| w.is_some()), "failures after be2 came back");
+}
