@@ -74,6 +74,12 @@ impl Tracker {
         Tracker { up: true, successes: 0, failures: 0, rise: rise.max(1), fall: fall.max(1) }
     }
 
+    /// Starts in state `up`: a backend that stays across a proxy reload keeps
+    /// its state while its check restarts.
+    pub fn starting(up: bool, rise: u32, fall: u32) -> Tracker {
+        Tracker { up, ..Tracker::new(rise, fall) }
+    }
+
     /// Records one check result; returns the new state when it changed.
     pub fn record(&mut self, ok: bool) -> Option<bool> {
         if ok {
@@ -183,7 +189,27 @@ impl HealthChecker {
     /// Spawns one task per (VIP, backend) with a check, on the current Tokio
     /// runtime (panics outside one). The receiver starts with every backend up.
     pub fn spawn(config: &Config) -> (HealthHandle, watch::Receiver<HealthSnapshot>) {
-        let (tx, rx) = watch::channel(HealthSnapshot::all_up(config));
+        Self::spawn_from(config, &HealthSnapshot::all_up(config))
+    }
+
+    /// As [`HealthChecker::spawn`], but every backend starts in the state
+    /// `initial` gives it (up where `initial` has no entry, and always up
+    /// without a check). The proxy uses it on reload so that backends that
+    /// stay keep their state while the checks restart.
+    pub fn spawn_from(config: &Config, initial: &HealthSnapshot) -> (HealthHandle, watch::Receiver<HealthSnapshot>) {
+        let start = HealthSnapshot {
+            up: config
+                .vips
+                .iter()
+                .enumerate()
+                .map(|(vi, v)| {
+                    (0..v.backends.len())
+                        .map(|bi| v.health_check.is_none() || initial.up.get(vi).and_then(|b| b.get(bi)).copied().unwrap_or(true))
+                        .collect()
+                })
+                .collect(),
+        };
+        let (tx, rx) = watch::channel(start.clone());
         let tx = Arc::new(tx);
         let mut tasks = Vec::new();
         for (vi, vip) in config.vips.iter().enumerate() {
@@ -194,6 +220,7 @@ impl HealthChecker {
                     vip_index: vi,
                     backend_index: bi,
                     addr: b.socket_addr(),
+                    start_up: start.up[vi][bi],
                     check: check.clone(),
                     tx: tx.clone(),
                 };
@@ -209,13 +236,14 @@ struct BackendTask {
     vip_index: usize,
     backend_index: usize,
     addr: SocketAddr,
+    start_up: bool,
     check: HealthCheck,
     tx: Arc<watch::Sender<HealthSnapshot>>,
 }
 
 impl BackendTask {
     async fn run(self) {
-        let mut tracker = Tracker::new(self.check.rise, self.check.fall);
+        let mut tracker = Tracker::starting(self.start_up, self.check.rise, self.check.fall);
         let mut ticks = tokio::time::interval(self.check.interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {

@@ -6,6 +6,7 @@ pub mod attach;
 pub mod bpffs;
 pub mod dataplane;
 pub mod desired;
+pub mod exporter;
 pub mod health;
 pub mod config;
 pub mod maglev;

@@ -75,9 +75,15 @@ enum Command {
         /// Interface the program is attached to.
         #[arg(long, value_name = "IFACE")]
         iface: String,
-        /// Print JSON instead of a table.
+        /// Print JSON instead of a table (with --watch: one object per line).
         #[arg(long)]
         json: bool,
+        /// Redraw every interval with per-second rates, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between reads with --watch (fractions allowed).
+        #[arg(long, value_name = "SECS", default_value = "1", requires = "watch", value_parser = lb_user::stats::parse_interval)]
+        interval: std::time::Duration,
     },
     /// Run the userspace L4 forwarder (the baseline for XDP; docs/proxy.md):
     /// serve the config's VIPs with the same selection, allowlist and health
@@ -109,7 +115,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Attach { iface, config, mode } => attach(iface, config, mode),
         Command::Detach { iface } => lb_user::attach::detach_pinned(&iface),
         Command::Proxy { config } => lb_user::proxy::run_cli(&config),
-        Command::Stats { iface, json } => {
+        Command::Stats { iface, json, watch: true, interval } => lb_user::stats::watch(&iface, interval, json),
+        Command::Stats { iface, json, .. } => {
             let report = Report::read_pinned(&iface)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report.to_json())?);
@@ -145,6 +152,16 @@ fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMod
         .enable_all()
         .build()
         .context("starting the health-check runtime")?;
+    // Prometheus: the BPF counters and health gauges, read from the pins on
+    // every scrape.
+    let _exporter = match attachment.config().and_then(|c| c.metrics.as_ref()) {
+        Some(metrics) => {
+            let exporter = lb_user::exporter::spawn(metrics.listen, ifaces[0].clone())?;
+            log::info!("metrics on http://{}/metrics", exporter.local_addr());
+            Some(exporter)
+        }
+        None => None,
+    };
     let mut health = attachment.config().map(|c| {
         let _guard = runtime.enter();
         HealthChecker::spawn(c)

@@ -211,7 +211,8 @@ async fn tcp_and_udp_vips_on_one_port() {
     let yaml = config_yaml(&[VipSpec { name: "web", port, algorithm: "maglev", backends: &[&bs[0]], health_check: "" }], "")
         + &format!("  - {{ name: dns, address: 127.0.0.1, port: {port}, protocol: udp, backends: [{{ address: 127.0.0.1, port: 53 }}] }}\n");
     let mut p = start(&yaml, vec![("web", l)], None).await;
-    let names: Vec<_> = p.handle.listening().iter().map(|(n, a)| (n.as_str(), a.port())).collect();
+    let listening = p.handle.listening();
+    let names: Vec<_> = listening.iter().map(|(n, a)| (n.as_str(), a.port())).collect();
     assert_eq!(names, [("web", port), ("dns", port)]);
     assert_eq!(request("127.0.0.1", p.vip("web")).await.unwrap(), "b0");
     p.stop();

@@ -30,3 +30,11 @@ pub fn run_stdout(program: &str, args: &[&str]) -> Result<String> {
 pub fn ip(args: &[&str]) -> Result<()> {
     run("ip", args).map(|_| ())
 }
+
+/// Replaces `path` with `text` atomically (temporary file + rename), so a
+/// process watching the file never reads it half-written.
+pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}

@@ -15,7 +15,7 @@ use xdplb_tests::{
     http,
     lab::{Host, Lab},
     lbuser::LbUser,
-    netns, require_root,
+    netns, require_root, sys,
 };
 
 const REQUESTS: usize = 30;
@@ -156,7 +156,8 @@ fn a_long_lived_connection_keeps_its_backend_when_the_tables_are_rebuilt_without
 
     // Rebuild the VIP's tables without `removed` (not the backend this connection uses).
     let seen = lb.log_len();
-    std::fs::write(config.path(), std::fs::read_to_string(config.path()).unwrap().replace(&vip_yaml(None), &vip_yaml(Some(removed)))).unwrap();
+    let edited = std::fs::read_to_string(config.path()).unwrap().replace(&vip_yaml(None), &vip_yaml(Some(removed)));
+    sys::write_atomic(config.path(), &edited).unwrap();
     lb.signal(libc::SIGHUP);
     lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
 
@@ -184,13 +185,13 @@ fn reload_adds_a_backend_and_a_broken_file_is_refused_while_the_old_config_keeps
     let seen = lb.log_len();
     let original = std::fs::read_to_string(config.path()).unwrap();
     let three = original.replace(two, &format!("{two}      - {{ address: 198.18.1.13, port: 8080 }}\n"));
-    std::fs::write(config.path(), &three).unwrap();
+    sys::write_atomic(config.path(), &three).unwrap();
     let seen = lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
     let after = served_by(&lab, vip, REQUESTS);
     assert!(after.contains_key("be3"), "added backend got no new flows: {after:?}");
 
     // A broken file is refused with a clear line; forwarding goes on as before.
-    std::fs::write(config.path(), three.replace("port: 80\n", "port: eighty\n")).unwrap();
+    sys::write_atomic(config.path(), &three.replace("port: 80\n", "port: eighty\n")).unwrap();
     lb.signal(libc::SIGHUP);
     lb.wait_for_log("reload refused", seen, Duration::from_secs(10)).unwrap();
     let still = served_by(&lab, vip, REQUESTS);

@@ -3,7 +3,10 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -81,11 +84,14 @@ struct IpState {
 ///   in a fixed minute and smooths the burst a plain fixed window allows at
 ///   the boundary. Refused attempts do not count.
 ///
-/// 0 means unlimited; with both 0 nothing is tracked.
+/// 0 means unlimited; with both 0 nothing is tracked. The limits can change
+/// while connections are open ([`IpLimiter::set_limits`], on reload): the
+/// counts carry over, but connections admitted while both limits were 0 were
+/// not counted and never will be.
 #[derive(Debug)]
 pub struct IpLimiter {
-    max_conns: u32,
-    max_per_minute: u32,
+    max_conns: AtomicU32,
+    max_per_minute: AtomicU32,
     state: Mutex<HashMap<IpAddr, IpState>>,
 }
 
@@ -107,11 +113,18 @@ impl Drop for IpPermit {
 
 impl IpLimiter {
     pub fn new(max_conns: u32, max_per_minute: u32) -> Arc<IpLimiter> {
-        Arc::new(IpLimiter { max_conns, max_per_minute, state: Mutex::new(HashMap::new()) })
+        Arc::new(IpLimiter { max_conns: AtomicU32::new(max_conns), max_per_minute: AtomicU32::new(max_per_minute), state: Mutex::new(HashMap::new()) })
     }
 
-    fn unlimited(&self) -> bool {
-        self.max_conns == 0 && self.max_per_minute == 0
+    /// Changes the limits for connections admitted from now on.
+    pub fn set_limits(&self, max_conns: u32, max_per_minute: u32) {
+        self.max_conns.store(max_conns, Ordering::Relaxed);
+        self.max_per_minute.store(max_per_minute, Ordering::Relaxed);
+    }
+
+    /// `(max_conns, max_per_minute)`.
+    pub fn limits(&self) -> (u32, u32) {
+        (self.max_conns.load(Ordering::Relaxed), self.max_per_minute.load(Ordering::Relaxed))
     }
 
     /// Admits a new connection from `ip` now.
@@ -122,19 +135,20 @@ impl IpLimiter {
     /// Admits a new connection from `ip` at `now`.
     pub fn admit_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<IpPermit, Reject> {
         let ip = ip.to_canonical();
-        if self.unlimited() {
+        let (max_conns, max_per_minute) = self.limits();
+        if max_conns == 0 && max_per_minute == 0 {
             return Ok(IpPermit { limiter: None, ip });
         }
         let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let st = map.entry(ip).or_insert(IpState { active: 0, window_start: now, current: 0, previous: 0 });
-        if self.max_conns != 0 && st.active >= self.max_conns {
+        if max_conns != 0 && st.active >= max_conns {
             return Err(Reject::LimitConcurrent);
         }
-        if self.max_per_minute != 0 {
+        if max_per_minute != 0 {
             roll(st, now);
             let into = now.saturating_duration_since(st.window_start).as_secs_f64() / RATE_WINDOW.as_secs_f64();
             let estimate = f64::from(st.previous) * (1.0 - into).max(0.0) + f64::from(st.current);
-            if estimate + 1.0 > f64::from(self.max_per_minute) + 1e-9 {
+            if estimate + 1.0 > f64::from(max_per_minute) + 1e-9 {
                 return Err(Reject::LimitRate);
             }
             st.current += 1;
@@ -147,7 +161,7 @@ impl IpLimiter {
         let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(st) = map.get_mut(&ip) {
             st.active = st.active.saturating_sub(1);
-            if st.active == 0 && self.max_per_minute == 0 {
+            if st.active == 0 && self.max_per_minute.load(Ordering::Relaxed) == 0 {
                 map.remove(&ip);
             }
         }
@@ -249,5 +263,22 @@ mod tests {
         let permits: Vec<_> = (0..100).map(|_| l.admit(ip("10.0.0.1")).unwrap()).collect();
         assert_eq!(l.tracked(), 0);
         drop(permits);
+    }
+
+    #[test]
+    fn limits_change_with_counts_kept() {
+        let l = IpLimiter::new(3, 0);
+        let c = ip("10.0.0.1");
+        let mut held: Vec<_> = (0..3).map(|_| l.admit(c).unwrap()).collect();
+        assert_eq!(l.admit(c).unwrap_err(), Reject::LimitConcurrent);
+        l.set_limits(2, 0);
+        held.pop();
+        assert_eq!(l.admit(c).unwrap_err(), Reject::LimitConcurrent, "2 still open, the new limit is 2");
+        l.set_limits(4, 0);
+        let _more: Vec<_> = (0..2).map(|_| l.admit(c).unwrap()).collect();
+        assert_eq!(l.admit(c).unwrap_err(), Reject::LimitConcurrent);
+        l.set_limits(0, 0);
+        assert!(l.admit(c).is_ok());
+        assert_eq!(l.limits(), (0, 0));
     }
 }

@@ -1,6 +1,6 @@
 //! The proxy's Prometheus metrics and a minimal `GET /metrics` responder.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
 use prometheus::{Encoder as _, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -22,6 +22,10 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     pub backend_up: IntGaugeVec,
     pub connect_errors: IntCounterVec,
+    /// `xdplb_proxy_reloads_total{result="applied"}`.
+    pub reloads_applied: IntCounter,
+    /// `xdplb_proxy_reloads_total{result="refused"}`.
+    pub reloads_refused: IntCounter,
 }
 
 /// One backend's metric children, resolved once.
@@ -71,13 +75,18 @@ impl Metrics {
             Opts::new("xdplb_proxy_backend_connect_errors_total", "Failed connection attempts to a backend (each attempt)."),
             &["vip", "backend"],
         )?;
-        for c in [&connections, &bytes, &rejected, &connect_errors] {
+        let reloads = IntCounterVec::new(
+            Opts::new("xdplb_proxy_reloads_total", "Config reloads (SIGHUP, file change, API) by result: applied or refused."),
+            &["result"],
+        )?;
+        for c in [&connections, &bytes, &rejected, &connect_errors, &reloads] {
             registry.register(Box::new((*c).clone()))?;
         }
         for g in [&active, &backend_up] {
             registry.register(Box::new((*g).clone()))?;
         }
-        Ok(Metrics { registry, connections, active, bytes, rejected, backend_up, connect_errors })
+        let (reloads_applied, reloads_refused) = (reloads.with_label_values(&["applied"]), reloads.with_label_values(&["refused"]));
+        Ok(Metrics { registry, connections, active, bytes, rejected, backend_up, connect_errors, reloads_applied, reloads_refused })
     }
 
     /// Resolves (and so exports at 0) every label set of `config`'s TCP VIPs.
@@ -108,6 +117,37 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Stops exporting the label sets of `old` that `new` does not have
+    /// (removed VIPs and backends). Connections still open to them keep
+    /// counting into the detached children.
+    pub fn forget(&self, old: &Config, new: &Config) {
+        for v in &old.vips {
+            let name = v.name.as_str();
+            let kept = new.vips.iter().find(|n| n.name == v.name);
+            if kept.is_none() {
+                let _ = self.active.remove_label_values(&[name]);
+                for r in Reject::ALL {
+                    let _ = self.rejected.remove_label_values(&[name, r.label()]);
+                }
+            }
+            for b in &v.backends {
+                let key = b.key();
+                if kept.is_some_and(|n| n.backends.iter().any(|x| x.key() == key)) {
+                    continue;
+                }
+                let key = key.as_str();
+                let _ = self.connections.remove_label_values(&[name, key]);
+                let _ = self.connect_errors.remove_label_values(&[name, key]);
+                let _ = self.backend_up.remove_label_values(&[name, key]);
+                for d in ["to_backend", "to_client"] {
+                    let _ = self.bytes.remove_label_values(&[name, key, d]);
+                }
+            }
+        }
+    }
+}
+
 /// The registry in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     let mut out = Vec::new();
@@ -119,12 +159,22 @@ pub fn render(registry: &Registry) -> String {
 /// Serves `GET /metrics` (HTTP/1.x, one request per connection) until the
 /// task is aborted.
 pub async fn serve(listener: TcpListener, registry: Registry) {
+    serve_with(listener, Arc::new(move || Ok(render(&registry)))).await
+}
+
+/// Produces the `/metrics` body on each request; `Err` is answered with a
+/// 500 and the message (e.g. the XDP program is not attached).
+pub type MetricsBody = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// [`serve`] with a body computed per request (shared with
+/// `crate::exporter`, which reads the pinned BPF maps on every scrape).
+pub async fn serve_with(listener: TcpListener, body: MetricsBody) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let registry = registry.clone();
+                let body = body.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), respond(stream, &registry)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), respond(stream, &body)).await;
                 });
             }
             Err(e) => {
@@ -135,7 +185,7 @@ pub async fn serve(listener: TcpListener, registry: Registry) {
     }
 }
 
-async fn respond(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
+async fn respond(mut stream: TcpStream, source: &MetricsBody) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -153,7 +203,10 @@ async fn respond(mut stream: TcpStream, registry: &Registry) -> std::io::Result<
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     let (status, ctype, body) = match (method, path) {
-        (b"GET", b"/metrics") => ("200 OK", prometheus::TEXT_FORMAT, render(registry)),
+        (b"GET", b"/metrics") => match source() {
+            Ok(text) => ("200 OK", prometheus::TEXT_FORMAT, text),
+            Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
+        },
         (b"GET", _) => ("404 Not Found", "text/plain", "not found; try /metrics\n".to_owned()),
         _ => ("405 Method Not Allowed", "text/plain", "only GET\n".to_owned()),
     };

@@ -15,12 +15,18 @@
 //! `TCP_NODELAY` on both sides. UDP VIPs are relayed per client session
 //! (`udp.rs`).
 //!
+//! The config can be replaced while running ([`ProxyHandle::reload`],
+//! [`ProxyHandle::reload_file`], a change of [`ProxyOptions::config_file`];
+//! SIGHUP in the CLI): see `reload.rs`. Every connection keeps the VIP state
+//! it was accepted with, so a reload never disturbs established connections.
+//!
 //! The library entry is [`Proxy::start`], used by the CLI ([`run_cli`]), the
 //! tests and the benchmarks.
 
 pub mod balancer;
 pub mod limits;
 pub mod metrics;
+mod reload;
 mod udp;
 
 use std::{
@@ -28,11 +34,11 @@ use std::{
     future::Future,
     io,
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc,
+        Arc, RwLock,
     },
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -42,22 +48,26 @@ use anyhow::{bail, Context as _, Result};
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpListener, TcpSocket, TcpStream, UdpSocket},
+    net::{TcpListener, TcpSocket, TcpStream},
     sync::{watch, Notify},
     task::JoinHandle,
 };
 
 use crate::{
     config::{Config, Protocol},
-    health::{HealthChecker, HealthSnapshot},
+    health::HealthSnapshot,
     select::Flow,
 };
 use balancer::Balancer;
 use limits::{IpLimiter, IpPermit, Reject};
 use metrics::{Metrics, VipMetrics};
+pub use reload::Reloader;
 
 /// Default time allowed for connecting to a backend.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often `lb-user proxy` checks the config file for a change.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Listen backlog of the VIP sockets.
 const BACKLOG: u32 = 1024;
@@ -67,7 +77,8 @@ const BACKLOG: u32 = 1024;
 pub struct ProxyOptions {
     /// Already-bound listeners to use instead of binding, by VIP name (tests
     /// and benchmarks bind `127.0.0.1:0` first and write the port into the
-    /// config, so there is no race for the port). Others are bound here.
+    /// config, so there is no race for the port). Others are bound here. Only
+    /// used at start: VIPs added by a reload are always bound by the proxy.
     pub listeners: HashMap<String, std::net::TcpListener>,
     /// Already-bound sockets for UDP VIPs, by VIP name, as `listeners`.
     pub udp_sockets: HashMap<String, std::net::UdpSocket>,
@@ -76,33 +87,60 @@ pub struct ProxyOptions {
     pub metrics_listener: Option<std::net::TcpListener>,
     /// Time allowed for one backend connect.
     pub connect_timeout: Duration,
+    /// The file the config came from: [`ProxyHandle::reload_file`] (SIGHUP in
+    /// the CLI) re-reads it, and with `watch_interval` it is watched.
+    pub config_file: Option<PathBuf>,
+    /// Check `config_file` this often (modification time, size, inode) and
+    /// reload when it changed. `None`: no watching.
+    pub watch_interval: Option<Duration>,
 }
 
 impl Default for ProxyOptions {
     fn default() -> Self {
-        ProxyOptions { listeners: HashMap::new(), udp_sockets: HashMap::new(), metrics_listener: None, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
+        ProxyOptions {
+            listeners: HashMap::new(),
+            udp_sockets: HashMap::new(),
+            metrics_listener: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            config_file: None,
+            watch_interval: None,
+        }
     }
+}
+
+/// What the control task publishes for [`ProxyHandle`]: it changes on reload.
+#[derive(Default)]
+struct Status {
+    listening: RwLock<Vec<(String, SocketAddr)>>,
+    config: RwLock<Option<Arc<Config>>>,
 }
 
 /// A running proxy. Dropping it does not stop the proxy; resolve the shutdown
 /// future given to [`Proxy::start`] and then [`ProxyHandle::wait`].
 pub struct ProxyHandle {
-    listening: Vec<(String, SocketAddr)>,
+    status: Arc<Status>,
     metrics_addr: Option<SocketAddr>,
     registry: Registry,
     health: watch::Receiver<HealthSnapshot>,
+    reloader: Reloader,
     task: JoinHandle<Result<()>>,
 }
 
 impl ProxyHandle {
-    /// `(VIP name, bound address)` of every VIP (TCP and UDP), in config order.
-    pub fn listening(&self) -> &[(String, SocketAddr)] {
-        &self.listening
+    /// `(VIP name, bound address)` of every VIP (TCP and UDP) of the running
+    /// config, in config order.
+    pub fn listening(&self) -> Vec<(String, SocketAddr)> {
+        self.status.listening.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The bound address of VIP `name`.
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listening.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.listening().into_iter().find(|(n, _)| n == name).map(|(_, a)| a)
+    }
+
+    /// The config in force (the last one applied).
+    pub fn config(&self) -> Arc<Config> {
+        self.status.config.read().unwrap_or_else(|e| e.into_inner()).clone().expect("set at start")
     }
 
     /// The metrics endpoint's address, when there is one.
@@ -120,9 +158,28 @@ impl ProxyHandle {
         metrics::render(&self.registry)
     }
 
-    /// The health checker's state.
+    /// The health checker's state, indexed like the running config (after a
+    /// reload: like the new config).
     pub fn health(&self) -> watch::Receiver<HealthSnapshot> {
         self.health.clone()
+    }
+
+    /// A handle that triggers reloads from elsewhere (a signal task).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Replaces the running config with `config` (see [`Reloader::reload`]):
+    /// `Ok` with a summary of the changes, or `Err` with why it was refused
+    /// (the running config then stays in force).
+    pub async fn reload(&self, config: Config) -> Result<String> {
+        self.reloader.reload(config).await
+    }
+
+    /// Re-reads [`ProxyOptions::config_file`] and applies it, as
+    /// [`ProxyHandle::reload`].
+    pub async fn reload_file(&self) -> Result<String> {
+        self.reloader.reload_file("request").await
     }
 
     /// Waits until the proxy has shut down (shutdown future resolved, drain
@@ -177,18 +234,31 @@ impl Open {
     }
 }
 
-/// Everything one VIP's accept loop and connections share.
+/// One VIP of one config generation: what its accept loop uses for new
+/// connections, and what each connection keeps for its lifetime (so a reload
+/// never changes an established connection).
 struct VipState {
     name: String,
+    /// Index in `config.vips` (and in the health snapshot).
     index: usize,
+    /// The bound address.
     addr: SocketAddr,
     backends: Vec<SocketAddr>,
     balancer: Balancer,
     metrics: VipMetrics,
+    /// The whole config of the generation (allowlist, UDP timeout).
+    config: Arc<Config>,
 }
 
+/// The current [`VipState`] of one listening socket; swapped on reload.
+type VipCell = Arc<RwLock<Arc<VipState>>>;
+
+fn current(cell: &VipCell) -> Arc<VipState> {
+    cell.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// What every generation shares.
 struct Shared {
-    config: Config,
     limiter: Arc<IpLimiter>,
     open: Arc<Open>,
     connect_timeout: Duration,
@@ -200,67 +270,28 @@ struct Shared {
 pub struct Proxy;
 
 impl Proxy {
-    /// Binds every TCP VIP (and the metrics endpoint), starts the health
-    /// checks and the accept loops, and returns once everything listens. When
-    /// `shutdown` resolves: stop accepting, let open connections finish for
-    /// `config.proxy.drain_timeout`, close the rest, stop. Must run inside a
-    /// Tokio runtime.
+    /// Binds every VIP (and the metrics endpoint), starts the health checks
+    /// and the accept loops, and returns once everything listens. Reloads
+    /// ([`ProxyHandle::reload`], [`ProxyHandle::reload_file`], changes of
+    /// `options.config_file`) are applied by a control task. When `shutdown`
+    /// resolves: stop accepting, let open connections finish for
+    /// `proxy.drain_timeout`, close the rest, stop. Must run inside a Tokio
+    /// runtime.
     pub async fn start<F>(config: Config, mut options: ProxyOptions, shutdown: F) -> Result<ProxyHandle>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let metrics = Metrics::new().context("creating the metrics")?;
-        let mut listeners = Vec::new();
-        let mut udp_sockets = Vec::new();
-        let mut vips = Vec::new();
-        let mut udp_vips = Vec::new();
-        for (index, vip) in config.vips.iter().enumerate() {
-            let state = |addr| -> Result<Arc<VipState>> {
-                Ok(Arc::new(VipState {
-                    name: vip.name.clone(),
-                    index,
-                    addr,
-                    backends: vip.backends.iter().map(|b| b.socket_addr()).collect(),
-                    balancer: Balancer::new(vip, config.maglev)?,
-                    metrics: metrics.vip(&config, index),
-                }))
-            };
-            if vip.protocol == Protocol::Udp {
-                let socket = match options.udp_sockets.remove(&vip.name) {
-                    Some(s) => {
-                        s.set_nonblocking(true)?;
-                        UdpSocket::from_std(s).with_context(|| format!("using the socket given for VIP {}", vip.name))?
-                    }
-                    None => UdpSocket::bind(vip.socket_addr()).await.with_context(|| {
-                        format!("VIP {}: cannot listen on udp {} (the address must be assigned to a local interface)", vip.name, vip.socket_addr())
-                    })?,
-                };
-                udp_vips.push(state(socket.local_addr()?)?);
-                udp_sockets.push(socket);
-                continue;
+        for (name, proto, what) in options
+            .listeners
+            .keys()
+            .map(|n| (n, Protocol::Tcp, "listener"))
+            .chain(options.udp_sockets.keys().map(|n| (n, Protocol::Udp, "UDP socket")))
+        {
+            if !config.vips.iter().any(|v| &v.name == name && v.protocol == proto) {
+                bail!("a {what} was given for VIP {name:?}, which is not a {proto} VIP of the config");
             }
-            let listener = match options.listeners.remove(&vip.name) {
-                Some(l) => {
-                    l.set_nonblocking(true)?;
-                    TcpListener::from_std(l).with_context(|| format!("using the listener given for VIP {}", vip.name))?
-                }
-                None => bind(vip.socket_addr()).with_context(|| {
-                    format!(
-                        "VIP {}: cannot listen on {} (the address must be assigned to a local interface)",
-                        vip.name,
-                        vip.socket_addr()
-                    )
-                })?,
-            };
-            vips.push(state(listener.local_addr()?)?);
-            listeners.push(listener);
         }
-        if let Some(name) = options.listeners.keys().next() {
-            bail!("a listener was given for VIP {name:?}, which is not a TCP VIP of the config");
-        }
-        if let Some(name) = options.udp_sockets.keys().next() {
-            bail!("a UDP socket was given for VIP {name:?}, which is not a UDP VIP of the config");
-        }
+        let metrics = Metrics::new().context("creating the metrics")?;
         let metrics_listener = match (options.metrics_listener.take(), config.metrics) {
             (Some(l), _) => {
                 l.set_nonblocking(true)?;
@@ -273,78 +304,36 @@ impl Proxy {
         };
         let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-        let (health_handle, health) = HealthChecker::spawn(&config);
         let (kill_tx, kill) = watch::channel(false);
         let shared = Arc::new(Shared {
             limiter: IpLimiter::new(config.proxy.max_conns_per_ip, config.proxy.max_new_conns_per_minute),
             open: Arc::new(Open::default()),
             connect_timeout: options.connect_timeout,
             kill,
-            config,
         });
-        let mut all: Vec<_> = vips.iter().chain(&udp_vips).collect();
-        all.sort_by_key(|v| v.index);
-        let listening: Vec<_> = all.iter().map(|v| (v.name.clone(), v.addr)).collect();
-        for v in &all {
-            let proto = if udp_vips.iter().any(|u| u.index == v.index) { "udp" } else { "tcp" };
-            log::info!("proxy listening vip={} address={} protocol={proto}", v.name, v.addr);
-        }
+        let status = Arc::new(Status::default());
+        let mut given = reload::Given { tcp: std::mem::take(&mut options.listeners), udp: std::mem::take(&mut options.udp_sockets) };
+        let (mut control, health) = reload::Control::new(shared.clone(), metrics.clone(), status.clone(), options.config_file.take(), &config);
+        let plan = control.plan(config, &mut given).await?;
+        control.commit(plan);
         if let Some(a) = metrics_addr {
             log::info!("metrics endpoint listening address=http://{a}/metrics");
         }
-
         let registry = metrics.registry.clone();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let accept_tasks: Vec<_> =
-            vips.iter().zip(listeners).map(|(v, l)| tokio::spawn(accept_loop(shared.clone(), v.clone(), l, stop_rx.clone()))).collect();
-        let udp_tasks: Vec<_> = udp_vips
-            .iter()
-            .zip(udp_sockets)
-            .map(|(v, s)| tokio::spawn(udp::udp_loop(shared.clone(), v.clone(), s, stop_rx.clone(), shared.kill.clone())))
-            .collect();
-        let health_task = tokio::spawn(follow_health(vips.iter().chain(&udp_vips).cloned().collect(), health.clone()));
-        let metrics_task = metrics_listener.map(|l| tokio::spawn(metrics::serve(l, registry.clone())));
-        let sweep_task = {
-            let limiter = shared.limiter.clone();
-            tokio::spawn(async move {
-                let mut t = tokio::time::interval(Duration::from_secs(30));
-                loop {
-                    t.tick().await;
-                    limiter.sweep(Instant::now());
-                }
-            })
-        };
-
-        let task = tokio::spawn(async move {
-            shutdown.await;
-            let drain = shared.config.proxy.drain_timeout;
-            log::info!("proxy shutdown: stopped accepting; draining open={} drain_timeout={drain:?}", shared.open.count.load(Ordering::SeqCst));
-            let _ = stop_tx.send(true);
-            for t in accept_tasks {
-                let _ = t.await;
+        if let Some(l) = metrics_listener {
+            control.adopt(tokio::spawn(metrics::serve(l, registry.clone())));
+        }
+        let limiter = shared.limiter.clone();
+        control.adopt(tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                t.tick().await;
+                limiter.sweep(Instant::now());
             }
-            let left = shared.open.drain(tokio::time::Instant::now() + drain).await;
-            if left > 0 {
-                log::info!("proxy shutdown: drain timeout over; closing open={left}");
-                let _ = kill_tx.send(true);
-                shared.open.drain(tokio::time::Instant::now() + Duration::from_secs(5)).await;
-            } else {
-                log::info!("proxy shutdown: all connections finished");
-                let _ = kill_tx.send(true);
-            }
-            for t in udp_tasks {
-                let _ = t.await;
-            }
-            drop(health_handle);
-            health_task.abort();
-            sweep_task.abort();
-            if let Some(t) = metrics_task {
-                t.abort();
-            }
-            log::info!("proxy stopped");
-            Ok(())
-        });
-        Ok(ProxyHandle { listening, metrics_addr, registry, health, task })
+        }));
+        let (reloader, requests) = Reloader::new();
+        let task = tokio::spawn(control.run(shutdown, requests, options.watch_interval, kill_tx));
+        Ok(ProxyHandle { status, metrics_addr, registry, health, reloader, task })
     }
 }
 
@@ -356,29 +345,9 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Rebuilds the selections and the `xdplb_backend_up` gauges on every
-/// health change.
-async fn follow_health(vips: Vec<Arc<VipState>>, mut health: watch::Receiver<HealthSnapshot>) {
-    while health.changed().await.is_ok() {
-        let snap = health.borrow_and_update().clone();
-        for v in &vips {
-            for (i, m) in v.metrics.backends.iter().enumerate() {
-                m.up.set(i64::from(snap.is_up(v.index, i)));
-            }
-            let up = snap.up_backends(v.index);
-            match v.balancer.update(&up) {
-                Ok(true) => {
-                    let names: Vec<String> = up.iter().map(|&i| v.backends[i as usize].to_string()).collect();
-                    log::info!("vip={} selection rebuilt up={}/{} backends=[{}]", v.name, up.len(), v.backends.len(), names.join(","));
-                }
-                Ok(false) => {}
-                Err(e) => log::error!("vip={} cannot rebuild the selection: {e:#}", v.name),
-            }
-        }
-    }
-}
-
-async fn accept_loop(shared: Arc<Shared>, vip: Arc<VipState>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// Accepts on one VIP socket until `stop`; each connection is handled with
+/// the VIP's state current at its accept.
+async fn accept_loop(shared: Arc<Shared>, cell: VipCell, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -388,12 +357,13 @@ async fn accept_loop(shared: Arc<Shared>, vip: Arc<VipState>, listener: TcpListe
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                log::warn!("vip={} accept failed: {e}", vip.name);
+                log::warn!("vip={} accept failed: {e}", current(&cell).name);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
-        let admitted = if !limits::allowed(shared.config.allowlist.as_ref(), peer.ip(), vip.addr.port()) {
+        let vip = current(&cell);
+        let admitted = if !limits::allowed(vip.config.allowlist.as_ref(), peer.ip(), vip.addr.port()) {
             Err(Reject::Allowlist)
         } else {
             shared.limiter.admit(peer.ip())
@@ -401,12 +371,12 @@ async fn accept_loop(shared: Arc<Shared>, vip: Arc<VipState>, listener: TcpListe
         match admitted {
             Ok(permit) => {
                 let guard = OpenGuard::new(&shared.open, &vip.metrics.active);
-                tokio::spawn(connection(shared.clone(), vip.clone(), stream, peer, permit, guard));
+                tokio::spawn(connection(shared.clone(), vip, stream, peer, permit, guard));
             }
             Err(reason) => reject(&vip, stream, peer, reason),
         }
     }
-    log::info!("vip={} stopped accepting", vip.name);
+    log::info!("vip={} stopped accepting address={}", current(&cell).name, current(&cell).addr);
 }
 
 /// Closes `stream` with a reset and counts it.
@@ -518,13 +488,31 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
 }
 
 /// `lb-user proxy --config FILE`: runs the proxy until SIGINT/SIGTERM and the
-/// drain are over.
+/// drain are over. SIGHUP, or a change of the file (checked every
+/// [`DEFAULT_WATCH_INTERVAL`]), reloads it.
 pub fn run_cli(config_path: &Path) -> Result<()> {
     let config = Config::from_file(config_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the Tokio runtime")?;
     runtime.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
         let shutdown = shutdown_signal()?;
-        let handle = Proxy::start(config, ProxyOptions::default(), shutdown).await?;
-        handle.wait().await
+        // Installed before the proxy starts: SIGHUP's default action kills.
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let options = ProxyOptions {
+            config_file: Some(config_path.to_owned()),
+            watch_interval: Some(DEFAULT_WATCH_INTERVAL),
+            ..ProxyOptions::default()
+        };
+        let handle = Proxy::start(config, options, shutdown).await?;
+        let reloader = handle.reloader();
+        let hup_task = tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // The outcome is logged by the proxy.
+                let _ = reloader.reload_file("SIGHUP").await;
+            }
+        });
+        let r = handle.wait().await;
+        hup_task.abort();
+        r
     })
 }

@@ -7,7 +7,8 @@
 //! sent back to the client from the VIP socket. A session ends after
 //! `conntrack.udp_timeout` without a datagram in either direction. During the
 //! drain existing sessions keep working and datagrams of new clients are
-//! dropped.
+//! dropped. A reload changes the VIP's state for new sessions only; a
+//! session keeps its backend (and its idle timeout) until it ends.
 
 use std::{
     collections::HashMap,
@@ -19,11 +20,13 @@ use std::{
     time::Duration,
 };
 
+use prometheus::IntCounter;
 use tokio::{net::UdpSocket, sync::watch, task::JoinHandle, time::Instant};
 
 use super::{
+    current,
     limits::{self, IpPermit, Reject},
-    OpenGuard, Shared, VipState,
+    OpenGuard, Shared, VipCell, VipState,
 };
 use crate::select::Flow;
 
@@ -35,21 +38,20 @@ struct Session {
     /// Milliseconds since `epoch` of the last datagram either way.
     last: Arc<AtomicU64>,
     task: JoinHandle<()>,
-    backend: u32,
+    to_backend: IntCounter,
 }
 
 /// Relays one UDP VIP until `kill` (end of the drain); stops taking new
 /// clients when `stop` is set.
 pub(super) async fn udp_loop(
     shared: Arc<Shared>,
-    vip: Arc<VipState>,
+    cell: VipCell,
     socket: UdpSocket,
     mut stop: watch::Receiver<bool>,
     mut kill: watch::Receiver<bool>,
 ) {
     let socket = Arc::new(socket);
     let epoch = Instant::now();
-    let idle = shared.config.conntrack.udp_timeout;
     let mut sessions: HashMap<SocketAddr, Session> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut stopping = false;
@@ -59,13 +61,13 @@ pub(super) async fn udp_loop(
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    log::debug!("vip={} udp receive failed: {e}", vip.name);
+                    log::debug!("vip={} udp receive failed: {e}", current(&cell).name);
                     continue;
                 }
             },
             _ = stop.wait_for(|s| *s), if !stopping => {
                 stopping = true;
-                log::info!("vip={} stopped taking new UDP clients; open sessions={}", vip.name, sessions.len());
+                log::info!("vip={} stopped taking new UDP clients; open sessions={}", current(&cell).name, sessions.len());
                 continue;
             }
             _ = kill.wait_for(|k| *k) => break,
@@ -80,9 +82,9 @@ pub(super) async fn udp_loop(
         let data = &buf[..n];
         if let Some(s) = sessions.get(&peer).filter(|s| !s.task.is_finished()) {
             s.last.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-            vip.metrics.backends[s.backend as usize].bytes_to_backend.inc_by(n as u64);
+            s.to_backend.inc_by(n as u64);
             if let Err(e) = s.socket.send(data).await {
-                log::debug!("vip={} client={peer}: send to the backend failed: {e}", vip.name);
+                log::debug!("vip={} client={peer}: send to the backend failed: {e}", current(&cell).name);
             }
             continue;
         }
@@ -90,7 +92,9 @@ pub(super) async fn udp_loop(
         if stopping {
             continue;
         }
-        let admitted = if !limits::allowed(shared.config.allowlist.as_ref(), peer.ip(), vip.addr.port()) {
+        let vip = current(&cell);
+        let idle = vip.config.conntrack.udp_timeout;
+        let admitted = if !limits::allowed(vip.config.allowlist.as_ref(), peer.ip(), vip.addr.port()) {
             Err(Reject::Allowlist)
         } else {
             shared.limiter.admit(peer.ip())
@@ -138,12 +142,13 @@ pub(super) async fn udp_loop(
             idle,
             (permit, guard),
         ));
-        sessions.insert(peer, Session { socket: upstream, last, task, backend: id });
+        let to_backend = vip.metrics.backends[id as usize].bytes_to_backend.clone();
+        sessions.insert(peer, Session { socket: upstream, last, task, to_backend });
     }
     for s in sessions.values() {
         s.task.abort();
     }
-    log::info!("vip={} UDP relay stopped", vip.name);
+    log::info!("vip={} UDP relay stopped", current(&cell).name);
 }
 
 async fn connect_udp(backend: SocketAddr) -> std::io::Result<UdpSocket> {

@@ -147,6 +147,7 @@ pub async fn start(yaml: &str, listeners: Vec<(&str, std::net::TcpListener)>, me
         udp_sockets: HashMap::new(),
         metrics_listener: metrics,
         connect_timeout: Duration::from_millis(500),
+        ..ProxyOptions::default()
     };
     let (tx, rx) = oneshot::channel::<()>();
     let handle = Proxy::start(config, options, async move {
