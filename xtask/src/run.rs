@@ -44,27 +44,37 @@ fn demo_until(opts: RunOptions, stop_rx: &mpsc::Receiver<()>) -> Result<()> {
     lab.start_backends()?;
     println!("[run] backends answer on {} and {}", lab.backend_addr(1, false), lab.backend_addr(1, true));
     let (lb_ns, client_ns, iface) = (lab.ns(Host::Lb), lab.ns(Host::Client), lab.lb_client_iface());
-    println!("[run] attaching xdplb to {iface} in {lb_ns} (mode {})", opts.mode);
-    let lb = LbUser::attach(&lb_ns, &iface, &["--mode", &opts.mode])?;
+    let config = demo_config(&lab, &opts.mode)?;
+    println!("[run] attaching xdplb to {iface} and {} in {lb_ns} with {}", lab.lb_backend_iface(), config.display());
+    let lb = LbUser::attach_config(&lb_ns, &iface, &config)?;
 
     println!("[run] sending traffic from the client through the lb");
-    for i in 1..=lab.backend_count() {
-        for v6 in [false, true] {
-            let addr = lab.backend_addr(i, v6);
-            let resp = netns::run_in(&client_ns, move || http::get(addr, "/", Duration::from_secs(5)))?;
-            println!("  client -> http://{addr}/ : {} {}", resp.status, resp.body.trim());
+    for vip in [VIP_V4, VIP_V6] {
+        let vip: SocketAddr = vip.parse()?;
+        let mut served = Vec::new();
+        for _ in 0..9 {
+            let resp = netns::run_in(&client_ns, move || http::get(vip, "/", Duration::from_secs(5)))?;
+            served.push(resp.body.trim().to_owned());
         }
+        println!("  9 new connections to VIP http://{vip}/ (maglev, NAT) were served by: {}", served.join(" "));
+    }
+    let udp_vip: SocketAddr = VIP_UDP.parse()?;
+    for _ in 0..3 {
+        let echo = netns::run_in(&client_ns, move || udp_echo(udp_vip))?;
+        println!("  client -> udp VIP {udp_vip} (round robin) : {echo}");
+    }
+    for i in 1..=lab.backend_count() {
         let addr = lab.backend_addr(i, false);
-        let echo = netns::run_in(&client_ns, move || udp_echo(addr))?;
-        println!("  client -> udp {addr} : {echo}");
+        let resp = netns::run_in(&client_ns, move || http::get(addr, "/", Duration::from_secs(5)))?;
+        println!("  client -> http://{addr}/ directly (not a VIP, passed) : {} {}", resp.status, resp.body.trim());
     }
     std::thread::sleep(Duration::from_millis(300));
     println!("\n[run] counters (lb-user --netns {lb_ns} stats --iface {iface}):");
     print!("{}", lb.cli(&["stats", "--iface", &iface])?);
     println!(
-        "\n[run] running; in another shell try:\n  ip netns exec {client_ns} curl http://{}:8080/\n  {}/lb-user --netns {lb_ns} stats --iface {iface}",
-        xdplb_tests::lab::addr::backend_v4(2),
-        util::workspace_root().join("target/debug").display(),
+        "\n[run] running; in another shell try:\n  ip netns exec {client_ns} curl http://198.18.100.1/\n  {bin}/lb-user --netns {lb_ns} stats --iface {iface} --watch\n  edit {cfg} (it is reloaded on change)",
+        bin = util::workspace_root().join("target/debug").display(),
+        cfg = config.display(),
     );
     match opts.duration {
         Some(secs) => println!("[run] stopping in {secs} s (or Ctrl-C)"),
@@ -83,11 +93,38 @@ fn demo_until(opts: RunOptions, stop_rx: &mpsc::Receiver<()>) -> Result<()> {
     println!("[run] detaching and tearing down the lab");
     let status = lb.stop()?;
     drop(lab);
+    let _ = std::fs::remove_file(&config);
     if !status.success() {
         anyhow::bail!("lb-user attach exited with {status}");
     }
     println!("[run] done: lab removed, pins removed");
     Ok(())
+}
+
+const VIP_V4: &str = "198.18.100.1:80";
+const VIP_V6: &str = "[fd00:198:18:100::1]:80";
+const VIP_UDP: &str = "198.18.100.1:8080";
+
+/// The demo's balancer config: HTTP VIPs over IPv4 and IPv6 and a UDP echo
+/// VIP, NAT mode, health-checked, in target/ so it can be read afterwards.
+fn demo_config(lab: &Lab, mode: &str) -> Result<std::path::PathBuf> {
+    let backends = |v6: bool| -> String {
+        (1..=lab.backend_count())
+            .map(|i| format!("      - {{ address: \"{}\", port: 8080 }}\n", lab.backend_addr(i, v6).ip()))
+            .collect()
+    };
+    let check = "    health_check: { type: http, path: /health, expect_status: 200, interval: 1s, timeout: 500ms, rise: 2, fall: 2 }\n";
+    let text = format!(
+        "# Written by `cargo xtask run` for lab {name}.\ninterfaces:\n  - {{ name: {lc}, role: client }}\n  - {{ name: {lb}, role: backend }}\nattach_mode: {mode}\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n{b4}{check}  - name: web6\n    address: \"fd00:198:18:100::1\"\n    port: 80\n    backends:\n{b6}{check}  - name: echo\n    address: 198.18.100.1\n    port: 8080\n    protocol: udp\n    algorithm: round_robin\n    backends:\n{b4}",
+        name = lab.name(),
+        lc = lab.lb_client_iface(),
+        lb = lab.lb_backend_iface(),
+        b4 = backends(false),
+        b6 = backends(true),
+    );
+    let path = util::workspace_root().join(format!("target/xdplb-demo-{}.yaml", lab.name()));
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 fn udp_echo(to: SocketAddr) -> Result<String> {
