@@ -271,6 +271,14 @@ fn allowlist_drops_by_source_prefix_and_by_port() {
         assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(true, 40000), vip6())).build()).0, XDP_DROP);
         assert_eq!(stat(ebpf, Stat::DropAllowlistCidr).packets, 2);
         assert_eq!(stat(ebpf, Stat::DropAllowlistPort).packets, 1);
+        // Scope "all": non-VIP traffic from outside the prefixes is dropped too.
+        Dataplane::new(ebpf).set_allowlist(&["198.18.0.0/24".parse().unwrap()], None, true).unwrap();
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(outsider, backend(1))).build()).0, XDP_DROP);
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(false, 40000), backend(1))).build()).0, XDP_PASS);
+        // ... and with any port allowed, the VIP on port 81 is no longer refused by port.
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(client(false, 40001), other_port)).build()).0, XDP_PASS);
+        assert_eq!(stat(ebpf, Stat::DropAllowlistCidr).packets, 3);
+        assert_eq!(stat(ebpf, Stat::DropAllowlistPort).packets, 1);
     });
 }
 
