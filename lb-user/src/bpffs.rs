@@ -47,9 +47,14 @@ pub fn ensure_mounted() -> Result<()> {
     Ok(())
 }
 
-/// Removes `iface`'s pin directory and, if it was the last, xdplb's root.
+/// Detaches the link pinned for `iface`, if any, then removes `iface`'s pin
+/// directory and, if it was the last, xdplb's root.
 pub fn remove_pins(iface: &str) -> Result<()> {
     let dir = pin_dir(iface);
+    let link = dir.join(LINK_PIN);
+    if link.exists() {
+        force_detach_pinned_link(&link)?;
+    }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
@@ -107,4 +112,44 @@ pub fn lock_holder(iface: &str) -> Option<i32> {
         return None;
     }
     std::fs::read_to_string(&path).ok()?.trim().parse().ok()
+}
+
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// Detaches the link pinned at `path` right now (BPF_LINK_DETACH). Removing
+/// the last reference to a link also detaches it, but the kernel may do that
+/// a little later; an operator who asked for "detach" expects it done when
+/// the command returns.
+pub fn force_detach_pinned_link(path: &Path) -> Result<()> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).context("path with NUL")?;
+    // union bpf_attr for BPF_OBJ_GET: pathname, bpf_fd, file_flags, path_fd.
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+    }
+    let get = ObjGet { pathname: c.as_ptr() as u64, bpf_fd: 0, file_flags: 0, path_fd: 0 };
+    // SAFETY: bpf(2) with a correctly laid out attribute and its size.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &get as *const ObjGet, std::mem::size_of::<ObjGet>()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("opening pinned link {}", path.display()));
+    }
+    // union bpf_attr for BPF_LINK_DETACH: link_fd.
+    #[repr(C)]
+    struct LinkDetach {
+        link_fd: u32,
+    }
+    let detach = LinkDetach { link_fd: fd as u32 };
+    // SAFETY: as above; the fd is ours and closed right after.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_DETACH, &detach as *const LinkDetach, std::mem::size_of::<LinkDetach>()) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd as i32) };
+    if rc < 0 {
+        return Err(err).with_context(|| format!("detaching link {}", path.display()));
+    }
+    Ok(())
 }

@@ -42,7 +42,18 @@ fn attach_without_privileges_says_it_needs_root() {
     } else {
         Command::new(binary)
     };
-    let out = cmd.args(["attach", "--iface", "lo"]).output().unwrap();
+    cmd.args(["attach", "--iface", "lo"]);
+    // The copy was open for writing a moment ago; a child forked meanwhile by
+    // another test thread can still hold that fd, and exec then fails with
+    // ETXTBSY until it execs itself. Retry that case only (bounded).
+    let mut out = cmd.output().unwrap();
+    for _ in 0..50 {
+        if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        out = cmd.output().unwrap();
+    }
     let line = one_error_line(out);
     assert!(line.contains("needs root privileges") && line.contains("CAP_NET_ADMIN"), "{line}");
     if xdplb_tests::privileged::is_root() {

@@ -13,31 +13,20 @@ use lb_user::stats::Report;
 use xdplb_tests::{
     counters::SentCounters,
     http,
-    lab::{Host, Lab},
+    lab::{
+        config::{LbConfig, Vip},
+        Host, Lab,
+    },
     lbuser::LbUser,
-    netns, require_root, sys,
+    netns, require_root,
 };
 
 const REQUESTS: usize = 30;
 
-/// A config for this lab: the lb's client side and backend side, `vips` as
-/// YAML list items, and an optional allowlist block.
-fn write_config(lab: &Lab, vips: &str, allowlist: &str) -> tempfile_path::TempPath {
-    let text = format!(
-        "interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\nmaglev: {{ size: 251, seed: 7 }}\n{allowlist}vips:\n{vips}",
-        lab.lb_client_iface(),
-        lab.lb_backend_iface()
-    );
-    tempfile_path::write(&format!("{}.yaml", lab.name()), &text)
-}
-
-fn backends_yaml(port: u16, v6: bool) -> String {
-    (1..=3)
-        .map(|i| {
-            let ip = if v6 { format!("\"fd00:198:18:1::1{i}\"") } else { format!("198.18.1.1{i}") };
-            format!("      - {{ address: {ip}, port: {port} }}\n")
-        })
-        .collect()
+/// A config for this lab: the lb's client side and backend side, and the
+/// Maglev table every test here uses.
+fn config(lab: &Lab) -> LbConfig {
+    LbConfig::new(lab).maglev(251, Some(7))
 }
 
 /// Who served each of `n` requests to `vip`, each on a new connection.
@@ -60,12 +49,11 @@ fn nat_vips_over_ipv4_and_ipv6_reach_all_three_backends() {
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
     lab.start_backends().unwrap();
-    let vips = format!(
-        "  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n{}  - name: web6\n    address: \"fd00:198:18:100::1\"\n    port: 80\n    backends:\n{}",
-        backends_yaml(8080, false),
-        backends_yaml(8080, true)
-    );
-    let config = write_config(&lab, &vips, "");
+    let config = config(&lab)
+        .vip(Vip::new("web", "198.18.100.1", 80).backends(1..=3, 8080, false))
+        .vip(Vip::new("web6", "fd00:198:18:100::1", 80).backends(1..=3, 8080, true))
+        .write()
+        .unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     for vip in ["198.18.100.1:80", "[fd00:198:18:100::1]:80"] {
         let seen = served_by(&lab, vip.parse().unwrap(), REQUESTS);
@@ -89,12 +77,11 @@ fn dsr_vip_reaches_all_three_backends_which_answer_directly() {
     lab.add_dsr_vip(vip4.ip()).unwrap();
     lab.add_dsr_vip(vip6.ip()).unwrap();
     lab.start_backends_also_on(&[vip4, vip6]).unwrap();
-    let vips = format!(
-        "  - name: dsr\n    address: 198.18.100.2\n    port: 8080\n    forwarding: dsr\n    backends:\n{}  - name: dsr6\n    address: \"fd00:198:18:100::2\"\n    port: 8080\n    forwarding: dsr\n    backends:\n{}",
-        backends_yaml(8080, false),
-        backends_yaml(8080, true)
-    );
-    let config = write_config(&lab, &vips, "");
+    let config = config(&lab)
+        .vip(Vip::new("dsr", vip4.ip(), 8080).forwarding("dsr").backends(1..=3, 8080, false))
+        .vip(Vip::new("dsr6", vip6.ip(), 8080).forwarding("dsr").backends(1..=3, 8080, true))
+        .write()
+        .unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     for vip in [vip4, vip6] {
         let seen = served_by(&lab, vip, REQUESTS);
@@ -112,9 +99,12 @@ fn a_denied_client_prefix_gets_no_answer_and_every_packet_is_counted() {
     require_root!();
     let mut lab = Lab::up_unique("xt", 1).unwrap();
     lab.start_backends().unwrap();
-    let vips = "  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n      - { address: 198.18.1.11, port: 8080 }\n";
     // The client is 198.18.0.2: outside the allowed /25.
-    let config = write_config(&lab, vips, "allowlist:\n  cidrs: [\"198.18.0.128/25\"]\n  ports: [80]\n");
+    let config = config(&lab)
+        .allowlist(&["198.18.0.128/25"], &[80])
+        .vip(Vip::new("web", "198.18.100.1", 80).backends([1], 8080, false))
+        .write()
+        .unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let client = lab.ns(Host::Client);
     let before = Report::read_pinned(&lab.lb_client_iface()).unwrap().action(Stat::DropAllowlistCidr);
@@ -138,14 +128,10 @@ fn a_long_lived_connection_keeps_its_backend_when_the_tables_are_rebuilt_without
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
     lab.start_backends().unwrap();
-    let vip_yaml = |skip: Option<u8>| {
-        let backends: String = (1..=3u8)
-            .filter(|i| Some(*i) != skip)
-            .map(|i| format!("      - {{ address: 198.18.1.1{i}, port: 8080 }}\n"))
-            .collect();
-        format!("  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n{backends}")
+    let without = |skip: Option<u8>| {
+        config(&lab).vip(Vip::new("web", "198.18.100.1", 80).backends((1..=3u8).filter(|i| Some(*i) != skip), 8080, false))
     };
-    let config = write_config(&lab, &vip_yaml(None), "");
+    let config = without(None).write().unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
     let client = lab.ns(Host::Client);
@@ -156,8 +142,7 @@ fn a_long_lived_connection_keeps_its_backend_when_the_tables_are_rebuilt_without
 
     // Rebuild the VIP's tables without `removed` (not the backend this connection uses).
     let seen = lb.log_len();
-    let edited = std::fs::read_to_string(config.path()).unwrap().replace(&vip_yaml(None), &vip_yaml(Some(removed)));
-    sys::write_atomic(config.path(), &edited).unwrap();
+    config.replace(&without(Some(removed)).yaml()).unwrap();
     lb.signal(libc::SIGHUP);
     lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
 
@@ -175,51 +160,25 @@ fn reload_adds_a_backend_and_a_broken_file_is_refused_while_the_old_config_keeps
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
     lab.start_backends().unwrap();
-    let two = "  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n      - { address: 198.18.1.11, port: 8080 }\n      - { address: 198.18.1.12, port: 8080 }\n";
-    let config = write_config(&lab, two, "");
+    let web = |backends: &[u8]| config(&lab).vip(Vip::new("web", "198.18.100.1", 80).backends(backends.iter().copied(), 8080, false));
+    let config = web(&[1, 2]).write().unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
     assert!(!served_by(&lab, vip, REQUESTS).contains_key("be3"));
 
     // Add be3: it gets new flows (the file watcher picks the change up).
     let seen = lb.log_len();
-    let original = std::fs::read_to_string(config.path()).unwrap();
-    let three = original.replace(two, &format!("{two}      - {{ address: 198.18.1.13, port: 8080 }}\n"));
-    sys::write_atomic(config.path(), &three).unwrap();
+    let three = web(&[1, 2, 3]).yaml();
+    config.replace(&three).unwrap();
     let seen = lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
     let after = served_by(&lab, vip, REQUESTS);
     assert!(after.contains_key("be3"), "added backend got no new flows: {after:?}");
 
     // A broken file is refused with a clear line; forwarding goes on as before.
-    sys::write_atomic(config.path(), &three.replace("port: 80\n", "port: eighty\n")).unwrap();
+    config.replace(&three.replace("port: 80\n", "port: eighty\n")).unwrap();
     lb.signal(libc::SIGHUP);
     lb.wait_for_log("reload refused", seen, Duration::from_secs(10)).unwrap();
     let still = served_by(&lab, vip, REQUESTS);
     assert_eq!(still.keys().cloned().collect::<Vec<_>>(), ["be1", "be2", "be3"], "{still:?}");
     assert!(lb.stop().unwrap().success());
-}
-
-/// A config file in the system temp directory, removed on drop.
-mod tempfile_path {
-    use std::path::{Path, PathBuf};
-
-    pub struct TempPath(PathBuf);
-
-    impl TempPath {
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    pub fn write(name: &str, text: &str) -> TempPath {
-        let path = std::env::temp_dir().join(format!("xdplb-{}-{name}", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        TempPath(path)
-    }
 }

@@ -14,7 +14,10 @@ use std::{
 
 use xdplb_tests::{
     http,
-    lab::{Host, Lab},
+    lab::{
+        config::{LbConfig, Vip},
+        Host, Lab,
+    },
     lbuser::LbUser,
     netns, require_root,
 };
@@ -33,15 +36,16 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
     lab.start_backends().unwrap();
-    let text = format!(
-        "interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\nmaglev: {{ size: 251 }}\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n      - {{ address: 198.18.1.11, port: 8080 }}\n      - {{ address: 198.18.1.12, port: 8080 }}\n      - {{ address: 198.18.1.13, port: 8080 }}\n    health_check: {{ type: http, path: /health, expect_status: 200, interval: {}ms, timeout: 200ms, rise: {RISE}, fall: {FALL} }}\n",
-        lab.lb_client_iface(),
-        lab.lb_backend_iface(),
+    let check = format!(
+        "{{ type: http, path: /health, expect_status: 200, interval: {}ms, timeout: 200ms, rise: {RISE}, fall: {FALL} }}",
         INTERVAL.as_millis()
     );
-    let path = std::env::temp_dir().join(format!("xdplb-health-{}.yaml", lab.name()));
-    std::fs::write(&path, text).unwrap();
-    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), &path).unwrap();
+    let config = LbConfig::new(&lab)
+        .maglev(251, None)
+        .vip(Vip::new("web", "198.18.100.1", 80).backends(1..=3, 8080, false).health_check(&check))
+        .write()
+        .unwrap();
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
 
     // Bounded load: a new connection per request for at most 20 s.
@@ -57,7 +61,7 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
                         break;
                     }
                     let started = Instant::now();
-                    let who = http::get(vip, "/", Duration::from_secs(2)).ok().filter(|r| r.status == 200).map(|r| r.body.trim().to_owned());
+                    let who = http::get(vip, "/", Duration::from_secs(5)).ok().filter(|r| r.status == 200).map(|r| r.body.trim().to_owned());
                     log.lock().unwrap().push((started, who));
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -76,7 +80,7 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
     stop.store(true, Ordering::SeqCst);
     load.join().unwrap().unwrap();
     assert!(lb.stop().unwrap().success());
-    let _ = std::fs::remove_file(&path);
+    drop(config);
 
     let log = log.lock().unwrap();
     let before: Vec<_> = log.iter().filter(|(t, _)| *t < stopped).collect();

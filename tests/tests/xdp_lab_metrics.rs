@@ -12,7 +12,10 @@ use std::{
 
 use xdplb_tests::{
     http,
-    lab::{Host, Lab},
+    lab::{
+        config::{LbConfig, Vip},
+        Host, Lab,
+    },
     lbuser::LbUser,
     netns, require_root, workspace,
 };
@@ -21,26 +24,14 @@ const REQUESTS: usize = 24;
 const VIP_LABEL: &str = "198.18.100.1:80/tcp";
 const BACKENDS: [&str; 3] = ["198.18.1.11:8080", "198.18.1.12:8080", "198.18.1.13:8080"];
 
-/// The lab config: one TCP VIP on 198.18.100.1:80 with three backends, plus
-/// `extra` YAML under the VIP (e.g. a health check).
-fn write_config(lab: &Lab, extra: &str) -> TempPath {
-    let backends: String = BACKENDS.iter().map(|b| format!("      - {{ address: {}, port: 8080 }}\n", &b[..b.len() - 5])).collect();
-    let text = format!(
-        "interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\nmaglev: {{ size: 251, seed: 7 }}\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: 80\n{extra}    backends:\n{backends}",
-        lab.lb_client_iface(),
-        lab.lb_backend_iface()
-    );
-    let path = std::env::temp_dir().join(format!("xdplb-{}-{}.yaml", std::process::id(), lab.name()));
-    std::fs::write(&path, text).unwrap();
-    TempPath(path)
+/// The VIP of these tests: TCP on 198.18.100.1:80 with the three `BACKENDS`.
+fn web() -> Vip {
+    BACKENDS.iter().fold(Vip::new("web", "198.18.100.1", 80), |vip, b| vip.backend(b.parse().unwrap()))
 }
 
-struct TempPath(std::path::PathBuf);
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// The lab config with `vip`.
+fn config(lab: &Lab, vip: Vip) -> LbConfig {
+    LbConfig::new(lab).maglev(251, Some(7)).vip(vip)
 }
 
 /// `n` HTTP requests from the client to the VIP, each on a new connection.
@@ -85,9 +76,9 @@ fn exporter_and_stats_watch_report_flows_per_vip_and_backend() {
     require_root!();
     let mut lab = Lab::up_unique("xm", 3).unwrap();
     lab.start_backends().unwrap();
-    let config = write_config(&lab, "");
+    let config = config(&lab, web()).write().unwrap();
     let iface = lab.lb_client_iface();
-    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &iface, &config.0).unwrap();
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &iface, config.path()).unwrap();
 
     // Series exist (at zero) before any traffic.
     let exporter = lb_user::exporter::spawn("127.0.0.1:0".parse().unwrap(), iface.clone()).unwrap();
@@ -172,9 +163,9 @@ fn exporter_reports_a_failed_backend_down() {
     require_root!();
     let mut lab = Lab::up_unique("xm", 3).unwrap();
     lab.start_backends().unwrap();
-    let config = write_config(&lab, "    health_check: { type: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }\n");
+    let config = config(&lab, web().health_check("{ type: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 1 }")).write().unwrap();
     let iface = lab.lb_client_iface();
-    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &iface, &config.0).unwrap();
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &iface, config.path()).unwrap();
     let exporter = lb_user::exporter::spawn("127.0.0.1:0".parse().unwrap(), iface.clone()).unwrap();
     lab.stop_backend(3).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -204,10 +195,8 @@ fn attach_serves_metrics_on_the_configured_address() {
     lab.start_backends().unwrap();
     // The listener lives in the lb namespace, where lb-user runs.
     let listen: SocketAddr = "198.18.1.1:9189".parse().unwrap();
-    let path = write_config(&lab, "");
-    let text = std::fs::read_to_string(&path.0).unwrap() + &format!("metrics: {{ listen: \"{listen}\" }}\n");
-    std::fs::write(&path.0, text).unwrap();
-    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), &path.0).unwrap();
+    let config = config(&lab, web()).metrics(listen).write().unwrap();
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     lb.wait_for_log("metrics on http://", 0, Duration::from_secs(10)).unwrap();
     requests(&lab, 6);
     let body = netns::run_in(&lab.ns(Host::Lb), move || Ok(scrape(listen))).unwrap();

@@ -16,20 +16,16 @@ use aya::maps::{HashMap, Map, MapData};
 use lb_common::{lb::{FlowKey, FlowState}, map_names};
 use xdplb_tests::{
     http,
-    lab::{Host, Lab},
+    lab::{
+        config::{ConfigFile, LbConfig, Vip},
+        Host, Lab,
+    },
     lbuser::{pin_dir, LbUser},
     netns, require_root, workspace,
 };
 
-fn config(lab: &Lab) -> std::path::PathBuf {
-    let text = format!(
-        "interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\nmaglev: {{ size: 251 }}\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n      - {{ address: 198.18.1.11, port: 8080 }}\n      - {{ address: 198.18.1.12, port: 8080 }}\n      - {{ address: 198.18.1.13, port: 8080 }}\n",
-        lab.lb_client_iface(),
-        lab.lb_backend_iface()
-    );
-    let path = std::env::temp_dir().join(format!("xdplb-restart-{}.yaml", lab.name()));
-    std::fs::write(&path, text).unwrap();
-    path
+fn config(lab: &Lab) -> ConfigFile {
+    LbConfig::new(lab).maglev(251, None).vip(Vip::new("web", "198.18.100.1", 80).backends(1..=3, 8080, false)).write().unwrap()
 }
 
 fn conntrack_entries(iface: &str) -> usize {
@@ -49,9 +45,9 @@ fn sigkill_and_restart_drop_no_connection_and_keep_conntrack() {
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
     lab.start_backends().unwrap();
-    let path = config(&lab);
+    let config = config(&lab);
     let (lb_ns, iface) = (lab.ns(Host::Lb), lab.lb_client_iface());
-    let first = LbUser::attach_config(&lb_ns, &iface, &path).unwrap();
+    let first = LbUser::attach_config(&lb_ns, &iface, config.path()).unwrap();
     let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
     let client = lab.ns(Host::Client);
 
@@ -93,7 +89,7 @@ fn sigkill_and_restart_drop_no_connection_and_keep_conntrack() {
     assert!(ok.load(Ordering::SeqCst) > during, "no request succeeded while lb-user was dead");
     assert!(xdp_attached(&lab, &iface), "the program must stay attached after SIGKILL");
 
-    let second = LbUser::attach_config(&lb_ns, &iface, &path).unwrap();
+    let second = LbUser::attach_config(&lb_ns, &iface, config.path()).unwrap();
     second.wait_for_log("adopted the running program", 0, Duration::from_secs(10)).unwrap();
     assert!(conntrack_entries(&iface) >= tracked_before, "conntrack entries were lost");
     std::thread::sleep(Duration::from_millis(700));
@@ -108,7 +104,6 @@ fn sigkill_and_restart_drop_no_connection_and_keep_conntrack() {
     assert!(second.stop().unwrap().success());
     assert!(!pin_dir(&iface).exists());
     assert!(!xdp_attached(&lab, &iface), "Ctrl-C must detach");
-    let _ = std::fs::remove_file(path);
 }
 
 #[test]
@@ -116,9 +111,9 @@ fn detach_removes_what_a_killed_lb_user_left_attached() {
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
     lab.start_backends().unwrap();
-    let path = config(&lab);
+    let config = config(&lab);
     let (lb_ns, iface) = (lab.ns(Host::Lb), lab.lb_client_iface());
-    LbUser::attach_config(&lb_ns, &iface, &path).unwrap().kill9();
+    LbUser::attach_config(&lb_ns, &iface, config.path()).unwrap().kill9();
     assert!(xdp_attached(&lab, &iface));
     let out = Command::new(workspace::binary("lb-user").unwrap())
         .args(["--netns", &lb_ns, "detach", "--iface", &iface])
@@ -132,5 +127,4 @@ fn detach_removes_what_a_killed_lb_user_left_attached() {
     let out = Command::new(workspace::binary("lb-user").unwrap()).args(["--netns", &lb_ns, "detach", "--iface", &be_iface]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!xdp_attached(&lab, &be_iface));
-    let _ = std::fs::remove_file(path);
 }

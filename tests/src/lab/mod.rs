@@ -7,6 +7,7 @@
 //! called. See docs/lab.md.
 
 pub mod addr;
+pub mod config;
 mod build;
 
 use std::{
