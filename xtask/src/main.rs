@@ -1,5 +1,6 @@
 //! `cargo xtask`: the one entry point for xdplb's developers and users.
 
+mod bench;
 mod lab;
 mod run;
 mod setup;
@@ -53,6 +54,29 @@ enum Command {
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
     },
+    /// Benchmark: XDP vs lb-user proxy vs nftables/HAProxy/nginx, and alb vs
+    /// HAProxy/nginx TLS; writes report.md, results.json, chart.svg
+    /// (docs/benchmarks.md).
+    Bench {
+        /// Smoke test: a few seconds per case, one repetition.
+        #[arg(long)]
+        quick: bool,
+        /// Seconds per case and repetition (default 8; 2 with --quick).
+        #[arg(long, value_name = "S")]
+        duration: Option<u64>,
+        /// Concurrent connections (wrk -c, k6 --vus).
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        conns: u32,
+        /// Load generator for the cases wrk can drive (mTLS always uses k6).
+        #[arg(long, default_value = "wrk", value_parser = ["wrk", "k6"])]
+        tool: String,
+        /// Output directory (default target/bench/<timestamp>/).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// Only cases whose id contains this (repeatable), e.g. `xdp-nat`.
+        #[arg(long, value_name = "TEXT")]
+        only: Vec<String>,
+    },
     /// The network-namespace lab by hand.
     Lab {
         #[command(subcommand)]
@@ -81,6 +105,15 @@ fn main() -> ExitCode {
         }
         Command::Test { cargo_test_args } => test::test(&cargo_test_args),
         Command::Lab { command } => lab::lab(command),
+        Command::Bench { quick, duration, conns, tool, out, only } => bench::bench(bench::BenchOptions {
+            quick,
+            duration,
+            conns,
+            tool: if tool == "k6" { bench::load::Tool::K6 } else { bench::load::Tool::Wrk },
+            out,
+            bin_dir: None,
+            only,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
