@@ -161,6 +161,15 @@ impl Body for Tracked {
 
 /// Total size of the request head, as counted against `max_header_bytes`
 /// (hyper enforces it for HTTP/1 while parsing; this covers HTTP/2).
+/// Passive health: counts a failure against `backend`; when that ejects it,
+/// logs why and counts the ejection.
+fn record_failure(st: &State, pool: &str, backend: &Backend, cfg: &crate::config::Config, why: &str) {
+    if backend.record_failure(&cfg.passive_health) {
+        log::warn!("backend {} ejected for {:?} {why}", backend.id, cfg.passive_health.cooldown.0);
+        st.metrics.ejections.with_label_values(&[pool, &backend.id]).inc();
+    }
+}
+
 fn header_bytes(h: &HeaderMap) -> usize {
     h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
 }
@@ -327,17 +336,7 @@ pub async fn handle(
                     .observe(start.elapsed().as_secs_f64());
                 let status = resp.status();
                 if status.is_server_error() {
-                    if backend.record_failure(&cfg.passive_health) {
-                        log::warn!(
-                            "backend {} ejected for {:?} after repeated 5xx",
-                            backend.id,
-                            cfg.passive_health.cooldown.0
-                        );
-                        st.metrics
-                            .ejections
-                            .with_label_values(&[&pool.name, &backend.id])
-                            .inc();
-                    }
+                    record_failure(&st, &pool.name, &backend, &cfg, "after repeated 5xx");
                 } else {
                     backend.record_success();
                 }
@@ -398,17 +397,7 @@ pub async fn handle(
             path,
             backend.id
         );
-        if backend.record_failure(&cfg.passive_health) {
-            log::warn!(
-                "backend {} ejected for {:?}",
-                backend.id,
-                cfg.passive_health.cooldown.0
-            );
-            st.metrics
-                .ejections
-                .with_label_values(&[&pool.name, &backend.id])
-                .inc();
-        }
+        record_failure(&st, &pool.name, &backend, &cfg, "after connect errors");
         tried.push(backend);
         if !retryable || tried.len() > cfg.retries.max_retries as usize || !budget.try_spend() {
             st.metrics
