@@ -409,11 +409,13 @@ pub async fn get_on(
         )
         .await
         .unwrap();
+    status_and_body(r).await
+}
+
+/// A response's status and its whole body as text.
+async fn status_and_body(r: hyper::Response<hyper::body::Incoming>) -> (StatusCode, String) {
     let st = r.status();
-    (
-        st,
-        String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into(),
-    )
+    (st, String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into())
 }
 
 /// Plain-HTTP request through a fresh connection to alb (`protocol: http`).
@@ -431,11 +433,7 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (St
         )
         .await
         .unwrap();
-    let st = r.status();
-    (
-        st,
-        String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).into(),
-    )
+    status_and_body(r).await
 }
 
 pub fn backend_of(body: &str) -> String {
