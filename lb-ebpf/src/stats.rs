@@ -28,19 +28,13 @@ pub fn stat(stat: Stat, bytes: u64) {
 /// Counts a forwarded packet for its VIP and backend.
 #[inline(always)]
 pub fn flow(vip_id: u32, backend_id: u32, bytes: u64, new_flow: bool) {
-    let new = u64::from(new_flow);
-    if let Some(slot) = VIP_STATS.get_ptr_mut(vip_id) {
-        // SAFETY: as above.
-        let slot = unsafe { &mut *slot };
-        slot.packets += 1;
-        slot.bytes += bytes;
-        slot.new_flows += new;
-    }
-    if let Some(slot) = BACKEND_STATS.get_ptr_mut(backend_id) {
-        // SAFETY: as above.
-        let slot = unsafe { &mut *slot };
-        slot.packets += 1;
-        slot.bytes += bytes;
-        slot.new_flows += new;
+    for (map, index) in [(&VIP_STATS, vip_id), (&BACKEND_STATS, backend_id)] {
+        if let Some(slot) = map.get_ptr_mut(index) {
+            // SAFETY: pointer from a successful lookup of this CPU's slot.
+            let slot = unsafe { &mut *slot };
+            slot.packets += 1;
+            slot.bytes += bytes;
+            slot.new_flows += u64::from(new_flow);
+        }
     }
 }
