@@ -3,7 +3,10 @@
 use std::{
     io::{BufRead, BufReader},
     os::unix::process::CommandExt,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -30,7 +33,7 @@ pub struct LbUser {
 
 impl LbUser {
     /// Starts `attach --iface IF extra…` and waits (at most 20 s) until the
-    /// maps are pinned.
+    /// attach is complete.
     pub fn attach(netns: &str, iface: &str, extra: &[&str]) -> Result<LbUser> {
         let mut args = vec!["--iface", iface];
         args.extend_from_slice(extra);
@@ -50,6 +53,7 @@ impl LbUser {
             .args(["--netns", netns, "attach"])
             .args(attach_args)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Own process group: a terminal Ctrl-C reaches only the
             // orchestrator, which then stops lb-user in order.
@@ -58,6 +62,7 @@ impl LbUser {
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut child = child;
         let log = Arc::new(Mutex::new(Vec::new()));
+        let ready = Arc::new(AtomicBool::new(false));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();
         std::thread::spawn(move || {
@@ -66,17 +71,30 @@ impl LbUser {
                 sink.lock().unwrap().push(line);
             }
         });
+        // lb-user prints its "attached" line on stdout only once every map
+        // and the link are pinned and the tables filled. A pinned map alone
+        // is not enough: maps are pinned one by one while the object loads,
+        // long before the program is attached.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let flag = ready.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("{line}");
+                if line.starts_with(READY_LINE) {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+        });
         let mut me = LbUser { child: Some(child), iface: iface.to_owned(), netns: netns.to_owned(), log };
-        let marker = pin_dir(iface).join(lb_marker_map());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !marker.exists() {
+        while !ready.load(Ordering::SeqCst) {
             if let Some(status) = me.child.as_mut().unwrap().try_wait()? {
-                bail!("lb-user attach on {iface} exited before pinning its maps ({status})");
+                bail!("lb-user attach on {iface} exited before it was attached ({status})");
             }
             if Instant::now() > deadline {
-                bail!("lb-user attach on {iface} did not pin {} within 20 s", marker.display());
+                bail!("lb-user attach on {iface} did not report {READY_LINE:?} within 20 s");
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         Ok(me)
     }
@@ -164,7 +182,5 @@ impl Drop for LbUser {
     }
 }
 
-/// The map whose pin signals that attach has finished.
-fn lb_marker_map() -> &'static str {
-    "TRAFFIC"
-}
+/// How lb-user's stdout line starts once the attach is complete.
+const READY_LINE: &str = "xdplb attached to ";
