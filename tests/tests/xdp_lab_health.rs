@@ -27,6 +27,10 @@ const RISE: u32 = 2;
 const FALL: u32 = 2;
 /// lb-user looks at health verdicts twice a second.
 const LOOP: Duration = Duration::from_millis(500);
+/// Scheduling allowance for a loaded 2-core CI machine (process start of the
+/// restarted backend, the table rebuild, late timers). Still well below one
+/// extra health interval per rise/fall step, so a miscounted rise/fall fails.
+const SLACK: Duration = Duration::from_millis(500);
 
 /// (start of the request, backend name or None for a failure)
 type Log = Arc<Mutex<Vec<(Instant, Option<String>)>>>;
@@ -72,7 +76,7 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
     std::thread::sleep(Duration::from_millis(1500));
     let stopped = Instant::now();
     lab.stop_backend(2).unwrap();
-    let settle = INTERVAL * FALL + INTERVAL + LOOP;
+    let settle = INTERVAL * FALL + INTERVAL + LOOP + SLACK;
     std::thread::sleep(settle + Duration::from_secs(2));
     let restarted = Instant::now();
     lab.start_backend(2).unwrap();
@@ -96,6 +100,6 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
     // Back: be2 serves again within rise × interval (+ allowances).
     let back = log.iter().find(|(t, w)| *t > restarted && w.as_deref() == Some("be2")).map(|(t, _)| *t - restarted);
     let limit = INTERVAL * RISE + INTERVAL + LOOP;
-    assert!(back.is_some_and(|d| d <= limit + Duration::from_millis(300)), "be2 got traffic again after {back:?} (limit {limit:?})");
+    assert!(back.is_some_and(|d| d <= limit + SLACK), "be2 got traffic again after {back:?} (limit {limit:?})");
     assert!(log.iter().filter(|(t, _)| *t > restarted).all(|(_, w)| w.is_some()), "failures after be2 came back");
 }
