@@ -28,7 +28,10 @@ pub const MODE_NAT: u8 = 0;
 pub const MODE_DSR: u8 = 1;
 
 /// `(address, port, protocol)` of a virtual service.
-#[repr(C)]
+///
+/// Aligned to 4 (size unchanged) so the XDP program copies the address as
+/// words; see the alignment note on [`FlowKey`].
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
     pub addr: [u8; 16],
@@ -65,8 +68,9 @@ pub const BACKEND_ACTIVE: u8 = 1;
 /// only healthy backends.
 pub const BACKEND_HEALTHY: u8 = 2;
 
-/// A backend as the data path forwards to it.
-#[repr(C)]
+/// A backend as the data path forwards to it. Aligned to 4 (size unchanged),
+/// see [`FlowKey`].
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendInfo {
     pub addr: [u8; 16],
@@ -81,7 +85,12 @@ pub struct BackendInfo {
 }
 
 /// A flow as seen in one direction.
-#[repr(C)]
+///
+/// Aligned to 8 (the size, 40, is unchanged, so map layouts and pinned maps
+/// stay compatible): the XDP program clears and copies keys as 64/32-bit
+/// words. Byte-aligned copies would otherwise become calls to bpf-linker's
+/// byte-at-a-time `memset`/`memmove` on every packet.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u8; 16],
@@ -116,7 +125,42 @@ pub struct ReverseNat {
     pub tcp_state: u8,
     pub vip_id: u32,
     pub last_seen_ns: u64,
+    /// The next hop towards the client, remembered from `bpf_fib_lookup`.
+    pub next_hop: NextHop,
 }
+
+/// A remembered `bpf_fib_lookup` result: the egress interface and the MAC
+/// addresses to write. `ifindex` 0 means "none, look it up". The data path
+/// looks it up again once it is `NEXT_HOP_REFRESH_NS` old (docs/xdp.md).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    /// bpf_ktime_get_ns() of the lookup.
+    pub looked_up_ns: u64,
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
+/// The next hop towards a backend as one CPU remembers it (`BACKEND_HOPS`),
+/// valid for the backend address and ingress interface it was looked up for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendHop {
+    pub addr: [u8; 16],
+    pub ingress_ifindex: u32,
+    pub _pad: u32,
+    pub hop: NextHop,
+}
+
+/// How long the data path uses a remembered next hop before it asks
+/// `bpf_fib_lookup` again (route or neighbour changes take effect within it).
+pub const NEXT_HOP_REFRESH_NS: u64 = 1_000_000_000;
+
+/// How old a conntrack / reverse-NAT `last_seen_ns` may get before a packet
+/// rewrites it: timestamps are refreshed in place at most this often, so an
+/// entry may count as idle up to this much before its idle timeout.
+pub const LAST_SEEN_REFRESH_NS: u64 = 1_000_000_000;
 
 /// TCP tracking states kept in conntrack entries.
 pub const TCP_OPEN: u8 = 0;
@@ -162,6 +206,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::ReverseNat {}
+    unsafe impl aya::Pod for super::NextHop {}
+    unsafe impl aya::Pod for super::BackendHop {}
     unsafe impl aya::Pod for super::GlobalConfig {}
     unsafe impl aya::Pod for super::FlowCounter {}
 }
@@ -178,7 +224,9 @@ mod tests {
         assert_eq!(size_of::<BackendInfo>(), 28);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<FlowState>(), 24);
-        assert_eq!(size_of::<ReverseNat>(), 32);
+        assert_eq!(size_of::<ReverseNat>(), 56);
+        assert_eq!(size_of::<NextHop>(), 24);
+        assert_eq!(size_of::<BackendHop>(), 48);
         assert_eq!(size_of::<GlobalConfig>(), 16);
         assert_eq!(size_of::<FlowCounter>(), 24);
     }

@@ -48,6 +48,9 @@ pub mod map_names {
     pub const CONFIG: &str = "CONFIG";
     /// DevMapHash of egress interfaces for XDP_REDIRECT (ifindex → ifindex).
     pub const TX_PORTS: &str = "TX_PORTS";
+    /// Per-CPU array of [`crate::lb::BackendHop`] indexed by backend id: the
+    /// remembered next hop towards each backend. A cache: not pinned.
+    pub const BACKEND_HOPS: &str = "BACKEND_HOPS";
 
     /// Every map lb-user pins, in pin order.
     pub const PINNED: &[&str] = &[

@@ -1,11 +1,10 @@
 //! VIP lookup, conntrack and backend selection (Maglev or round robin).
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
     hash,
     lb::{
         BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, FAMILY_V4,
-        MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
+        LAST_SEEN_REFRESH_NS, MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
     },
 };
 
@@ -49,14 +48,21 @@ pub fn active_backend(id: u32) -> Option<&'static BackendInfo> {
     (b.flags & BACKEND_ACTIVE != 0).then_some(b)
 }
 
+/// Whether a conntrack / reverse-NAT timestamp is due for a refresh
+/// (`LAST_SEEN_REFRESH_NS`, docs/xdp.md): timestamps are rewritten in place
+/// at most once a second per entry, not on every packet.
+#[inline(always)]
+pub fn stale(last_seen_ns: u64, now: u64) -> bool {
+    now.saturating_sub(last_seen_ns) >= LAST_SEEN_REFRESH_NS
+}
+
 /// Picks the backend id: the tracked one for an established flow, otherwise a
 /// fresh choice recorded in conntrack (`new_flow` set). `NO_BACKEND` when the
-/// VIP has none. Not inlined: its stack frame must not add to the callers'.
+/// VIP has none. `now` is the packet's bpf_ktime_get_ns. Not inlined: its
+/// stack frame must not add to the callers'.
 #[inline(never)]
-pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, new_flow: &mut bool) -> u32 {
+pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, new_flow: &mut bool) -> u32 {
     let key = &p.key;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     let syn_only = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     let closing_flags = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
     if let Some(state) = CONNTRACK.get_ptr_mut(key) {
@@ -68,7 +74,9 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, new_flow: &mut bool
         let reused = syn_only && state.tcp_state == TCP_CLOSING;
         if fresh && !reused && state.vip_id == vip.vip_id {
             if active_backend(state.backend_id).is_some() {
-                state.last_seen_ns = now;
+                if stale(state.last_seen_ns, now) {
+                    state.last_seen_ns = now;
+                }
                 if closing_flags {
                     state.tcp_state = TCP_CLOSING;
                 }
@@ -81,13 +89,13 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, new_flow: &mut bool
     if active_backend(backend_id).is_none() {
         return NO_BACKEND;
     }
-    let state = FlowState {
-        backend_id,
-        vip_id: vip.vip_id,
-        last_seen_ns: now,
-        tcp_state: if closing_flags { TCP_CLOSING } else { TCP_OPEN },
-        _pad: [0; 7],
-    };
+    let tcp_state = if closing_flags { TCP_CLOSING } else { TCP_OPEN };
+    // The value as its three 64-bit words (little-endian BPF): backend_id,
+    // vip_id | last_seen_ns | tcp_state, zero padding. A struct literal would
+    // clear the padding with a call to bpf-linker's byte-loop memset (mem.rs).
+    let words: [u64; 3] = [u64::from(backend_id) | u64::from(vip.vip_id) << 32, now, u64::from(tcp_state)];
+    // SAFETY: FlowState is repr(C), 24 bytes, 8-aligned, every bit pattern valid.
+    let state: FlowState = unsafe { core::mem::transmute(words) };
     // A full LRU evicts its oldest entry, so this only fails on memory pressure;
     // the flow then simply stays untracked and Maglev keeps it consistent.
     let _ = CONNTRACK.insert(key, &state, 0);

@@ -2,20 +2,21 @@
 //! rewrites with incremental checksums, XDP_TX or XDP_REDIRECT.
 
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS},
+    bindings::{bpf_fib_lookup as FibParams, xdp_action, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS},
     helpers::generated::bpf_fib_lookup,
     programs::XdpContext,
     EbpfContext,
 };
 use lb_common::{
-    lb::{BackendInfo, FAMILY_V4},
+    lb::{BackendInfo, NextHop, FAMILY_V4, NEXT_HOP_REFRESH_NS},
     Stat,
 };
 
 use crate::{
     csum,
     headers::*,
-    maps::{FIB_SCRATCH, TX_PORTS},
+    maps::{BACKEND_HOPS, FIB_SCRATCH, TX_PORTS},
+    mem,
     parse::{ptr_at, Packet},
 };
 
@@ -32,65 +33,118 @@ pub enum Egress {
     NoRoute,
 }
 
-/// Looks up the next hop for `dst` (from the packet's source) and rewrites
-/// the Ethernet addresses; decrements TTL / hop limit like any router. Not
-/// inlined: the lookup parameters take 64 bytes of stack.
+/// Sends the packet to its next hop towards `dst`: rewrites the Ethernet
+/// addresses, decrements TTL / hop limit like any router, and picks XDP_TX or
+/// XDP_REDIRECT. The next hop comes from `hop` while it is younger than
+/// `NEXT_HOP_REFRESH_NS`; otherwise (or when `hop` holds none) from
+/// `bpf_fib_lookup`, whose successful result is stored back into `hop`.
+#[inline(always)]
+pub fn route(ctx: &XdpContext, p: &Packet, dst: &[u8; 16], hop: &mut NextHop, now: u64) -> Egress {
+    match route_action(ctx, p, dst, hop, now) {
+        ROUTE_KERNEL => Egress::Kernel,
+        ROUTE_NONE => Egress::NoRoute,
+        action => Egress::Sent(action),
+    }
+}
+
+/// `route`'s results other than an XDP action, as plain integers: an enum
+/// return value would travel through a sixth, stack-passed argument, which
+/// BPF calls do not have.
+const ROUTE_KERNEL: u32 = u32::MAX - 1;
+const ROUTE_NONE: u32 = u32::MAX;
+
+/// `route` as a BPF function returning a scalar. Not inlined: its frame must
+/// not add to the callers'.
 #[inline(never)]
-pub fn route(ctx: &XdpContext, p: &Packet, dst: &[u8; 16]) -> Egress {
+fn route_action(ctx: &XdpContext, p: &Packet, dst: &[u8; 16], hop: &mut NextHop, now: u64) -> u32 {
+    if hop.ifindex == 0 || now.saturating_sub(hop.looked_up_ns) >= NEXT_HOP_REFRESH_NS {
+        let rc = fib_lookup(ctx, p, dst, hop, now);
+        if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
+            return ROUTE_KERNEL;
+        }
+        if rc != BPF_FIB_LKUP_RET_SUCCESS {
+            return ROUTE_NONE;
+        }
+    }
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else { return ROUTE_NONE };
+    // SAFETY: bounds checked by ptr_at.
+    unsafe {
+        mem::copy_mac(&mut (*eth).dst, &hop.dmac);
+        mem::copy_mac(&mut (*eth).src, &hop.smac);
+    }
+    decrement_ttl(ctx, p);
+    if hop.ifindex == ctx.ingress_ifindex() as u32 {
+        return xdp_action::XDP_TX;
+    }
+    match TX_PORTS.redirect(hop.ifindex, 0) {
+        Ok(action) => action,
+        Err(_) => ROUTE_NONE,
+    }
+}
+
+/// This CPU's remembered next hop towards backend `id` at `addr`, for
+/// packets arriving on `ingress`; emptied when the slot was remembered for
+/// another address (a reused backend id) or another ingress interface.
+#[inline(always)]
+pub fn backend_hop(id: u32, addr: &[u8; 16], ingress: u32) -> Option<&'static mut NextHop> {
+    let slot = BACKEND_HOPS.get_ptr_mut(id)?;
+    // SAFETY: this CPU's slot from a successful lookup; XDP programs do not
+    // preempt each other.
+    let slot = unsafe { &mut *slot };
+    if slot.ingress_ifindex != ingress || !mem::addr_eq(&slot.addr, addr) {
+        mem::copy_addr(&mut slot.addr, addr);
+        slot.ingress_ifindex = ingress;
+        slot.hop.ifindex = 0;
+    }
+    Some(&mut slot.hop)
+}
+
+/// `bpf_fib_lookup` for `dst` from the packet's source on its ingress
+/// interface; on success the result goes into `hop` (stamped `now`), on any
+/// other outcome `hop` is emptied. Returns the lookup's return code.
+#[inline(always)]
+fn fib_lookup(ctx: &XdpContext, p: &Packet, dst: &[u8; 16], hop: &mut NextHop, now: u64) -> u32 {
+    hop.ifindex = 0;
     let src = &p.key.src;
     // The 64-byte lookup parameters live in a per-CPU scratch map: on the
     // stack they would push the deepest call chain past 512 bytes.
-    let Some(params) = FIB_SCRATCH.get_ptr_mut(0) else { return Egress::NoRoute };
-    // SAFETY: this CPU's slot; all-zero is a valid bpf_fib_lookup.
-    let params = unsafe {
-        core::ptr::write_bytes(params, 0, 1);
-        &mut *params
-    };
+    let Some(params) = FIB_SCRATCH.get_ptr_mut(0) else { return BPF_FIB_LKUP_RET_NOT_FWDED };
+    // SAFETY: this CPU's slot, any bit pattern is a valid bpf_fib_lookup.
+    let params = unsafe { &mut *params };
+    // Every input field is written (no write_bytes: that would be a call to a
+    // byte-at-a-time memset, see mem.rs); the outputs need no clearing. Ports
+    // and tot_len stay 0 (no multipath hash input, no MTU check), tos /
+    // flowinfo 0, and no flags, so tbid/mark are not read.
+    params.family = if p.key.family == FAMILY_V4 { AF_INET } else { AF_INET6 };
     params.l4_protocol = p.key.protocol;
+    params.sport = 0;
+    params.dport = 0;
+    params.__bindgen_anon_1.tot_len = 0;
     params.ifindex = ctx.ingress_ifindex() as u32;
-    if p.key.family == FAMILY_V4 {
-        params.family = AF_INET;
-        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([src[0], src[1], src[2], src[3]]);
-        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
-    } else {
-        params.family = AF_INET6;
-        params.__bindgen_anon_3.ipv6_src = words(src);
-        params.__bindgen_anon_4.ipv6_dst = words(dst);
-    }
+    params.__bindgen_anon_2.flowinfo = 0;
+    // The IPv4 address is the first word of the 16-byte form (the rest is
+    // zero), which is also where the kernel reads ipv4_src / ipv4_dst.
+    params.__bindgen_anon_3.ipv6_src = words(src);
+    params.__bindgen_anon_4.ipv6_dst = words(dst);
     // SAFETY: ctx is the program context; params is a valid, sized struct.
     let rc = unsafe {
         bpf_fib_lookup(ctx.as_ptr(), params as *mut FibParams, core::mem::size_of::<FibParams>() as i32, 0)
     } as u32;
-    if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
-        return Egress::Kernel;
+    if rc == BPF_FIB_LKUP_RET_SUCCESS {
+        mem::copy_mac(&mut hop.smac, &params.smac);
+        mem::copy_mac(&mut hop.dmac, &params.dmac);
+        hop.looked_up_ns = now;
+        hop.ifindex = params.ifindex;
     }
-    if rc != BPF_FIB_LKUP_RET_SUCCESS {
-        return Egress::NoRoute;
-    }
-    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else { return Egress::NoRoute };
-    // SAFETY: bounds checked by ptr_at.
-    unsafe {
-        (*eth).dst = params.dmac;
-        (*eth).src = params.smac;
-    }
-    decrement_ttl(ctx, p);
-    if params.ifindex == ctx.ingress_ifindex() as u32 {
-        return Egress::Sent(xdp_action::XDP_TX);
-    }
-    match TX_PORTS.redirect(params.ifindex, 0) {
-        Ok(action) => Egress::Sent(action),
-        Err(_) => Egress::NoRoute,
-    }
+    rc
 }
 
+/// The address as four words; `a` is a 4-aligned field (see mem.rs).
 #[inline(always)]
 fn words(a: &[u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
-        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
-    ]
+    let w = a.as_ptr() as *const u32;
+    // SAFETY: 16 bytes, 4-aligned.
+    unsafe { [w.read(), w.add(1).read(), w.add(2).read(), w.add(3).read()] }
 }
 
 #[inline(always)]
@@ -116,7 +170,7 @@ fn decrement_ttl(ctx: &XdpContext, p: &Packet) {
 #[inline(always)]
 pub fn dnat(ctx: &XdpContext, p: &mut Packet, backend: &BackendInfo) -> Option<()> {
     rewrite(ctx, p, false, &backend.addr, backend.port)?;
-    p.key.dst = backend.addr;
+    mem::copy_addr(&mut p.key.dst, &backend.addr);
     p.key.dport = backend.port;
     Some(())
 }
@@ -125,7 +179,7 @@ pub fn dnat(ctx: &XdpContext, p: &mut Packet, backend: &BackendInfo) -> Option<(
 #[inline(always)]
 pub fn snat(ctx: &XdpContext, p: &mut Packet, vip_addr: &[u8; 16], vip_port: u16) -> Option<()> {
     rewrite(ctx, p, true, vip_addr, vip_port)?;
-    p.key.src = *vip_addr;
+    mem::copy_addr(&mut p.key.src, vip_addr);
     p.key.sport = vip_port;
     Some(())
 }

@@ -6,7 +6,7 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    lb::{FlowKey, FAMILY_V4, MODE_DSR},
+    lb::{FAMILY_V4, MODE_DSR},
     Stat,
 };
 
@@ -15,6 +15,7 @@ use crate::{
     forward::{self, Egress},
     headers::*,
     maps::CONNTRACK,
+    mem,
     parse::{ptr_at, Packet},
 };
 
@@ -53,7 +54,8 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
     let inner = p.l4_off + core::mem::size_of::<IcmpHdr>();
     // The quoted packet is the backend's reply as it left the LB: VIP → client.
     // The quoted flow's key is built in the scratch map, not on the stack.
-    p.inner = FlowKey { family: p.key.family, ..FlowKey::default() };
+    mem::zero_key(&mut p.inner);
+    p.inner.family = p.key.family;
     let flow = &mut p.inner;
     let inner_l4;
     if v4 {
@@ -66,15 +68,15 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
         }
         inner_l4 = inner + ihl;
         flow.protocol = proto;
-        flow.dst[..4].copy_from_slice(&src);
-        flow.src[..4].copy_from_slice(&dst);
+        mem::set_v4(&mut flow.dst, src);
+        mem::set_v4(&mut flow.src, dst);
     } else {
         let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, inner) else { return false };
         // SAFETY: bounds checked by ptr_at.
         unsafe {
             flow.protocol = (*ip).next_header;
-            flow.dst = (*ip).src;
-            flow.src = (*ip).dst;
+            core::ptr::copy_nonoverlapping((*ip).src.as_ptr(), flow.dst.as_mut_ptr(), 16);
+            core::ptr::copy_nonoverlapping((*ip).dst.as_ptr(), flow.src.as_mut_ptr(), 16);
         }
         inner_l4 = inner + core::mem::size_of::<Ipv6Hdr>();
     }
@@ -97,7 +99,10 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
         out.stat = Stat::DropMalformedVip as u32;
         return true;
     }
-    let (action, stat) = match forward::route(ctx, p, &backend.addr) {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let Some(hop) = forward::backend_hop(state.backend_id, &backend.addr, ctx.ingress_ifindex() as u32) else { return false };
+    let (action, stat) = match forward::route(ctx, p, &backend.addr, hop, now) {
         Egress::Sent(action) => (action, Stat::IcmpToBackend),
         Egress::Kernel if vip.mode != MODE_DSR => (xdp_action::XDP_PASS, Stat::PassKernelForward),
         Egress::Kernel | Egress::NoRoute => (xdp_action::XDP_DROP, Stat::DropNoRoute),
@@ -150,6 +155,6 @@ fn translate(ctx: &XdpContext, p: &mut Packet, inner: usize, inner_l4: usize, ad
         (*ports)[0] = port.to_be();
         (*icmp).check = csum::apply((*icmp).check, icmp_acc);
     }
-    p.key.dst = *addr;
+    mem::copy_addr(&mut p.key.dst, addr);
     Some(())
 }

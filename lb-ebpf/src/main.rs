@@ -13,12 +13,13 @@ mod forward;
 mod headers;
 mod icmp;
 mod maps;
+mod mem;
 mod parse;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
-    lb::{MODE_DSR, TCP_CLOSING},
+    lb::{BackendInfo, FlowKey, ReverseNat, MODE_DSR, TCP_CLOSING},
     Stat, TrafficClass,
 };
 
@@ -106,20 +107,26 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
         // A VIP address, but not a port/protocol we balance.
         return (xdp_action::XDP_PASS, Stat::PassNotVip);
     };
+    // One clock read per packet, shared by conntrack and reverse NAT.
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     let mut new_flow = false;
-    let backend_id = balance::choose(p, &vip, &cfg, &mut new_flow);
+    let backend_id = balance::choose(p, &vip, &cfg, now, &mut new_flow);
     let Some(backend) = balance::active_backend(backend_id) else {
         return (xdp_action::XDP_DROP, Stat::DropNoBackend);
     };
     let nat = vip.mode != MODE_DSR;
     if nat {
-        let (vip_addr, vip_port) = (p.key.dst, p.key.dport);
+        // Before the rewrite: the packet still names the VIP.
+        remember_reverse(p, backend, vip.vip_id, now, new_flow);
         if forward::dnat(ctx, p, backend).is_none() {
             return (xdp_action::XDP_DROP, Stat::DropMalformedVip);
         }
-        remember_reverse(p, &vip_addr, vip_port, vip.vip_id);
     }
-    let result = match forward::route(ctx, p, &backend.addr) {
+    let Some(hop) = forward::backend_hop(backend_id, &backend.addr, ctx.ingress_ifindex() as u32) else {
+        return (xdp_action::XDP_DROP, Stat::DropNoRoute);
+    };
+    let result = match forward::route(ctx, p, &backend.addr, hop, now) {
         Egress::Sent(action) => (action, forward::sent_stat(nat)),
         // DSR cannot hand the packet to the kernel: it is still addressed to the VIP.
         Egress::Kernel if nat => (xdp_action::XDP_PASS, Stat::PassKernelForward),
@@ -129,31 +136,61 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
     result
 }
 
-/// Records how to translate the backend's replies back to the VIP.
+/// Records how to translate the backend's replies back to the VIP; `p` is
+/// the client's packet before DNAT (destination still the VIP).
+///
+/// A new flow inserts its entry. An established flow updates the entry it
+/// finds in place (LRU updates are expensive, lookups are not): the closing
+/// state on FIN/RST, and the timestamp only once it is
+/// `LAST_SEEN_REFRESH_NS` old (see `balance::stale`). A missing entry (evicted) or one of another VIP is
+/// inserted again.
 #[inline(never)]
-fn remember_reverse(p: &Packet, vip_addr: &[u8; 16], vip_port: u16, vip_id: u32) {
+fn remember_reverse(p: &Packet, backend: &BackendInfo, vip_id: u32, now: u64, new_flow: bool) {
     // The reply flow: backend → client.
-    let key = lb_common::lb::FlowKey {
-        src: p.key.dst,
+    let key = FlowKey {
+        src: backend.addr,
         dst: p.key.src,
-        sport: p.key.dport,
+        sport: backend.port,
         dport: p.key.sport,
         protocol: p.key.protocol,
         family: p.key.family,
         _pad: [0; 2],
     };
     let closing = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    let value = lb_common::lb::ReverseNat {
-        vip_addr: *vip_addr,
-        vip_port,
-        family: p.key.family,
-        tcp_state: if closing { TCP_CLOSING } else { 0 },
-        vip_id,
-        last_seen_ns: now,
+    if !new_flow {
+        if let Some(entry) = REVERSE_NAT.get_ptr_mut(&key) {
+            // SAFETY: pointer from a successful lookup; the entry is ours to update.
+            let entry = unsafe { &mut *entry };
+            if entry.vip_id == vip_id && entry.vip_port == p.key.dport && mem::addr_eq(&entry.vip_addr, &p.key.dst) {
+                if closing {
+                    entry.tcp_state = TCP_CLOSING;
+                }
+                if balance::stale(entry.last_seen_ns, now) {
+                    entry.last_seen_ns = now;
+                }
+                return;
+            }
+        }
+    }
+    // Cleared word by word, then filled in: a struct literal would clear the
+    // next hop's MACs with a call to a byte-loop memset (mem.rs). The next
+    // hop stays empty (ifindex 0): the first reply looks it up.
+    let mut value = core::mem::MaybeUninit::<ReverseNat>::uninit();
+    let v = value.as_mut_ptr();
+    // SAFETY: ReverseNat is 8-aligned, 56 bytes, valid all-zero; then plain
+    // field writes. Inserted from where it was built (a move would be a copy
+    // LLVM may turn back into a memset).
+    let value: &ReverseNat = unsafe {
+        mem::zero(v);
+        (*v).vip_addr = p.key.dst;
+        (*v).vip_port = p.key.dport;
+        (*v).family = p.key.family;
+        (*v).tcp_state = if closing { TCP_CLOSING } else { 0 };
+        (*v).vip_id = vip_id;
+        (*v).last_seen_ns = now;
+        value.assume_init_ref()
     };
-    let _ = REVERSE_NAT.insert(&key, &value, 0);
+    let _ = REVERSE_NAT.insert(&key, value, 0);
 }
 
 /// An action and a `Stat` index, as plain integers: this crosses a BPF
@@ -181,13 +218,15 @@ fn reverse_nat(ctx: &XdpContext, p: &mut Packet, out: &mut Verdict) -> bool {
         let _ = REVERSE_NAT.remove(&p.key);
         return false;
     }
-    entry.last_seen_ns = now;
-    let (vip_addr, vip_port) = (entry.vip_addr, entry.vip_port);
-    let client = p.key.dst;
-    let (action, stat) = if forward::snat(ctx, p, &vip_addr, vip_port).is_none() {
+    if balance::stale(entry.last_seen_ns, now) {
+        entry.last_seen_ns = now;
+    }
+    let vip_port = entry.vip_port;
+    // The VIP address is read straight from the (8-aligned) map value.
+    let (action, stat) = if forward::snat(ctx, p, &entry.vip_addr, vip_port).is_none() {
         (xdp_action::XDP_DROP, Stat::DropMalformedVip)
     } else {
-        match forward::route(ctx, p, &client) {
+        match forward::route(ctx, p, &p.key.dst, &mut entry.next_hop, now) {
             Egress::Sent(action) => (action, Stat::ReverseNat),
             Egress::Kernel => (xdp_action::XDP_PASS, Stat::PassKernelForward),
             Egress::NoRoute => (xdp_action::XDP_DROP, Stat::DropNoRoute),

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use crate::parse::Packet;
 use lb_common::{
-    lb::{BackendInfo, FlowCounter, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS},
+    lb::{BackendHop, BackendInfo, FlowCounter, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS},
     PacketCounter, STAT_COUNT, TRAFFIC_CLASS_COUNT,
 };
 
@@ -20,6 +20,10 @@ pub static SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
 /// Per-CPU scratch space for `bpf_fib_lookup` parameters.
 #[map(name = "FIB_SCRATCH")]
 pub static FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU next hop towards each backend (a cache: not pinned).
+#[map(name = "BACKEND_HOPS")]
+pub static BACKEND_HOPS: PerCpuArray<BackendHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
 #[map(name = "TRAFFIC")]
 pub static TRAFFIC: PerCpuArray<PacketCounter> = PerCpuArray::with_max_entries(TRAFFIC_CLASS_COUNT, 0);

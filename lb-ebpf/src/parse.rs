@@ -12,7 +12,7 @@
 use aya_ebpf::programs::XdpContext;
 use lb_common::lb::{FlowKey, FAMILY_V4, FAMILY_V6};
 
-use crate::headers::*;
+use crate::{headers::*, mem};
 
 /// IPv6 extension headers walked before giving up (hop-by-hop, routing,
 /// destination options and fragment are walked; others end the walk).
@@ -118,8 +118,8 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
         return None;
     }
     p.reset(offset, offset + header_len, FAMILY_V4, protocol);
-    p.key.src[..4].copy_from_slice(&src);
-    p.key.dst[..4].copy_from_slice(&dst);
+    mem::set_v4(&mut p.key.src, src);
+    mem::set_v4(&mut p.key.dst, dst);
     // More-fragments flag or a non-zero offset.
     p.fragment = frag_off & 0x3fff != 0;
     Some(())
@@ -129,7 +129,7 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
 fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, offset)?;
     // SAFETY: bounds checked by ptr_at.
-    let (first, mut next, src, dst) = unsafe { ((*ip).version_class_flow[0], (*ip).next_header, (*ip).src, (*ip).dst) };
+    let (first, mut next) = unsafe { ((*ip).version_class_flow[0], (*ip).next_header) };
     if first >> 4 != 6 {
         return None;
     }
@@ -160,8 +160,13 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
         return None;
     }
     p.reset(offset, l4, FAMILY_V6, next);
-    p.key.src = src;
-    p.key.dst = dst;
+    // Straight from the packet (a memcpy, expanded inline), not through a
+    // stack copy that LLVM would turn into a memmove call.
+    // SAFETY: bounds checked by ptr_at; the key fields are 16 bytes.
+    unsafe {
+        core::ptr::copy_nonoverlapping((*ip).src.as_ptr(), p.key.src.as_mut_ptr(), 16);
+        core::ptr::copy_nonoverlapping((*ip).dst.as_ptr(), p.key.dst.as_mut_ptr(), 16);
+    }
     p.fragment = fragment;
     Some(())
 }
@@ -201,7 +206,9 @@ impl Packet {
     fn reset(&mut self, l3_off: usize, l4_off: usize, family: u8, protocol: u8) {
         self.l3_off = l3_off;
         self.l4_off = l4_off;
-        self.key = FlowKey { src: [0; 16], dst: [0; 16], sport: 0, dport: 0, protocol, family, _pad: [0; 2] };
+        mem::zero_key(&mut self.key);
+        self.key.protocol = protocol;
+        self.key.family = family;
         self.fragment = false;
         self.ports = Ports::None;
         self.tcp_flags = 0;

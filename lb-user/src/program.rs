@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use aya::{programs::Xdp, Ebpf, EbpfLoader};
 use lb_common::{
-    lb::{GlobalConfig, DEFAULT_MAGLEV_SIZE, MAX_VIPS},
+    lb::{FlowKey, FlowState, GlobalConfig, ReverseNat, DEFAULT_MAGLEV_SIZE, MAX_VIPS},
     map_names,
 };
 
@@ -51,6 +51,9 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
         bail!("this lb-user was built with AYA_BUILD_SKIP=1 and carries no eBPF object; rebuild it with `cargo xtask build`");
     }
     let adopted = pin_dir.is_some_and(|d| d.join(map_names::CONFIG).exists());
+    if let Some(dir) = pin_dir.filter(|_| adopted) {
+        check_pinned_layouts(dir)?;
+    }
     let paths: Vec<(&str, PathBuf)> = pin_dir.map(|d| map_names::PINNED.iter().map(|n| (*n, d.join(n))).collect()).unwrap_or_default();
     let mut loader = EbpfLoader::new();
     loader
@@ -76,6 +79,34 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
     cfg.udp_timeout_s = opts.udp_timeout_s;
     dp.set_global(&cfg)?;
     Ok((ebpf, adopted))
+}
+
+/// Refuses pinned flow maps whose key/value sizes differ from this build's
+/// (pinned by an lb-user with other layouts, e.g. before `ReverseNat` held a
+/// next hop): the verifier would reject the program with a far less clear
+/// message, and the old entries cannot be reinterpreted.
+fn check_pinned_layouts(dir: &Path) -> Result<()> {
+    use std::mem::size_of;
+    let flow_key = size_of::<FlowKey>() as u32;
+    for (name, key, value) in [
+        (map_names::CONNTRACK, flow_key, size_of::<FlowState>() as u32),
+        (map_names::REVERSE_NAT, flow_key, size_of::<ReverseNat>() as u32),
+    ] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = aya::maps::MapInfo::from_pin(&path).with_context(|| format!("reading {}", path.display()))?;
+        if (info.key_size(), info.value_size()) != (key, value) {
+            bail!(
+                "{} was pinned by an lb-user with another layout ({}/{} byte key/value, this build uses {key}/{value}); run `lb-user detach` first (it drops the flow table)",
+                path.display(),
+                info.key_size(),
+                info.value_size()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The XDP program inside a loaded object.

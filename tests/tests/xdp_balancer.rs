@@ -535,3 +535,118 @@ fn icmp_mtu_errors_about_a_tracked_flow_reach_its_backend_translated() {
         assert_eq!(stat(ebpf, Stat::IcmpToBackend).packets, 2);
     });
 }
+
+/// The conntrack / reverse-NAT key of a flow `src` → `dst`.
+fn flow_key(src: SocketAddr, dst: SocketAddr, protocol: u8) -> lb::FlowKey {
+    let (s, d) = (vip_key(src.ip(), 0, 0), vip_key(dst.ip(), 0, 0));
+    lb::FlowKey { src: s.addr, dst: d.addr, sport: src.port(), dport: dst.port(), protocol, family: s.family, _pad: [0; 2] }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid clock id and out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn conntrack(ebpf: &mut Ebpf) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::FlowState> {
+    aya::maps::HashMap::try_from(ebpf.map_mut(map_names::CONNTRACK).unwrap()).unwrap()
+}
+
+fn reverse_nat(ebpf: &mut Ebpf) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::ReverseNat> {
+    aya::maps::HashMap::try_from(ebpf.map_mut(map_names::REVERSE_NAT).unwrap()).unwrap()
+}
+
+/// Timestamps and next hops of established flows follow the documented
+/// refresh rules (docs/xdp.md): `last_seen_ns` of the conntrack and
+/// reverse-NAT entries is rewritten in place only once it is
+/// LAST_SEEN_REFRESH_NS old; a remembered next hop (per backend and CPU for
+/// client → backend, in the reverse-NAT entry for replies) is used until it is
+/// NEXT_HOP_REFRESH_NS old, then looked up again; FIN marks both entries
+/// closing in place.
+#[test]
+fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
+    require_root!();
+    with_program(|ebpf, env| {
+        const SECOND: u64 = 1_000_000_000;
+        let (vip, ids) = (vip4(), [1, 2]);
+        let c = client(false, 41000);
+        let b = predicted(&ids, c, vip, 6);
+        let be = backend(b);
+        let (ct_key, rev_key) = (flow_key(c, vip, 6), flow_key(be, c, 6));
+        let ack = inbound(&env, Spec { tcp_flags: 0x10, ..Spec::tcp(c, vip) }).build();
+        let reply = Spec { eth_dst: env.lbe_mac, eth_src: env.be_mac[be_index(b)], tcp_flags: 0x10, ..Spec::tcp(be, c) }.build();
+        let want_ack = |dmac: [u8; 6]| {
+            Spec { eth_dst: dmac, eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, tcp_flags: 0x10, ..inbound(&env, Spec::tcp(c, vip)) }.build()
+        };
+        let want_reply = |dmac: [u8; 6]| Spec { eth_dst: dmac, eth_src: env.lc_mac, ttl: 63, tcp_flags: 0x10, ..Spec::tcp(vip, c) }.build();
+
+        let t0 = monotonic_ns();
+        assert_eq!(run(ebpf, env.lc, &inbound(&env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT);
+        let t1 = monotonic_ns();
+        let ct = conntrack(ebpf).get(&ct_key, 0).unwrap();
+        let rev = reverse_nat(ebpf).get(&rev_key, 0).unwrap();
+        assert!((t0..=t1).contains(&ct.last_seen_ns) && (t0..=t1).contains(&rev.last_seen_ns), "{ct:?} {rev:?}");
+        assert_eq!(rev.next_hop.ifindex, 0, "no reply yet, so no next hop towards the client");
+
+        // Younger than a second: an established flow's packets leave the
+        // timestamps alone (no map update per packet).
+        let recent = monotonic_ns() - SECOND / 2;
+        conntrack(ebpf).insert(ct_key, lb::FlowState { last_seen_ns: recent, ..ct }, 0).unwrap();
+        reverse_nat(ebpf).insert(rev_key, lb::ReverseNat { last_seen_ns: recent, ..rev }, 0).unwrap();
+        assert_frame(run(ebpf, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
+        assert_eq!(conntrack(ebpf).get(&ct_key, 0).unwrap().last_seen_ns, recent);
+        assert_eq!(reverse_nat(ebpf).get(&rev_key, 0).unwrap().last_seen_ns, recent);
+        assert_frame(run(ebpf, env.lbe, &reply), XDP_REDIRECT, &want_reply(env.client_mac));
+        let rev = reverse_nat(ebpf).get(&rev_key, 0).unwrap();
+        assert_eq!(rev.last_seen_ns, recent, "a reply younger than a second leaves it alone too");
+        assert_eq!(rev.next_hop.ifindex, env.lc, "the reply's next hop is remembered in the entry");
+        assert_eq!((rev.next_hop.smac, rev.next_hop.dmac), (env.lc_mac, env.client_mac));
+
+        // Two seconds old: the next packet refreshes them in place.
+        let old = monotonic_ns() - 2 * SECOND;
+        conntrack(ebpf).insert(ct_key, lb::FlowState { last_seen_ns: old, ..ct }, 0).unwrap();
+        reverse_nat(ebpf).insert(rev_key, lb::ReverseNat { last_seen_ns: old, ..rev }, 0).unwrap();
+        let t2 = monotonic_ns();
+        assert_frame(run(ebpf, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
+        assert!(conntrack(ebpf).get(&ct_key, 0).unwrap().last_seen_ns >= t2);
+        assert!(reverse_nat(ebpf).get(&rev_key, 0).unwrap().last_seen_ns >= t2);
+
+        // A remembered next hop is used while it is fresh (a planted MAC shows
+        // it) and looked up again once it is a second old.
+        let planted = [0x02, 0, 0, 0, 0, 0x99];
+        let rev = reverse_nat(ebpf).get(&rev_key, 0).unwrap();
+        let fresh_hop = lb::NextHop { looked_up_ns: monotonic_ns(), dmac: planted, ..rev.next_hop };
+        reverse_nat(ebpf).insert(rev_key, lb::ReverseNat { next_hop: fresh_hop, ..rev }, 0).unwrap();
+        assert_frame(run(ebpf, env.lbe, &reply), XDP_REDIRECT, &want_reply(planted));
+        let stale_hop = lb::NextHop { looked_up_ns: monotonic_ns() - 2 * SECOND, ..fresh_hop };
+        reverse_nat(ebpf).insert(rev_key, lb::ReverseNat { next_hop: stale_hop, ..rev }, 0).unwrap();
+        assert_frame(run(ebpf, env.lbe, &reply), XDP_REDIRECT, &want_reply(env.client_mac));
+
+        // The same for the per-CPU next hop towards the backend.
+        let cpus = aya::util::nr_cpus().unwrap();
+        let mut hops = PerCpuArray::<&mut MapData, lb::BackendHop>::try_from(ebpf.map_mut(map_names::BACKEND_HOPS).unwrap()).unwrap();
+        let slot = hops.get(&b, 0).unwrap()[0];
+        assert_eq!((slot.addr, slot.ingress_ifindex, slot.hop.ifindex), (vip_key(be.ip(), 0, 0).addr, env.lc, env.lbe), "{slot:?}");
+        assert_eq!(slot.hop.dmac, env.be_mac[be_index(b)]);
+        let planted_slot = lb::BackendHop { hop: lb::NextHop { looked_up_ns: monotonic_ns(), dmac: planted, ..slot.hop }, ..slot };
+        hops.set(b, aya::maps::PerCpuValues::try_from(vec![planted_slot; cpus]).unwrap(), 0).unwrap();
+        assert_frame(run(ebpf, env.lc, &ack), XDP_REDIRECT, &want_ack(planted));
+        let mut hops = PerCpuArray::<&mut MapData, lb::BackendHop>::try_from(ebpf.map_mut(map_names::BACKEND_HOPS).unwrap()).unwrap();
+        let stale_slot = lb::BackendHop { hop: lb::NextHop { looked_up_ns: monotonic_ns() - 2 * SECOND, ..planted_slot.hop }, ..planted_slot };
+        hops.set(b, aya::maps::PerCpuValues::try_from(vec![stale_slot; cpus]).unwrap(), 0).unwrap();
+        assert_frame(run(ebpf, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
+        // A slot remembered for another address (a reused backend id) is not used.
+        let mut hops = PerCpuArray::<&mut MapData, lb::BackendHop>::try_from(ebpf.map_mut(map_names::BACKEND_HOPS).unwrap()).unwrap();
+        let other_addr = lb::BackendHop { addr: vip_key(backend(3 - b).ip(), 0, 0).addr, ..planted_slot };
+        hops.set(b, aya::maps::PerCpuValues::try_from(vec![other_addr; cpus]).unwrap(), 0).unwrap();
+        assert_frame(run(ebpf, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
+
+        // FIN marks both entries closing, in place.
+        let fin = inbound(&env, Spec { tcp_flags: 0x11, ..Spec::tcp(c, vip) }).build();
+        assert_eq!(run(ebpf, env.lc, &fin).0, XDP_REDIRECT);
+        assert_eq!(conntrack(ebpf).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
+        assert_eq!(reverse_nat(ebpf).get(&rev_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
+    });
+}
