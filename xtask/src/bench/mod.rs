@@ -71,10 +71,19 @@ impl Default for BenchOptions {
 pub fn bench(mut opts: BenchOptions) -> Result<()> {
     util::require_root("bench")?;
     crate::setup::setup()?;
-    crate::build(true)?;
-    println!("[bench] cargo build --release -p xtask --example bench-xdp-cost");
-    util::run_visible(util::cargo().args(["build", "--release", "-p", "xtask", "--example", "bench-xdp-cost"]))?;
-    opts.bin_dir = Some(util::workspace_root().join("target/release"));
+    // Comparing two builds: XDPLB_BENCH_BIN_DIR names a directory holding
+    // lb-user, alb and examples/bench-xdp-cost (e.g. a copy of an earlier
+    // target/release); nothing is built then.
+    if let Some(dir) = std::env::var_os("XDPLB_BENCH_BIN_DIR") {
+        let dir = PathBuf::from(dir);
+        println!("[bench] prebuilt binaries from {} (XDPLB_BENCH_BIN_DIR), no build", dir.display());
+        opts.bin_dir = Some(dir);
+    } else {
+        crate::build(true)?;
+        println!("[bench] cargo build --release -p xtask --example bench-xdp-cost");
+        util::run_visible(util::cargo().args(["build", "--release", "-p", "xtask", "--example", "bench-xdp-cost"]))?;
+        opts.bin_dir = Some(util::workspace_root().join("target/release"));
+    }
     ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     let summary = run(&opts)?;
     let errors: u64 = summary.cases.iter().map(|c| c.stats().errors).sum();

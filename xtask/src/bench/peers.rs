@@ -144,8 +144,9 @@ reload: {{ poll_interval: 0 }}\nhttp2: false\nlimits: {{ rate_limit_rps: 0 }}\nt
     )
 }
 
-/// `lb-user attach --config`: the XDP NAT and DSR VIPs.
-pub fn lbuser_xdp(client_iface: &str, backend_iface: &str) -> String {
+/// `lb-user attach --config`: the XDP NAT and DSR VIPs; `attach_mode` is the
+/// config's `attach_mode` (auto, native or skb).
+pub fn lbuser_xdp(client_iface: &str, backend_iface: &str, attach_mode: &str) -> String {
     let vip = |lb: Lb, mode: &str| {
         let v = cases::vip(lb);
         let backends: String = backend_list(cases::port(lb)).iter().map(|b| format!("      - {{ address: {}, port: {} }}\n", b.ip(), b.port())).collect();
@@ -153,7 +154,7 @@ pub fn lbuser_xdp(client_iface: &str, backend_iface: &str) -> String {
     };
     format!(
         "interfaces:\n  - {{ name: {client_iface}, role: client }}\n  - {{ name: {backend_iface}, role: backend }}\n\
-maglev: {{ size: 251, seed: 7 }}\nvips:\n{}{}",
+attach_mode: {attach_mode}\nmaglev: {{ size: 251, seed: 7 }}\nvips:\n{}{}",
         vip(Lb::XdpNat, "nat"),
         vip(Lb::XdpDsr, "dsr")
     )
@@ -186,7 +187,7 @@ mod tests {
             nginx_stream(dir),
             nginx_tls(dir, &certs),
             alb(&certs, true),
-            lbuser_xdp("a-lc", "a-lb"),
+            lbuser_xdp("a-lc", "a-lb", "native"),
             lbuser_proxy("a-lc"),
         ];
         for text in &all {

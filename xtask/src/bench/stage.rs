@@ -211,7 +211,9 @@ impl Stage {
     /// Puts the kernel state `lb` needs in place and removes what others need.
     pub fn prepare(&mut self, lb: Lb) -> Result<()> {
         if lb.is_xdp() && self.xdp.is_none() {
-            let conf = write(&self.work.join("lb-user-xdp.yaml"), &peers::lbuser_xdp(&self.lab.lb_client_iface(), &self.lab.lb_backend_iface()))?;
+            // XDPLB_BENCH_ATTACH_MODE=skb|native|auto compares attach modes.
+            let mode = std::env::var("XDPLB_BENCH_ATTACH_MODE").unwrap_or_else(|_| "auto".into());
+            let conf = write(&self.work.join("lb-user-xdp.yaml"), &peers::lbuser_xdp(&self.lab.lb_client_iface(), &self.lab.lb_backend_iface(), &mode))?;
             self.xdp = Some(LbUser::attach_config(&self.lab.ns(Host::Lb), &self.lab.lb_client_iface(), &conf)?);
         } else if !lb.is_xdp() {
             if let Some(x) = self.xdp.take() {
