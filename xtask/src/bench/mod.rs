@@ -218,6 +218,7 @@ pub fn run(opts: &BenchOptions) -> Result<Summary> {
         tls,
         paced,
         wall_s: t0.elapsed().as_secs_f64(),
+        xdp_attach_mode: stage::xdp_attach_mode(),
     };
     write_outputs(&out, &summary)?;
     println!("[bench] done in {:.0} s: {}/report.md, results.json, chart.svg", summary.wall_s, out.display());

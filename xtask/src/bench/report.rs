@@ -76,6 +76,8 @@ pub struct Summary {
     /// alb and HAProxy TLS at the same offered load below saturation.
     pub paced: Vec<Paced>,
     pub wall_s: f64,
+    /// `attach_mode` of the XDP cases (skb, native or auto).
+    pub xdp_attach_mode: String,
 }
 
 /// Median of the values (0 for none).
@@ -228,6 +230,14 @@ pub fn markdown(s: &Summary) -> String {
         s.wall_s,
         if s.quick { " (**--quick**: smoke test, not for comparison)" } else { "" }
     );
+    if !s.xdp_attach_mode.is_empty() {
+        let how = match s.xdp_attach_mode.as_str() {
+            "skb" => "generic XDP (`attach_mode: skb`), the cheaper mode on veth; the integration tests cover native mode",
+            "native" => "native XDP in the veth driver (`attach_mode: native`)",
+            _ => "`attach_mode: auto` (native on veth)",
+        };
+        let _ = writeln!(m, "XDP cases: {how}. `XDPLB_BENCH_ATTACH_MODE=skb|native|auto` chooses.\n");
+    }
     let _ = writeln!(
         m,
         "Medians over the repetitions. *spread* = (max − min) / median of req/s. *machine* = all cores' busy CPU (/proc/stat) per request; \
@@ -360,7 +370,7 @@ pub fn json(s: &Summary) -> Value {
     let targets: Vec<Value> = s.targets().into_iter().map(|(t, met, fig)| json!({"target": t, "met": met, "figures": fig})).collect();
     json!({
         "started": s.started, "quick": s.quick, "duration_s": s.duration_s, "conns": s.conns,
-        "repetitions": s.repetitions, "cpus": s.cpus, "wall_s": s.wall_s,
+        "repetitions": s.repetitions, "cpus": s.cpus, "wall_s": s.wall_s, "xdp_attach_mode": s.xdp_attach_mode,
         "foreign_threshold_pct": s.foreign_threshold_pct,
         "cases": cases,
         "xdp_cost": s.xdp_cost.as_ref().map(|x| json!({
