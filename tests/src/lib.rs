@@ -8,6 +8,7 @@ pub mod counters;
 pub mod lab;
 pub mod lbuser;
 pub mod packet;
+pub mod pins;
 pub mod netns;
 pub mod privileged;
 pub mod sys;

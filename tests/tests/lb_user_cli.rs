@@ -91,3 +91,35 @@ fn a_second_attach_on_the_same_interface_is_refused() {
     first.stats_json().unwrap();
     assert!(first.stop().unwrap().success());
 }
+
+#[test]
+fn pins_left_with_an_older_flow_map_layout_are_refused_and_detach_clears_them() {
+    use lb_common::{
+        lb::{FlowKey, GlobalConfig, ReverseNat},
+        map_names,
+    };
+    use std::mem::size_of;
+    use xdplb_tests::pins::{self, PinDirGuard};
+    require_root!();
+    let lab = Lab::up_unique("xt", 1).unwrap();
+    let ns = lab.ns(xdplb_tests::lab::Host::Lb);
+    let iface = lab.lb_client_iface();
+    pins::ensure_bpffs().unwrap();
+    let dir = xdplb_tests::lbuser::pin_dir(&iface);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _guard = PinDirGuard(dir.clone());
+    // What an older build leaves behind: CONFIG (so attach adopts the pins)
+    // and a REVERSE_NAT whose value is smaller than this build's.
+    let old_value = size_of::<ReverseNat>() as u32 - 24;
+    pins::pin_map(&dir.join(map_names::CONFIG), pins::MAP_TYPE_ARRAY, 4, size_of::<GlobalConfig>() as u32, 1).unwrap();
+    pins::pin_map(&dir.join(map_names::REVERSE_NAT), pins::MAP_TYPE_LRU_HASH, size_of::<FlowKey>() as u32, old_value, 16).unwrap();
+
+    let out = Command::new(lb_user()).args(["--netns", &ns, "attach", "--iface", &iface]).output().unwrap();
+    let line = one_error_line(out);
+    assert!(line.contains("REVERSE_NAT") && line.contains("another layout") && line.contains("lb-user detach"), "{line}");
+    assert!(dir.join(map_names::REVERSE_NAT).exists(), "a refused attach must leave the old pins for `detach`");
+
+    let out = Command::new(lb_user()).args(["--netns", &ns, "detach", "--iface", &iface]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.exists(), "detach left {}", dir.display());
+}
