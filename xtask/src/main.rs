@@ -76,6 +76,15 @@ enum Command {
         /// Only cases whose id contains this (repeatable), e.g. `xdp-nat`.
         #[arg(long, value_name = "TEXT")]
         only: Vec<String>,
+        /// How the XDP cases attach: `skb` (generic XDP, the cheaper mode on
+        /// the lab's veths), `native` (in the veth driver) or `auto`.
+        #[arg(long, value_name = "MODE", default_value = bench::stage::DEFAULT_XDP_MODE, value_parser = ["skb", "native", "auto"])]
+        xdp_mode: String,
+        /// Run prebuilt binaries from DIR (lb-user, alb,
+        /// examples/bench-xdp-cost; e.g. a saved target/release) instead of
+        /// building: compares two builds.
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<std::path::PathBuf>,
     },
     /// The network-namespace lab by hand.
     Lab {
@@ -105,14 +114,15 @@ fn main() -> ExitCode {
         }
         Command::Test { cargo_test_args } => test::test(&cargo_test_args),
         Command::Lab { command } => lab::lab(command),
-        Command::Bench { quick, duration, conns, tool, out, only } => bench::bench(bench::BenchOptions {
+        Command::Bench { quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
             quick,
             duration,
             conns,
             tool: if tool == "k6" { bench::load::Tool::K6 } else { bench::load::Tool::Wrk },
             out,
-            bin_dir: None,
+            bin_dir,
             only,
+            xdp_mode,
         }),
     };
     match result {

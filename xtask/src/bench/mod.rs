@@ -59,11 +59,13 @@ pub struct BenchOptions {
     pub bin_dir: Option<PathBuf>,
     /// Only cases whose id contains one of these (empty: all).
     pub only: Vec<String>,
+    /// lb-user's `attach_mode` for the XDP cases (skb, native, auto).
+    pub xdp_mode: String,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { quick: false, duration: None, conns: 64, tool: Tool::Wrk, out: None, bin_dir: None, only: Vec::new() }
+        BenchOptions { quick: false, duration: None, conns: 64, tool: Tool::Wrk, out: None, bin_dir: None, only: Vec::new(), xdp_mode: stage::DEFAULT_XDP_MODE.into() }
     }
 }
 
@@ -71,13 +73,16 @@ impl Default for BenchOptions {
 pub fn bench(mut opts: BenchOptions) -> Result<()> {
     util::require_root("bench")?;
     crate::setup::setup()?;
-    // Comparing two builds: XDPLB_BENCH_BIN_DIR names a directory holding
-    // lb-user, alb and examples/bench-xdp-cost (e.g. a copy of an earlier
+    // Comparing two builds: --bin-dir names a directory holding lb-user,
+    // alb and examples/bench-xdp-cost (e.g. a copy of an earlier
     // target/release); nothing is built then.
-    if let Some(dir) = std::env::var_os("XDPLB_BENCH_BIN_DIR") {
-        let dir = PathBuf::from(dir);
-        println!("[bench] prebuilt binaries from {} (XDPLB_BENCH_BIN_DIR), no build", dir.display());
-        opts.bin_dir = Some(dir);
+    if let Some(dir) = &opts.bin_dir {
+        for bin in ["lb-user", "alb", "examples/bench-xdp-cost"] {
+            if !dir.join(bin).is_file() {
+                anyhow::bail!("--bin-dir {}: {bin} is missing (copy it from a target/release)", dir.display());
+            }
+        }
+        println!("[bench] prebuilt binaries from {} (--bin-dir), no build", dir.display());
     } else {
         crate::build(true)?;
         println!("[bench] cargo build --release -p xtask --example bench-xdp-cost");
@@ -127,7 +132,7 @@ pub fn run(opts: &BenchOptions) -> Result<Summary> {
         opts.conns,
         out.display()
     );
-    let mut stage = Stage::up(&out.join("work"), &bin_dir)?;
+    let mut stage = Stage::up(&out.join("work"), &bin_dir, &opts.xdp_mode)?;
     let tls = stage.tls_check()?;
     for (l, t) in &tls {
         println!("[bench] TLS {l}: {t}");
@@ -218,7 +223,7 @@ pub fn run(opts: &BenchOptions) -> Result<Summary> {
         tls,
         paced,
         wall_s: t0.elapsed().as_secs_f64(),
-        xdp_attach_mode: stage::xdp_attach_mode(),
+        xdp_attach_mode: opts.xdp_mode.clone(),
     };
     write_outputs(&out, &summary)?;
     println!("[bench] done in {:.0} s: {}/report.md, results.json, chart.svg", summary.wall_s, out.display());

@@ -236,7 +236,7 @@ pub fn markdown(s: &Summary) -> String {
             "native" => "native XDP in the veth driver (`attach_mode: native`)",
             _ => "`attach_mode: auto` (native on veth)",
         };
-        let _ = writeln!(m, "XDP cases: {how}. `XDPLB_BENCH_ATTACH_MODE=skb|native|auto` chooses.\n");
+        let _ = writeln!(m, "XDP cases: {how}. `--xdp-mode skb|native|auto` chooses.\n");
     }
     let _ = writeln!(
         m,

@@ -22,8 +22,7 @@ use super::{
     cpu, peers,
 };
 
-/// How the XDP cases attach the program: `XDPLB_BENCH_ATTACH_MODE`
-/// (skb, native or auto), default `skb`.
+/// How the XDP cases attach the program by default (`--xdp-mode`).
 ///
 /// On veth, native XDP runs in the veth driver's NAPI path: every TCP skb the
 /// peer sends is copied into a page-pool frame (`skb_pp_cow_data`, TCP skbs
@@ -35,12 +34,7 @@ use super::{
 /// halved the new-connection p50 latency. A NIC driver with native XDP pays
 /// neither conversion, which a veth lab cannot show; the integration tests
 /// keep exercising native mode on veth.
-pub fn xdp_attach_mode() -> String {
-    match std::env::var("XDPLB_BENCH_ATTACH_MODE") {
-        Ok(m) if ["skb", "native", "auto"].contains(&m.as_str()) => m,
-        _ => "skb".into(),
-    }
-}
+pub const DEFAULT_XDP_MODE: &str = "skb";
 
 /// Everything running for a benchmark.
 pub struct Stage {
@@ -49,6 +43,8 @@ pub struct Stage {
     pub lab: Lab,
     pub work: PathBuf,
     bin_dir: PathBuf,
+    /// lb-user's `attach_mode` for the XDP cases: skb, native or auto.
+    xdp_mode: String,
     /// Root pid of the process serving each (balancer, mTLS) pair.
     pids: HashMap<(Lb, bool), u32>,
     nft: bool,
@@ -110,7 +106,7 @@ fn sysctl_in(ns: &str, key: &'static str, value: &'static str) -> Result<()> {
 
 impl Stage {
     /// Brings up the lab and starts the backends and every peer.
-    pub fn up(work: &Path, bin_dir: &Path) -> Result<Stage> {
+    pub fn up(work: &Path, bin_dir: &Path, xdp_mode: &str) -> Result<Stage> {
         check_tools()?;
         std::fs::create_dir_all(work)?;
         let certs_dir = work.join("certs");
@@ -135,7 +131,7 @@ impl Stage {
             sys::ip(&["-n", &lb_ns, "addr", "add", &format!("{ip}/32"), "dev", "lo"])?;
         }
 
-        let mut stage = Stage { xdp: None, lab, work: work.to_owned(), bin_dir: bin_dir.to_owned(), pids: HashMap::new(), nft: false, certs };
+        let mut stage = Stage { xdp: None, lab, work: work.to_owned(), bin_dir: bin_dir.to_owned(), xdp_mode: xdp_mode.to_owned(), pids: HashMap::new(), nft: false, certs };
         stage.start_backends()?;
         stage.start_peers(&combined)?;
         Ok(stage)
@@ -233,7 +229,7 @@ impl Stage {
         if lb.is_xdp() && self.xdp.is_none() {
             let conf = write(
                 &self.work.join("lb-user-xdp.yaml"),
-                &peers::lbuser_xdp(&self.lab.lb_client_iface(), &self.lab.lb_backend_iface(), &xdp_attach_mode()),
+                &peers::lbuser_xdp(&self.lab.lb_client_iface(), &self.lab.lb_backend_iface(), &self.xdp_mode),
             )?;
             self.xdp = Some(LbUser::attach_config(&self.lab.ns(Host::Lb), &self.lab.lb_client_iface(), &conf)?);
         } else if !lb.is_xdp() {
