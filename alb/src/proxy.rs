@@ -14,13 +14,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
 use crate::config::ForwardedMode;
 use crate::pool::{route, Backend};
 use crate::state::State;
-use crate::upstream::{ProxyBody, SendError, Timeouts};
+use crate::upstream::{Lease, ProxyBody, SendError, Timeouts};
 
 /// Per client connection facts the handler needs.
 #[derive(Debug)]
@@ -30,33 +31,60 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Verified client certificate subject, for the identity header.
     pub identity: Option<String>,
+    /// The header values derived from the above, built once per
+    /// connection instead of formatted again for every request.
+    peer_ip_value: Option<HeaderValue>,
+    identity_value: Option<HeaderValue>,
 }
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool, identity: Option<String>) -> ConnInfo {
+        ConnInfo {
+            peer_ip_value: HeaderValue::from_str(&peer.ip().to_canonical().to_string()).ok(),
+            identity_value: identity.as_deref().and_then(|s| HeaderValue::from_str(s).ok()),
+            peer,
+            local,
+            tls,
+            identity,
+        }
+    }
+}
+
+// Header names used on every request, parsed once (a `&str` name is
+// parsed, and a non-standard one allocated, on every use).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const DEFAULT_IDENTITY_HEADER: HeaderName =
+    HeaderName::from_static(crate::config::DEFAULT_IDENTITY_HEADER);
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones every
 /// proxy strips. Headers named in `Connection` are removed too.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
 }
@@ -121,10 +149,25 @@ fn error_response(status: StatusCode, msg: &str, pool: &str) -> Response<ProxyBo
 
 /// Response body that keeps the backend's in-flight count up until the
 /// body has been fully sent (or dropped), for least_connections, p2c and
-/// draining.
+/// draining, and hands the backend connection back to the pool when the
+/// body was read to its end.
 struct Tracked {
     inner: Incoming,
+    lease: Option<Lease>,
+    /// Read to its end: the last frame was polled (chunked bodies), or a
+    /// known length has been read completely (hyper may stop polling then).
+    done: bool,
     _guard: InFlight,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(l) = self.lease.take() {
+            if self.done || self.inner.is_end_stream() {
+                l.release();
+            }
+        }
+    }
 }
 
 struct InFlight(Arc<Backend>);
@@ -149,7 +192,11 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) {
+            self.done = true;
+        }
+        r
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
@@ -201,14 +248,16 @@ pub async fn handle(
             "none",
         );
     }
-    let host: Option<String> = req.uri().authority().map(|a| a.to_string()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    });
+    // As a header value: from the Host header that is a cheap clone, not a
+    // copy. A value that is not visible ASCII is no host for routing.
+    let host: Option<HeaderValue> = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    }
+    .filter(|h| h.to_str().is_ok());
+    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
     let pools = st.pools();
-    let Some(pool) = route(&pools, host.as_deref(), req.uri().path()).cloned() else {
+    let Some(pool) = route(&pools, host_str, req.uri().path()).cloned() else {
         return error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "no pool configured",
@@ -230,48 +279,54 @@ pub async fn handle(
     }
     // TE: trailers is the one TE value a proxy may pass on; hyper's
     // HTTP/1 client does not need it, so it is simply dropped.
-    let id_header = HeaderName::from_bytes(cfg.identity_header().as_bytes()).expect("validated");
+    let id_name = cfg.identity_header();
+    let id_header = if id_name.eq_ignore_ascii_case(crate::config::DEFAULT_IDENTITY_HEADER) {
+        DEFAULT_IDENTITY_HEADER
+    } else {
+        HeaderName::from_bytes(id_name.as_bytes()).expect("validated")
+    };
     // Never trust an identity the client wrote itself.
     parts.headers.remove(&id_header);
-    if let Some(id) = ci
-        .identity
-        .as_deref()
-        .and_then(|s| HeaderValue::from_str(s).ok())
-    {
+    if let Some(id) = ci.identity_value.clone() {
         parts.headers.insert(id_header, id);
     }
-    let peer_ip = ci.peer.ip().to_canonical().to_string();
-    let xff = match (
-        cfg.headers.x_forwarded_for,
-        parts
+    let prev_xff = match cfg.headers.x_forwarded_for {
+        ForwardedMode::Append => parts
             .headers
-            .get("x-forwarded-for")
+            .get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok()),
-    ) {
-        (ForwardedMode::Append, Some(prev)) => format!("{prev}, {peer_ip}"),
-        _ => peer_ip,
+        ForwardedMode::Replace => None,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        parts.headers.insert("x-forwarded-for", v);
+    let xff = match (prev_xff, &ci.peer_ip_value) {
+        (Some(prev), Some(ip)) => {
+            HeaderValue::from_str(&format!("{prev}, {}", ip.to_str().unwrap_or(""))).ok()
+        }
+        (_, ip) => ip.clone(),
+    };
+    if let Some(v) = xff {
+        parts.headers.insert(X_FORWARDED_FOR, v);
     }
     parts.headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if ci.tls { "https" } else { "http" }),
     );
-    parts.headers.remove("x-forwarded-host");
-    if let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
-        parts.headers.insert("x-forwarded-host", h.clone());
+    parts.headers.remove(&X_FORWARDED_HOST);
+    if let Some(h) = host {
+        parts.headers.insert(X_FORWARDED_HOST, h.clone());
         // HTTP/2 carries the host in :authority; backends speak HTTP/1.1
         // and need a Host header.
         parts.headers.entry(header::HOST).or_insert(h);
     }
+    // Origin form for the backend; PathAndQuery shares the request's bytes.
+    // An empty one (absolute form without a path) reads as "/" but would be
+    // written as nothing.
     let path = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    parts.uri = Uri::try_from(path.as_str()).unwrap_or_else(|_| Uri::from_static("/"));
+        .filter(|p| p.as_str() != "/")
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::from(path.clone());
     parts.version = Version::HTTP_11;
 
     // A request without a body can be rebuilt for a retry after it may
@@ -329,7 +384,7 @@ pub async fn handle(
             .send(&backend.authority, req, &timeouts, upgrade)
             .await;
         let retryable = match result {
-            Ok(mut resp) => {
+            Ok((mut resp, lease)) => {
                 st.metrics
                     .latency
                     .with_label_values(&[&pool.name, &backend.id])
@@ -375,6 +430,8 @@ pub async fn handle(
                     parts,
                     Tracked {
                         inner: body,
+                        lease,
+                        done: false,
                         _guard: guard,
                     }
                     .boxed(),

@@ -261,12 +261,7 @@ async fn serve_conn(
     let clock = Arc::new(AtomicU64::new(0));
     let io = Activity::new(tcp, clock.clone());
     let Some(tls) = st.tls() else {
-        let ci = ConnInfo {
-            peer,
-            local,
-            tls: false,
-            identity: None,
-        };
+        let ci = ConnInfo::new(peer, local, false, None);
         return serve_http(st, TokioIo::new(io), ci, clock, shutdown).await;
     };
     // The handshake shares the header-read budget: a client trickling its
@@ -303,12 +298,7 @@ async fn serve_conn(
     if let Some(id) = &identity {
         log::debug!("client {peer} authenticated as {id}");
     }
-    let ci = ConnInfo {
-        peer,
-        local,
-        tls: true,
-        identity,
-    };
+    let ci = ConnInfo::new(peer, local, true, identity);
     serve_http(st, TokioIo::new(stream), ci, clock, shutdown).await
 }
 

@@ -22,8 +22,15 @@ use tokio::time::timeout;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// Idle connections kept per backend; more are closed after use.
-const MAX_IDLE_PER_BACKEND: usize = 128;
+/// Idle connections kept per backend; more are closed after use. Sized
+/// for the peak number of requests in flight to one backend, not the
+/// average: when a burst of client requests arrives together (hundreds of
+/// keep-alive clients each sending their next request), every one of them
+/// needs a backend connection at that moment, and each connection closed
+/// for lack of room afterwards is a new TCP connection in the next burst.
+/// With 128 that churn cost more CPU than the requests themselves at a few
+/// hundred clients. Unused connections still go after `timeouts.idle`.
+const MAX_IDLE_PER_BACKEND: usize = 1024;
 
 #[derive(Debug)]
 pub enum SendError {
@@ -56,11 +63,13 @@ impl Upstream {
         })
     }
 
+    /// The most recently used idle sender. It may not be ready yet (its
+    /// connection finishing the previous response), see [`Upstream::send`].
     fn checkout(&self, authority: &str) -> Option<SendRequest<ProxyBody>> {
         let mut m = self.idle.lock().unwrap();
         let v = m.get_mut(authority)?;
         while let Some((t, s)) = v.pop() {
-            if t.elapsed() < self.keep_idle && s.is_ready() {
+            if t.elapsed() < self.keep_idle && !s.is_closed() {
                 return Some(s);
             }
         }
@@ -88,9 +97,17 @@ impl Upstream {
         mut req: Request<ProxyBody>,
         t: &Timeouts,
         upgrade: bool,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         if !upgrade {
-            while let Some(s) = self.checkout(authority) {
+            while let Some(mut s) = self.checkout(authority) {
+                // Checked in when its response body ended, a connection is
+                // idle again as soon as its task has read that far, which
+                // is normally already the case; one that closes instead
+                // (the backend said `Connection: close`) fails here, before
+                // anything was written to it.
+                if s.ready().await.is_err() {
+                    continue;
+                }
                 match self.exchange(s, req, authority, t).await {
                     Err(SendError::NotSent(r, _)) => req = *r,
                     other => return other,
@@ -134,7 +151,7 @@ impl Upstream {
         req: Request<ProxyBody>,
         authority: &str,
         t: &Timeouts,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         let res = match timeout(t.response, sender.try_send_request(req)).await {
             Err(_) => {
                 return Err(SendError::Sent(format!(
@@ -152,18 +169,30 @@ impl Upstream {
                 })
             }
         };
-        if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-            // Back to the pool once this response's body has been read to
-            // the end (ready() resolves then); a body the client abandons
-            // closes the connection instead, and ready() fails.
-            let me = self.clone();
-            let auth = authority.to_string();
-            tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
-                    me.checkin(auth, sender);
-                }
-            });
-        }
-        Ok(res)
+        // Switching protocols: the connection becomes the tunnel.
+        let lease = (res.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
+            upstream: self.clone(),
+            authority: authority.to_string(),
+            sender,
+        });
+        Ok((res, lease))
+    }
+}
+
+/// A pooled backend connection lent to one response. The proxy returns it
+/// with [`Lease::release`] once the response body has been read to its
+/// end; dropped instead (a body the client abandoned, which makes hyper
+/// close the connection), it is not pooled. Returning it from the body,
+/// rather than from a task spawned to await the connection's readiness,
+/// saves a task per request.
+pub struct Lease {
+    upstream: Arc<Upstream>,
+    authority: String,
+    sender: SendRequest<ProxyBody>,
+}
+
+impl Lease {
+    pub fn release(self) {
+        self.upstream.checkin(self.authority, self.sender);
     }
 }

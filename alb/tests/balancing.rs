@@ -338,3 +338,58 @@ async fn admin_api_add_drain_remove_and_metrics() {
     }
     alb.shutdown().await;
 }
+
+/// Backend connections are pooled again once a response body has been
+/// read to its end, whether its length was given (Content-Length) or not
+/// (chunked): sequential requests share one backend connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connection_reused_after_sized_and_chunked_bodies() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let be = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    // A raw HTTP/1.1 backend: answers alternately with a sized and a
+    // chunked body, on as many requests per connection as it gets.
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = l.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut buf, mut n, mut i) = (Vec::new(), [0u8; 4096], 0);
+                loop {
+                    let Ok(k) = tcp.read(&mut n).await else { return };
+                    if k == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&n[..k]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let resp: &[u8] = if i % 2 == 0 {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nsized"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n7\r\nchunked\r\n0\r\n\r\n"
+                        };
+                        i += 1;
+                        if tcp.write_all(resp).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let dir = tmp();
+    let y = format!(
+        "protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers: [\"http://{be}\"]\n"
+    );
+    let alb = start_alb(dir.path(), &y).await;
+    for i in 0..6 {
+        let (st, body) = http(alb.listen_addrs()[0], "GET", "/", "").await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(body, if i % 2 == 0 { "sized" } else { "chunked" });
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one pooled backend connection");
+    assert_eq!(alb.state.upstream.idle_count(), 1);
+    alb.shutdown().await;
+}
