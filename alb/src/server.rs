@@ -410,6 +410,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
         }
         r
     }
+    // Forwarded rather than left to the default (which writes only the
+    // first buffer): rustls hands over every queued TLS record as one
+    // vectored write, e.g. the whole server handshake flight, and this
+    // keeps that one syscall instead of one per record.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
