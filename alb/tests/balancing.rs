@@ -290,13 +290,14 @@ async fn admin_api_add_drain_remove_and_metrics() {
     let slows: Vec<_> = (0..2)
         .map(|_| tokio::spawn(async move { http(addr, "GET", "/slow", "").await }))
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(
-        alb.state.pools()[0].snapshot()[1]
-            .in_flight
-            .load(Ordering::Relaxed),
-        1
-    );
+    // Wait (bounded) until the slow request is in flight on b2 (it stays
+    // there for 400 ms); a fixed sleep would race a loaded machine.
+    let in_flight = || alb.state.pools()[0].snapshot()[1].in_flight.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while in_flight() != 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(in_flight(), 1);
     let (st, _) = admin_req(admin, "DELETE", "/api/backends/new", "").await;
     assert_eq!(st, StatusCode::ACCEPTED);
     let mut got = Vec::new();
