@@ -41,6 +41,59 @@ fn map_mut<'e>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut aya::maps::Map>
     ebpf.map_mut(name).with_context(|| format!("eBPF object has no map {name}"))
 }
 
+/// Writes `values` into slots `first..` of the u32 array `map` with one
+/// BPF_MAP_UPDATE_BATCH: a Maglev table half is 65537 slots by default, and a
+/// syscall per slot made every rebuild (reload, health change) cost tens of
+/// milliseconds per VIP.
+fn write_slots(map: &mut aya::maps::Map, name: &str, first: u32, values: &[u32]) -> Result<()> {
+    use aya::maps::IterableMap as _;
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    // Checks the map's type and value size.
+    let array = Array::<&mut MapData, u32>::try_from(map)?;
+    let end = u64::from(first) + values.len() as u64;
+    if end > u64::from(array.len()) {
+        bail!("writing {name}: slots {first}..{end} beyond its {} entries", array.len());
+    }
+    if values.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<u32> = (first..).take(values.len()).collect();
+    // union bpf_attr for the batch commands.
+    #[repr(C)]
+    struct Batch {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    let mut attr = Batch {
+        in_batch: 0,
+        out_batch: 0,
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count: values.len() as u32,
+        map_fd: array.map().fd().as_fd().as_raw_fd() as u32,
+        elem_flags: 0,
+        flags: 0,
+    };
+    // SAFETY: bpf(2) with a correctly laid out attribute; keys and values
+    // hold `count` u32s each and outlive the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_BATCH, &mut attr as *mut Batch, std::mem::size_of::<Batch>()) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        // The kernel reports how many slots it wrote before failing.
+        bail!("writing {name} slots {first}..{end}: {err} after {} of {} slots", attr.count, values.len());
+    }
+    Ok(())
+}
+
+/// bpf(2) command number (include/uapi/linux/bpf.h).
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+
 impl<'a> Dataplane<'a> {
     pub fn new(ebpf: &'a mut Ebpf) -> Dataplane<'a> {
         Dataplane { ebpf }
@@ -85,20 +138,8 @@ impl<'a> Dataplane<'a> {
         // Write the half the data path is not reading.
         let table = current.map_or(0, |c| 1 - (c.table & 1));
         let half = info.vip_id * 2 + u32::from(table);
-        {
-            let mut ring = Array::<&mut MapData, u32>::try_from(map_mut(self.ebpf, names::MAGLEV)?)?;
-            let base = half * cfg.maglev_size;
-            for (i, id) in maglev.iter().enumerate() {
-                ring.set(base + i as u32, id, 0).context("writing MAGLEV")?;
-            }
-        }
-        {
-            let mut list = Array::<&mut MapData, u32>::try_from(map_mut(self.ebpf, names::RR_LIST)?)?;
-            let base = half * MAX_RR_BACKENDS;
-            for (i, id) in rr.iter().enumerate() {
-                list.set(base + i as u32, id, 0).context("writing RR_LIST")?;
-            }
-        }
+        write_slots(map_mut(self.ebpf, names::MAGLEV)?, names::MAGLEV, half * cfg.maglev_size, maglev)?;
+        write_slots(map_mut(self.ebpf, names::RR_LIST)?, names::RR_LIST, half * MAX_RR_BACKENDS, rr)?;
         let mut vips = HashMap::<&mut MapData, VipKey, VipInfo>::try_from(map_mut(self.ebpf, names::VIPS)?)?;
         let active = VipInfo { table, rr_count: rr.len() as u32, ..*info };
         // The flip: one map update makes the new half live.
