@@ -29,12 +29,12 @@ fn attach_on_a_missing_interface_says_so() {
 fn attach_without_privileges_says_it_needs_root() {
     // As root, drop to `nobody` with no capabilities; as a normal user, run directly.
     let binary = lb_user();
+    // Removed on drop, also when an assertion below fails.
+    let dir = tempfile::Builder::new().prefix("xdplb-priv-").tempdir().unwrap();
     let mut cmd = if xdplb_tests::privileged::is_root() {
         // nobody may not be able to traverse the build directory: run a copy.
-        let dir = std::env::temp_dir().join(format!("xdplb-priv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let copy = dir.join("lb-user");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.path().join("lb-user");
         std::fs::copy(&binary, &copy).unwrap();
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]).arg(copy);
@@ -56,9 +56,6 @@ fn attach_without_privileges_says_it_needs_root() {
     }
     let line = one_error_line(out);
     assert!(line.contains("needs root privileges") && line.contains("CAP_NET_ADMIN"), "{line}");
-    if xdplb_tests::privileged::is_root() {
-        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("xdplb-priv-{}", std::process::id())));
-    }
 }
 
 #[test]
