@@ -1,37 +1,15 @@
 //! Hand-made pinned maps, for testing how lb-user treats pins it did not make
 //! (e.g. left by a build with other map layouts).
 
-use std::{
-    ffi::CString,
-    path::{Path, PathBuf},
-};
+use std::{ffi::CString, path::Path};
 
 use anyhow::{bail, Context as _, Result};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_FS_MAGIC: libc::c_long = 0xcafe4a11;
-const BPFFS_MOUNT: &str = "/sys/fs/bpf";
 
 pub const MAP_TYPE_ARRAY: u32 = 2;
 pub const MAP_TYPE_LRU_HASH: u32 = 9;
-
-/// Mounts bpffs on /sys/fs/bpf unless it is there already (a fresh machine
-/// may not have it before lb-user first runs).
-pub fn ensure_bpffs() -> Result<()> {
-    let target = CString::new(BPFFS_MOUNT).unwrap();
-    // SAFETY: statfs into a zeroed struct with a valid path.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(target.as_ptr(), &mut fs) } == 0 && fs.f_type as libc::c_long == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    let bpf = CString::new("bpf").unwrap();
-    // SAFETY: valid C strings, no data.
-    if unsafe { libc::mount(bpf.as_ptr(), target.as_ptr(), bpf.as_ptr(), 0, std::ptr::null()) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("mounting bpffs on /sys/fs/bpf");
-    }
-    Ok(())
-}
 
 /// Creates a map with the given type and sizes and pins it at `path`.
 pub fn pin_map(path: &Path, map_type: u32, key_size: u32, value_size: u32, max_entries: u32) -> Result<()> {
@@ -67,17 +45,4 @@ pub fn pin_map(path: &Path, map_type: u32, key_size: u32, value_size: u32, max_e
         bail!("pinning a map at {}: {err}", path.display());
     }
     Ok(())
-}
-
-/// Removes a pin directory (and xdplb's root if it is then empty) on drop,
-/// also when the test panics.
-pub struct PinDirGuard(pub PathBuf);
-
-impl Drop for PinDirGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        if let Some(parent) = self.0.parent() {
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
 }

@@ -96,15 +96,16 @@ fn pins_left_with_an_older_flow_map_layout_are_refused_and_detach_clears_them() 
         map_names,
     };
     use std::mem::size_of;
-    use xdplb_tests::pins::{self, PinDirGuard};
+    use xdplb_tests::pins;
     require_root!();
+    // The lab's teardown (also on panic) removes the pin directories of its
+    // interfaces, these hand-made ones included.
     let lab = Lab::up_unique("xt", 1).unwrap();
     let ns = lab.ns(xdplb_tests::lab::Host::Lb);
     let iface = lab.lb_client_iface();
-    pins::ensure_bpffs().unwrap();
-    let dir = xdplb_tests::lbuser::pin_dir(&iface);
+    lb_user::bpffs::ensure_mounted().unwrap();
+    let dir = lb_user::bpffs::pin_dir(&iface);
     std::fs::create_dir_all(&dir).unwrap();
-    let _guard = PinDirGuard(dir.clone());
     // What an older build leaves behind: CONFIG (so attach adopts the pins)
     // and a REVERSE_NAT whose value is smaller than this build's.
     let old_value = size_of::<ReverseNat>() as u32 - 24;
