@@ -1,60 +1,24 @@
-//! Types shared by the xdplb XDP program (`lb-ebpf`) and its userspace (`lb-user`).
+//! Code shared by the xdplb XDP program (`lb-ebpf`), its control plane
+//! (`lb-user`) and the TLS tier (`alb`), in two module trees:
 //!
-//! Everything here is `#[repr(C)]` plain data: the kernel side writes it into BPF
-//! maps and userspace reads it back byte for byte, so layouts must never depend on
-//! the compiler. The `user` feature adds `aya::Pod` impls for the userspace side.
-#![no_std]
+//! - [`abi`] (always, `no_std`): the `#[repr(C)]` map types, the flow hash
+//!   and the map names. The kernel side writes these into BPF maps and
+//!   userspace reads them back byte for byte, so layouts never depend on the
+//!   compiler. The `user` feature adds `aya::Pod` impls for the userspace side.
+//! - [`userspace`] (feature `userspace`, needs `std` and tokio): the logic
+//!   both balancers run — backend selection (including the Maglev table
+//!   builder that fills the BPF maps), health checking, the allowlist, the
+//!   duration grammar, config-file watching and signal handling — written
+//!   once so lb-user (maps and `lb-user proxy`) and alb behave the same.
+//!
+//! One crate rather than two: the selection code hashes with
+//! [`abi::hash`] exactly as the kernel does, and keeping both in one place
+//! keeps the hash, the table layout and their users from drifting apart.
+#![cfg_attr(not(feature = "userspace"), no_std)]
 
-pub mod counters;
-pub mod hash;
-pub mod lb;
+pub mod abi;
+#[cfg(feature = "userspace")]
+pub mod userspace;
 
-pub use counters::{PacketCounter, Stat, TrafficClass, STAT_COUNT, TRAFFIC_CLASS_COUNT};
-
-/// Name of the XDP program function in the eBPF object.
-pub const PROGRAM_NAME: &str = "xdplb";
-
-/// Map names as they appear in the eBPF object and under the pin directory.
-pub mod map_names {
-    /// Per-CPU array of [`crate::PacketCounter`] indexed by [`crate::TrafficClass`].
-    pub const TRAFFIC: &str = "TRAFFIC";
-    /// Per-CPU array of [`crate::PacketCounter`] indexed by [`crate::Stat`].
-    pub const STATS: &str = "STATS";
-    /// Per-CPU array of [`crate::lb::FlowCounter`] indexed by VIP id.
-    pub const VIP_STATS: &str = "VIP_STATS";
-    /// Per-CPU array of [`crate::lb::FlowCounter`] indexed by backend id.
-    pub const BACKEND_STATS: &str = "BACKEND_STATS";
-    /// Hash map [`crate::lb::VipKey`] → [`crate::lb::VipInfo`]; port-0/protocol-0
-    /// entries mark VIP addresses.
-    pub const VIPS: &str = "VIPS";
-    /// Array of [`crate::lb::BackendInfo`] indexed by backend id.
-    pub const BACKENDS: &str = "BACKENDS";
-    /// Array of backend ids: `(vip_id * 2 + table) * maglev_size + slot`.
-    pub const MAGLEV: &str = "MAGLEV";
-    /// Array of backend ids: `(vip_id * 2 + table) * MAX_RR_BACKENDS + i`.
-    pub const RR_LIST: &str = "RR_LIST";
-    /// Per-CPU array of u32 round-robin cursors indexed by VIP id.
-    pub const RR_CURSOR: &str = "RR_CURSOR";
-    /// LRU hash [`crate::lb::FlowKey`] → [`crate::lb::FlowState`] (client → VIP).
-    pub const CONNTRACK: &str = "CONNTRACK";
-    /// LRU hash [`crate::lb::FlowKey`] → [`crate::lb::ReverseNat`] (backend → client).
-    pub const REVERSE_NAT: &str = "REVERSE_NAT";
-    /// LPM tries of allowed source prefixes (value unused).
-    pub const ALLOW_V4: &str = "ALLOW_V4";
-    pub const ALLOW_V6: &str = "ALLOW_V6";
-    /// Hash set of allowed destination ports (u16 → u8).
-    pub const ALLOW_PORTS: &str = "ALLOW_PORTS";
-    /// Array with one [`crate::lb::GlobalConfig`].
-    pub const CONFIG: &str = "CONFIG";
-    /// DevMapHash of egress interfaces for XDP_REDIRECT (ifindex → ifindex).
-    pub const TX_PORTS: &str = "TX_PORTS";
-    /// Per-CPU array of [`crate::lb::BackendHop`] indexed by backend id: the
-    /// remembered next hop towards each backend. A cache: not pinned.
-    pub const BACKEND_HOPS: &str = "BACKEND_HOPS";
-
-    /// Every map lb-user pins, in pin order.
-    pub const PINNED: &[&str] = &[
-        TRAFFIC, STATS, VIP_STATS, BACKEND_STATS, VIPS, BACKENDS, MAGLEV, RR_LIST, RR_CURSOR, CONNTRACK,
-        REVERSE_NAT, ALLOW_V4, ALLOW_V6, ALLOW_PORTS, CONFIG, TX_PORTS,
-    ];
-}
+// The ABI modules at the crate root, where the kernel and lb-user name them.
+pub use abi::{counters, hash, lb, map_names, PacketCounter, Stat, TrafficClass, PROGRAM_NAME, STAT_COUNT, TRAFFIC_CLASS_COUNT};

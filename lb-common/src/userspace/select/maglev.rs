@@ -30,7 +30,8 @@
 //! same backends, size and seed therefore build identical tables, and any
 //! change to this hashing is a breaking change (a test pins a table).
 
-use lb_common::lb::NO_BACKEND;
+use super::{flow_hash, Algorithm, Candidate, Flow, HashOptions, Picks, Selection};
+use crate::lb::NO_BACKEND;
 
 /// Largest table size accepted (the config allows 251..=1_000_003).
 pub const MAX_TABLE_SIZE: u32 = 1_000_003;
@@ -172,6 +173,51 @@ pub fn build_table(backends: &[MaglevBackend], size: u32, seed: u32) -> Result<V
                 return Ok(table);
             }
         }
+    }
+}
+
+/// Maglev lookup as the XDP program does it: `table[flow_hash % size]`, on
+/// the 5-tuple or (`maglev_src`) the source address.
+#[derive(Clone, Debug)]
+pub struct MaglevSelection {
+    table: Vec<u32>,
+    ring: Vec<u32>,
+    seed: u32,
+    source_only: bool,
+}
+
+impl MaglevSelection {
+    /// Builds the table over `candidates` (already the eligible ones).
+    pub fn new(candidates: &[Candidate], hash: HashOptions, source_only: bool) -> Result<MaglevSelection, MaglevError> {
+        let ring: Vec<MaglevBackend> =
+            candidates.iter().map(|c| MaglevBackend { id: c.id, key: c.key.clone(), weight: c.weight }).collect();
+        let table = build_table(&ring, hash.maglev_size, hash.seed)?;
+        Ok(MaglevSelection { table, ring: candidates.iter().map(|c| c.id).collect(), seed: hash.seed, source_only })
+    }
+
+    /// The lookup table, slot by slot (what lb-user writes into the map).
+    pub fn table(&self) -> &[u32] {
+        &self.table
+    }
+}
+
+impl Selection for MaglevSelection {
+    fn algorithm(&self) -> Algorithm {
+        if self.source_only {
+            Algorithm::MaglevSrc
+        } else {
+            Algorithm::Maglev
+        }
+    }
+    fn pick(&self, flow: &Flow) -> Picks<'_> {
+        let start = flow_hash(flow, self.seed, self.source_only)
+            .map(|h| self.table[h as usize % self.table.len()])
+            .filter(|&id| id != NO_BACKEND)
+            .and_then(|id| self.ring.binary_search(&id).ok());
+        Picks::from(&self.ring, start)
+    }
+    fn ids(&self) -> &[u32] {
+        &self.ring
     }
 }
 
