@@ -117,8 +117,11 @@ impl Attachment {
 
     /// Applies a new config to the running program: VIPs, backends and the
     /// allowlist change; established flows to backends that stay keep going.
-    /// On error the old config stays in force (nothing it needs was removed).
-    pub fn reload(&mut self, config: &Config) -> Result<()> {
+    /// `health` is the new config's backends as the checks judge them (see
+    /// [`crate::health::HealthChecks::snapshot`]): a backend that stays keeps
+    /// its state, so a reload never hands new flows to a dead backend. On
+    /// error the old config stays in force (nothing it needs was removed).
+    pub fn reload(&mut self, config: &Config, health: &HealthSnapshot) -> Result<()> {
         let Some(state) = self.state.as_mut() else {
             bail!("this attachment was started without --config; nothing to reload");
         };
@@ -127,10 +130,7 @@ impl Attachment {
         if old_ifaces != new_ifaces {
             bail!("interfaces cannot change while attached (have {old_ifaces:?}, config asks {new_ifaces:?}); detach and attach again");
         }
-        // A new config starts with every backend up (as HAProxy does); the
-        // caller restarts the health checks for the new backend set.
-        let health = HealthSnapshot::all_up(config);
-        self.rebuild(config, health)
+        self.rebuild(config, health.clone())
     }
 
     /// Rebuilds every VIP's tables from new health verdicts: backends that

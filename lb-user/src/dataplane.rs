@@ -14,7 +14,7 @@ use aya::{
 };
 use ipnet::IpNet;
 
-use crate::select::addr16;
+use lb_common::userspace::select::addr16;
 use lb_common::{
     lb::{BackendInfo, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND},
     map_names as names,

@@ -15,12 +15,12 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use ipnet::IpNet;
+use lb_common::userspace::select::maglev::{self, MaglevBackend};
 use lb_common::lb::{BackendInfo, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4, MAX_BACKENDS, MAX_VIPS};
 
 use crate::{
     config::{AllowedPorts, AllowlistScope, Config},
     dataplane::{backend_info, vip_key, Dataplane},
-    maglev::{self, MaglevBackend},
     program::LoadOptions,
 };
 
@@ -235,12 +235,12 @@ impl Desired {
 fn set_allowlist(config: &Config, dp: &mut Dataplane) -> Result<()> {
     let (cidrs, ports): (Vec<IpNet>, Option<Vec<u16>>) = match &config.allowlist {
         Some(allow) => {
-            let ports = match &allow.ports {
+            let ports = match &allow.rules.ports {
                 AllowedPorts::Any => None,
                 AllowedPorts::Only(p) => Some(p.clone()),
             };
-            dp.set_allowlist(&allow.cidrs, ports.as_deref(), allow.scope == AllowlistScope::All)?;
-            (allow.cidrs.clone(), ports)
+            dp.set_allowlist(&allow.rules.sources, ports.as_deref(), allow.scope == AllowlistScope::All)?;
+            (allow.rules.sources.clone(), ports)
         }
         None => {
             dp.disable_allowlist()?;

@@ -9,12 +9,11 @@ pub mod desired;
 pub mod exporter;
 pub mod health;
 pub mod config;
-pub mod maglev;
 pub mod netns;
 pub mod privileges;
 pub mod program;
 pub mod proxy;
-pub mod select;
 pub mod stats;
+pub mod supervisor;
 
 pub use attach::{AttachMode, Attachment};

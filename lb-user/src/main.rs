@@ -1,18 +1,10 @@
 //! `lb-user`: the xdplb control-plane CLI.
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::{Duration, SystemTime},
-};
+use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lb_user::{config::Config, health::HealthChecker, netns, stats::Report, AttachMode, Attachment};
+use lb_user::{config::Config, netns, stats::Report, AttachMode, Attachment};
 
 /// Load, attach and inspect the xdplb XDP load balancer.
 ///
@@ -81,7 +73,7 @@ enum Command {
         /// Redraw every interval with per-second rates, until Ctrl-C.
         #[arg(long)]
         watch: bool,
-        /// Seconds between reads with --watch (fractions allowed).
+        /// Time between reads with --watch: a duration (500ms, 2s) or seconds.
         #[arg(long, value_name = "SECS", default_value = "1", requires = "watch", value_parser = lb_user::stats::parse_interval)]
         interval: std::time::Duration,
     },
@@ -129,13 +121,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMode>) -> Result<()> {
-    // SIGINT/SIGTERM stop (detach); SIGHUP reloads. signal-hook rather than
-    // ctrlc, whose termination feature would treat SIGHUP as a stop too.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("installing the SIGINT/SIGTERM handler")?;
-    }
-    let mut attachment = match (iface, &config) {
+    let attachment = match (iface, &config) {
         (Some(iface), _) => Attachment::attach(&iface, mode.unwrap_or_default())?,
         (None, Some(path)) => {
             let config = Config::from_file(path)?;
@@ -143,81 +129,6 @@ fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMod
         }
         (None, None) => anyhow::bail!("give --iface or --config"),
     };
-    let ifaces = attachment.ifaces().to_vec();
-    println!("xdplb attached to {}; press Ctrl-C to detach", ifaces.join(", "));
-    // Health checks run on a small tokio runtime beside this loop; their
-    // verdicts rebuild the tables.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the health-check runtime")?;
-    // Prometheus: the BPF counters and health gauges, read from the pins on
-    // every scrape.
-    let _exporter = match attachment.config().and_then(|c| c.metrics.as_ref()) {
-        Some(metrics) => {
-            let exporter = lb_user::exporter::spawn(metrics.listen, ifaces[0].clone())?;
-            log::info!("metrics on http://{}/metrics", exporter.local_addr());
-            Some(exporter)
-        }
-        None => None,
-    };
-    let mut health = attachment.config().map(|c| {
-        let _guard = runtime.enter();
-        HealthChecker::spawn(c)
-    });
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).context("installing the SIGHUP handler")?;
-    let mut seen = config.as_deref().and_then(modified);
-    // Wake up now and then: reload on SIGHUP or when the file changes, and
-    // notice a vanished interface.
-    loop {
-        for _ in 0..10 {
-            if stop.load(Ordering::SeqCst) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        if let Some(gone) = ifaces.iter().find(|i| lb_user::attach::interface_index(i).is_err()) {
-            log::warn!("interface {gone} disappeared; detaching");
-            break;
-        }
-        if let Some((_, verdicts)) = health.as_mut() {
-            if verdicts.has_changed().unwrap_or(false) {
-                let snapshot = verdicts.borrow_and_update().clone();
-                match attachment.set_health(&snapshot) {
-                    Ok(()) => log::info!("tables rebuilt after a health change"),
-                    Err(err) => log::error!("rebuilding tables after a health change: {err:#}"),
-                }
-            }
-        }
-        let Some(path) = config.as_deref() else { continue };
-        let now = modified(path);
-        let signalled = hup.swap(false, Ordering::SeqCst);
-        if !signalled && now == seen {
-            continue;
-        }
-        seen = now;
-        let why = if signalled { "SIGHUP" } else { "file changed" };
-        match Config::from_file(path).map_err(anyhow::Error::from).and_then(|c| attachment.reload(&c).map(|()| c)) {
-            Ok(c) => {
-                log::info!("reload applied ({why}): {}", path.display());
-                // Restart the health checks for the new backend set.
-                drop(health.take());
-                let _guard = runtime.enter();
-                health = Some(HealthChecker::spawn(&c));
-            }
-            Err(err) => log::error!("reload refused ({why}), previous config stays in force: {err:#}"),
-        }
-    }
-    attachment.detach()
-}
-
-/// Modification time of the config file (None when it cannot be read, which
-/// the next reload attempt then reports).
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    println!("xdplb attached to {}; press Ctrl-C to detach", attachment.ifaces().join(", "));
+    lb_user::supervisor::run_until_signalled(attachment, config)
 }

@@ -9,11 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_user::{
-    config::Config,
-    proxy::balancer::build_selector,
-    select::Flow,
-};
+use lb_common::userspace::select::Flow;
+use lb_user::{config::Config, proxy::balancer::build_selection};
 use proxy_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -30,12 +27,12 @@ async fn maglev_reaches_every_backend_and_picks_as_the_data_path() {
     let mut p = start(&yaml, vec![("web", l)], None).await;
     let vip = p.vip("web");
     let config = Config::parse(&yaml, "t").unwrap();
-    let sel = build_selector(&config.vips[0], &config.maglev, &[0, 1, 2]).unwrap();
+    let sel = build_selection(&config.vips[0], &config.maglev, &[0, 1, 2]).unwrap();
     let mut seen = HashMap::new();
     for _ in 0..60 {
         let (conn, name) = open("127.0.0.1", vip).await.unwrap();
         let flow = Flow { src: conn.get_ref().local_addr().unwrap(), dst: vip, protocol: 6 };
-        assert_eq!(format!("b{}", sel.pick(&flow).unwrap()), name, "{flow:?}");
+        assert_eq!(format!("b{}", sel.pick(&flow).next().unwrap()), name, "{flow:?}");
         *seen.entry(name).or_insert(0) += 1;
     }
     assert_eq!(seen.len(), 3, "{seen:?}");

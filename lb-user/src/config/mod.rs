@@ -7,21 +7,19 @@
 //! `vips[1].backends[0].weight`), the offending value and what is allowed.
 //! Validation reports all the problems it finds, not only the first.
 
-mod duration;
 mod raw;
 mod validate;
 #[cfg(test)]
 mod tests;
 
 use crate::attach::AttachMode;
-use ipnet::IpNet;
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-pub use duration::parse_duration;
+pub use lb_common::userspace::duration::parse_duration;
 
 /// Defaults and limits (see `docs/config.md`).
 pub mod limits {
@@ -121,22 +119,16 @@ impl Default for ConntrackConfig {
     }
 }
 
+/// The shared allowlist (one rule set with alb: bare addresses mean one
+/// host, host bits and empty lists are errors) and where it applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allowlist {
-    /// Allowed source networks (IPv4 and IPv6), no host bits set.
-    pub cidrs: Vec<IpNet>,
-    pub ports: AllowedPorts,
+    pub rules: lb_common::userspace::allowlist::Allowlist,
     pub scope: AllowlistScope,
 }
 
-/// Allowed destination ports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AllowedPorts {
-    /// `["*"]`.
-    Any,
-    /// Sorted, without duplicates, none zero.
-    Only(Vec<u16>),
-}
+/// Allowed destination ports (`Any` for `["*"]`).
+pub use lb_common::userspace::allowlist::Ports as AllowedPorts;
 
 /// Which traffic the allowlist applies to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -251,6 +243,16 @@ impl Algorithm {
             Algorithm::Maglev => lb_common::lb::ALG_MAGLEV,
             Algorithm::MaglevSrc => lb_common::lb::ALG_MAGLEV_SRC,
             Algorithm::RoundRobin => lb_common::lb::ALG_ROUND_ROBIN,
+        }
+    }
+
+    /// The shared selection algorithm of the same name.
+    pub fn selection(self) -> lb_common::userspace::select::Algorithm {
+        use lb_common::userspace::select::Algorithm as A;
+        match self {
+            Algorithm::Maglev => A::Maglev,
+            Algorithm::MaglevSrc => A::MaglevSrc,
+            Algorithm::RoundRobin => A::RoundRobin,
         }
     }
 

@@ -60,8 +60,8 @@ fn example_file_parses() {
     assert_eq!(c.vips[3].protocol, Protocol::Udp);
     assert_eq!(c.vips[3].protocol.number(), 17);
     let allow = c.allowlist.as_ref().unwrap();
-    assert_eq!(allow.cidrs.len(), 2);
-    assert_eq!(allow.ports, AllowedPorts::Only(vec![80, 8080]));
+    assert_eq!(allow.rules.sources.len(), 2);
+    assert_eq!(allow.rules.ports, AllowedPorts::Only(vec![80, 8080]));
     assert_eq!(c.metrics.unwrap().listen, "127.0.0.1:9100".parse().unwrap());
     assert_eq!(c.backend_count(), 12);
 }
@@ -108,7 +108,7 @@ fn defaults_are_applied() {
     assert_eq!(c.proxy.max_conns_per_ip, 5);
     assert_eq!(c.proxy.drain_timeout, Duration::from_secs(10));
     let a = c.allowlist.unwrap();
-    assert_eq!((a.ports, a.scope), (AllowedPorts::Any, AllowlistScope::Vips));
+    assert_eq!((a.rules.ports, a.scope), (AllowedPorts::Any, AllowlistScope::Vips));
 
     let hc = parse(&with_vip("    address: 198.18.100.1\n    port: 80\n    backends: [{ address: 198.18.1.11, port: 8080 }]\n    health_check: { type: http }\n"))
         .unwrap()
@@ -232,16 +232,20 @@ fn allowlist_cidrs() {
     let e = err(&format!("{BASE}allowlist: {{ cidrs: [\"198.18.0.1/24\"] }}\n"), &["allowlist.cidrs[0]", "\"198.18.0.1/24\"", "host bits", "198.18.0.0/24"]);
     assert!(!e.contains("problems"), "{e}");
     err(&format!("{BASE}allowlist: {{ cidrs: [\"198.18.0.0/24\", \"fd00:198:18::1/64\"] }}\n"), &["allowlist.cidrs[1]", "\"fd00:198:18::1/64\"", "fd00:198:18::/64"]);
-    err(&format!("{BASE}allowlist: {{ cidrs: [\"198.18.0.0\"] }}\n"), &["allowlist.cidrs[0]", "\"198.18.0.0\"", "not a CIDR"]);
-    err(&format!("{BASE}allowlist: {{ cidrs: [] }}\n"), &["allowlist.cidrs", "at least one"]);
+    err(&format!("{BASE}allowlist: {{ cidrs: [\"198.18.0\"] }}\n"), &["allowlist.cidrs[0]", "\"198.18.0\"", "not an address or network"]);
+    err(&format!("{BASE}allowlist: {{ cidrs: [] }}\n"), &["allowlist.cidrs", "is empty", "0.0.0.0/0 and ::/0"]);
     err(&format!("{BASE}allowlist: {{ ports: [80] }}\n"), &["allowlist.cidrs", "at least one"]);
     let c = parse(&format!("{BASE}allowlist: {{ cidrs: [\"0.0.0.0/0\", \"::/0\"], scope: all }}\n")).unwrap();
     assert_eq!(c.allowlist.unwrap().scope, AllowlistScope::All);
+    // A bare address means that one host, as in alb.
+    let c = parse(&format!("{BASE}allowlist: {{ cidrs: [198.18.0.7, \"fd00:198:18::7\"] }}\n")).unwrap();
+    let nets: Vec<String> = c.allowlist.unwrap().rules.sources.iter().map(|n| n.to_string()).collect();
+    assert_eq!(nets, ["198.18.0.7/32", "fd00:198:18::7/128"]);
 }
 
 #[test]
 fn allowlist_ports() {
-    let ok = |ports: &str| parse(&format!("{BASE}allowlist: {{ cidrs: [198.18.0.0/24], ports: {ports} }}\n")).map(|c| c.allowlist.unwrap().ports);
+    let ok = |ports: &str| parse(&format!("{BASE}allowlist: {{ cidrs: [198.18.0.0/24], ports: {ports} }}\n")).map(|c| c.allowlist.unwrap().rules.ports);
     assert_eq!(ok("[\"*\"]").unwrap(), AllowedPorts::Any);
     assert_eq!(ok("[443, 80, 443]").unwrap(), AllowedPorts::Only(vec![80, 443]));
     let bad = |ports: &str, needles: &[&str]| {

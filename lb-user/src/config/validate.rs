@@ -1,6 +1,6 @@
 //! Raw config → validated [`Config`]: every rule of `docs/config.md`.
 
-use super::duration::{parse_duration, show};
+use lb_common::userspace::duration::{parse_duration, show};
 use super::limits::*;
 use super::raw::*;
 use super::*;
@@ -180,7 +180,7 @@ fn maglev(c: &mut Check, raw: Option<&RawMaglev>) -> Option<MaglevConfig> {
     let size = match raw.size {
         None => Some(d.size),
         Some(v) => match c.int("maglev.size", v, MAGLEV_SIZE_MIN..=MAGLEV_SIZE_MAX, "the Maglev table size") {
-            Some(s) if !crate::maglev::is_prime(s) => {
+            Some(s) if !lb_common::userspace::select::maglev::is_prime(s) => {
                 c.err("maglev.size", format!("{s} is not a prime number; Maglev needs a prime size in {MAGLEV_SIZE_MIN}..={MAGLEV_SIZE_MAX}, e.g. 65537"));
                 None
             }
@@ -215,63 +215,43 @@ fn conntrack(c: &mut Check, raw: Option<&RawConntrack>) -> Option<ConntrackConfi
 }
 
 fn allowlist(c: &mut Check, raw: &RawAllowlist) -> Option<Allowlist> {
-    let before = c.errors.len();
-    let mut cidrs = Vec::new();
-    match raw.cidrs.as_deref() {
-        None | Some([]) => c.err(
-            "allowlist.cidrs",
-            "needs at least one source network, e.g. [\"198.18.0.0/24\"] (use 0.0.0.0/0 and ::/0 to allow every source, or drop the allowlist)",
-        ),
-        Some(list) => {
-            for (i, text) in list.iter().enumerate() {
-                let path = format!("allowlist.cidrs[{i}]");
-                match text.trim().parse::<IpNet>() {
-                    Err(_) => c.err(path, format!("{text:?} is not a CIDR; write address/prefix, e.g. \"198.18.0.0/24\" or \"fd00:198:18::/64\"")),
-                    Ok(net) if net.trunc() != net => c.err(
-                        path,
-                        format!("{text:?} has host bits set; did you mean \"{}\"?", net.trunc()),
-                    ),
-                    Ok(net) => cidrs.push(net),
-                }
-            }
-        }
-    }
-    let ports = match raw.ports.as_deref() {
-        None => Some(AllowedPorts::Any),
-        Some([]) => {
-            c.err("allowlist.ports", "is empty; list ports like [80, 443], or [\"*\"] for any port");
-            None
-        }
-        Some(list) => {
-            let star = list.iter().any(|p| matches!(p, RawPort::Text(t) if t.trim() == "*"));
-            if star && list.len() > 1 {
-                c.err("allowlist.ports", "mixes \"*\" with other entries; use [\"*\"] alone for any port, or list the ports");
-                None
-            } else if star {
-                Some(AllowedPorts::Any)
-            } else {
-                let mut ports = Vec::new();
-                for (i, p) in list.iter().enumerate() {
-                    let path = format!("allowlist.ports[{i}]");
-                    match p {
-                        RawPort::Number(n) => {
-                            if let Some(v) = c.int(&path, *n, 1..=65535, "a port") {
-                                ports.push(v as u16);
-                            }
-                        }
-                        RawPort::Text(t) => c.err(path, format!("{t:?} is not a port; give a number 1..=65535, or [\"*\"] alone for any port")),
-                    }
-                }
-                ports.sort_unstable();
-                ports.dedup();
-                Some(AllowedPorts::Only(ports))
-            }
+    use lb_common::userspace::allowlist::{parse_ports, parse_sources, PortEntry, Problem};
+    let mut report = |field: &str, problems: Vec<Problem>| {
+        for p in problems {
+            let path = p.index.map_or_else(|| field.to_owned(), |i| format!("{field}[{i}]"));
+            c.err(path, p.message);
         }
     };
-    if c.errors.len() != before {
-        return None;
-    }
-    Some(Allowlist { cidrs, ports: ports?, scope: raw.scope.unwrap_or_default() })
+    let sources = match raw.cidrs.as_deref() {
+        None => {
+            report(
+                "allowlist.cidrs",
+                vec![Problem {
+                    index: None,
+                    message: "needs at least one source network, e.g. [\"198.18.0.0/24\"] (use 0.0.0.0/0 and ::/0 to allow every source, or drop the allowlist)".into(),
+                }],
+            );
+            None
+        }
+        Some(list) => parse_sources(list).map_err(|p| report("allowlist.cidrs", p)).ok(),
+    };
+    let ports = match raw.ports.as_deref() {
+        None => Some(AllowedPorts::Any),
+        Some(list) => {
+            let entries: Vec<PortEntry<'_>> = list
+                .iter()
+                .map(|p| match p {
+                    RawPort::Number(n) => PortEntry::Number(*n),
+                    RawPort::Text(t) => PortEntry::Text(t),
+                })
+                .collect();
+            parse_ports(&entries).map_err(|p| report("allowlist.ports", p)).ok()
+        }
+    };
+    Some(Allowlist {
+        rules: lb_common::userspace::allowlist::Allowlist { sources: sources?, ports: ports? },
+        scope: raw.scope.unwrap_or_default(),
+    })
 }
 
 fn valid_vip_name(name: &str) -> bool {

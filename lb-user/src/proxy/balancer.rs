@@ -1,41 +1,32 @@
-//! Per-VIP backend selection, rebuilt from the healthy backends with the same
-//! code the XDP map builder uses (`maglev::build_table` + `select`).
+//! Per-VIP backend selection for `lb-user proxy`, on the shared selection
+//! code ([`lb_common::userspace::select`]) that also builds the XDP tables
+//! and balances alb: the same candidates (id = index into `vip.backends`,
+//! key = `Backend::key()`, the config's weights), the same Maglev size and
+//! seed, so the proxy picks the backend the kernel would.
 
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context as _, Result};
+use lb_common::userspace::select::{self, Candidate, Flow, HashOptions, Selection};
 
-use crate::{
-    config::{Algorithm, MaglevConfig, Vip},
-    maglev::{build_table, MaglevBackend},
-    select::{Flow, MaglevSelector, RoundRobinSelector, Selector},
-};
+use crate::config::{MaglevConfig, Vip};
 
-/// A selector over the backends `up` (indexes into `vip.backends`, which are
-/// also the backend ids the selector returns): a Maglev table of `maglev.size`
-/// slots keyed by `Backend::key()` with the config's weights and seed
-/// (`source_only` for `maglev_src`), or round robin over `up` in order.
-pub fn build_selector(vip: &Vip, maglev: &MaglevConfig, up: &[u32]) -> Result<Box<dyn Selector>> {
-    Ok(match vip.algorithm {
-        Algorithm::Maglev | Algorithm::MaglevSrc => {
-            let ring: Vec<MaglevBackend> = up
-                .iter()
-                .map(|&id| {
-                    let b = &vip.backends[id as usize];
-                    MaglevBackend { id, key: b.key(), weight: b.weight }
-                })
-                .collect();
-            let table = build_table(&ring, maglev.size, maglev.seed)
-                .with_context(|| format!("building the Maglev table of VIP {}", vip.name))?;
-            Box::new(MaglevSelector::new(table, maglev.seed, vip.algorithm == Algorithm::MaglevSrc))
-        }
-        Algorithm::RoundRobin => Box::new(RoundRobinSelector::new(up.to_vec())),
-    })
+/// The selection over the backends `up` (indexes into `vip.backends`).
+pub fn build_selection(vip: &Vip, maglev: &MaglevConfig, up: &[u32]) -> Result<Box<dyn Selection>> {
+    let candidates: Vec<Candidate> = up
+        .iter()
+        .map(|&id| {
+            let b = &vip.backends[id as usize];
+            Candidate::new(id, b.key(), b.weight)
+        })
+        .collect();
+    select::build(vip.algorithm.selection(), &candidates, HashOptions { maglev_size: maglev.size, seed: maglev.seed })
+        .with_context(|| format!("building the {} selection of VIP {}", vip.algorithm.selection(), vip.name))
 }
 
 struct Current {
     up: Vec<u32>,
-    selector: Box<dyn Selector>,
+    selection: Box<dyn Selection>,
 }
 
 /// One VIP's current selection; swapped whole when health changes.
@@ -49,8 +40,8 @@ impl Balancer {
     /// Starts with every backend up.
     pub fn new(vip: &Vip, maglev: MaglevConfig) -> Result<Balancer> {
         let up: Vec<u32> = (0..vip.backends.len() as u32).collect();
-        let selector = build_selector(vip, &maglev, &up)?;
-        Ok(Balancer { vip: vip.clone(), maglev, current: RwLock::new(Arc::new(Current { up, selector })) })
+        let selection = build_selection(vip, &maglev, &up)?;
+        Ok(Balancer { vip: vip.clone(), maglev, current: RwLock::new(Arc::new(Current { up, selection })) })
     }
 
     fn current(&self) -> Arc<Current> {
@@ -67,22 +58,19 @@ impl Balancer {
         if self.current().up == up {
             return Ok(false);
         }
-        let selector = build_selector(&self.vip, &self.maglev, up)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Current { up: up.to_vec(), selector });
+        let selection = build_selection(&self.vip, &self.maglev, up)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Current { up: up.to_vec(), selection });
         Ok(true)
     }
 
     /// The backend for a new flow.
     pub fn pick(&self, flow: &Flow) -> Option<u32> {
-        self.current().selector.pick(flow)
+        self.current().selection.pick(flow).next()
     }
 
-    /// The backend to try once when connecting to `failed` did not work: the
-    /// next selectable backend after it in config order (wrapping), or `None`
-    /// when there is no other.
-    pub fn fallback(&self, failed: u32) -> Option<u32> {
-        let cur = self.current();
-        cur.up.iter().copied().find(|&id| id > failed).or_else(|| cur.up.first().copied()).filter(|&id| id != failed)
+    /// The first choice for `flow` and up to `n - 1` fallbacks.
+    pub fn picks(&self, flow: &Flow, n: usize) -> Vec<u32> {
+        self.current().selection.pick(flow).take(n).collect()
     }
 }
 
@@ -90,6 +78,7 @@ impl Balancer {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use lb_common::userspace::select::{build_table, MaglevBackend};
 
     fn vip(alg: &str) -> (Vip, MaglevConfig) {
         let yaml = format!(
@@ -109,21 +98,29 @@ mod tests {
     fn maglev_matches_the_map_builder_and_skips_down_backends() {
         let (v, m) = vip("maglev");
         let b = Balancer::new(&v, m).unwrap();
-        // Same table as desired.rs builds for all backends.
+        // The table desired.rs writes for all backends, looked up as the
+        // kernel does.
         let ring: Vec<_> = v.backends.iter().enumerate().map(|(i, x)| MaglevBackend { id: i as u32, key: x.key(), weight: x.weight }).collect();
-        let sel = MaglevSelector::new(build_table(&ring, 251, 7).unwrap(), 7, false);
-        assert!((1000..1200).all(|p| b.pick(&flow(p)) == sel.pick(&flow(p))));
+        let table = build_table(&ring, 251, 7).unwrap();
+        let kernel = |p: u16| {
+            let h = lb_common::hash::flow_hash_v4([127, 0, 0, 1], [127, 0, 0, 1], p, 80, 6, 7);
+            table[h as usize % table.len()]
+        };
+        assert!((1000..1200).all(|p| b.pick(&flow(p)) == Some(kernel(p))));
         assert!(b.update(&[0, 2]).unwrap());
         assert!(!b.update(&[0, 2]).unwrap());
         assert!((1000..1200).all(|p| b.pick(&flow(p)) != Some(1)));
-        assert_eq!(b.fallback(0), Some(2));
-        assert_eq!(b.fallback(2), Some(0));
-        assert_eq!(b.fallback(1), Some(2));
+        // Fallbacks: the other up backend.
+        for p in 1000..1050 {
+            let picks = b.picks(&flow(p), 2);
+            assert_eq!(picks.len(), 2);
+            assert_ne!(picks[0], picks[1]);
+            assert!(picks.iter().all(|&i| i == 0 || i == 2));
+        }
         b.update(&[]).unwrap();
         assert_eq!(b.pick(&flow(1)), None);
-        assert_eq!(b.fallback(0), None);
         b.update(&[1]).unwrap();
-        assert_eq!(b.fallback(1), None);
+        assert_eq!(b.picks(&flow(1), 2), [1], "no fallback with one backend");
     }
 
     #[test]

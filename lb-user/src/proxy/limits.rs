@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::config::{AllowedPorts, Allowlist};
+use crate::config::Allowlist;
 
 /// Why a connection was refused; the `reason` label of
 /// `xdplb_proxy_rejected_total`.
@@ -51,13 +51,7 @@ impl Reject {
 /// connection the proxy accepts is VIP traffic, so the allowlist's `scope`
 /// (`vips` or `all`) makes no difference here. `None` allows everything.
 pub fn allowed(allowlist: Option<&Allowlist>, src: IpAddr, dport: u16) -> bool {
-    let Some(allow) = allowlist else { return true };
-    let src = src.to_canonical();
-    let port_ok = match &allow.ports {
-        AllowedPorts::Any => true,
-        AllowedPorts::Only(ports) => ports.binary_search(&dport).is_ok(),
-    };
-    port_ok && allow.cidrs.iter().any(|net| net.contains(&src))
+    allowlist.is_none_or(|allow| allow.rules.admits(src, dport))
 }
 
 /// Length of the rate-limit window.
@@ -203,18 +197,16 @@ mod tests {
 
     #[test]
     fn allowlist_checks_source_and_port() {
-        let allow = Allowlist {
-            cidrs: vec!["198.18.0.0/24".parse().unwrap(), "fd00:198:18::/64".parse().unwrap()],
-            ports: AllowedPorts::Only(vec![80, 8080]),
-            scope: AllowlistScope::Vips,
-        };
+        use lb_common::userspace::allowlist::{Allowlist as Rules, Ports};
+        let rules = Rules { sources: vec!["198.18.0.0/24".parse().unwrap(), "fd00:198:18::/64".parse().unwrap()], ports: Ports::Only(vec![80, 8080]) };
+        let allow = Allowlist { rules: rules.clone(), scope: AllowlistScope::Vips };
         assert!(allowed(None, ip("1.2.3.4"), 1));
         assert!(allowed(Some(&allow), ip("198.18.0.9"), 80));
         assert!(allowed(Some(&allow), ip("::ffff:198.18.0.9"), 8080));
         assert!(allowed(Some(&allow), ip("fd00:198:18::5"), 80));
         assert!(!allowed(Some(&allow), ip("198.18.1.9"), 80));
         assert!(!allowed(Some(&allow), ip("198.18.0.9"), 443));
-        let any = Allowlist { ports: AllowedPorts::Any, ..allow };
+        let any = Allowlist { rules: Rules { ports: Ports::Any, ..rules }, ..allow };
         assert!(allowed(Some(&any), ip("198.18.0.9"), 443));
     }
 

@@ -2,16 +2,17 @@
 //! compared against (see `docs/proxy.md`).
 //!
 //! For every TCP VIP of the config it listens on the VIP's `address:port` and
-//! forwards each accepted connection to a backend picked by the same selection
-//! code as the XDP map builder ([`balancer::build_selector`]: Maglev over the
-//! healthy backends keyed by `Backend::key()`, or round robin), rebuilt
-//! whenever the [`crate::health`] checker changes a backend's state.
+//! forwards each accepted connection to a backend picked by the shared
+//! selection code the XDP map builder and alb use
+//! ([`lb_common::userspace::select`], see [`balancer`]), rebuilt whenever the
+//! [`crate::health`] checks change a backend's state.
 //!
 //! At accept, in order: the allowlist, the per-client-IP concurrent limit and
 //! the per-client-IP rate limit ([`limits`]); refused connections are reset
 //! (RST) at once and counted by reason. Then a backend is picked and
-//! connected (with [`ProxyOptions::connect_timeout`]); if that fails, the next
-//! up backend in config order is tried once. Data is copied both ways with
+//! connected (with [`ProxyOptions::connect_timeout`]); if that fails, the
+//! selection's first fallback (the next up backend in config order) is tried
+//! once. Data is copied both ways with
 //! `TCP_NODELAY` on both sides. UDP VIPs are relayed per client session
 //! (`udp.rs`).
 //!
@@ -56,9 +57,9 @@ use tokio::{
 use crate::{
     config::{Config, Protocol},
     health::HealthSnapshot,
-    select::Flow,
 };
 use balancer::Balancer;
+use lb_common::userspace::select::Flow;
 use limits::{IpLimiter, IpPermit, Reject};
 use metrics::{Metrics, VipMetrics};
 pub use reload::Reloader;
@@ -411,13 +412,15 @@ async fn connect(shared: &Shared, vip: &VipState, id: u32) -> io::Result<TcpStre
 
 async fn forward(shared: &Shared, vip: &VipState, client: TcpStream, peer: SocketAddr) {
     let flow = Flow { src: peer, dst: vip.addr, protocol: Protocol::Tcp.number() };
-    let Some(first) = vip.balancer.pick(&flow) else {
+    // The first choice, then one fallback if connecting to it fails.
+    let picks = vip.balancer.picks(&flow, 2);
+    let Some(&first) = picks.first() else {
         return reject(vip, client, peer, Reject::NoBackend);
     };
     let (id, backend) = match connect(shared, vip, first).await {
         Ok(s) => (first, s),
-        Err(_) => match vip.balancer.fallback(first) {
-            Some(next) => match connect(shared, vip, next).await {
+        Err(_) => match picks.get(1) {
+            Some(&next) => match connect(shared, vip, next).await {
                 Ok(s) => (next, s),
                 Err(_) => return reject(vip, client, peer, Reject::ConnectFailed),
             },

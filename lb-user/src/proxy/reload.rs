@@ -22,7 +22,7 @@ use std::{
     collections::{HashMap, HashSet},
     future::Future,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -38,8 +38,9 @@ use tokio::{
 use super::{accept_loop, balancer::Balancer, bind, metrics::Metrics, udp, Shared, Status, VipCell, VipState};
 use crate::{
     config::{Config, Protocol, Vip},
-    health::{HealthChecker, HealthHandle, HealthSnapshot},
+    health::{HealthChecks, HealthSnapshot},
 };
+use lb_common::userspace::watch::FileWatch;
 
 /// Triggers reloads of a running proxy; cheap to clone. Every outcome is also
 /// logged by the proxy (`reload applied (…)` / `reload refused (…)`) and
@@ -147,12 +148,11 @@ pub(super) struct Control {
     retired: Vec<JoinHandle<()>>,
     /// The current generation's VIPs, in config order.
     vips: Vec<Arc<VipState>>,
-    health_handle: Option<HealthHandle>,
-    health_rx: watch::Receiver<HealthSnapshot>,
+    health: HealthChecks,
     /// What [`super::ProxyHandle::health`] sees, whatever the generation.
     health_pub: watch::Sender<HealthSnapshot>,
     config_file: Option<PathBuf>,
-    file_stamp: Option<Stamp>,
+    file_watch: Option<FileWatch>,
     /// Helper tasks aborted at the end (metrics endpoint, limiter sweep).
     tasks: Vec<JoinHandle<()>>,
 }
@@ -166,7 +166,7 @@ impl Control {
         config: &Config,
     ) -> (Control, watch::Receiver<HealthSnapshot>) {
         let (health_pub, public) = watch::channel(HealthSnapshot::all_up(config));
-        let file_stamp = config_file.as_deref().and_then(stamp);
+        let file_watch = config_file.as_ref().map(|p| FileWatch::new([p]));
         let control = Control {
             shared,
             metrics,
@@ -176,11 +176,10 @@ impl Control {
             slots: HashMap::new(),
             retired: Vec::new(),
             vips: Vec::new(),
-            health_handle: None,
-            health_rx: public.clone(),
+            health: HealthChecks::new(),
             health_pub,
             config_file,
-            file_stamp,
+            file_watch,
             tasks: Vec::new(),
         };
         (control, public)
@@ -202,23 +201,13 @@ impl Control {
                 show(&config.metrics)
             );
         }
-        let old_health = self.health_rx.borrow().clone();
-        let mut plan = Plan { config: Arc::new(config), vips: Vec::new(), sockets: HashMap::new(), initial: HealthSnapshot::default() };
+        // Backends that stay keep the state the checks give them now; new
+        // ones start up (the checks are synced to this config on commit).
+        let initial = self.health.snapshot(&config);
+        let mut plan = Plan { config: Arc::new(config), vips: Vec::new(), sockets: HashMap::new(), initial };
         let config = plan.config.clone();
         for (index, vip) in config.vips.iter().enumerate() {
-            let old = self.vips.iter().find(|o| o.name == vip.name && o.config.vips[o.index].health_check.is_some());
-            let up: Vec<bool> = vip
-                .backends
-                .iter()
-                .map(|b| match old {
-                    Some(o) if vip.health_check.is_some() => o
-                        .backends
-                        .iter()
-                        .position(|a| *a == b.socket_addr())
-                        .is_none_or(|j| old_health.is_up(o.index, j)),
-                    _ => true,
-                })
-                .collect();
+            let ids = plan.initial.up_backends(index);
             let addr = match self.slots.get(&key(vip)) {
                 Some(slot) => super::current(&slot.cell).addr,
                 None => {
@@ -229,10 +218,8 @@ impl Control {
                 }
             };
             let balancer = Balancer::new(vip, config.maglev)?;
-            let ids: Vec<u32> = up.iter().enumerate().filter(|(_, u)| **u).map(|(i, _)| i as u32).collect();
             balancer.update(&ids)?;
             plan.vips.push((addr, balancer));
-            plan.initial.up.push(up);
         }
         Ok(plan)
     }
@@ -285,11 +272,9 @@ impl Control {
         if self.started {
             self.metrics.forget(&old_config, &config);
         }
-        // Stop the old checks before the new ones start.
-        drop(self.health_handle.take());
-        let (handle, rx) = HealthChecker::spawn_from(&config, &initial);
-        self.health_handle = Some(handle);
-        self.health_rx = rx;
+        // Checks of backends that stay keep running (and their state);
+        // others stop or start.
+        self.health.sync(&config);
         self.health_pub.send_replace(initial);
         *self.status.listening.write().unwrap_or_else(|e| e.into_inner()) =
             self.vips.iter().map(|v| (v.name.clone(), v.addr)).collect();
@@ -314,7 +299,7 @@ impl Control {
     /// Rebuilds the selections and the `xdplb_backend_up` gauges after a
     /// health change, then publishes the snapshot.
     fn follow_health(&mut self) {
-        let snap = self.health_rx.borrow_and_update().clone();
+        let snap = self.health.snapshot(&self.config);
         for v in &self.vips {
             for (i, m) in v.metrics.backends.iter().enumerate() {
                 m.up.set(i64::from(snap.is_up(v.index, i)));
@@ -367,7 +352,9 @@ impl Control {
         let Some(path) = self.config_file.clone() else {
             return self.reload(Err(anyhow!("the proxy was started without a config file")), "-", trigger).await;
         };
-        self.file_stamp = stamp(&path);
+        if let Some(w) = &mut self.file_watch {
+            w.rearm();
+        }
         let loaded = Config::from_file(&path).map_err(anyhow::Error::from);
         self.reload(loaded, &path.display().to_string(), trigger).await
     }
@@ -381,10 +368,9 @@ impl Control {
     }
 
     async fn poll_file(&mut self) {
-        let Some(path) = &self.config_file else { return };
         // A vanished file is reported once (the reload is refused); it is
         // read again when it comes back.
-        if stamp(path) != self.file_stamp {
+        if self.file_watch.as_mut().is_some_and(FileWatch::changed) {
             let _ = self.reload_file("file changed").await;
         }
     }
@@ -408,7 +394,7 @@ impl Control {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(req) = requests.recv() => self.handle(req).await,
-                Ok(()) = self.health_rx.changed() => self.follow_health(),
+                () = self.health.changed() => self.follow_health(),
                 _ = poll.tick(), if watching => self.poll_file().await,
             }
         }
@@ -448,7 +434,7 @@ impl Control {
         for t in udp.into_iter().chain(self.retired.drain(..)) {
             let _ = t.await;
         }
-        drop(self.health_handle.take());
+        self.health = HealthChecks::new(); // stops the checks
         for t in &self.tasks {
             t.abort();
         }
@@ -475,22 +461,6 @@ async fn open_socket(vip: &Vip, given: &mut Given) -> Result<NewSocket> {
             None => bind(vip.socket_addr()).with_context(cannot)?,
         }),
     })
-}
-
-/// What identifies one version of the config file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<std::time::SystemTime>,
-    changed: (i64, i64),
-    len: u64,
-    inode: (u64, u64),
-}
-
-/// `None` when the file cannot be read (the reload attempt reports why).
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp { modified: m.modified().ok(), changed: (m.ctime(), m.ctime_nsec()), len: m.len(), inode: (m.dev(), m.ino()) })
 }
 
 /// A multi-line error (several config problems) on one line.

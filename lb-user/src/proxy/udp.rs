@@ -28,7 +28,7 @@ use super::{
     limits::{self, IpPermit, Reject},
     OpenGuard, Shared, VipCell, VipState,
 };
-use crate::select::Flow;
+use lb_common::userspace::select::Flow;
 
 /// Largest datagram relayed (IPv4/IPv6 UDP payload limit).
 const MAX_DATAGRAM: usize = 65_535;

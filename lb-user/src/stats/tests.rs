@@ -5,12 +5,12 @@ use std::time::{Duration, SystemTime};
 use super::*;
 
 fn key(addr: &str, port: u16, protocol: u8) -> VipKey {
-    let (addr, family) = crate::select::addr16(addr.parse().unwrap());
+    let (addr, family) = lb_common::userspace::select::addr16(addr.parse().unwrap());
     VipKey { addr, port, protocol, family }
 }
 
 fn backend(addr: &str, port: u16, flags: u8, vip_id: u16) -> BackendInfo {
-    let (addr, family) = crate::select::addr16(addr.parse().unwrap());
+    let (addr, family) = lb_common::userspace::select::addr16(addr.parse().unwrap());
     BackendInfo { addr, port, family, flags, mac: [0; 6], vip_id }
 }
 
@@ -50,6 +50,9 @@ fn intervals_are_positive_seconds() {
     assert!(parse_interval("0").is_err());
     assert!(parse_interval("-1").is_err());
     assert!(parse_interval("soon").is_err());
+    assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_interval("1m30s"), Ok(Duration::from_secs(90)));
+    assert!(parse_interval("50ms").is_err(), "below 100ms");
 }
 
 #[test]

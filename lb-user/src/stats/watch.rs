@@ -113,11 +113,12 @@ pub fn watch_table(iface: &str, interval: Duration, report: &Report, rates: Opti
 
 /// Parses `--interval SECS`: a positive number of seconds, at least 0.1.
 pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
-    let secs: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(0.1..=86_400.0).contains(&secs) {
-        return Err(format!("{secs} s is out of range (0.1 to 86400)"));
+    // The shared grammar (`500ms`, `2s`), and bare seconds as flags take.
+    let d = lb_common::userspace::duration::parse_duration_or_seconds(text)?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&d) {
+        return Err(format!("{text:?} is out of range (100ms to 1d)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// `lb-user stats --watch`: reads the counters of `iface` every `interval`
