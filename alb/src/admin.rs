@@ -147,6 +147,17 @@ fn add_backend(st: &State, body: &Bytes) -> Response<ProxyBody> {
             format!("backend {} exists in pool {}", b.id, pool.name),
         );
     }
+    if pool.algorithm.needs_distinct_addresses() && v.iter().any(|x| x.authority == b.authority) {
+        return err(
+            StatusCode::CONFLICT,
+            format!(
+                "pool {} ({}) has a backend at {} already",
+                pool.name,
+                pool.algorithm.select(),
+                b.authority
+            ),
+        );
+    }
     log::info!(
         "admin: added backend {} ({}) to pool {}",
         b.id,
@@ -155,6 +166,8 @@ fn add_backend(st: &State, body: &Bytes) -> Response<ProxyBody> {
     );
     let j = backend_json(&b);
     v.push(Arc::new(b));
+    drop(v);
+    crate::health::sync(st);
     // Note: added backends live until the next reload, which rebuilds
     // pools from the file.
     json_response(
@@ -188,6 +201,7 @@ fn remove_backend(st: &Arc<State>, id: &str) -> Response<ProxyBody> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             p.backends.write().unwrap().retain(|x| !Arc::ptr_eq(x, &b));
+            crate::health::sync(&st2);
             let _ = st2
                 .metrics
                 .backend_healthy

@@ -1,105 +1,196 @@
 //! The seed's "WAF": an allowlist of client source networks and listener
 //! ports, checked right after `accept()` so a denied client never gets a
 //! TLS handshake (no CPU spent on crypto for it).
+//!
+//! The rules are the shared ones of `lb_common::userspace::allowlist`, the
+//! same as lb-user's: a bare IP is one host (/32 or /128), a network with
+//! host bits set is an error that suggests the network, and an empty list
+//! is an error (allowing everyone is `0.0.0.0/0` + `::/0`, or leaving the
+//! key out). This module only reads `waf.allowedIPs` / `waf.allowedPorts`
+//! and names the key and index in errors.
 
-use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipnet::IpNet;
+use lb_common::userspace::allowlist::{parse_ports, parse_sources, PortEntry, Ports, Problem};
 
-use crate::config::{parse_allowed_ips, parse_allowed_ports, Config, ConfigError};
+pub use lb_common::userspace::allowlist::{Allowlist, Denied};
 
-/// Why a connection was refused (the `reason` label of
-/// `alb_allowlist_denied_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Denied {
-    SourceIp,
-    Port,
-}
+use crate::config::{ConfigError, PortSpec, Waf};
 
-impl Denied {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Denied::SourceIp => "source_ip",
-            Denied::Port => "port",
-        }
+/// Every source and every port: what a config without `waf` keys means.
+pub fn allow_all() -> Allowlist {
+    let any = |s: &str| s.parse::<IpNet>().expect("a constant network");
+    Allowlist {
+        sources: vec![any("0.0.0.0/0"), any("::/0")],
+        ports: Ports::Any,
     }
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct Allowlist {
-    /// Empty: every source is allowed.
-    nets: Vec<IpNet>,
-    /// `None`: every listener port is allowed (`"*"`).
-    ports: Option<Vec<u16>>,
-}
-
-impl Allowlist {
-    pub fn from_config(cfg: &Config) -> Result<Allowlist, ConfigError> {
-        Ok(Allowlist {
-            nets: parse_allowed_ips(&cfg.waf.allowed_ips)?,
-            ports: parse_allowed_ports(&cfg.waf.allowed_ports)?,
-        })
+/// The allowlist `waf` describes; an absent key allows everything.
+pub fn from_waf(waf: &Waf) -> Result<Allowlist, ConfigError> {
+    let mut list = allow_all();
+    if let Some(ips) = &waf.allowed_ips {
+        list.sources =
+            parse_sources(ips).map_err(|p| error("waf.allowedIPs", &p, |i| ips[i].clone()))?;
     }
-
-    /// `peer` is the client, `local` the listener address it reached.
-    pub fn check(&self, peer: SocketAddr, local: SocketAddr) -> Result<(), Denied> {
-        if let Some(ports) = &self.ports {
-            if !ports.contains(&local.port()) {
-                return Err(Denied::Port);
-            }
-        }
-        if self.nets.is_empty() {
-            return Ok(());
-        }
-        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d;
-        // match it against the IPv4 rules.
-        let ip = match peer.ip() {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
+    if let Some(ports) = &waf.allowed_ports {
+        let text = |i: usize| match &ports[i] {
+            PortSpec::Num(n) => n.to_string(),
+            PortSpec::Str(s) => s.clone(),
         };
-        if self.nets.iter().any(|n| n.contains(&ip)) {
-            Ok(())
-        } else {
-            Err(Denied::SourceIp)
+        let mut entries: Vec<PortEntry<'_>> = ports
+            .iter()
+            .map(|p| match p {
+                PortSpec::Num(n) => PortEntry::Number(*n),
+                PortSpec::Str(s) => PortEntry::Text(s),
+            })
+            .collect();
+        // The seed file (infra-for-fun's app_loadbalancer_config.yaml, which
+        // alb accepts as-is) writes `[80, 443, "*"]` for "any port". The
+        // shared rules refuse "*" among ports, so that spelling is read as
+        // ["*"] here; every other entry still goes through the shared rules.
+        if entries.len() > 1
+            && entries
+                .iter()
+                .any(|e| matches!(e, PortEntry::Text(t) if t.trim() == "*"))
+        {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                log::warn!("waf.allowedPorts lists \"*\" among ports; reading it as [\"*\"] (any port), write that instead");
+            }
+            entries = vec![PortEntry::Text("*")];
         }
+        list.ports = parse_ports(&entries).map_err(|p| error("waf.allowedPorts", &p, text))?;
     }
+    Ok(list)
+}
+
+/// The first problem as a config error naming `key[index]` and the value;
+/// the count of further ones is appended, so a fix-and-retry loop knows
+/// there is more to fix.
+fn error(key: &str, problems: &[Problem], text: impl Fn(usize) -> String) -> ConfigError {
+    let first = &problems[0];
+    let (key, value) = match first.index {
+        Some(i) => (format!("{key}[{i}]"), text(i)),
+        None => (key.to_string(), "[]".to_string()),
+    };
+    let mut reason = first.message.clone();
+    if problems.len() > 1 {
+        reason.push_str(&format!(
+            " (and {} more problems in this list)",
+            problems.len() - 1
+        ));
+    }
+    ConfigError::Invalid { key, value, reason }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::net::IpAddr;
 
-    fn list(ips: &[&str], ports: &str) -> Allowlist {
-        let y = format!(
-            "protocol: http\nport: 1\nbackend_servers: [http://127.0.0.1:1]\nwaf:\n  allowedIPs: [{}]\n  allowedPorts: {ports}\n",
-            ips.join(",")
-        );
-        Allowlist::from_config(&Config::parse(&y).unwrap()).unwrap()
+    use super::*;
+    use crate::config::Config;
+
+    fn waf(yaml: &str) -> Result<Allowlist, ConfigError> {
+        let y = format!("protocol: http\nport: 1\nbackend_servers: [http://127.0.0.1:1]\n{yaml}");
+        Config::parse(&y).and_then(|c| from_waf(&c.waf))
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]
     fn ips_and_ports() {
-        let a = list(&["10.0.0.0/8", "127.0.0.1"], "[443]");
-        let l443: SocketAddr = "0.0.0.0:443".parse().unwrap();
-        let l80: SocketAddr = "0.0.0.0:80".parse().unwrap();
-        assert_eq!(a.check("10.1.2.3:5555".parse().unwrap(), l443), Ok(()));
-        assert_eq!(a.check("127.0.0.1:5555".parse().unwrap(), l443), Ok(()));
+        let a = waf("waf: {allowedIPs: [10.0.0.0/8, 127.0.0.1], allowedPorts: [443]}").unwrap();
+        assert_eq!(a.check(ip("10.1.2.3"), 443), Ok(()));
+        assert_eq!(a.check(ip("127.0.0.1"), 443), Ok(()));
         assert_eq!(
-            a.check("[::ffff:127.0.0.1]:5555".parse().unwrap(), l443),
-            Ok(())
+            a.check(ip("::ffff:127.0.0.1"), 443),
+            Ok(()),
+            "mapped IPv4 matches the IPv4 rules"
         );
         assert_eq!(
-            a.check("127.0.0.2:5555".parse().unwrap(), l443),
-            Err(Denied::SourceIp)
+            a.check(ip("127.0.0.2"), 443),
+            Err(Denied::Source),
+            "a bare IP is one host"
         );
+        assert_eq!(a.check(ip("10.1.2.3"), 80), Err(Denied::Port));
+        assert_eq!(Denied::Source.as_str(), "source_ip");
+        let v6 = waf("waf: {allowedIPs: [\"fd00:198:18::1\"]}").unwrap();
+        assert!(
+            v6.admits(ip("fd00:198:18::1"), 1) && !v6.admits(ip("fd00:198:18::2"), 1),
+            "/128"
+        );
+    }
+
+    #[test]
+    fn absent_keys_allow_all_and_empty_lists_are_errors() {
+        for yaml in ["", "waf: {}"] {
+            let a = waf(yaml).unwrap();
+            assert!(
+                a.admits(ip("8.8.8.8"), 1) && a.admits(ip("2001:db8::1"), 65535),
+                "{yaml:?}"
+            );
+        }
+        let e = waf("waf: {allowedIPs: []}").unwrap_err().to_string();
+        assert!(
+            e.contains("`waf.allowedIPs`") && e.contains("0.0.0.0/0 and ::/0"),
+            "{e}"
+        );
+        let e = waf("waf: {allowedPorts: []}").unwrap_err().to_string();
+        assert!(
+            e.contains("`waf.allowedPorts`") && e.contains("is empty"),
+            "{e}"
+        );
+        let open = waf("waf: {allowedIPs: [0.0.0.0/0, \"::/0\"], allowedPorts: [\"*\"]}").unwrap();
+        assert!(open.admits(ip("2001:db8::1"), 9));
+    }
+
+    #[test]
+    fn errors_name_key_index_and_value() {
+        let e = waf("waf: {allowedIPs: [10.0.0.0/8, \"::1\", 192.168.1.1/24]}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`waf.allowedIPs[2]`") && e.contains("192.168.1.1/24"),
+            "{e}"
+        );
+        assert!(
+            e.contains("did you mean \"192.168.1.0/24\""),
+            "suggests the network: {e}"
+        );
+        let e = waf("waf: {allowedIPs: [x, 10.0.0.0/99]}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`waf.allowedIPs[0]`") && e.contains("and 1 more"),
+            "{e}"
+        );
+        let e = waf("waf: {allowedPorts: [80, 70000]}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`waf.allowedPorts[1]`") && e.contains("70000") && e.contains("1..=65535"),
+            "{e}"
+        );
+        let e = waf("waf: {allowedPorts: [http]}").unwrap_err().to_string();
+        assert!(
+            e.contains("`waf.allowedPorts[0]`") && e.contains("\"http\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn seed_spelling_of_any_port() {
+        let a = waf("waf: {allowedPorts: [80, 443, \"*\"]}").unwrap();
+        assert_eq!(a.ports, Ports::Any);
         assert_eq!(
-            a.check("10.1.2.3:5555".parse().unwrap(), l80),
-            Err(Denied::Port)
+            waf("waf: {allowedPorts: [\"443\", 80, 443]}")
+                .unwrap()
+                .ports,
+            Ports::Only(vec![80, 443])
         );
-        let star = list(&[], "[80, \"*\"]");
-        assert_eq!(star.check("8.8.8.8:1".parse().unwrap(), l443), Ok(()));
     }
 }

@@ -1,116 +1,186 @@
-//! Active health checks. One supervisor task ticks every 100 ms, starts a
-//! check for each backend whose interval has elapsed, and refreshes the
-//! `alb_backend_healthy` gauges (which also reflect passive ejection and
-//! draining). It reads the pools afresh each tick, so reloads and admin
-//! changes are picked up without restarting anything. Passive ejection
-//! lives in `pool::Backend::record_failure`, fed by `proxy`.
+//! Active health checks on the shared scheduler
+//! (`lb_common::userspace::health`): one HTTP probe per backend of every
+//! pool with checks enabled, keyed `pool/backend-id`, so a reload or an
+//! admin change that keeps a backend keeps its state (a backend that was
+//! down stays down instead of getting traffic again for `fall × interval`).
+//!
+//! [`sync`] hands the scheduler the current pools; it runs after every
+//! change of the pools (start, reload, admin API). [`run`] follows the
+//! published state into each `Backend`'s healthy flag and refreshes the
+//! `alb_backend_healthy` gauges, which also reflect passive ejection and
+//! draining. Passive ejection lives in `pool::Backend::record_failure`,
+//! fed by `proxy`.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use lb_common::userspace::health::{HealthMap, HttpProbe, Scheduler, Target};
+use tokio::sync::watch;
 
-use crate::config::HealthConfig;
-use crate::pool::Backend;
+use crate::pool::Pool;
 use crate::state::State;
 
-/// One check: a fresh connection (never a pooled one, so a check measures
-/// the backend, not a stale socket) and a GET of `path`.
-pub async fn check(b: &Backend, h: &HealthConfig) -> Result<(), String> {
-    let fut = async {
-        let s = TcpStream::connect(&b.authority)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut tx, conn) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(s))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = Request::get(h.path.as_str())
-            .header("host", &b.authority)
-            .header("user-agent", "alb-health-check")
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let r = tx.send_request(req).await.map_err(|e| e.to_string())?;
-        if r.status().as_u16() == h.expected_status {
-            Ok(())
-        } else {
-            Err(format!(
-                "status {} (want {})",
-                r.status().as_u16(),
-                h.expected_status
-            ))
-        }
-    };
-    match tokio::time::timeout(h.timeout.0, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {:?}", h.timeout.0)),
-    }
+/// The scheduler's key for a backend.
+pub fn key(pool: &str, backend: &str) -> String {
+    format!("{pool}/{backend}")
 }
 
-/// Applies one check result with rise/fall hysteresis.
-pub fn record(b: &Backend, h: &HealthConfig, ok: Result<(), String>, pool: &str) {
-    match ok {
-        Ok(()) => {
-            b.streak_fail.store(0, Ordering::Relaxed);
-            let n = b.streak_ok.fetch_add(1, Ordering::Relaxed) + 1;
-            if !b.is_healthy() && n >= h.rise && b.set_healthy(true) {
-                log::info!("pool {pool}: backend {} is UP after {n} good checks", b.id);
-            }
-        }
-        Err(e) => {
-            b.streak_ok.store(0, Ordering::Relaxed);
-            let n = b.streak_fail.fetch_add(1, Ordering::Relaxed) + 1;
-            if b.is_healthy() && n >= h.fall && b.set_healthy(false) {
+/// The checks the pools ask for. A backend whose address does not resolve
+/// is left unchecked (and logged): it stays as it is, and passive health
+/// takes it out if it cannot be reached.
+pub fn targets(pools: &[Arc<Pool>]) -> Vec<Target> {
+    let mut v = Vec::new();
+    for p in pools.iter().filter(|p| p.health.enabled) {
+        let h = &p.health;
+        for b in p.snapshot() {
+            let Some(addr) = resolve(&b.authority) else {
                 log::warn!(
-                    "pool {pool}: backend {} is DOWN after {n} failed checks: {e}",
-                    b.id
+                    "health: pool={} backend={}: cannot resolve {}; not checked",
+                    p.name,
+                    b.id,
+                    b.authority
                 );
-            }
+                continue;
+            };
+            // Host is the backend's own authority, as requests to it carry.
+            let probe = HttpProbe {
+                host: Some(b.authority.clone()),
+                ..HttpProbe::new(h.path.clone(), h.expected_status)
+            };
+            v.push(Target {
+                key: key(&p.name, &b.id),
+                label: format!("pool={} backend={}", p.name, b.id),
+                addr,
+                probe: Arc::new(probe),
+                interval: h.interval.0,
+                timeout: h.timeout.0,
+                rise: h.rise,
+                fall: h.fall,
+            });
+        }
+    }
+    v
+}
+
+fn resolve(authority: &str) -> Option<SocketAddr> {
+    authority.to_socket_addrs().ok()?.next()
+}
+
+/// Sets each backend's healthy flag from `map`; a backend without an entry
+/// (its pool has checks off) counts as up.
+pub fn apply(pools: &[Arc<Pool>], map: &HealthMap) {
+    for p in pools {
+        for b in p.snapshot() {
+            let up = map.get(&key(&p.name, &b.id)).copied().unwrap_or(true);
+            b.set_healthy(up);
         }
     }
 }
 
-pub async fn run(st: Arc<State>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut last: HashMap<usize, Instant> = HashMap::new();
+/// Makes the scheduler check the current pools and applies the state at
+/// once, so a backend object that a reload replaced (same id, new weight)
+/// takes over its predecessor's state before the next check. Without a
+/// tokio runtime (`alb --check`) there is nothing to run checks on, and
+/// nothing is started.
+pub fn sync(st: &State) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let pools = st.pools();
+    let mut scheduler = st.health.lock().unwrap();
+    scheduler.sync(targets(&pools));
+    apply(&pools, &scheduler.state());
+}
+
+/// Follows the scheduler's state into the backends, and refreshes the
+/// gauges every 100 ms (ejections end by time, not by an event). Stops
+/// every check on shutdown.
+pub async fn run(st: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let mut states = st.health.lock().unwrap().subscribe();
+    // A check may have changed a state between the first sync and now.
+    apply(&st.pools(), &states.borrow_and_update().clone());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let pools = st.pools();
-        let mut seen = Vec::new();
-        for p in pools.iter() {
-            for b in p.snapshot() {
-                let key = Arc::as_ptr(&b) as usize;
-                seen.push(key);
-                st.metrics
-                    .backend_healthy
-                    .with_label_values(&[&p.name, &b.id])
-                    .set(i64::from(b.available()));
-                if !p.health.enabled {
-                    continue;
+            r = states.changed() => {
+                if r.is_err() {
+                    return;
                 }
-                let due = last
-                    .get(&key)
-                    .is_none_or(|t| t.elapsed() >= p.health.interval.0);
-                if due {
-                    last.insert(key, Instant::now());
-                    let (h, name) = (p.health.clone(), p.name.clone());
-                    tokio::spawn(async move {
-                        let r = check(&b, &h).await;
-                        record(&b, &h, r, &name);
-                    });
+                let map = states.borrow_and_update().clone();
+                apply(&st.pools(), &map);
+            }
+            _ = tick.tick() => {
+                for p in st.pools().iter() {
+                    for b in p.snapshot() {
+                        st.metrics
+                            .backend_healthy
+                            .with_label_values(&[&p.name, &b.id])
+                            .set(i64::from(b.available()));
+                    }
                 }
             }
+            _ = shutdown.changed() => {
+                *st.health.lock().unwrap() = Scheduler::new();
+                return;
+            }
         }
-        last.retain(|k, _| seen.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn pools(yaml: &str) -> Vec<Arc<Pool>> {
+        let c = Config::parse(yaml).unwrap();
+        c.all_pools()
+            .iter()
+            .map(|pc| Arc::new(Pool::from_config(pc, None).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn targets_keyed_by_pool_and_backend_id() {
+        let p = pools(
+            "protocol: http\nport: 1\n\
+             health: {path: /healthz, expected_status: 204, interval: 1m30s, timeout: 2, rise: 4, fall: 5}\n\
+             backend_servers: [http://127.0.0.1:8080, {url: \"http://127.0.0.1:8081\", id: b2}]\n\
+             pools:\n  - {name: off, backends: [http://127.0.0.1:9000], health: {enabled: false}}\n",
+        );
+        let t = targets(&p);
+        let keys: Vec<&str> = t.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["default/127.0.0.1:8080", "default/b2"],
+            "pool `off` is not checked"
+        );
+        assert_eq!(t[1].label, "pool=default backend=b2");
+        assert_eq!(t[1].addr, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(
+            (t[1].interval, t[1].timeout),
+            (Duration::from_secs(90), Duration::from_secs(2))
+        );
+        assert_eq!((t[1].rise, t[1].fall), (4, 5));
+        let d = t[1].probe.describe();
+        assert!(
+            d.contains("/healthz") && d.contains("204") && d.contains("127.0.0.1:8081"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn apply_sets_flags_and_unchecked_backends_are_up() {
+        let p = pools(
+            "protocol: http\nport: 1\nbackend_servers: [http://127.0.0.1:8080, http://127.0.0.1:8081]\n",
+        );
+        let b = p[0].snapshot();
+        let mut map = HealthMap::new();
+        map.insert(key("default", &b[0].id), false);
+        apply(&p, &map);
+        assert!(!b[0].is_healthy() && b[1].is_healthy());
+        apply(&p, &HealthMap::new());
+        assert!(b[0].is_healthy(), "no longer checked: up");
     }
 }

@@ -7,7 +7,6 @@
 
 pub mod admin;
 pub mod allowlist;
-pub mod balancer;
 pub mod config;
 pub mod health;
 pub mod limits;

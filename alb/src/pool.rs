@@ -1,13 +1,15 @@
 //! Backends and pools: the shared, mutable view of where traffic may go.
 //! A backend is *available* when its active health check says up, passive
-//! ejection is not in force and it is not draining for removal.
+//! ejection is not in force and it is not draining for removal. Which
+//! available backend a request gets is decided by the shared selection
+//! code (`lb_common::userspace::select`), the same lb-user uses.
 
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use crate::balancer::{self, Balancer};
+use lb_common::userspace::select::{self, Candidate, Flow, HashOptions, Load, Selection};
+
 use crate::config::{
     parse_backend_url, Algorithm, HealthConfig, MatchConfig, PassiveConfig, PoolConfig,
 };
@@ -20,14 +22,12 @@ pub struct Backend {
     /// `host:port` to connect to.
     pub authority: String,
     pub weight: u32,
-    /// Requests currently being proxied (least_connections, p2c, drain).
-    pub in_flight: AtomicUsize,
+    /// Requests currently being proxied (least_connections, p2c, drain);
+    /// shared with the selection, which reads it.
+    pub in_flight: Load,
     healthy: AtomicBool,
     ejected_until: Mutex<Option<Instant>>,
     consecutive_failures: AtomicU32,
-    /// Active-check streaks, for rise/fall.
-    pub(crate) streak_ok: AtomicU32,
-    pub(crate) streak_fail: AtomicU32,
     pub draining: AtomicBool,
 }
 
@@ -39,14 +39,12 @@ impl Backend {
             url: url.to_string(),
             authority,
             weight: weight.max(1),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Load::default(),
             // Start up: traffic flows at once, and the first failed checks
             // (fall) or passive errors take a dead backend out.
             healthy: AtomicBool::new(true),
             ejected_until: Mutex::new(None),
             consecutive_failures: AtomicU32::new(0),
-            streak_ok: AtomicU32::new(0),
-            streak_fail: AtomicU32::new(0),
             draining: AtomicBool::new(false),
         })
     }
@@ -55,6 +53,8 @@ impl Backend {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Sets the active-check state (from the health scheduler); true when
+    /// it changed.
     pub(crate) fn set_healthy(&self, up: bool) -> bool {
         self.healthy.swap(up, Ordering::Relaxed) != up
     }
@@ -86,13 +86,39 @@ impl Backend {
     }
 }
 
+/// A selection and what it was built from: the backend list (by pointer)
+/// and each backend's availability at the time. Picks use it as long as
+/// both still match, so a stateful algorithm (round robin cursor, smooth
+/// weights) keeps its state between requests.
+struct Built {
+    backends: Vec<Arc<Backend>>,
+    available: Vec<bool>,
+    /// `None` when the selection could not be built (logged once, then
+    /// every pick finds nothing until the backends change).
+    selection: Option<Box<dyn Selection>>,
+}
+
+impl Built {
+    /// Whether `now` is still the list and availability this was built
+    /// from. Allocates nothing: it runs on every request.
+    fn matches(&self, now: &[Arc<Backend>]) -> bool {
+        self.backends.len() == now.len()
+            && self
+                .backends
+                .iter()
+                .zip(&self.available)
+                .zip(now)
+                .all(|((b, &up), n)| Arc::ptr_eq(b, n) && n.available() == up)
+    }
+}
+
 pub struct Pool {
     pub name: String,
     pub algorithm: Algorithm,
     pub backends: RwLock<Vec<Arc<Backend>>>,
-    pub balancer: Box<dyn Balancer>,
     pub health: HealthConfig,
     pub matcher: MatchConfig,
+    built: RwLock<Option<Arc<Built>>>,
 }
 
 impl Pool {
@@ -116,23 +142,79 @@ impl Pool {
             name: c.name.clone(),
             algorithm: c.algorithm,
             backends: RwLock::new(v),
-            balancer: balancer::new(c.algorithm),
             health: c.health.clone(),
             matcher: c.matcher.clone(),
+            built: RwLock::new(None),
         })
     }
 
-    /// Picks an available backend not in `exclude` (already tried).
-    pub fn pick(&self, client: IpAddr, exclude: &[Arc<Backend>]) -> Option<Arc<Backend>> {
-        let all = self.backends.read().unwrap();
-        let cands: Vec<Arc<Backend>> = all
-            .iter()
-            .filter(|b| b.available() && !exclude.iter().any(|e| Arc::ptr_eq(e, b)))
+    /// The backend for `flow` (client → listener): the selection's first
+    /// choice that is not in `exclude` (backends already tried for this
+    /// request). The selection's fallbacks are every other available
+    /// backend, so retries never repeat one and end when all were tried.
+    pub fn pick(&self, flow: &Flow, exclude: &[Arc<Backend>]) -> Option<Arc<Backend>> {
+        let built = self.current();
+        let picks = built.selection.as_ref()?.pick(flow);
+        picks
+            .map(|id| &built.backends[id as usize])
+            .find(|b| !exclude.iter().any(|e| Arc::ptr_eq(e, b)))
             .cloned()
+    }
+
+    /// The selection for the backends as they are now, rebuilt only when
+    /// the list or some backend's availability changed since the last one.
+    fn current(&self) -> Arc<Built> {
+        let now = self.backends.read().unwrap();
+        if let Some(b) = &*self.built.read().unwrap() {
+            if b.matches(&now) {
+                return b.clone();
+            }
+        }
+        let mut slot = self.built.write().unwrap();
+        // Another request may have rebuilt it while this one waited.
+        if let Some(b) = &*slot {
+            if b.matches(&now) {
+                return b.clone();
+            }
+        }
+        let built = Arc::new(self.build(&now));
+        *slot = Some(built.clone());
+        built
+    }
+
+    fn build(&self, backends: &[Arc<Backend>]) -> Built {
+        let available: Vec<bool> = backends.iter().map(|b| b.available()).collect();
+        // The key is the address, not the user-given id: lb-user places
+        // backends by "198.18.1.11:8080", so both tiers hash alike.
+        let candidates: Vec<Candidate> = backends
+            .iter()
+            .zip(&available)
+            .enumerate()
+            .map(|(i, (b, &up))| Candidate {
+                id: i as u32,
+                key: b.authority.clone(),
+                weight: b.weight,
+                healthy: up,
+                load: b.in_flight.clone(),
+            })
             .collect();
-        drop(all);
-        let i = self.balancer.pick(&cands, client)?;
-        cands.get(i).cloned()
+        let selection =
+            match select::build(self.algorithm.select(), &candidates, HashOptions::default()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!(
+                        "pool {}: cannot balance with {}: {e}; no backend until this is fixed",
+                        self.name,
+                        self.algorithm.select()
+                    );
+                    None
+                }
+            };
+        Built {
+            backends: backends.to_vec(),
+            available,
+            selection,
+        }
     }
 
     pub fn snapshot(&self) -> Vec<Arc<Backend>> {
@@ -170,3 +252,6 @@ pub fn route<'a>(pools: &'a [Arc<Pool>], host: Option<&str>, path: &str) -> Opti
         .map(|(_, _, p)| p)
         .or_else(|| pools.first())
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,6 +17,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
+use lb_common::userspace::select::Flow;
 
 use crate::config::ForwardedMode;
 use crate::pool::{route, Backend};
@@ -349,7 +350,7 @@ pub async fn handle(
     let budget = st.budget();
     budget.deposit();
     loop {
-        let Some(backend) = pool.pick(ci.peer.ip(), &tried) else {
+        let Some(backend) = pool.pick(&Flow::tcp(ci.peer, ci.local), &tried) else {
             let (status, msg) = if tried.is_empty() {
                 (StatusCode::SERVICE_UNAVAILABLE, "no healthy backend")
             } else {

@@ -8,11 +8,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use lb_common::userspace::signals::{Signal, Signals};
+use lb_common::userspace::watch::FileWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -164,26 +166,23 @@ pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<
     })
 }
 
-fn mtimes(st: &State, path: &Path) -> Vec<Option<SystemTime>> {
-    let mut files = vec![path.to_path_buf()];
-    files.extend(st.cfg().watched_files());
-    files
-        .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-        .collect()
+/// The config file and every certificate, key, CA and CRL file it names.
+fn watched(st: &State, path: &Path) -> FileWatch {
+    FileWatch::new(std::iter::once(path.to_path_buf()).chain(st.cfg().watched_files()))
 }
 
 /// Polls the config file and every certificate/key/CA/CRL it names; a
 /// change triggers a reload. Polling (not inotify) because certificate
 /// tooling usually renames files into place, which inotify watches on the
-/// old inode miss.
+/// old inode miss; the shared `FileWatch` compares inode and times, so it
+/// sees such renames even when the new file keeps the old mtime.
 async fn watch_files(
     st: Arc<State>,
     path: PathBuf,
     lock: Arc<Mutex<()>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut seen = mtimes(&st, &path);
+    let mut files = watched(&st, &path);
     loop {
         let every = st.cfg().reload.poll_interval.0;
         let sleep = if every.is_zero() {
@@ -198,11 +197,11 @@ async fn watch_files(
         if every.is_zero() {
             continue;
         }
-        let now = mtimes(&st, &path);
-        if now != seen {
+        if files.changed() {
             let _ = reload_from(&st, &path, &lock);
-            // Re-read: a reload can change the set of watched files.
-            seen = mtimes(&st, &path);
+            // New stamps, of a new set: a reload can change which files
+            // are watched.
+            files = watched(&st, &path);
         }
     }
 }
@@ -229,7 +228,7 @@ async fn accept_loop(
         let local = tcp
             .local_addr()
             .unwrap_or_else(|_| l.local_addr().expect("bound"));
-        if let Err(d) = st.allowlist().check(peer, local) {
+        if let Err(d) = st.allowlist().check(peer.ip(), local.port()) {
             st.metrics.denied.with_label_values(&[d.as_str()]).inc();
             log::info!(
                 "connection from {peer} to {local} denied by allowlist ({})",
@@ -438,21 +437,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
 
 /// For the binary: SIGHUP reloads, SIGINT/SIGTERM shut down gracefully.
 pub async fn run_until_signal(r: Running) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut signals = Signals::new()?;
     loop {
-        tokio::select! {
-            _ = hup.recv() => {
+        match signals.recv().await {
+            Signal::Hangup => {
                 log::info!("SIGHUP: reloading");
                 let _ = r.reload();
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            stop => {
+                log::info!(
+                    "{}: shutting down: no new connections, draining in-flight requests",
+                    stop.name()
+                );
+                break;
+            }
         }
     }
-    log::info!("shutting down: no new connections, draining in-flight requests");
     r.shutdown().await;
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! reload: each request takes `Arc` snapshots, so a reload never changes
 //! settings under a request in progress.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use lb_common::userspace::health::Scheduler;
 use rustls::ServerConfig;
 
 use crate::allowlist::Allowlist;
@@ -22,6 +23,8 @@ pub struct State {
     pub budget: RwLock<Arc<RetryBudget>>,
     pub upstream: Arc<Upstream>,
     pub metrics: Metrics,
+    /// Active health checks of the pools' backends; see `crate::health`.
+    pub health: Mutex<Scheduler>,
 }
 
 impl State {
@@ -51,7 +54,7 @@ impl State {
             crate::config::Protocol::Https => Some(crate::tls::server_config(&cfg)?),
             crate::config::Protocol::Http => None,
         };
-        let allow = Allowlist::from_config(&cfg)?;
+        let allow = crate::allowlist::from_waf(&cfg.waf)?;
         let old_pools = self.pools();
         let mut pools = Vec::new();
         for pc in cfg.all_pools() {
@@ -61,10 +64,14 @@ impl State {
                     .map_err(|e| anyhow::anyhow!("pool {}: {e}", pc.name))?,
             ));
         }
+        // A backend object replaced by the reload (same id, new weight)
+        // takes its predecessor's health state before it gets traffic.
+        crate::health::apply(&pools, &self.health.lock().unwrap().state());
         let old = self.cfg();
         *self.tls.write().unwrap() = tls;
         *self.allowlist.write().unwrap() = Arc::new(allow);
         *self.pools.write().unwrap() = Arc::new(pools);
+        crate::health::sync(self);
         if old.limits.rate_limit_rps != cfg.limits.rate_limit_rps
             || old.limits.rate_limit_burst != cfg.limits.rate_limit_burst
         {
@@ -84,7 +91,7 @@ impl State {
     pub fn new(cfg: Config) -> anyhow::Result<Arc<State>> {
         let st = State {
             tls: RwLock::new(None),
-            allowlist: RwLock::new(Arc::new(Allowlist::default())),
+            allowlist: RwLock::new(Arc::new(crate::allowlist::allow_all())),
             pools: RwLock::new(Arc::new(Vec::new())),
             limiter: RwLock::new(Arc::new(RateLimiter::new(
                 cfg.limits.rate_limit_rps,
@@ -96,6 +103,7 @@ impl State {
             ))),
             upstream: Upstream::new(cfg.timeouts.idle.0),
             metrics: Metrics::new(),
+            health: Mutex::new(Scheduler::new()),
             cfg: RwLock::new(Arc::new(cfg.clone())),
         };
         st.apply(cfg)?;

@@ -55,6 +55,8 @@ async fn each_algorithm_distributes_through_alb() {
         "random",
         "p2c",
         "ip_hash",
+        "maglev",
+        "maglev_src",
     ] {
         let dir = tmp();
         let alb = start_alb(
@@ -65,11 +67,13 @@ async fn each_algorithm_distributes_through_alb() {
         let t = tally(alb.listen_addrs()[0], 60).await;
         match alg {
             // One client IP: all requests stick to one backend.
-            "ip_hash" => assert_eq!(t.len(), 1, "{t:?}"),
+            "ip_hash" | "maglev_src" => assert_eq!(t.len(), 1, "{alg}: {t:?}"),
             "round_robin" | "least_connections" => {
                 // Sequential requests: nothing in flight, so ties rotate.
                 assert!(t.values().all(|&n| n == 20), "{alg}: {t:?}")
             }
+            // maglev: each request is a new connection (a new source
+            // port), so a new 5-tuple to hash.
             _ => assert!(t.len() == 3 && t.values().all(|&n| n >= 8), "{alg}: {t:?}"),
         }
         alb.shutdown().await;

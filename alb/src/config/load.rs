@@ -1,11 +1,10 @@
 //! Loading, path resolution and validation of [`Config`], and the
-//! parsers for individual values (CIDRs, ports, backend URLs).
+//! parsers for individual values (backend URLs; the allowlist is parsed by
+//! `crate::allowlist`).
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-
-use ipnet::IpNet;
 
 use super::*;
 
@@ -214,8 +213,7 @@ impl Config {
             hyper::header::HeaderName::from_bytes(h.as_bytes())
                 .map_err(|_| invalid("mtls.identity_header", h, "not a valid header name"))?;
         }
-        parse_allowed_ips(&self.waf.allowed_ips)?;
-        parse_allowed_ports(&self.waf.allowed_ports)?;
+        crate::allowlist::from_waf(&self.waf)?;
         let pools = self.all_pools();
         if pools.is_empty() {
             return Err(invalid(
@@ -241,9 +239,17 @@ impl Config {
                     i - usize::from(!self.backend_servers.is_empty())
                 )
             };
+            let mut seen = std::collections::HashSet::new();
             for (j, b) in p.backends.iter().enumerate() {
-                parse_backend_url(b.url())
+                let authority = parse_backend_url(b.url())
                     .map_err(|r| invalid(format!("{key}[{j}]"), b.url(), r))?;
+                if p.algorithm.needs_distinct_addresses() && !seen.insert(authority.clone()) {
+                    return Err(invalid(
+                        format!("{key}[{j}]"),
+                        b.url(),
+                        format!("another backend of this pool has the address {authority}; {} needs distinct ones", p.algorithm.select()),
+                    ));
+                }
                 if b.weight() == 0 {
                     return Err(invalid(
                         format!("{key}[{j}].weight"),
@@ -302,37 +308,6 @@ fn split_host_port(s: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// `waf.allowedIPs`: CIDRs or bare addresses.
-pub fn parse_allowed_ips(v: &[String]) -> Result<Vec<IpNet>, ConfigError> {
-    v.iter()
-        .enumerate()
-        .map(|(i, s)| {
-            s.parse::<IpNet>()
-                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| invalid(format!("waf.allowedIPs[{i}]"), s, "expected an IP or CIDR"))
-        })
-        .collect()
-}
-
-/// `waf.allowedPorts`: `None` means any port (`"*"` present or list empty).
-pub fn parse_allowed_ports(v: &[PortSpec]) -> Result<Option<Vec<u16>>, ConfigError> {
-    let mut ports = Vec::new();
-    for (i, p) in v.iter().enumerate() {
-        match p {
-            PortSpec::Num(n) => ports.push(*n),
-            PortSpec::Str(s) if s.trim() == "*" => return Ok(None),
-            PortSpec::Str(s) => ports.push(s.trim().parse().map_err(|_| {
-                invalid(
-                    format!("waf.allowedPorts[{i}]"),
-                    s,
-                    "expected a port or \"*\"",
-                )
-            })?),
-        }
-    }
-    Ok(if ports.is_empty() { None } else { Some(ports) })
-}
-
 /// A backend URL: `http://host:port` (the port defaults to 80). Returns
 /// the authority used for connecting and the Host header.
 pub fn parse_backend_url(u: &str) -> Result<String, String> {
@@ -366,8 +341,9 @@ mod tests {
         assert_eq!(c.port, Some(3002));
         assert_eq!(c.mtls_mode(), MtlsMode::Required);
         assert_eq!(c.backend_servers.len(), 2);
-        assert_eq!(parse_allowed_ports(&c.waf.allowed_ports).unwrap(), None);
-        assert_eq!(parse_allowed_ips(&c.waf.allowed_ips).unwrap().len(), 4);
+        let allow = crate::allowlist::from_waf(&c.waf).unwrap();
+        assert_eq!(allow.ports, lb_common::userspace::allowlist::Ports::Any);
+        assert_eq!(allow.sources.len(), 4);
         assert!(c
             .listen_addrs()
             .unwrap()
@@ -417,11 +393,52 @@ mod tests {
         assert!(e.contains("parsecs"), "{e}");
     }
 
+    fn dur(v: &str) -> Result<Duration, String> {
+        Config::parse(&format!("{SEED}\ntimeouts:\n  idle: {v}\n"))
+            .map(|c| c.timeouts.idle.0)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The shared grammar, plus bare seconds (YAML numbers or strings) as
+    /// alb's file always took them.
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("x").is_err());
+        assert_eq!(dur("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(dur("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(dur("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(dur("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(dur("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(dur("\"0.25\""), Ok(Duration::from_millis(250)));
+        assert_eq!(dur("7"), Ok(Duration::from_secs(7)));
+        for bad in ["x", "1.5s", "-1", "\"-1s\"", "5x"] {
+            let e = dur(bad).unwrap_err();
+            assert!(
+                e.contains("idle") || e.contains("timeouts"),
+                "{bad}: names the key: {e}"
+            );
+        }
+        assert!(
+            dur("1.5s").unwrap_err().contains("e.g."),
+            "says what to write"
+        );
+    }
+
+    /// Every shared algorithm under its shared name, and the Maglev ones
+    /// refuse two backends at one address.
+    #[test]
+    fn algorithms() {
+        for a in lb_common::userspace::select::Algorithm::ALL {
+            let c = Config::parse(&format!("{SEED}\nalgorithm: {}\n", a.name())).unwrap();
+            assert_eq!(c.algorithm.select(), a);
+        }
+        let dup = SEED.replace("http://localhost:8081", "http://localhost:8080");
+        Config::parse(&dup).expect("round robin does not mind");
+        let e = Config::parse(&format!("{dup}\nalgorithm: maglev\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("backend_servers[1]") && e.contains("localhost:8080"),
+            "{e}"
+        );
     }
 }

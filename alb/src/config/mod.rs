@@ -15,6 +15,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use lb_common::userspace::{duration, select};
+
 /// A configuration problem, always naming the offending key and value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,8 +40,10 @@ pub enum ConfigError {
     },
 }
 
-/// A duration written as `250ms`, `5s`, `2m`, `1h`, or a plain number of
-/// seconds (`5`, `0.5`).
+/// A duration in the shared grammar (`250ms`, `5s`, `1m30s`, `1h`, `1d`),
+/// or a number of seconds (`5`, `0.5`, as a YAML number or a string):
+/// alb's duration keys were bare seconds before the shared grammar
+/// existed, so its file keeps taking them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
@@ -51,32 +55,12 @@ impl<'de> Deserialize<'de> for Dur {
             Num(f64),
             Str(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::Num(n) if n >= 0.0 && n.is_finite() => Ok(Dur(Duration::from_secs_f64(n))),
-            Raw::Num(n) => Err(de::Error::custom(format!("bad duration {n}"))),
-            Raw::Str(s) => parse_duration(&s).map(Dur).map_err(de::Error::custom),
-        }
+        let parsed = match Raw::deserialize(d)? {
+            Raw::Num(n) => duration::seconds(n),
+            Raw::Str(s) => duration::parse_duration_or_seconds(&s),
+        };
+        parsed.map(Dur).map_err(de::Error::custom)
     }
-}
-
-/// Parses `250ms`, `5s`, `2m`, `1h` or bare seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?} (use e.g. 250ms, 5s, 2m)"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `protocol:` of the seed file.
@@ -90,23 +74,27 @@ pub enum Protocol {
     Http,
 }
 
-/// `waf.allowedPorts` entry: a port number or `"*"` (any).
+/// `waf.allowedPorts` entry: a port number or `"*"` (any). Any integer is
+/// taken here so that 0 or 70000 get the allowlist's range message
+/// instead of serde's "did not match any variant".
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
 pub enum PortSpec {
-    Num(u16),
+    Num(i64),
     Str(String),
 }
 
 /// The seed's mini-WAF: source CIDRs (bare IPs mean /32 or /128) and
-/// listener ports. Empty lists allow everything.
+/// listener ports, under the shared allowlist rules (see
+/// `crate::allowlist`). A key left out allows everything; an empty list is
+/// an error, so a list emptied by mistake never opens the door.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Waf {
     #[serde(rename = "allowedIPs", default)]
-    pub allowed_ips: Vec<String>,
+    pub allowed_ips: Option<Vec<String>>,
     #[serde(rename = "allowedPorts", default)]
-    pub allowed_ports: Vec<PortSpec>,
+    pub allowed_ports: Option<Vec<PortSpec>>,
 }
 
 /// Extra certificates for SNI. `server_names` defaults to the DNS SANs of
@@ -148,7 +136,8 @@ pub struct MtlsConfig {
     pub identity_header: Option<String>,
 }
 
-/// Balancing algorithm names.
+/// Balancing algorithm names, as alb's file has always spelled them; each
+/// is one of the shared selection algorithms ([`Algorithm::select`]).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
@@ -159,6 +148,30 @@ pub enum Algorithm {
     IpHash,
     Random,
     P2c,
+    Maglev,
+    MaglevSrc,
+}
+
+impl Algorithm {
+    /// The shared algorithm this name stands for.
+    pub fn select(self) -> select::Algorithm {
+        match self {
+            Algorithm::RoundRobin => select::Algorithm::RoundRobin,
+            Algorithm::WeightedRoundRobin => select::Algorithm::WeightedRoundRobin,
+            Algorithm::LeastConnections => select::Algorithm::LeastConnections,
+            Algorithm::IpHash => select::Algorithm::SourceHash,
+            Algorithm::Random => select::Algorithm::Random,
+            Algorithm::P2c => select::Algorithm::PowerOfTwo,
+            Algorithm::Maglev => select::Algorithm::Maglev,
+            Algorithm::MaglevSrc => select::Algorithm::MaglevSrc,
+        }
+    }
+
+    /// Maglev places each backend by its `host:port`, so two backends of
+    /// one pool must not share it (the table cannot be built).
+    pub fn needs_distinct_addresses(self) -> bool {
+        matches!(self, Algorithm::Maglev | Algorithm::MaglevSrc)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -118,10 +118,11 @@ async fn backend_handle(
     health_ok: &AtomicBool,
     seen: &Mutex<Vec<BTreeMap<String, String>>>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    // The shared health probe's User-Agent (lb-user sends the same).
     let is_check = req
         .headers()
         .get("user-agent")
-        .is_some_and(|u| u == "alb-health-check");
+        .is_some_and(|u| u == "xdplb-health");
     if req.uri().path() == "/healthz" || is_check {
         let st = if health_ok.load(Ordering::Relaxed) {
             200
