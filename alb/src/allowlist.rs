@@ -9,7 +9,6 @@
 //! key out). This module only reads `waf.allowedIPs` / `waf.allowedPorts`
 //! and names the key and index in errors.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipnet::IpNet;
 use lb_common::userspace::allowlist::{parse_ports, parse_sources, PortEntry, Ports, Problem};
@@ -39,28 +38,13 @@ pub fn from_waf(waf: &Waf) -> Result<Allowlist, ConfigError> {
             PortSpec::Num(n) => n.to_string(),
             PortSpec::Str(s) => s.clone(),
         };
-        let mut entries: Vec<PortEntry<'_>> = ports
+        let entries: Vec<PortEntry<'_>> = ports
             .iter()
             .map(|p| match p {
                 PortSpec::Num(n) => PortEntry::Number(*n),
                 PortSpec::Str(s) => PortEntry::Text(s),
             })
             .collect();
-        // The seed file (infra-for-fun's app_loadbalancer_config.yaml, which
-        // alb accepts as-is) writes `[80, 443, "*"]` for "any port". The
-        // shared rules refuse "*" among ports, so that spelling is read as
-        // ["*"] here; every other entry still goes through the shared rules.
-        if entries.len() > 1
-            && entries
-                .iter()
-                .any(|e| matches!(e, PortEntry::Text(t) if t.trim() == "*"))
-        {
-            static WARNED: AtomicBool = AtomicBool::new(false);
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                log::warn!("waf.allowedPorts lists \"*\" among ports; reading it as [\"*\"] (any port), write that instead");
-            }
-            entries = vec![PortEntry::Text("*")];
-        }
         list.ports = parse_ports(&entries).map_err(|p| error("waf.allowedPorts", &p, text))?;
     }
     Ok(list)

@@ -11,8 +11,10 @@
 //! - An empty source list is an error. Allowing everyone is spelled out as
 //!   `0.0.0.0/0` and `::/0` (or by having no allowlist at all), so a list
 //!   emptied by mistake never opens the door.
-//! - Ports are numbers 1..=65535, or `"*"` alone for any port; an empty port
-//!   list is an error for the same reason.
+//! - Ports are numbers 1..=65535; `"*"` in the list means any port (the
+//!   seed's alb file writes `[80, 443, "*"]`); the other entries must still
+//!   be valid ports, so a typo next to the `"*"` is caught. An empty port
+//!   list is an error for the same reason as an empty source list.
 //! - An IPv4 client seen as `::ffff:a.b.c.d` on a dual-stack socket is
 //!   matched against the IPv4 networks.
 
@@ -106,17 +108,13 @@ pub fn parse_ports(list: &[PortEntry<'_>]) -> Result<Ports, Vec<Problem>> {
     if list.is_empty() {
         return Err(vec![Problem::whole("is empty; list ports like [80, 443], or [\"*\"] for any port")]);
     }
-    let star = list.iter().any(|p| matches!(p, PortEntry::Text(t) if t.trim() == "*"));
-    if star {
-        return if list.len() == 1 {
-            Ok(Ports::Any)
-        } else {
-            Err(vec![Problem::whole("mixes \"*\" with other entries; use [\"*\"] alone for any port, or list the ports")])
-        };
-    }
+    let star = |p: &PortEntry<'_>| matches!(p, PortEntry::Text(t) if t.trim() == "*");
     let mut ports = Vec::new();
     let mut problems = Vec::new();
     for (i, p) in list.iter().enumerate() {
+        if star(p) {
+            continue;
+        }
         let n = match p {
             PortEntry::Number(n) => Some(*n),
             PortEntry::Text(t) => t.trim().parse::<i64>().ok(),
@@ -126,12 +124,15 @@ pub fn parse_ports(list: &[PortEntry<'_>]) -> Result<Ports, Vec<Problem>> {
             Some(n) => problems.push(Problem::at(i, format!("{n} is out of range for a port; allowed 1..=65535"))),
             None => problems.push(Problem::at(
                 i,
-                format!("{:?} is not a port; give a number 1..=65535, or [\"*\"] alone for any port", p_text(p)),
+                format!("{:?} is not a port; give a number 1..=65535, or \"*\" for any port", p_text(p)),
             )),
         }
     }
     if !problems.is_empty() {
         return Err(problems);
+    }
+    if list.iter().any(star) {
+        return Ok(Ports::Any);
     }
     ports.sort_unstable();
     ports.dedup();
@@ -223,7 +224,8 @@ mod tests {
         assert_eq!(parse_ports(&[Text("*")]), Ok(Ports::Any));
         assert_eq!(parse_ports(&[Number(443), Text("80"), Number(443)]), Ok(Ports::Only(vec![80, 443])));
         assert!(parse_ports(&[]).unwrap_err()[0].message.contains("is empty"));
-        assert!(parse_ports(&[Text("*"), Number(80)]).unwrap_err()[0].message.contains("mixes"));
+        assert_eq!(parse_ports(&[Number(80), Number(443), Text("*")]), Ok(Ports::Any), "the seed's spelling");
+        assert_eq!(parse_ports(&[Text("*"), Text("htp")]).unwrap_err()[0].index, Some(1), "typos beside \"*\" still count");
         let e = parse_ports(&[Number(0), Number(80), Text("http"), Number(70000)]).unwrap_err();
         assert_eq!(e.iter().map(|p| p.index).collect::<Vec<_>>(), [Some(0), Some(2), Some(3)]);
         assert!(e[1].message.contains("\"http\" is not a port"), "{e:?}");

@@ -251,7 +251,8 @@ fn allowlist_ports() {
     let bad = |ports: &str, needles: &[&str]| {
         err(&format!("{BASE}allowlist: {{ cidrs: [198.18.0.0/24], ports: {ports} }}\n"), needles);
     };
-    bad("[\"*\", 80]", &["allowlist.ports", "mixes \"*\""]);
+    assert_eq!(ok("[\"*\", 80]").unwrap(), AllowedPorts::Any, "\"*\" anywhere means any port");
+    bad("[\"*\", 0]", &["allowlist.ports[1]", "0 is out of range"]);
     bad("[80, 0]", &["allowlist.ports[1]", "0 is out of range", "1..=65535"]);
     bad("[65536]", &["allowlist.ports[0]", "65536"]);
     bad("[http]", &["allowlist.ports[0]", "\"http\" is not a port"]);
