@@ -49,7 +49,7 @@ impl Config {
 
     /// Parses and validates YAML text (paths stay as written).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+        let cfg: Config = yaml_serde::from_str(text).map_err(|e| ConfigError::Parse {
             path: "<config>".into(),
             msg: e.to_string(),
         })?;
