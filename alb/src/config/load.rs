@@ -48,7 +48,7 @@ impl Config {
 
     /// Parses and validates YAML text (paths stay as written).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+        let cfg: Config = yaml_serde::from_str(text).map_err(|e| ConfigError::Parse {
             path: "<config>".into(),
             msg: e.to_string(),
         })?;
@@ -355,6 +355,56 @@ mod tests {
     fn extended_example_parses() {
         let c = Config::parse(include_str!("../../examples/alb.yaml")).unwrap();
         assert!(c.all_pools().len() >= 2);
+    }
+
+    #[test]
+    fn every_example_loads_unchanged() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 2, "examples missing in {}", dir.display());
+    }
+
+    #[test]
+    fn yaml_errors_name_the_file_the_field_path_and_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alb.yaml");
+        let file = path.display().to_string();
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let e = Config::load(&path).unwrap_err().to_string();
+            println!("{e}");
+            e
+        };
+        let e = load(&format!("{SEED}mtls:\n  mode: sometimes\n"));
+        assert_eq!(
+            e,
+            format!("{file}: mtls.mode: unknown variant `sometimes`, expected one of `off`, `optional`, `required` at line 21 column 9")
+        );
+        let e = load(&SEED.replace("  allowedPorts:", "  allowedPort:"));
+        assert!(
+            e.starts_with(&format!("{file}: waf: unknown field `allowedPort`"))
+                && e.ends_with(" at line 16 column 3"),
+            "{e}"
+        );
+        let e = load(&format!("{SEED}limits:\n  max_header_bytes: lots\n"));
+        assert!(
+            e.starts_with(&format!(
+                "{file}: limits.max_header_bytes: invalid type: string \"lots\""
+            )) && e.ends_with(" at line 21 column 21"),
+            "{e}"
+        );
+        let e = load("backend_servers: [http://localhost:8080\n");
+        assert!(
+            e.starts_with(&format!("{file}: ")) && e.contains(" at line 2 column 1"),
+            "{e}"
+        );
     }
 
     #[test]

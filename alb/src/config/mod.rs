@@ -26,7 +26,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// YAML syntax, an unknown key or a wrongly typed value. serde_yaml's
+    /// YAML syntax, an unknown key or a wrongly typed value. yaml_serde's
     /// message carries the key path (`mtls.mode: unknown variant ...`) and
     /// the line.
     #[error("{path}: {msg}")]
@@ -196,7 +196,7 @@ pub struct HealthConfig {
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("defaults")
+        yaml_serde::from_str("{}").expect("defaults")
     }
 }
 
@@ -270,7 +270,7 @@ pub struct PassiveConfig {
 
 impl Default for PassiveConfig {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("defaults")
+        yaml_serde::from_str("{}").expect("defaults")
     }
 }
 
@@ -290,7 +290,7 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("defaults")
+        yaml_serde::from_str("{}").expect("defaults")
     }
 }
 
@@ -315,7 +315,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("defaults")
+        yaml_serde::from_str("{}").expect("defaults")
     }
 }
 
@@ -334,7 +334,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("defaults")
+        yaml_serde::from_str("{}").expect("defaults")
     }
 }
 
@@ -367,7 +367,7 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("defaults")
+        yaml_serde::from_str("{}").expect("defaults")
     }
 }
 
@@ -382,7 +382,7 @@ pub struct ReloadConfig {
 
 impl Default for ReloadConfig {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("defaults")
+        yaml_serde::from_str("{}").expect("defaults")
     }
 }
 

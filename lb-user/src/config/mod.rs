@@ -402,7 +402,7 @@ impl Config {
         let raw: raw::RawConfig = if text.trim().is_empty() {
             raw::RawConfig::default()
         } else {
-            serde_yaml::from_str(text)
+            yaml_serde::from_str(text)
                 .map_err(|e| ConfigError::Syntax { file: source.to_owned(), message: plain_serde_message(&e.to_string()) })?
         };
         validate::validate(raw).map_err(|errors| ConfigError::Invalid { file: source.to_owned(), errors })

@@ -83,6 +83,45 @@ fn from_file_reads_and_names_missing_files() {
 }
 
 #[test]
+fn yaml_errors_name_the_file_the_field_path_and_the_line() {
+    let dir = std::env::temp_dir().join(format!("xdplb-config-yaml-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lb.yaml");
+    let file = path.display().to_string();
+    let load = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let e = Config::from_file(&path).unwrap_err().to_string();
+        println!("{e}");
+        e
+    };
+    // Block style, the bad key on line 8.
+    let e = load("interfaces:\n  - name: eth0\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n      - { address: 198.18.1.11, port: 8080, wieght: 2 }\n");
+    assert!(e.starts_with(&format!("{file}: vips[0].backends[0]: unknown field `wieght`")), "{e}");
+    assert!(e.ends_with(" at line 8 column 45"), "{e}");
+    // A wrongly typed value on line 6.
+    let e = load("interfaces:\n  - name: eth0\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: http\n    backends: []\n");
+    assert_eq!(e, format!("{file}: vips[0].port: invalid type: string \"http\", expected an integer at line 6 column 11"));
+    // Not YAML at all: the line where the parser gave up.
+    let e = load("interfaces: [{ name: eth0 }]\nvips: [\n");
+    assert!(e.starts_with(&format!("{file}: ")) && e.contains("at line 3 column 1"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_example_config_loads_unchanged() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 1, "no example config in {}", docs.display());
+}
+
+#[test]
 fn defaults_are_applied() {
     let c = parse(BASE).unwrap();
     assert_eq!(c.attach_mode, AttachMode::Auto);
