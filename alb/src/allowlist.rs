@@ -9,7 +9,6 @@
 //! key out). This module only reads `waf.allowedIPs` / `waf.allowedPorts`
 //! and names the key and index in errors.
 
-
 use ipnet::IpNet;
 use lb_common::userspace::allowlist::{parse_ports, parse_sources, PortEntry, Ports, Problem};
 
