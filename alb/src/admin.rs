@@ -167,7 +167,7 @@ fn add_backend(st: &State, body: &Bytes) -> Response<ProxyBody> {
     let j = backend_json(&b);
     v.push(Arc::new(b));
     drop(v);
-    crate::health::sync(st);
+    st.sync_health();
     // Note: added backends live until the next reload, which rebuilds
     // pools from the file.
     json_response(
@@ -201,7 +201,7 @@ fn remove_backend(st: &Arc<State>, id: &str) -> Response<ProxyBody> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             p.backends.write().unwrap().retain(|x| !Arc::ptr_eq(x, &b));
-            crate::health::sync(&st2);
+            st2.sync_health();
             let _ = st2
                 .metrics
                 .backend_healthy

@@ -15,11 +15,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lb_common::userspace::health::{HealthMap, HttpProbe, Scheduler, Target};
-use tokio::sync::watch;
+use lb_common::userspace::health::{HealthMap, HttpProbe, Target};
 
 use crate::pool::Pool;
-use crate::state::State;
 
 /// The scheduler's key for a backend.
 pub fn key(pool: &str, backend: &str) -> String {
@@ -74,56 +72,6 @@ pub fn apply(pools: &[Arc<Pool>], map: &HealthMap) {
         for b in p.snapshot() {
             let up = map.get(&key(&p.name, &b.id)).copied().unwrap_or(true);
             b.set_healthy(up);
-        }
-    }
-}
-
-/// Makes the scheduler check the current pools and applies the state at
-/// once, so a backend object that a reload replaced (same id, new weight)
-/// takes over its predecessor's state before the next check. Without a
-/// tokio runtime (`alb --check`) there is nothing to run checks on, and
-/// nothing is started.
-pub fn sync(st: &State) {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return;
-    }
-    let pools = st.pools();
-    let mut scheduler = st.health.lock().unwrap();
-    scheduler.sync(targets(&pools));
-    apply(&pools, &scheduler.state());
-}
-
-/// Follows the scheduler's state into the backends, and refreshes the
-/// gauges every 100 ms (ejections end by time, not by an event). Stops
-/// every check on shutdown.
-pub async fn run(st: Arc<State>, mut shutdown: watch::Receiver<bool>) {
-    let mut states = st.health.lock().unwrap().subscribe();
-    // A check may have changed a state between the first sync and now.
-    apply(&st.pools(), &states.borrow_and_update().clone());
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            r = states.changed() => {
-                if r.is_err() {
-                    return;
-                }
-                let map = states.borrow_and_update().clone();
-                apply(&st.pools(), &map);
-            }
-            _ = tick.tick() => {
-                for p in st.pools().iter() {
-                    for b in p.snapshot() {
-                        st.metrics
-                            .backend_healthy
-                            .with_label_values(&[&p.name, &b.id])
-                            .set(i64::from(b.available()));
-                    }
-                }
-            }
-            _ = shutdown.changed() => {
-                *st.health.lock().unwrap() = Scheduler::new();
-                return;
-            }
         }
     }
 }

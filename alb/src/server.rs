@@ -145,7 +145,7 @@ pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<
     } else {
         None
     };
-    tokio::spawn(crate::health::run(st.clone(), shutdown_rx.clone()));
+    tokio::spawn(st.clone().follow_health(shutdown_rx.clone()));
     let reload_lock = Arc::new(Mutex::new(()));
     if let Some(p) = &config_path {
         tokio::spawn(watch_files(

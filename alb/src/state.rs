@@ -3,12 +3,15 @@
 //! settings under a request in progress.
 
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use lb_common::userspace::health::Scheduler;
 use rustls::ServerConfig;
+use tokio::sync::watch;
 
 use crate::allowlist::Allowlist;
 use crate::config::Config;
+use crate::health;
 use crate::limits::{RateLimiter, RetryBudget};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
@@ -66,12 +69,12 @@ impl State {
         }
         // A backend object replaced by the reload (same id, new weight)
         // takes its predecessor's health state before it gets traffic.
-        crate::health::apply(&pools, &self.health.lock().unwrap().state());
+        health::apply(&pools, &self.health.lock().unwrap().state());
         let old = self.cfg();
         *self.tls.write().unwrap() = tls;
         *self.allowlist.write().unwrap() = Arc::new(allow);
         *self.pools.write().unwrap() = Arc::new(pools);
-        crate::health::sync(self);
+        self.sync_health();
         if old.limits.rate_limit_rps != cfg.limits.rate_limit_rps
             || old.limits.rate_limit_burst != cfg.limits.rate_limit_burst
         {
@@ -108,5 +111,57 @@ impl State {
         };
         st.apply(cfg)?;
         Ok(Arc::new(st))
+    }
+}
+
+impl State {
+    /// Makes the scheduler check the current pools and applies the state at
+    /// once, so a backend object that a reload replaced (same id, new weight)
+    /// takes over its predecessor's state before the next check. Without a
+    /// tokio runtime (`alb --check`) there is nothing to run checks on, and
+    /// nothing is started.
+    pub fn sync_health(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let pools = self.pools();
+        let mut scheduler = self.health.lock().unwrap();
+        scheduler.sync(health::targets(&pools));
+        health::apply(&pools, &scheduler.state());
+    }
+
+    /// Follows the scheduler's state into the backends, and refreshes the
+    /// gauges every 100 ms (ejections end by time, not by an event). Stops
+    /// every check on shutdown.
+    pub async fn follow_health(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut states = self.health.lock().unwrap().subscribe();
+        // A check may have changed a state between the first sync and now.
+        health::apply(&self.pools(), &states.borrow_and_update().clone());
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                r = states.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    let map = states.borrow_and_update().clone();
+                    health::apply(&self.pools(), &map);
+                }
+                _ = tick.tick() => {
+                    for p in self.pools().iter() {
+                        for b in p.snapshot() {
+                            self.metrics
+                                .backend_healthy
+                                .with_label_values(&[&p.name, &b.id])
+                                .set(i64::from(b.available()));
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    *self.health.lock().unwrap() = Scheduler::new();
+                    return;
+                }
+            }
+        }
     }
 }

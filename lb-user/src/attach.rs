@@ -24,23 +24,14 @@ use crate::{
     program::{self, LoadOptions},
 };
 
-/// How to attach: let the kernel pick (native when the driver supports it,
-/// generic otherwise), force the driver's native mode, or force generic/skb mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttachMode {
-    #[default]
-    Auto,
-    Native,
-    Skb,
-}
+pub use crate::config::AttachMode;
 
-impl AttachMode {
-    fn xdp_mode(self) -> XdpMode {
-        match self {
-            AttachMode::Auto => XdpMode::Default,
-            AttachMode::Native => XdpMode::Driver,
-            AttachMode::Skb => XdpMode::Skb,
-        }
+/// The aya mode for `mode`.
+fn xdp_mode(mode: AttachMode) -> XdpMode {
+    match mode {
+        AttachMode::Auto => XdpMode::Default,
+        AttachMode::Native => XdpMode::Driver,
+        AttachMode::Skb => XdpMode::Skb,
     }
 }
 
@@ -228,7 +219,7 @@ impl Attachment {
             let link = XdpLink::try_from(FdLink::from(pinned)).context("pinned link is not an XDP link")?;
             program.attach_to_link(link).with_context(|| format!("replacing the program on {iface}"))?
         } else {
-            let id = program.attach_to_if_index(index, mode.xdp_mode()).map_err(|err| attach_error(iface, mode, err))?;
+            let id = program.attach_to_if_index(index, xdp_mode(mode)).map_err(|err| attach_error(iface, mode, err))?;
             let link = FdLink::try_from(program.take_link(id)?)
                 .with_context(|| format!("{iface}: the kernel attached XDP without a BPF link; cannot pin it"))?;
             std::fs::create_dir_all(bpffs::pin_dir(iface))?;

@@ -12,7 +12,6 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use crate::attach::AttachMode;
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -55,6 +54,16 @@ pub mod limits {
 }
 
 /// A validated configuration.
+/// How to attach: let the kernel pick (native when the driver supports it,
+/// generic otherwise), force the driver's native mode, or force generic/skb mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    #[default]
+    Auto,
+    Native,
+    Skb,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Interfaces to attach to, at least one, names unique.
