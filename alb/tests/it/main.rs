@@ -1,0 +1,7 @@
+//! alb's integration tests as one test binary (one link, one run), one
+//! module per concern; `common` holds the fixtures they share.
+
+mod balancing;
+mod common;
+mod limits_reload;
+mod tls_mtls;
