@@ -13,7 +13,6 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
 
 use lb_common::userspace::health::{HealthMap, HttpProbe, Target};
 
@@ -108,7 +107,7 @@ mod tests {
         assert_eq!(t[1].addr, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(
             (t[1].interval, t[1].timeout),
-            (Duration::from_secs(90), Duration::from_secs(2))
+            (std::time::Duration::from_secs(90), std::time::Duration::from_secs(2))
         );
         assert_eq!((t[1].rise, t[1].fall), (4, 5));
         let d = t[1].probe.describe();

@@ -1,6 +1,7 @@
 //! Test infrastructure shared by the integration tests, `cargo xtask` and the
 //! benchmarks: the network-namespace lab, running code inside a namespace, a
-//! tiny HTTP client, locating workspace binaries, and the privileged-test gate.
+//! tiny HTTP client, locating workspace binaries, the privileged-test gate,
+//! the one mock backend and (feature `testrun`) the BPF_PROG_TEST_RUN harness.
 
 pub mod backend;
 pub mod http;
@@ -12,4 +13,6 @@ pub mod pins;
 pub mod netns;
 pub mod privileged;
 pub mod sys;
+#[cfg(feature = "testrun")]
+pub mod testrun;
 pub mod workspace;

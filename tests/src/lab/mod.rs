@@ -108,22 +108,22 @@ impl Lab {
 
     /// The lb's interface facing the client (where the XDP program attaches).
     pub fn lb_client_iface(&self) -> String {
-        format!("{}-lc", self.name)
+        lb_client_iface(&self.name)
     }
 
     /// The lb's interface facing the backend segment.
     pub fn lb_backend_iface(&self) -> String {
-        format!("{}-lb", self.name)
+        lb_backend_iface(&self.name)
     }
 
     /// The client's only interface.
     pub fn client_iface(&self) -> String {
-        format!("{}-c", self.name)
+        client_iface(&self.name)
     }
 
     /// Interface of backend `i`.
     pub fn backend_iface(&self, i: u8) -> String {
-        format!("{}-b{i}", self.name)
+        backend_iface(&self.name, i)
     }
 
     /// Backend names as they answer HTTP requests: `be1`, `be2`, ….
@@ -139,21 +139,12 @@ impl Lab {
 
     /// MAC address of `iface` in `host`'s namespace, as 6 bytes.
     pub fn mac(&self, host: Host, iface: &str) -> Result<[u8; 6]> {
-        let text = build::mac(&self.ns(host), iface)?;
-        let mut out = [0u8; 6];
-        let parts: Vec<&str> = text.split(':').collect();
-        if parts.len() != 6 {
-            bail!("bad MAC {text:?} for {iface}");
-        }
-        for (o, p) in out.iter_mut().zip(parts) {
-            *o = u8::from_str_radix(p, 16).with_context(|| format!("bad MAC {text:?}"))?;
-        }
-        Ok(out)
+        mac(&self.ns(host), iface)
     }
 
     /// Interface index of `iface` in `host`'s namespace.
     pub fn ifindex(&self, host: Host, iface: &str) -> Result<u32> {
-        build::ifindex(&self.ns(host), iface)
+        ifindex(&self.ns(host), iface)
     }
 
     /// Keeps the lab up after this value is dropped (for `cargo xtask lab up`).
@@ -376,6 +367,49 @@ impl Drop for Lab {
 }
 
 /// Namespace name of `host` in lab `lab`.
+// The names and lookups below work from a lab's name alone, for code that
+// did not create the lab (`bench-xdp-cost` runs in a lab `cargo xtask bench`
+// made); the `Lab` methods of the same names use them.
+
+/// The lb's interface facing the client in lab `lab`.
+pub fn lb_client_iface(lab: &str) -> String {
+    format!("{lab}-lc")
+}
+
+/// The lb's interface facing the backend segment in lab `lab`.
+pub fn lb_backend_iface(lab: &str) -> String {
+    format!("{lab}-lb")
+}
+
+/// The client's only interface in lab `lab`.
+pub fn client_iface(lab: &str) -> String {
+    format!("{lab}-c")
+}
+
+/// Interface of backend `i` in lab `lab`.
+pub fn backend_iface(lab: &str, i: u8) -> String {
+    format!("{lab}-b{i}")
+}
+
+/// MAC address of `iface` in namespace `ns`, as 6 bytes.
+pub fn mac(ns: &str, iface: &str) -> Result<[u8; 6]> {
+    let text = build::mac(ns, iface)?;
+    let mut out = [0u8; 6];
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 {
+        bail!("bad MAC {text:?} for {iface}");
+    }
+    for (o, p) in out.iter_mut().zip(parts) {
+        *o = u8::from_str_radix(p, 16).with_context(|| format!("bad MAC {text:?}"))?;
+    }
+    Ok(out)
+}
+
+/// Interface index of `iface` in namespace `ns`.
+pub fn ifindex(ns: &str, iface: &str) -> Result<u32> {
+    build::ifindex(ns, iface)
+}
+
 pub fn ns_name(lab: &str, host: Host) -> String {
     match host {
         Host::Client => format!("{lab}-client"),

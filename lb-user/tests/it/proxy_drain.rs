@@ -1,15 +1,13 @@
 //! `lb-user proxy` graceful shutdown: stop accepting, let open connections
 //! finish for drain_timeout, then close the rest.
 
-mod proxy_support;
-
 use std::time::{Duration, Instant};
 
-use proxy_support::*;
+use crate::proxy_support::*;
 
 #[tokio::test]
 async fn open_connections_work_during_the_drain_and_are_closed_after_it() {
-    let b = TestBackend::start("b0");
+    let b = greeter("b0");
     let (l, port) = reserve();
     let yaml = config_yaml(
         &[VipSpec { name: "web", port, algorithm: "maglev", backends: &[&b], health_check: "" }],
@@ -36,7 +34,7 @@ async fn open_connections_work_during_the_drain_and_are_closed_after_it() {
 
 #[tokio::test]
 async fn the_drain_ends_when_the_last_connection_closes() {
-    let b = TestBackend::start("b0");
+    let b = greeter("b0");
     let (l, port) = reserve();
     let yaml = config_yaml(
         &[VipSpec { name: "web", port, algorithm: "maglev", backends: &[&b], health_check: "" }],
@@ -55,7 +53,7 @@ async fn the_drain_ends_when_the_last_connection_closes() {
 
 #[tokio::test]
 async fn an_idle_proxy_stops_at_once() {
-    let b = TestBackend::start("b0");
+    let b = greeter("b0");
     let (l, port) = reserve();
     let yaml = config_yaml(&[VipSpec { name: "web", port, algorithm: "maglev", backends: &[&b], health_check: "" }], "");
     let mut p = start(&yaml, vec![("web", l)], None).await;

@@ -1,11 +1,9 @@
 //! `lb-user proxy` admission: allowlist, per-client-IP concurrent and rate
 //! limits, no backend / connect failures; each refusal counted by reason.
 
-mod proxy_support;
-
 use std::time::{Duration, Instant};
 
-use proxy_support::*;
+use crate::proxy_support::*;
 
 fn rejected(p: &Running, vip: &str, reason: &str) -> f64 {
     metric(&p.metrics(), "xdplb_proxy_rejected_total", &[("vip", vip), ("reason", reason)]).unwrap()
@@ -13,7 +11,7 @@ fn rejected(p: &Running, vip: &str, reason: &str) -> f64 {
 
 #[tokio::test]
 async fn allowlist_checks_source_and_vip_port() {
-    let b = TestBackend::start("b0");
+    let b = greeter("b0");
     let (l1, p1) = reserve();
     let (l2, p2) = reserve();
     let yaml = config_yaml(
@@ -38,7 +36,7 @@ async fn allowlist_checks_source_and_vip_port() {
 
 #[tokio::test]
 async fn per_ip_concurrent_and_rate_limits() {
-    let b = TestBackend::start("b0");
+    let b = greeter("b0");
     let (l, port) = reserve();
     let yaml = config_yaml(
         &[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b], health_check: "" }],
@@ -79,7 +77,7 @@ async fn per_ip_concurrent_and_rate_limits() {
 
 #[tokio::test]
 async fn no_backend_and_connect_failures_are_refused_and_counted() {
-    let mut dead = TestBackend::start("dead");
+    let dead = greeter("dead");
     dead.stop();
     let (l1, p1) = reserve();
     let (l2, p2) = reserve();

@@ -1,27 +1,21 @@
 //! Shared test fixtures: loopback backends, certificates, alb instances
 //! (in-process or the real binary), curl and a rustls client.
-#![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
+pub use xdplb_tests::backend::{Backend, Reply};
 
 pub struct Certs {
     pub _dir: tempfile::TempDir,
@@ -40,178 +34,16 @@ pub fn certs() -> Certs {
     Certs { _dir: dir, demo }
 }
 
-/// A loopback HTTP/1.1 backend that answers with JSON describing the
-/// request it saw. Paths: `/healthz` (status from `health_status`),
-/// `/slow` (waits 400 ms), `/ws` (101 + minimal WebSocket echo),
-/// `/drop` (reads the request, then closes without answering).
-pub struct TestBackend {
-    pub name: String,
-    pub addr: SocketAddr,
-    pub hits: Arc<AtomicUsize>,
-    pub posts: Arc<AtomicUsize>,
-    pub health_ok: Arc<AtomicBool>,
-    pub seen: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
-    task: JoinHandle<()>,
+/// A loopback backend (the workspace's one mock backend,
+/// `xdplb_tests::backend`) that answers with JSON describing the request it
+/// saw and counts hits, POSTs and headers.
+pub async fn backend(name: &str) -> Backend {
+    Backend::builder(name).reply(Reply::Json).start().unwrap()
 }
 
-impl TestBackend {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-    /// Stops accepting and drops every open connection (a crash).
-    pub fn kill(&self) {
-        self.task.abort();
-    }
-}
-
-pub async fn backend(name: &str) -> TestBackend {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let posts = Arc::new(AtomicUsize::new(0));
-    let health_ok = Arc::new(AtomicBool::new(true));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (n, h, p, ho, s) = (
-        name.to_string(),
-        hits.clone(),
-        posts.clone(),
-        health_ok.clone(),
-        seen.clone(),
-    );
-    let task = tokio::spawn(async move {
-        // Connections live in the JoinSet, so aborting this task drops them.
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                continue;
-            };
-            let (n, h, p, ho, s) = (n.clone(), h.clone(), p.clone(), ho.clone(), s.clone());
-            conns.spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let (n, h, p, ho, s) = (n.clone(), h.clone(), p.clone(), ho.clone(), s.clone());
-                    async move { backend_handle(req, &n, &h, &p, &ho, &s).await }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .with_upgrades()
-                    .await;
-            });
-            while conns.try_join_next().is_some() {}
-        }
-    });
-    TestBackend {
-        name: name.into(),
-        addr,
-        hits,
-        posts,
-        health_ok,
-        seen,
-        task,
-    }
-}
-
-async fn backend_handle(
-    mut req: Request<Incoming>,
-    name: &str,
-    hits: &AtomicUsize,
-    posts: &AtomicUsize,
-    health_ok: &AtomicBool,
-    seen: &Mutex<Vec<BTreeMap<String, String>>>,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    // The shared health probe's User-Agent (lb-user sends the same).
-    let is_check = req
-        .headers()
-        .get("user-agent")
-        .is_some_and(|u| u == "xdplb-health");
-    if req.uri().path() == "/healthz" || is_check {
-        let st = if health_ok.load(Ordering::Relaxed) {
-            200
-        } else {
-            500
-        };
-        return Ok(Response::builder()
-            .status(st)
-            .body(Full::new(Bytes::from("hc")))
-            .unwrap());
-    }
-    hits.fetch_add(1, Ordering::Relaxed);
-    if req.method() == hyper::Method::POST {
-        posts.fetch_add(1, Ordering::Relaxed);
-    }
-    let headers: BTreeMap<String, String> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                v.to_str().unwrap_or("?").to_string(),
-            )
-        })
-        .collect();
-    seen.lock().unwrap().push(headers.clone());
-    match req.uri().path() {
-        "/slow" => tokio::time::sleep(Duration::from_millis(400)).await,
-        "/drop" if name.starts_with("dropper") => {
-            let _ = req.body_mut().collect().await;
-            return Err(std::io::Error::other("dropping the connection on purpose"));
-        }
-        "/ws" => {
-            let up = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                if let Ok(u) = up.await {
-                    ws_echo(TokioIo::new(u)).await;
-                }
-            });
-            return Ok(Response::builder()
-                .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header("upgrade", "websocket")
-                .header("connection", "upgrade")
-                .header("sec-websocket-accept", "test-not-checked")
-                .body(Full::new(Bytes::new()))
-                .unwrap());
-        }
-        _ => {}
-    }
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().len())
-        .unwrap_or(0);
-    let j = serde_json::json!({"backend": name, "headers": headers, "body_len": body});
-    Ok(Response::builder()
-        .header("x-backend", name)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(j.to_string())))
-        .unwrap())
-}
-
-/// Minimal RFC 6455 echo: reads masked client frames (payload < 126
-/// bytes) and sends each payload back unmasked with the same opcode.
-async fn ws_echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
-    loop {
-        let mut h = [0u8; 2];
-        if s.read_exact(&mut h).await.is_err() {
-            return;
-        }
-        let len = (h[1] & 0x7f) as usize;
-        let mut mask = [0u8; 4];
-        let mut payload = vec![0u8; len];
-        if len >= 126
-            || s.read_exact(&mut mask).await.is_err()
-            || s.read_exact(&mut payload).await.is_err()
-        {
-            return;
-        }
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b ^= mask[i % 4];
-        }
-        let mut out = vec![h[0], len as u8];
-        out.extend_from_slice(&payload);
-        if s.write_all(&out).await.is_err() || h[0] & 0x0f == 0x8 {
-            return;
-        }
-    }
+/// The same, but `/drop` reads the request and hangs up without an answer.
+pub async fn dropper(name: &str) -> Backend {
+    Backend::builder(name).reply(Reply::Json).drops_requests().start().unwrap()
 }
 
 /// Fills `{ca}`, `{cert}`, `{key}`, `{crl}` with demo paths.
@@ -224,7 +56,7 @@ pub fn fill(template: &str, c: &Certs) -> String {
         .replace("{crl}", &f.crl.display().to_string())
 }
 
-pub fn backends_yaml(bs: &[&TestBackend]) -> String {
+pub fn backends_yaml(bs: &[&Backend]) -> String {
     bs.iter().map(|b| format!("  - {}\n", b.url())).collect()
 }
 
@@ -308,7 +140,6 @@ impl Drop for AlbProcess {
 
 pub struct CurlOut {
     pub ok: bool,
-    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -323,7 +154,6 @@ pub async fn curl(args: Vec<String>) -> CurlOut {
             .expect("curl");
         CurlOut {
             ok: o.status.success(),
-            code: o.status.code(),
             stdout: String::from_utf8_lossy(&o.stdout).into(),
             stderr: String::from_utf8_lossy(&o.stderr).into(),
         }
@@ -456,4 +286,3 @@ pub fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-pub fn _unused(_: PathBuf) {}

@@ -2,7 +2,6 @@
 //! name and then echo, clients bound to chosen 127.0.0.0/8 sources, config
 //! YAML with the ports bound here, and metric lookups. Everything runs on
 //! 127.0.0.0/8 with ephemeral ports; no root needed.
-#![allow(dead_code)]
 
 use std::{
     collections::HashMap,
@@ -10,78 +9,25 @@ use std::{
     time::Duration,
 };
 
+pub use xdplb_tests::backend::{Backend, Reply};
 use lb_user::{
     config::Config,
     proxy::{Proxy, ProxyHandle, ProxyOptions},
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{TcpSocket, TcpStream},
     sync::oneshot,
-    task::JoinHandle,
 };
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A backend on 127.0.0.1: greets every connection with `"{name}\n"`, then
-/// echoes until EOF. Stopping it closes the listener (new connects are
-/// refused); open connections carry on.
-pub struct TestBackend {
-    pub name: String,
-    pub addr: SocketAddr,
-    task: Option<JoinHandle<()>>,
-}
-
-impl TestBackend {
-    pub fn start(name: &str) -> TestBackend {
-        Self::start_on(name, 0)
-    }
-
-    /// On a given port (0 = ephemeral), with SO_REUSEADDR so a stopped
-    /// backend can come back on its port.
-    pub fn start_on(name: &str, port: u16) -> TestBackend {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
-        let listener = socket.listen(256).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let greeting = format!("{name}\n");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else { return };
-                let greeting = greeting.clone();
-                tokio::spawn(async move {
-                    if s.write_all(greeting.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        TestBackend { name: name.to_owned(), addr, task: Some(task) }
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        *self = TestBackend::start_on(&self.name, self.addr.port());
-    }
-}
-
-impl Drop for TestBackend {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A backend on 127.0.0.1 (the workspace's one mock backend,
+/// `xdplb_tests::backend`): greets every connection with `"{name}\n"`, then
+/// echoes until EOF. `stop()` closes the listener (new connects are refused;
+/// open connections carry on); `restart()` listens on the same port again.
+pub fn greeter(name: &str) -> Backend {
+    Backend::builder(name).reply(Reply::GreetEcho).start().unwrap()
 }
 
 /// A listener for a VIP on 127.0.0.1 with an ephemeral port.
@@ -96,7 +42,7 @@ pub struct VipSpec<'a> {
     pub name: &'a str,
     pub port: u16,
     pub algorithm: &'a str,
-    pub backends: &'a [&'a TestBackend],
+    pub backends: &'a [&'a Backend],
     /// Raw YAML for `health_check`, or "" for none.
     pub health_check: &'a str,
 }

@@ -1,17 +1,15 @@
 //! Issue tests 1–3 against the real `alb` binary and curl: the seed's
 //! config file, the mTLS rejection matrix, HTTP/2 + HTTP/1.1, WebSocket.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The seed's file with only its paths, ports and backends changed (and
 /// the admin API moved to an ephemeral port so parallel tests don't clash).
-fn seed_config(c: &Certs, bs: &[&TestBackend], extra: &str) -> String {
-    let seed = include_str!("../examples/seed-config.yaml");
+fn seed_config(c: &Certs, bs: &[&Backend], extra: &str) -> String {
+    let seed = include_str!("../../examples/seed-config.yaml");
     let mut y = seed
         .replace("host: localhost:3002", "host: 127.0.0.1:0")
         .replace("port: 3002", "port: 0")

@@ -3,16 +3,14 @@
 //! the admin API and metrics. Plain HTTP listeners keep these fast; TLS is
 //! covered in tls_mtls.rs.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hyper::StatusCode;
 
-fn http_config(bs: &[&TestBackend], extra: &str) -> String {
+fn http_config(bs: &[&Backend], extra: &str) -> String {
     format!(
         "protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{listen: \"127.0.0.1:0\"}}\nhealth: {{enabled: false}}\nbackend_servers:\n{}{extra}",
         backends_yaml(bs)
@@ -156,7 +154,7 @@ async fn killed_backend_is_ejected_and_no_get_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_never_retried_after_send_but_get_is() {
-    let (good, dropper) = (backend("good").await, backend("dropper").await);
+    let (good, dropper) = (backend("good").await, dropper("dropper").await);
     let dir = tmp();
     // passive off so the dropper stays in rotation for the whole test.
     let y = http_config(&[&dropper, &good], "passive_health: {enabled: false}\n");

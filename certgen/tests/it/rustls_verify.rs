@@ -1,10 +1,8 @@
 //! Certificates certgen issues are judged by rustls' webpki verifiers (ring
 //! provider) exactly as alb will judge them.
 
-mod common;
-
 use certgen::{demo, Ca, CaOptions, ClientOptions, DemoOptions, KeyType, ServerOptions};
-use common::*;
+use crate::tls_support::*;
 use rustls::CertificateError;
 
 fn demo_set() -> (tempfile::TempDir, certgen::Demo) {

@@ -2,20 +2,18 @@
 //! computes it, maglev_src affinity, round robin), health-driven failover and
 //! recovery, UDP sessions, the metrics endpoint.
 
-mod proxy_support;
-
 use std::{
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
+use crate::proxy_support::*;
 use lb_common::userspace::select::Flow;
 use lb_user::{config::Config, proxy::balancer::build_selection};
-use proxy_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn backends(n: usize) -> Vec<TestBackend> {
-    (0..n).map(|i| TestBackend::start(&format!("b{i}"))).collect()
+fn backends(n: usize) -> Vec<Backend> {
+    (0..n).map(|i| greeter(&format!("b{i}"))).collect()
 }
 
 #[tokio::test]
@@ -111,7 +109,7 @@ async fn a_stopped_backend_is_avoided_and_comes_back() {
     assert!(metric(&m, "xdplb_proxy_backend_connect_errors_total", &[("vip", "web"), ("backend", &b1)]).is_some());
     assert_eq!(metric(&m, "xdplb_proxy_rejected_total", &[("vip", "web"), ("reason", "connect_failed")]), Some(0.0));
 
-    bs[1].restart();
+    bs[1].restart().unwrap();
     let back = Instant::now();
     let limit = rise * interval + interval + Duration::from_millis(200);
     let mut got_b1 = false;

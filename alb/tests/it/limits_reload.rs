@@ -2,17 +2,15 @@
 //! rate limit; certificate reload with an open connection, a refused bad
 //! reload, graceful shutdown.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn tls_config(c: &Certs, bs: &[&TestBackend], extra: &str) -> String {
+fn tls_config(c: &Certs, bs: &[&Backend], extra: &str) -> String {
     fill(
         &format!(
             "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\nadmin: {{enabled: false}}\n\

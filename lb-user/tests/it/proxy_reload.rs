@@ -3,8 +3,6 @@
 //! old config stays), health state carried over; triggered in-process, by a
 //! change of the config file, and by SIGHUP to the binary.
 
-mod proxy_support;
-
 use std::{
     collections::{HashMap, HashSet},
     io::{BufRead, BufReader as StdBufReader},
@@ -14,11 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::proxy_support::*;
 use lb_user::{
     config::Config,
     proxy::{Proxy, ProxyOptions},
 };
-use proxy_support::*;
 
 fn parse(yaml: &str) -> Config {
     Config::parse(yaml, "new.yaml").unwrap_or_else(|e| panic!("{e}\n{yaml}"))
@@ -70,7 +68,7 @@ impl Drop for TempFile {
 
 #[tokio::test]
 async fn an_added_backend_gets_new_connections() {
-    let (b0, b1) = (TestBackend::start("b0"), TestBackend::start("b1"));
+    let (b0, b1) = (greeter("b0"), greeter("b1"));
     let (l, port) = reserve();
     let yaml1 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0], health_check: "" }], "");
     let yaml2 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0, &b1], health_check: "" }], "");
@@ -95,7 +93,7 @@ async fn an_added_backend_gets_new_connections() {
 
 #[tokio::test]
 async fn a_removed_backend_gets_no_new_connections_and_its_open_one_keeps_working() {
-    let (b0, b1) = (TestBackend::start("b0"), TestBackend::start("b1"));
+    let (b0, b1) = (greeter("b0"), greeter("b1"));
     let (l, port) = reserve();
     let yaml1 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0, &b1], health_check: "" }], "");
     let yaml2 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0], health_check: "" }], "");
@@ -125,7 +123,7 @@ async fn a_removed_backend_gets_no_new_connections_and_its_open_one_keeps_workin
 
 #[tokio::test]
 async fn a_broken_or_unappliable_config_is_refused_and_the_old_one_stays() {
-    let (b0, b1) = (TestBackend::start("b0"), TestBackend::start("b1"));
+    let (b0, b1) = (greeter("b0"), greeter("b1"));
     let (l, port) = reserve();
     let yaml = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0], health_check: "" }], "");
     let file = TempFile::new("broken", &yaml);
@@ -193,7 +191,7 @@ async fn a_broken_or_unappliable_config_is_refused_and_the_old_one_stays() {
 
 #[tokio::test]
 async fn allowlist_and_limit_changes_apply_to_new_connections() {
-    let b0 = TestBackend::start("b0");
+    let b0 = greeter("b0");
     let (l, port) = reserve();
     let vips = [VipSpec { name: "web", port, algorithm: "maglev", backends: &[&b0], health_check: "" }];
     let yaml1 = config_yaml(&vips, "allowlist: { cidrs: [127.0.0.1/32] }\nproxy: { max_conns_per_ip: 1 }\n");
@@ -222,7 +220,7 @@ async fn allowlist_and_limit_changes_apply_to_new_connections() {
 
 #[tokio::test]
 async fn vips_are_added_moved_and_removed() {
-    let (b0, b1) = (TestBackend::start("b0"), TestBackend::start("b1"));
+    let (b0, b1) = (greeter("b0"), greeter("b1"));
     let (l, port) = reserve();
     let yaml1 = config_yaml(&[VipSpec { name: "old", port, algorithm: "maglev", backends: &[&b0], health_check: "" }], "");
     let mut p = start(&yaml1, vec![("old", l)], None).await;
@@ -261,7 +259,7 @@ async fn vips_are_added_moved_and_removed() {
 
 #[tokio::test]
 async fn a_down_backend_stays_down_across_a_reload() {
-    let mut bs: Vec<_> = (0..3).map(|i| TestBackend::start(&format!("b{i}"))).collect();
+    let mut bs: Vec<_> = (0..3).map(|i| greeter(&format!("b{i}"))).collect();
     bs[1].stop();
     let (l, port) = reserve();
     let check = "{ type: tcp, interval: 100ms, timeout: 50ms, rise: 1, fall: 1 }";
@@ -279,7 +277,7 @@ async fn a_down_backend_stays_down_across_a_reload() {
     let seen = answers("127.0.0.1", p.vip("web"), 6).await;
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ["b0".to_owned(), "b2".to_owned()].into());
     // The restarted checks still work: b1 comes back.
-    bs[1].restart();
+    bs[1].restart().unwrap();
     tokio::time::timeout(Duration::from_secs(2), health.wait_for(|s| s.is_up(0, 1))).await.unwrap().unwrap();
     p.stop();
     p.handle.wait().await.unwrap();
@@ -287,7 +285,7 @@ async fn a_down_backend_stays_down_across_a_reload() {
 
 #[tokio::test]
 async fn a_changed_file_is_reloaded() {
-    let (b0, b1) = (TestBackend::start("b0"), TestBackend::start("b1"));
+    let (b0, b1) = (greeter("b0"), greeter("b1"));
     let (l, port) = reserve();
     let yaml1 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0], health_check: "" }], "");
     let file = TempFile::new("watch", &yaml1);
@@ -332,7 +330,7 @@ async fn a_changed_file_is_reloaded() {
 /// The binary: SIGHUP re-reads the file; the outcome is one log line.
 #[tokio::test]
 async fn sighup_reloads_the_binary() {
-    let (b0, b1) = (TestBackend::start("b0"), TestBackend::start("b1"));
+    let (b0, b1) = (greeter("b0"), greeter("b1"));
     let port = free_port();
     let yaml1 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0], health_check: "" }], "");
     let file = TempFile::new("sighup", &yaml1);

@@ -1,7 +1,6 @@
 //! Shared helpers: rustls' webpki verifiers (ring provider, explicitly) and
 //! an in-memory TLS handshake, so tests prove certificates *and* keys work
 //! with the stack alb uses.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::Read;
 use std::sync::Arc;

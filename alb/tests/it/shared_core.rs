@@ -2,12 +2,10 @@
 //! survives a reload, a config file renamed into place with its old mtime,
 //! and allowlist rules that refuse an emptied list on reload.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hyper::StatusCode;
 
 async fn served_by(addr: std::net::SocketAddr, n: usize) -> Vec<String> {
@@ -88,7 +86,7 @@ async fn down_backend_stays_down_across_reload() {
 async fn config_renamed_into_place_with_old_mtime_reloads() {
     let (b1, b2) = (backend("b1").await, backend("b2").await);
     let dir = tmp();
-    let config = |b: &TestBackend| {
+    let config = |b: &Backend| {
         let y = format!(
             "protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{enabled: false}}\n\
              health: {{enabled: false}}\nreload: {{poll_interval: 50ms}}\nbackend_servers: [\"{}\"]\n",

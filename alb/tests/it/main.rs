@@ -1,0 +1,8 @@
+//! alb's integration tests as one test binary (one link, one run), one
+//! module per concern; `common` holds the fixtures they share.
+
+mod balancing;
+mod common;
+mod limits_reload;
+mod shared_core;
+mod tls_mtls;

@@ -1,0 +1,254 @@
+//! The one mock backend of the workspace: the lab's `lab-backend` binary, the
+//! alb tests' HTTP backends and the `lb-user proxy` tests' TCP backends are
+//! all this server, so a fix or a new behaviour lands everywhere at once.
+//!
+//! Every flavour says who it is, so a test can see which backend served it:
+//! - [`Reply::Name`] (the lab's, and what the benchmark peers imitate):
+//!   HTTP `200 <name>\n` with an `x-backend: <name>` header.
+//! - [`Reply::Json`] (alb's): HTTP, a JSON object describing the request the
+//!   backend saw (its name, headers and body length), so a test can check
+//!   what alb forwarded.
+//! - [`Reply::GreetEcho`] (the L4 proxy's): raw TCP, `<name>\n` on connect,
+//!   then an echo until EOF.
+//!
+//! HTTP paths are described in `http.rs`; an optional UDP echo on the same
+//! addresses answers `<name>:<datagram>`.
+
+mod http;
+mod stream;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize},
+        Arc, Mutex,
+    },
+};
+
+use anyhow::{Context as _, Result};
+use tokio::{
+    net::{TcpSocket, TcpStream, UdpSocket},
+    sync::watch,
+    task::{AbortHandle, JoinSet},
+};
+
+/// The TCP/UDP port the lab's backends listen on.
+pub const PORT: u16 = 8080;
+
+/// What a backend answers on TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Name,
+    Json,
+    GreetEcho,
+}
+
+/// What every handler of one backend shares: its behaviour and what it saw.
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) reply: Reply,
+    pub(crate) drops_requests: bool,
+    pub(crate) hits: Arc<AtomicUsize>,
+    pub(crate) posts: Arc<AtomicUsize>,
+    pub(crate) health_ok: Arc<AtomicBool>,
+    pub(crate) seen: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+}
+
+/// How to start a backend; see [`Backend::builder`].
+pub struct Builder {
+    name: String,
+    reply: Reply,
+    addrs: Vec<SocketAddr>,
+    udp_echo: bool,
+    drops_requests: bool,
+}
+
+impl Builder {
+    /// Listen on `addr` (TCP, and UDP with [`Builder::udp_echo`]); repeat for
+    /// several. Without any, 127.0.0.1 with an ephemeral port.
+    pub fn listen(mut self, addr: SocketAddr) -> Builder {
+        self.addrs.push(addr);
+        self
+    }
+
+    pub fn reply(mut self, reply: Reply) -> Builder {
+        self.reply = reply;
+        self
+    }
+
+    /// Also echo UDP datagrams on every address.
+    pub fn udp_echo(mut self) -> Builder {
+        self.udp_echo = true;
+        self
+    }
+
+    /// `/drop` reads the request, then closes the connection without an
+    /// answer (on other backends `/drop` is an ordinary path).
+    pub fn drops_requests(mut self) -> Builder {
+        self.drops_requests = true;
+        self
+    }
+
+    /// Binds every address and starts serving on the current tokio runtime.
+    pub fn start(self) -> Result<Backend> {
+        let mut addrs = self.addrs;
+        if addrs.is_empty() {
+            addrs.push(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        let shared = Arc::new(Shared {
+            name: self.name.clone(),
+            reply: self.reply,
+            drops_requests: self.drops_requests,
+            hits: Arc::default(),
+            posts: Arc::default(),
+            health_ok: Arc::new(AtomicBool::new(true)),
+            seen: Arc::default(),
+        });
+        let (kill_tx, kill_rx) = watch::channel(false);
+        let mut backend = Backend {
+            name: self.name.clone(),
+            addr: addrs[0],
+            addrs: Vec::new(),
+            hits: shared.hits.clone(),
+            posts: shared.posts.clone(),
+            health_ok: shared.health_ok.clone(),
+            seen: shared.seen.clone(),
+            udp_echo: self.udp_echo,
+            shared,
+            kill_tx,
+            kill_rx,
+            listeners: JoinSet::new(),
+            listener_handles: Vec::new(),
+        };
+        for addr in addrs {
+            let bound = backend.bind(addr)?;
+            backend.addrs.push(bound);
+        }
+        backend.addr = backend.addrs[0];
+        Ok(backend)
+    }
+}
+
+/// A running backend. Dropping it kills it.
+pub struct Backend {
+    pub name: String,
+    /// The first (or only) address, with the port actually bound.
+    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
+    /// HTTP requests served, health checks not included.
+    pub hits: Arc<AtomicUsize>,
+    pub posts: Arc<AtomicUsize>,
+    /// What `/health` answers: 200 when true, 500 when false.
+    pub health_ok: Arc<AtomicBool>,
+    /// With [`Reply::Json`], the headers of every request counted in `hits`,
+    /// in order (other backends keep none: they serve benchmarks).
+    pub seen: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    udp_echo: bool,
+    shared: Arc<Shared>,
+    kill_tx: watch::Sender<bool>,
+    kill_rx: watch::Receiver<bool>,
+    listeners: JoinSet<Result<()>>,
+    /// The tasks in `listeners`, abortable through `&self`: tests kill a
+    /// backend they share with a running load task.
+    listener_handles: Vec<AbortHandle>,
+}
+
+impl Backend {
+    /// A backend called `name`, answering [`Reply::Name`] until told otherwise.
+    pub fn builder(name: &str) -> Builder {
+        Builder { name: name.to_owned(), reply: Reply::Name, addrs: Vec::new(), udp_echo: false, drops_requests: false }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Binds `addr` with SO_REUSEADDR (so a restarted backend gets its port
+    /// back at once) and starts its accept loop (and UDP echo).
+    fn bind(&mut self, addr: SocketAddr) -> Result<SocketAddr> {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr).with_context(|| format!("binding TCP {addr}"))?;
+        let listener = socket.listen(1024)?;
+        let bound = listener.local_addr()?;
+        let (shared, kill) = (self.shared.clone(), self.kill_rx.clone());
+        let handle = self.listeners.spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await?;
+                tokio::spawn(serve(shared.clone(), kill.clone(), tcp));
+            }
+        });
+        self.listener_handles.push(handle);
+        if self.udp_echo {
+            let udp = std::net::UdpSocket::bind(bound).with_context(|| format!("binding UDP {bound}"))?;
+            udp.set_nonblocking(true)?;
+            let udp = UdpSocket::from_std(udp)?;
+            let handle = self.listeners.spawn(stream::udp_echo(self.shared.name.clone(), udp));
+            self.listener_handles.push(handle);
+        }
+        Ok(bound)
+    }
+
+    /// Closes the listeners: new connections are refused, open ones carry on.
+    pub fn stop(&self) {
+        self.listener_handles.iter().for_each(AbortHandle::abort);
+    }
+
+    /// Stops listening and drops every open connection (a crash).
+    pub fn kill(&self) {
+        self.kill_tx.send_replace(true);
+        self.stop();
+    }
+
+    /// Listens again on the same addresses, after [`Backend::stop`] or
+    /// [`Backend::kill`] (connections still open carry on).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.listener_handles.clear();
+        self.kill_tx.send_replace(false);
+        for addr in self.addrs.clone() {
+            self.bind(addr)?;
+        }
+        Ok(())
+    }
+
+    /// Serves until a listener fails (the lab-backend binary's whole life).
+    pub async fn wait(mut self) -> Result<()> {
+        match self.listeners.join_next().await {
+            Some(result) => result.context("backend task panicked")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One TCP connection, until it ends or the backend is killed.
+async fn serve(shared: Arc<Shared>, mut kill: watch::Receiver<bool>, tcp: TcpStream) {
+    let conn = async {
+        match shared.reply {
+            Reply::GreetEcho => stream::greet_echo(&shared.name, tcp).await,
+            Reply::Name | Reply::Json => http::serve(shared.clone(), tcp).await,
+        }
+    };
+    tokio::select! {
+        _ = conn => {}
+        _ = kill.wait_for(|killed| *killed) => {}
+    }
+}
+
+/// Serves HTTP ([`Reply::Name`]) and UDP echo on every address until an error.
+pub async fn run(name: &str, addrs: &[SocketAddr]) -> Result<()> {
+    let mut builder = Backend::builder(name).udp_echo();
+    for addr in addrs {
+        builder = builder.listen(*addr);
+    }
+    let backend = builder.start()?;
+    eprintln!("lab-backend {name}: serving HTTP and UDP echo on {:?}", backend.addrs);
+    backend.wait().await
+}

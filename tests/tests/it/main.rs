@@ -1,0 +1,21 @@
+//! xdplb-tests' integration tests as one test binary (one link, one run;
+//! the aya/sozu layout), one module per concern. Privileged tests start with
+//! `require_root!()`; `cargo xtask test` runs them all with
+//! XDPLB_REQUIRE_PRIVILEGED=1 so none can skip. docs/testing.md lists what
+//! each module covers.
+
+mod dataplane_tables;
+mod lab;
+mod lab_config;
+mod lb_user_cli;
+mod shared_core;
+mod xdp_fixtures;
+mod xdp_flows;
+mod xdp_lab_forwarding;
+mod xdp_lab_health;
+mod xdp_lab_metrics;
+mod xdp_lab_reload_health;
+mod xdp_lab_restart;
+mod xdp_lab_traffic;
+mod xdp_setup;
+mod xdp_testrun;

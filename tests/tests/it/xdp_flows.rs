@@ -1,0 +1,263 @@
+//! Multi-step flows through BPF_PROG_TEST_RUN, where each packet depends on
+//! the state the ones before it left: NAT forward and reverse NAT of one
+//! flow across a table rebuild, round-robin cursors, ICMP errors about a
+//! tracked flow, and conntrack / next-hop refresh rules. Single-packet cases
+//! are tables in xdp_fixtures.rs; both share xdp_setup.rs.
+
+use std::net::{IpAddr, SocketAddr};
+
+use aya::maps::{MapData, PerCpuArray};
+use lb_common::{lb, map_names, Stat};
+use lb_user::dataplane::vip_key;
+use xdplb_tests::{
+    packet::{self, Spec},
+    require_root,
+    testrun::{Harness, XDP_PASS, XDP_REDIRECT},
+};
+
+use crate::xdp_setup::*;
+
+#[test]
+fn nat_new_flow_established_flow_and_reply_over_ipv4_and_ipv6() {
+    require_root!();
+    with_program(|xdp, env| {
+        for v6 in [false, true] {
+            let (vip, ids) = if v6 { (vip6(), [11, 12]) } else { (vip4(), [1, 2]) };
+            let c = client(v6, 40000);
+            let b = predicted(&ids, c, vip, 6);
+            let be = backend(b);
+            let input = inbound(env, Spec::tcp(c, vip)).build();
+            let want = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, ..inbound(env, Spec::tcp(c, vip)) }.build();
+            assert_frame(run(xdp, env.lc, &input), XDP_REDIRECT, &want);
+
+            // The backend's SYN-ACK comes back on the backend side and leaves as the VIP.
+            let reply = Spec { eth_dst: env.lbe_mac, eth_src: env.be_mac[be_index(b)], tcp_flags: 0x12, ..Spec::tcp(be, c) }.build();
+            let want_reply = Spec { eth_dst: env.client_mac, eth_src: env.lc_mac, ttl: 63, tcp_flags: 0x12, ..Spec::tcp(vip, c) }.build();
+            assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want_reply);
+
+            // Rebuild the VIP's tables with only the other backend: the
+            // established flow keeps its backend, a new flow takes the new table.
+            let other = if b == ids[0] { ids[1] } else { ids[0] };
+            {
+                let mut dp = xdp.dataplane();
+                set_vip(&mut dp, vip, 6, lb::ALG_MAGLEV, lb::MODE_NAT, u32::from(v6), &[other]);
+            }
+            let ack = inbound(env, Spec { tcp_flags: 0x10, ..Spec::tcp(c, vip) }).build();
+            let want_ack = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, tcp_flags: 0x10, ..inbound(env, Spec::tcp(c, vip)) }.build();
+            assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack);
+            let c2 = client(v6, 40001);
+            let (_, out) = run(xdp, env.lc, &inbound(env, Spec::tcp(c2, vip)).build());
+            let ob = backend(other);
+            let want_new = Spec { eth_dst: env.be_mac[be_index(other)], eth_src: env.lbe_mac, dst: ob.ip(), dport: ob.port(), ttl: 63, ..inbound(env, Spec::tcp(c2, vip)) }.build();
+            assert_eq!(out, want_new, "new flow must use the rebuilt table");
+        }
+        assert_eq!(xdp.stat(Stat::ForwardNat).packets, 6);
+        assert_eq!(xdp.stat(Stat::ReverseNat).packets, 2);
+        assert_eq!(xdp.flow_counter(map_names::VIP_STATS, 0).new_flows, 2);
+        assert_eq!(xdp.flow_counter(map_names::VIP_STATS, 0).packets, 3);
+    });
+}
+
+#[test]
+fn round_robin_cycles_through_healthy_backends() {
+    require_root!();
+    with_program(|xdp, env| {
+        let vip: SocketAddr = "198.18.100.3:80".parse().unwrap();
+        set_vip(&mut xdp.dataplane(), vip, 6, lb::ALG_ROUND_ROBIN, lb::MODE_NAT, 4, &[1, 2]);
+        let mut seen = Vec::new();
+        for port in 42000..42004 {
+            let (verdict, out) = run(xdp, env.lc, &inbound(env, Spec::tcp(client(false, port), vip)).build());
+            assert_eq!(verdict, XDP_REDIRECT);
+            seen.push(out[30..34].to_vec());
+        }
+        assert_eq!(seen[0], seen[2]);
+        assert_eq!(seen[1], seen[3]);
+        assert_ne!(seen[0], seen[1], "round robin must alternate");
+    });
+}
+
+/// An ICMP "fragmentation needed" (IPv4) or "packet too big" (IPv6) from
+/// `router` to `to`, quoting a TCP packet `quoted_src` → `quoted_dst`; every
+/// checksum computed from scratch.
+fn mtu_error(eth: (&[u8; 6], &[u8; 6]), router: IpAddr, to: IpAddr, ttl: u8, quoted_src: SocketAddr, quoted_dst: SocketAddr) -> Vec<u8> {
+    let tcp8 = {
+        let mut t = quoted_src.port().to_be_bytes().to_vec();
+        t.extend_from_slice(&quoted_dst.port().to_be_bytes());
+        t.extend_from_slice(&1000u32.to_be_bytes());
+        t
+    };
+    let mut f = eth.0.to_vec();
+    f.extend_from_slice(eth.1);
+    match (router, to, quoted_src.ip(), quoted_dst.ip()) {
+        (IpAddr::V4(r), IpAddr::V4(t), IpAddr::V4(qs), IpAddr::V4(qd)) => {
+            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78]; // MTU 1400
+            icmp.extend(packet::ipv4(qs, qd, packet::IPPROTO_TCP, 20));
+            icmp.extend_from_slice(&tcp8);
+            let sum = packet::checksum(&icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&packet::ETH_P_IPV4.to_be_bytes());
+            let mut ip = packet::ipv4(r, t, packet::IPPROTO_ICMP, icmp.len());
+            ip[8] = ttl;
+            ip[10..12].copy_from_slice(&[0, 0]);
+            let sum = packet::checksum(&ip);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            f.extend(ip);
+            f.extend(icmp);
+        }
+        (IpAddr::V6(r), IpAddr::V6(t), IpAddr::V6(qs), IpAddr::V6(qd)) => {
+            let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
+            icmp.extend(packet::ipv6(qs, qd, packet::IPPROTO_TCP, 20));
+            icmp.extend_from_slice(&tcp8);
+            let sum = packet::l4_checksum(&r.octets(), &t.octets(), 58, &icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&packet::ETH_P_IPV6.to_be_bytes());
+            let mut ip = packet::ipv6(r, t, 58, icmp.len());
+            ip[7] = ttl;
+            f.extend(ip);
+            f.extend(icmp);
+        }
+        _ => panic!("mixed families"),
+    }
+    f
+}
+
+#[test]
+fn icmp_mtu_errors_about_a_tracked_flow_reach_its_backend_translated() {
+    require_root!();
+    with_program(|xdp, env| {
+        for v6 in [false, true] {
+            let (vip, ids) = if v6 { (vip6(), [11, 12]) } else { (vip4(), [1, 2]) };
+            let c = client(v6, 46000);
+            let b = predicted(&ids, c, vip, 6);
+            let be = backend(b);
+            // Establish the flow.
+            assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT);
+            let router: IpAddr = if v6 { "fd00:198:18::fe".parse().unwrap() } else { "198.18.0.254".parse().unwrap() };
+            let input = mtu_error((&env.lc_mac, &env.client_mac), router, vip.ip(), 64, vip, c);
+            let want = mtu_error((&env.be_mac[be_index(b)], &env.lbe_mac), router, be.ip(), 63, be, c);
+            let (verdict, out) = run(xdp, env.lc, &input);
+            assert_eq!(verdict, XDP_REDIRECT, "v6={v6}");
+            assert_eq!(out, want, "translated ICMP error (v6={v6})");
+            // An MTU error about an unknown flow is left to the kernel.
+            let stranger = client(v6, 47000);
+            let unknown = mtu_error((&env.lc_mac, &env.client_mac), router, vip.ip(), 64, vip, stranger);
+            assert_eq!(run(xdp, env.lc, &unknown).0, XDP_PASS);
+        }
+        assert_eq!(xdp.stat(Stat::IcmpToBackend).packets, 2);
+    });
+}
+
+/// The conntrack / reverse-NAT key of a flow `src` → `dst`.
+fn flow_key(src: SocketAddr, dst: SocketAddr, protocol: u8) -> lb::FlowKey {
+    let (s, d) = (vip_key(src.ip(), 0, 0), vip_key(dst.ip(), 0, 0));
+    lb::FlowKey { src: s.addr, dst: d.addr, sport: src.port(), dport: dst.port(), protocol, family: s.family, _pad: [0; 2] }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid clock id and out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn conntrack(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::FlowState> {
+    aya::maps::HashMap::try_from(xdp.map_mut(map_names::CONNTRACK).unwrap()).unwrap()
+}
+
+fn reverse_nat(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::ReverseNat> {
+    aya::maps::HashMap::try_from(xdp.map_mut(map_names::REVERSE_NAT).unwrap()).unwrap()
+}
+
+/// Timestamps and next hops of established flows follow the documented
+/// refresh rules (docs/xdp.md): `last_seen_ns` of the conntrack and
+/// reverse-NAT entries is rewritten in place only once it is
+/// LAST_SEEN_REFRESH_NS old; a remembered next hop (per backend and CPU for
+/// client → backend, in the reverse-NAT entry for replies) is used until it is
+/// NEXT_HOP_REFRESH_NS old, then looked up again; FIN marks both entries
+/// closing in place.
+#[test]
+fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
+    require_root!();
+    with_program(|xdp, env| {
+        const SECOND: u64 = 1_000_000_000;
+        let (vip, ids) = (vip4(), [1, 2]);
+        let c = client(false, 41000);
+        let b = predicted(&ids, c, vip, 6);
+        let be = backend(b);
+        let (ct_key, rev_key) = (flow_key(c, vip, 6), flow_key(be, c, 6));
+        let ack = inbound(env, Spec { tcp_flags: 0x10, ..Spec::tcp(c, vip) }).build();
+        let reply = Spec { eth_dst: env.lbe_mac, eth_src: env.be_mac[be_index(b)], tcp_flags: 0x10, ..Spec::tcp(be, c) }.build();
+        let want_ack = |dmac: [u8; 6]| {
+            Spec { eth_dst: dmac, eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, tcp_flags: 0x10, ..inbound(env, Spec::tcp(c, vip)) }.build()
+        };
+        let want_reply = |dmac: [u8; 6]| Spec { eth_dst: dmac, eth_src: env.lc_mac, ttl: 63, tcp_flags: 0x10, ..Spec::tcp(vip, c) }.build();
+
+        let t0 = monotonic_ns();
+        assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT);
+        let t1 = monotonic_ns();
+        let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
+        let rev = reverse_nat(xdp).get(&rev_key, 0).unwrap();
+        assert!((t0..=t1).contains(&ct.last_seen_ns) && (t0..=t1).contains(&rev.last_seen_ns), "{ct:?} {rev:?}");
+        assert_eq!(rev.next_hop.ifindex, 0, "no reply yet, so no next hop towards the client");
+
+        // Younger than a second: an established flow's packets leave the
+        // timestamps alone (no map update per packet).
+        let recent = monotonic_ns() - SECOND / 2;
+        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: recent, ..ct }, 0).unwrap();
+        reverse_nat(xdp).insert(rev_key, lb::ReverseNat { last_seen_ns: recent, ..rev }, 0).unwrap();
+        assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
+        assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().last_seen_ns, recent);
+        assert_eq!(reverse_nat(xdp).get(&rev_key, 0).unwrap().last_seen_ns, recent);
+        assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want_reply(env.client_mac));
+        let rev = reverse_nat(xdp).get(&rev_key, 0).unwrap();
+        assert_eq!(rev.last_seen_ns, recent, "a reply younger than a second leaves it alone too");
+        assert_eq!(rev.next_hop.ifindex, env.lc, "the reply's next hop is remembered in the entry");
+        assert_eq!((rev.next_hop.smac, rev.next_hop.dmac), (env.lc_mac, env.client_mac));
+
+        // Two seconds old: the next packet refreshes them in place.
+        let old = monotonic_ns() - 2 * SECOND;
+        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: old, ..ct }, 0).unwrap();
+        reverse_nat(xdp).insert(rev_key, lb::ReverseNat { last_seen_ns: old, ..rev }, 0).unwrap();
+        let t2 = monotonic_ns();
+        assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
+        assert!(conntrack(xdp).get(&ct_key, 0).unwrap().last_seen_ns >= t2);
+        assert!(reverse_nat(xdp).get(&rev_key, 0).unwrap().last_seen_ns >= t2);
+
+        // A remembered next hop is used while it is fresh (a planted MAC shows
+        // it) and looked up again once it is a second old.
+        let planted = [0x02, 0, 0, 0, 0, 0x99];
+        let rev = reverse_nat(xdp).get(&rev_key, 0).unwrap();
+        let fresh_hop = lb::NextHop { looked_up_ns: monotonic_ns(), dmac: planted, ..rev.next_hop };
+        reverse_nat(xdp).insert(rev_key, lb::ReverseNat { next_hop: fresh_hop, ..rev }, 0).unwrap();
+        assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want_reply(planted));
+        let stale_hop = lb::NextHop { looked_up_ns: monotonic_ns() - 2 * SECOND, ..fresh_hop };
+        reverse_nat(xdp).insert(rev_key, lb::ReverseNat { next_hop: stale_hop, ..rev }, 0).unwrap();
+        assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want_reply(env.client_mac));
+
+        // The same for the per-CPU next hop towards the backend.
+        let cpus = aya::util::nr_cpus().unwrap();
+        let mut hops = PerCpuArray::<&mut MapData, lb::BackendHop>::try_from(xdp.map_mut(map_names::BACKEND_HOPS).unwrap()).unwrap();
+        let slot = hops.get(&b, 0).unwrap()[0];
+        assert_eq!((slot.addr, slot.ingress_ifindex, slot.hop.ifindex), (vip_key(be.ip(), 0, 0).addr, env.lc, env.lbe), "{slot:?}");
+        assert_eq!(slot.hop.dmac, env.be_mac[be_index(b)]);
+        let planted_slot = lb::BackendHop { hop: lb::NextHop { looked_up_ns: monotonic_ns(), dmac: planted, ..slot.hop }, ..slot };
+        hops.set(b, aya::maps::PerCpuValues::try_from(vec![planted_slot; cpus]).unwrap(), 0).unwrap();
+        assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(planted));
+        let mut hops = PerCpuArray::<&mut MapData, lb::BackendHop>::try_from(xdp.map_mut(map_names::BACKEND_HOPS).unwrap()).unwrap();
+        let stale_slot = lb::BackendHop { hop: lb::NextHop { looked_up_ns: monotonic_ns() - 2 * SECOND, ..planted_slot.hop }, ..planted_slot };
+        hops.set(b, aya::maps::PerCpuValues::try_from(vec![stale_slot; cpus]).unwrap(), 0).unwrap();
+        assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
+        // A slot remembered for another address (a reused backend id) is not used.
+        let mut hops = PerCpuArray::<&mut MapData, lb::BackendHop>::try_from(xdp.map_mut(map_names::BACKEND_HOPS).unwrap()).unwrap();
+        let other_addr = lb::BackendHop { addr: vip_key(backend(3 - b).ip(), 0, 0).addr, ..planted_slot };
+        hops.set(b, aya::maps::PerCpuValues::try_from(vec![other_addr; cpus]).unwrap(), 0).unwrap();
+        assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
+
+        // FIN marks both entries closing, in place.
+        let fin = inbound(env, Spec { tcp_flags: 0x11, ..Spec::tcp(c, vip) }).build();
+        assert_eq!(run(xdp, env.lc, &fin).0, XDP_REDIRECT);
+        assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
+        assert_eq!(reverse_nat(xdp).get(&rev_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
+    });
+}
