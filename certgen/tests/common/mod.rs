@@ -1,6 +1,6 @@
-//! Shared helpers: rustls' webpki verifiers (ring provider, explicitly) and
-//! an in-memory TLS handshake, so tests prove certificates *and* keys work
-//! with the stack alb uses.
+//! Shared helpers: rustls' webpki verifiers (aws-lc-rs provider, explicitly)
+//! and an in-memory TLS handshake, so tests prove certificates *and* keys
+//! work with the stack alb uses.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::Read;
@@ -18,7 +18,7 @@ use rustls::{
 };
 
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 pub fn roots(ca: &CertificateDer<'static>) -> Arc<RootCertStore> {
