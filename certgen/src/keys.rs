@@ -1,7 +1,8 @@
 //! Key types, key generation and loading.
 //!
-//! Signing always goes through rcgen's `ring` backend, the same crypto
-//! library rustls uses in this workspace. ring cannot *generate* RSA keys,
+//! Signing always goes through rcgen's `ring` backend; alb's rustls uses
+//! aws-lc-rs, which loads the PKCS#8 keys written here just the same (the
+//! certgen tests check it). ring cannot *generate* RSA keys,
 //! so RSA keys come from the pure-Rust `rsa` crate (0.10, whose constant-time
 //! bignum arithmetic fixed RUSTSEC-2023-0071) and are handed to rcgen as
 //! PKCS#8 DER. We chose that over rcgen's `aws_lc_rs` feature because

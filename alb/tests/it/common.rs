@@ -189,7 +189,7 @@ pub async fn tls_connect(
     alpn: &[&str],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let f = c.f();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&f.ca_cert).unwrap() {
         roots.add(cert.unwrap()).unwrap();

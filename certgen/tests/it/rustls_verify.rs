@@ -1,5 +1,5 @@
-//! Certificates certgen issues are judged by rustls' webpki verifiers (ring
-//! provider) exactly as alb will judge them.
+//! Certificates certgen issues are judged by rustls' webpki verifiers
+//! (aws-lc-rs provider) exactly as alb will judge them.
 
 use certgen::{demo, Ca, CaOptions, ClientOptions, DemoOptions, KeyType, ServerOptions};
 use crate::tls_support::*;

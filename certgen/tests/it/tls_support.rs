@@ -1,6 +1,6 @@
-//! Shared helpers: rustls' webpki verifiers (ring provider, explicitly) and
-//! an in-memory TLS handshake, so tests prove certificates *and* keys work
-//! with the stack alb uses.
+//! Shared helpers: rustls' webpki verifiers (aws-lc-rs provider, explicitly)
+//! and an in-memory TLS handshake, so tests prove certificates *and* keys
+//! work with the stack alb uses.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use rustls::{
 };
 
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 pub fn roots(ca: &CertificateDer<'static>) -> Arc<RootCertStore> {

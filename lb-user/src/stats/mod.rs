@@ -1,7 +1,9 @@
 //! Reading the pinned counters, from any process: [`Report`] and
-//! [`TrafficCounters`] here, their table and JSON in `render`, rates and
-//! `lb-user stats --watch` in `watch`.
+//! [`TrafficCounters`] here, per-second [`Rates`] between two reads in
+//! `rates`, their table and JSON in `render`, and `lb-user stats --watch` in
+//! `watch`.
 
+mod rates;
 mod render;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -22,7 +24,8 @@ use lb_common::{
 
 use crate::{bpffs, privileges};
 
-pub use watch::{parse_interval, per_second, watch, watch_json_line, watch_table, Rate, Rates};
+pub use rates::{per_second, Rate, Rates};
+pub use watch::{parse_interval, watch, watch_json_line, watch_table};
 
 /// Counters summed over all CPUs, one per traffic class.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,11 +1,11 @@
 //! The `lb-user stats` table and `--json` output of a [`Report`], and the JSON
-//! rows `--watch --json` shares with it.
+//! rows and rate columns `--watch` shares with it ([`Rates`]).
 
 use lb_common::{lb::FlowCounter, PacketCounter, TrafficClass};
 use serde_json::{Map, Value};
 
 use super::{
-    watch::{Rate, Rates},
+    rates::{Rate, Rates},
     Report, TrafficCounters,
 };
 
@@ -200,5 +200,18 @@ impl Report {
             "vips": vips,
             "backends": backends,
         })
+    }
+}
+
+impl Rates {
+    /// Same shape as [`Report::to_json`], with per-second floats; `report`
+    /// (the later read) supplies the labels.
+    pub fn to_json(&self, report: &Report) -> Value {
+        let pb = |r: &Rate| packets_bytes(r.packets, r.bytes);
+        let traffic: Map<String, Value> = self.traffic.iter().map(|(c, r)| (c.name().to_owned(), pb(r))).collect();
+        let actions: Map<String, Value> = self.actions.iter().map(|(s, r)| (s.name().to_owned(), pb(r))).collect();
+        let vips: Vec<Value> = self.vips.iter().map(|(id, r)| report.vip_row(*id, r)).collect();
+        let backends: Vec<Value> = self.backends.iter().map(|(id, r)| Value::Object(report.backend_row(*id, r))).collect();
+        serde_json::json!({"interval_s": self.seconds, "traffic": traffic, "actions": actions, "vips": vips, "backends": backends})
     }
 }

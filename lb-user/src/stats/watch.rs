@@ -1,91 +1,16 @@
-//! `lb-user stats --watch`: per-second rates between two reads, and the loop
-//! that prints them as table frames or NDJSON lines.
+//! `lb-user stats --watch`: the loop that reads the counters every interval
+//! and prints their rates (`rates`) as table frames or NDJSON lines.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     io::{IsTerminal as _, Write},
     time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::Result;
-use lb_common::{lb::FlowCounter, PacketCounter, Stat, TrafficClass};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{
-    render::{packets_bytes, RateColumns},
-    Report,
-};
-
-/// Per-second rates of one counter row.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Rate {
-    pub packets: f64,
-    pub bytes: f64,
-    pub new_flows: f64,
-}
-
-/// `(now - before) / seconds`. A counter that went down was reset (the
-/// program was attached anew): its whole current value counts as the
-/// increase, as Prometheus' `rate()` does. Zero when no time passed.
-pub fn per_second(now: u64, before: u64, seconds: f64) -> f64 {
-    if seconds <= 0.0 {
-        return 0.0;
-    }
-    let delta = if now >= before { now - before } else { now };
-    delta as f64 / seconds
-}
-
-/// Rates between two reads of the same interface.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Rates {
-    /// Seconds between the two reads.
-    pub seconds: f64,
-    pub traffic: Vec<(TrafficClass, Rate)>,
-    pub actions: Vec<(Stat, Rate)>,
-    /// For the rows of the later report.
-    pub vips: Vec<(u32, Rate)>,
-    pub backends: Vec<(u32, Rate)>,
-}
-
-impl Rates {
-    /// Rates from `before` to `now`, `elapsed` apart. Rows missing from
-    /// `before` count from zero.
-    pub fn between(before: &Report, now: &Report, elapsed: Duration) -> Rates {
-        let s = elapsed.as_secs_f64();
-        let packet_rate = |n: PacketCounter, b: PacketCounter| Rate {
-            packets: per_second(n.packets, b.packets, s),
-            bytes: per_second(n.bytes, b.bytes, s),
-            new_flows: 0.0,
-        };
-        let flow_rate = |n: &FlowCounter, b: FlowCounter| Rate {
-            packets: per_second(n.packets, b.packets, s),
-            bytes: per_second(n.bytes, b.bytes, s),
-            new_flows: per_second(n.new_flows, b.new_flows, s),
-        };
-        let flows = |now: &[(u32, FlowCounter)], before: &[(u32, FlowCounter)]| -> Vec<(u32, Rate)> {
-            let before: BTreeMap<u32, FlowCounter> = before.iter().copied().collect();
-            now.iter().map(|(id, c)| (*id, flow_rate(c, before.get(id).copied().unwrap_or_default()))).collect()
-        };
-        Rates {
-            seconds: s,
-            traffic: TrafficClass::ALL.iter().map(|c| (*c, packet_rate(now.traffic.get(*c), before.traffic.get(*c)))).collect(),
-            actions: now.actions.iter().map(|(stat, c)| (*stat, packet_rate(*c, before.action(*stat)))).collect(),
-            vips: flows(&now.vips, &before.vips),
-            backends: flows(&now.backends, &before.backends),
-        }
-    }
-
-    /// Same shape as [`Report::to_json`], with per-second floats; `report`
-    /// (the later read) supplies the labels.
-    pub fn to_json(&self, report: &Report) -> Value {
-        let pb = |r: &Rate| packets_bytes(r.packets, r.bytes);
-        let traffic: Map<String, Value> = self.traffic.iter().map(|(c, r)| (c.name().to_owned(), pb(r))).collect();
-        let actions: Map<String, Value> = self.actions.iter().map(|(s, r)| (s.name().to_owned(), pb(r))).collect();
-        let vips: Vec<Value> = self.vips.iter().map(|(id, r)| report.vip_row(*id, r)).collect();
-        let backends: Vec<Value> = self.backends.iter().map(|(id, r)| Value::Object(report.backend_row(*id, r))).collect();
-        serde_json::json!({"interval_s": self.seconds, "traffic": traffic, "actions": actions, "vips": vips, "backends": backends})
-    }
-}
+use super::{rates::Rates, render::RateColumns, Report};
 
 /// One `--watch --json` line: `{"iface", "timestamp", "totals", "rates"}`.
 pub fn watch_json_line(iface: &str, report: &Report, rates: &Rates, at: SystemTime) -> Value {
