@@ -38,8 +38,9 @@ enum Command {
     /// With arguments after `--`, runs `lb-user <ARGS>` instead, e.g.
     /// `cargo xtask run -- stats --iface eth0`.
     Run {
-        /// Stop after this many seconds instead of waiting for Ctrl-C.
-        #[arg(long, value_name = "SECS")]
+        /// Stop after this long instead of waiting for Ctrl-C: a duration
+        /// (`90s`, `2m`) or whole seconds.
+        #[arg(long, value_name = "DURATION", value_parser = whole_seconds)]
         duration: Option<u64>,
         /// XDP attach mode for the demo (auto, native, skb).
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "skb"])]
@@ -61,8 +62,9 @@ enum Command {
         /// Smoke test: a few seconds per case, one repetition.
         #[arg(long)]
         quick: bool,
-        /// Seconds per case and repetition (default 8; 2 with --quick).
-        #[arg(long, value_name = "S")]
+        /// Time per case and repetition: a duration (`8s`, `1m`) or whole
+        /// seconds (default 8s; 2s with --quick).
+        #[arg(long, value_name = "DURATION", value_parser = whole_seconds)]
         duration: Option<u64>,
         /// Concurrent connections (wrk -c, k6 --vus).
         #[arg(long, value_name = "N", default_value_t = 64)]
@@ -149,4 +151,29 @@ fn run_command(duration: Option<u64>, mode: String, lb_user_args: Vec<String>) -
         std::process::exit(status.code().unwrap_or(1));
     }
     Ok(())
+}
+
+/// A `--duration` value in the shared grammar (`90s`, `1m30s`) or bare
+/// seconds, as whole seconds (at least 1).
+fn whole_seconds(text: &str) -> Result<u64, String> {
+    let d = lb_common::userspace::duration::parse_duration_or_seconds(text)?;
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
+        return Err(format!("{text:?} is not a whole number of seconds (at least 1s)"));
+    }
+    Ok(d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_seconds;
+
+    #[test]
+    fn duration_flags_take_the_shared_grammar_or_seconds() {
+        assert_eq!(whole_seconds("6"), Ok(6));
+        assert_eq!(whole_seconds("90s"), Ok(90));
+        assert_eq!(whole_seconds("1m30s"), Ok(90));
+        for bad in ["0", "0s", "1500ms", "2x", "", "-3"] {
+            assert!(whole_seconds(bad).is_err(), "{bad}");
+        }
+    }
 }

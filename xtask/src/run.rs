@@ -27,10 +27,10 @@ pub struct RunOptions {
 /// Runs the demo until Ctrl-C (or SIGTERM) or `--duration`.
 pub fn demo(opts: RunOptions) -> Result<()> {
     let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
+    lb_common::userspace::signals::on_stop(move |_| {
         let _ = stop_tx.send(());
     })
-    .context("installing the Ctrl-C handler")?;
+    .context("installing the SIGINT/SIGTERM handler")?;
     demo_until(opts, &stop_rx)
 }
 

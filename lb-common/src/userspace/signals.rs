@@ -72,22 +72,28 @@ impl Signals {
     }
 }
 
-/// A flag set by the first SIGINT or SIGTERM, for synchronous programs. The
-/// signals are caught from the moment this returns.
-pub fn stop_flag() -> io::Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
+/// Calls `f` on every SIGINT or SIGTERM, from a small thread with its own
+/// runtime, for synchronous programs (the replacement for a Ctrl-C handler
+/// crate). The signals are caught from the moment this returns.
+pub fn on_stop(mut f: impl FnMut(Signal) + Send + 'static) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     // Register before returning, so a Ctrl-C right after is not lost.
     let mut signals = rt.block_on(async { Signals::new() })?;
-    let set = flag.clone();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         rt.block_on(async {
             loop {
-                signals.stop().await;
-                set.store(true, Ordering::SeqCst);
+                f(signals.stop().await);
             }
         })
     })?;
+    Ok(())
+}
+
+/// A flag set by the first SIGINT or SIGTERM (see [`on_stop`]).
+pub fn stop_flag() -> io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    on_stop(move |_| set.store(true, Ordering::SeqCst))?;
     Ok(flag)
 }
 

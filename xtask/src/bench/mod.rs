@@ -89,7 +89,7 @@ pub fn bench(mut opts: BenchOptions) -> Result<()> {
         util::run_visible(util::cargo().args(["build", "--release", "-p", "xtask", "--example", "bench-xdp-cost"]))?;
         opts.bin_dir = Some(util::workspace_root().join("target/release"));
     }
-    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    lb_common::userspace::signals::on_stop(|_| STOP.store(true, Ordering::SeqCst)).context("installing the SIGINT/SIGTERM handler")?;
     let summary = run(&opts)?;
     let errors: u64 = summary.cases.iter().map(|c| c.stats().errors).sum();
     if errors > 0 {
