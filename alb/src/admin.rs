@@ -33,18 +33,13 @@ pub async fn serve(l: TcpListener, st: Arc<State>, mut shutdown: watch::Receiver
                 let st = st.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
         });
     }
 }
 
 fn err(status: StatusCode, msg: impl std::fmt::Display) -> Response<ProxyBody> {
-    json_response(
-        status,
-        serde_json::json!({ "error": msg.to_string() }).to_string(),
-    )
+    json_response(status, serde_json::json!({ "error": msg.to_string() }).to_string())
 }
 
 #[derive(Deserialize)]
@@ -78,10 +73,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/metrics") => {
             let mut r = json_response(StatusCode::OK, st.metrics.render());
-            r.headers_mut().insert(
-                "content-type",
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
+            r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
             r
         }
         (Method::GET, "/api/health") => {
@@ -94,15 +86,8 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
                     serde_json::json!({"name": p.name, "algorithm": format!("{:?}", p.algorithm), "available": up, "backends": bs})
                 })
                 .collect();
-            let any = st
-                .pools()
-                .iter()
-                .any(|p| p.snapshot().iter().any(|b| b.available()));
-            let status = if any {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
+            let any = st.pools().iter().any(|p| p.snapshot().iter().any(|b| b.available()));
+            let status = if any { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             json_response(status, serde_json::json!({"status": if any {"ok"} else {"no healthy backend"}, "pools": pools}).to_string())
         }
         (Method::POST, "/api/backends") => {
@@ -142,38 +127,19 @@ fn add_backend(st: &State, body: &Bytes) -> Response<ProxyBody> {
     };
     let mut v = pool.backends.write().unwrap();
     if v.iter().any(|x| x.id == b.id) {
-        return err(
-            StatusCode::CONFLICT,
-            format!("backend {} exists in pool {}", b.id, pool.name),
-        );
+        return err(StatusCode::CONFLICT, format!("backend {} exists in pool {}", b.id, pool.name));
     }
     if pool.algorithm.needs_distinct_addresses() && v.iter().any(|x| x.authority == b.authority) {
-        return err(
-            StatusCode::CONFLICT,
-            format!(
-                "pool {} ({}) has a backend at {} already",
-                pool.name,
-                pool.algorithm.select(),
-                b.authority
-            ),
-        );
+        return err(StatusCode::CONFLICT, format!("pool {} ({}) has a backend at {} already", pool.name, pool.algorithm.select(), b.authority));
     }
-    log::info!(
-        "admin: added backend {} ({}) to pool {}",
-        b.id,
-        b.url,
-        pool.name
-    );
+    log::info!("admin: added backend {} ({}) to pool {}", b.id, b.url, pool.name);
     let j = backend_json(&b);
     v.push(Arc::new(b));
     drop(v);
     st.sync_health();
     // Note: added backends live until the next reload, which rebuilds
     // pools from the file.
-    json_response(
-        StatusCode::CREATED,
-        serde_json::json!({"pool": pool.name, "backend": j}).to_string(),
-    )
+    json_response(StatusCode::CREATED, serde_json::json!({"pool": pool.name, "backend": j}).to_string())
 }
 
 /// Marks the backend draining (no new requests), waits in the background
@@ -202,20 +168,9 @@ fn remove_backend(st: &Arc<State>, id: &str) -> Response<ProxyBody> {
             }
             p.backends.write().unwrap().retain(|x| !Arc::ptr_eq(x, &b));
             st2.sync_health();
-            let _ = st2
-                .metrics
-                .backend_healthy
-                .remove_label_values(&[&p.name, &b.id]);
-            log::info!(
-                "admin: removed backend {} from pool {} ({} in flight left)",
-                b.id,
-                p.name,
-                b.in_flight.load(Ordering::Relaxed)
-            );
+            let _ = st2.metrics.backend_healthy.remove_label_values(&[&p.name, &b.id]);
+            log::info!("admin: removed backend {} from pool {} ({} in flight left)", b.id, p.name, b.in_flight.load(Ordering::Relaxed));
         }
     });
-    json_response(
-        StatusCode::ACCEPTED,
-        serde_json::json!({"draining": id}).to_string(),
-    )
+    json_response(StatusCode::ACCEPTED, serde_json::json!({"draining": id}).to_string())
 }

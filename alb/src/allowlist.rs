@@ -19,18 +19,14 @@ use crate::config::{ConfigError, PortSpec, Waf};
 /// Every source and every port: what a config without `waf` keys means.
 pub fn allow_all() -> Allowlist {
     let any = |s: &str| s.parse::<IpNet>().expect("a constant network");
-    Allowlist {
-        sources: vec![any("0.0.0.0/0"), any("::/0")],
-        ports: Ports::Any,
-    }
+    Allowlist { sources: vec![any("0.0.0.0/0"), any("::/0")], ports: Ports::Any }
 }
 
 /// The allowlist `waf` describes; an absent key allows everything.
 pub fn from_waf(waf: &Waf) -> Result<Allowlist, ConfigError> {
     let mut list = allow_all();
     if let Some(ips) = &waf.allowed_ips {
-        list.sources =
-            parse_sources(ips).map_err(|p| error("waf.allowedIPs", &p, |i| ips[i].clone()))?;
+        list.sources = parse_sources(ips).map_err(|p| error("waf.allowedIPs", &p, |i| ips[i].clone()))?;
     }
     if let Some(ports) = &waf.allowed_ports {
         let text = |i: usize| match &ports[i] {
@@ -60,10 +56,7 @@ fn error(key: &str, problems: &[Problem], text: impl Fn(usize) -> String) -> Con
     };
     let mut reason = first.message.clone();
     if problems.len() > 1 {
-        reason.push_str(&format!(
-            " (and {} more problems in this list)",
-            problems.len() - 1
-        ));
+        reason.push_str(&format!(" (and {} more problems in this list)", problems.len() - 1));
     }
     ConfigError::Invalid { key, value, reason }
 }
@@ -89,91 +82,45 @@ mod tests {
         let a = waf("waf: {allowedIPs: [10.0.0.0/8, 127.0.0.1], allowedPorts: [443]}").unwrap();
         assert_eq!(a.check(ip("10.1.2.3"), 443), Ok(()));
         assert_eq!(a.check(ip("127.0.0.1"), 443), Ok(()));
-        assert_eq!(
-            a.check(ip("::ffff:127.0.0.1"), 443),
-            Ok(()),
-            "mapped IPv4 matches the IPv4 rules"
-        );
-        assert_eq!(
-            a.check(ip("127.0.0.2"), 443),
-            Err(Denied::Source),
-            "a bare IP is one host"
-        );
+        assert_eq!(a.check(ip("::ffff:127.0.0.1"), 443), Ok(()), "mapped IPv4 matches the IPv4 rules");
+        assert_eq!(a.check(ip("127.0.0.2"), 443), Err(Denied::Source), "a bare IP is one host");
         assert_eq!(a.check(ip("10.1.2.3"), 80), Err(Denied::Port));
         assert_eq!(Denied::Source.as_str(), "source_ip");
         let v6 = waf("waf: {allowedIPs: [\"fd00:198:18::1\"]}").unwrap();
-        assert!(
-            v6.admits(ip("fd00:198:18::1"), 1) && !v6.admits(ip("fd00:198:18::2"), 1),
-            "/128"
-        );
+        assert!(v6.admits(ip("fd00:198:18::1"), 1) && !v6.admits(ip("fd00:198:18::2"), 1), "/128");
     }
 
     #[test]
     fn absent_keys_allow_all_and_empty_lists_are_errors() {
         for yaml in ["", "waf: {}"] {
             let a = waf(yaml).unwrap();
-            assert!(
-                a.admits(ip("8.8.8.8"), 1) && a.admits(ip("2001:db8::1"), 65535),
-                "{yaml:?}"
-            );
+            assert!(a.admits(ip("8.8.8.8"), 1) && a.admits(ip("2001:db8::1"), 65535), "{yaml:?}");
         }
         let e = waf("waf: {allowedIPs: []}").unwrap_err().to_string();
-        assert!(
-            e.contains("`waf.allowedIPs`") && e.contains("0.0.0.0/0 and ::/0"),
-            "{e}"
-        );
+        assert!(e.contains("`waf.allowedIPs`") && e.contains("0.0.0.0/0 and ::/0"), "{e}");
         let e = waf("waf: {allowedPorts: []}").unwrap_err().to_string();
-        assert!(
-            e.contains("`waf.allowedPorts`") && e.contains("is empty"),
-            "{e}"
-        );
+        assert!(e.contains("`waf.allowedPorts`") && e.contains("is empty"), "{e}");
         let open = waf("waf: {allowedIPs: [0.0.0.0/0, \"::/0\"], allowedPorts: [\"*\"]}").unwrap();
         assert!(open.admits(ip("2001:db8::1"), 9));
     }
 
     #[test]
     fn errors_name_key_index_and_value() {
-        let e = waf("waf: {allowedIPs: [10.0.0.0/8, \"::1\", 192.168.1.1/24]}")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("`waf.allowedIPs[2]`") && e.contains("192.168.1.1/24"),
-            "{e}"
-        );
-        assert!(
-            e.contains("did you mean \"192.168.1.0/24\""),
-            "suggests the network: {e}"
-        );
-        let e = waf("waf: {allowedIPs: [x, 10.0.0.0/99]}")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("`waf.allowedIPs[0]`") && e.contains("and 1 more"),
-            "{e}"
-        );
-        let e = waf("waf: {allowedPorts: [80, 70000]}")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("`waf.allowedPorts[1]`") && e.contains("70000") && e.contains("1..=65535"),
-            "{e}"
-        );
+        let e = waf("waf: {allowedIPs: [10.0.0.0/8, \"::1\", 192.168.1.1/24]}").unwrap_err().to_string();
+        assert!(e.contains("`waf.allowedIPs[2]`") && e.contains("192.168.1.1/24"), "{e}");
+        assert!(e.contains("did you mean \"192.168.1.0/24\""), "suggests the network: {e}");
+        let e = waf("waf: {allowedIPs: [x, 10.0.0.0/99]}").unwrap_err().to_string();
+        assert!(e.contains("`waf.allowedIPs[0]`") && e.contains("and 1 more"), "{e}");
+        let e = waf("waf: {allowedPorts: [80, 70000]}").unwrap_err().to_string();
+        assert!(e.contains("`waf.allowedPorts[1]`") && e.contains("70000") && e.contains("1..=65535"), "{e}");
         let e = waf("waf: {allowedPorts: [http]}").unwrap_err().to_string();
-        assert!(
-            e.contains("`waf.allowedPorts[0]`") && e.contains("\"http\""),
-            "{e}"
-        );
+        assert!(e.contains("`waf.allowedPorts[0]`") && e.contains("\"http\""), "{e}");
     }
 
     #[test]
     fn seed_spelling_of_any_port() {
         let a = waf("waf: {allowedPorts: [80, 443, \"*\"]}").unwrap();
         assert_eq!(a.ports, Ports::Any);
-        assert_eq!(
-            waf("waf: {allowedPorts: [\"443\", 80, 443]}")
-                .unwrap()
-                .ports,
-            Ports::Only(vec![80, 443])
-        );
+        assert_eq!(waf("waf: {allowedPorts: [\"443\", 80, 443]}").unwrap().ports, Ports::Only(vec![80, 443]));
     }
 }

@@ -32,19 +32,11 @@ pub fn targets(pools: &[Arc<Pool>]) -> Vec<Target> {
         let h = &p.health;
         for b in p.snapshot() {
             let Some(addr) = resolve(&b.authority) else {
-                log::warn!(
-                    "health: pool={} backend={}: cannot resolve {}; not checked",
-                    p.name,
-                    b.id,
-                    b.authority
-                );
+                log::warn!("health: pool={} backend={}: cannot resolve {}; not checked", p.name, b.id, b.authority);
                 continue;
             };
             // Host is the backend's own authority, as requests to it carry.
-            let probe = HttpProbe {
-                host: Some(b.authority.clone()),
-                ..HttpProbe::new(h.path.clone(), h.expected_status)
-            };
+            let probe = HttpProbe { host: Some(b.authority.clone()), ..HttpProbe::new(h.path.clone(), h.expected_status) };
             v.push(Target {
                 key: key(&p.name, &b.id),
                 label: format!("pool={} backend={}", p.name, b.id),
@@ -82,10 +74,7 @@ mod tests {
 
     fn pools(yaml: &str) -> Vec<Arc<Pool>> {
         let c = Config::parse(yaml).unwrap();
-        c.all_pools()
-            .iter()
-            .map(|pc| Arc::new(Pool::from_config(pc, None).unwrap()))
-            .collect()
+        c.all_pools().iter().map(|pc| Arc::new(Pool::from_config(pc, None).unwrap())).collect()
     }
 
     #[test]
@@ -98,30 +87,18 @@ mod tests {
         );
         let t = targets(&p);
         let keys: Vec<&str> = t.iter().map(|t| t.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            ["default/127.0.0.1:8080", "default/b2"],
-            "pool `off` is not checked"
-        );
+        assert_eq!(keys, ["default/127.0.0.1:8080", "default/b2"], "pool `off` is not checked");
         assert_eq!(t[1].label, "pool=default backend=b2");
         assert_eq!(t[1].addr, "127.0.0.1:8081".parse().unwrap());
-        assert_eq!(
-            (t[1].interval, t[1].timeout),
-            (std::time::Duration::from_secs(90), std::time::Duration::from_secs(2))
-        );
+        assert_eq!((t[1].interval, t[1].timeout), (std::time::Duration::from_secs(90), std::time::Duration::from_secs(2)));
         assert_eq!((t[1].rise, t[1].fall), (4, 5));
         let d = t[1].probe.describe();
-        assert!(
-            d.contains("/healthz") && d.contains("204") && d.contains("127.0.0.1:8081"),
-            "{d}"
-        );
+        assert!(d.contains("/healthz") && d.contains("204") && d.contains("127.0.0.1:8081"), "{d}");
     }
 
     #[test]
     fn apply_sets_flags_and_unchecked_backends_are_up() {
-        let p = pools(
-            "protocol: http\nport: 1\nbackend_servers: [http://127.0.0.1:8080, http://127.0.0.1:8081]\n",
-        );
+        let p = pools("protocol: http\nport: 1\nbackend_servers: [http://127.0.0.1:8080, http://127.0.0.1:8081]\n");
         let b = p[0].snapshot();
         let mut map = HealthMap::new();
         map.insert(key("default", &b[0].id), false);

@@ -20,11 +20,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `rps == 0` disables limiting.
     pub fn new(rps: f64, burst: Option<f64>) -> RateLimiter {
-        RateLimiter {
-            rps,
-            burst: burst.unwrap_or(rps * 2.0).max(1.0),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { rps, burst: burst.unwrap_or(rps * 2.0).max(1.0), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one token for `ip`; false means "answer 429".
@@ -61,11 +57,7 @@ pub struct RetryBudget {
 
 impl RetryBudget {
     pub fn new(percent: f64, min_per_second: f64) -> RetryBudget {
-        RetryBudget {
-            ratio: percent / 100.0,
-            min_per_second,
-            state: Mutex::new((min_per_second.max(1.0), Instant::now())),
-        }
+        RetryBudget { ratio: percent / 100.0, min_per_second, state: Mutex::new((min_per_second.max(1.0), Instant::now())) }
     }
 
     fn cap(&self) -> f64 {
@@ -101,10 +93,7 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert!((0..3).all(|_| r.allow(ip)));
         assert!(!r.allow(ip));
-        assert!(
-            r.allow("10.0.0.2".parse().unwrap()),
-            "other clients unaffected"
-        );
+        assert!(r.allow("10.0.0.2".parse().unwrap()), "other clients unaffected");
         assert!(RateLimiter::new(0.0, None).allow(ip));
     }
 

@@ -1,10 +1,7 @@
 //! Prometheus metrics, one registry per running alb (so tests running
 //! several instances in one process do not share counters).
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -31,87 +28,33 @@ impl Metrics {
             r.register(Box::new(c.clone())).expect("register");
             c
         };
-        let requests = cv(
-            "alb_requests_total",
-            "Requests by pool, backend, method and status",
-            &["pool", "backend", "method", "status"],
-        );
-        let tls_failures = cv(
-            "alb_tls_handshake_failures_total",
-            "Failed TLS handshakes by reason",
-            &["reason"],
-        );
-        let denied = cv(
-            "alb_allowlist_denied_total",
-            "Connections closed by the allowlist before TLS",
-            &["reason"],
-        );
-        let ejections = cv(
-            "alb_backend_ejections_total",
-            "Passive ejections",
-            &["pool", "backend"],
-        );
-        let retries = cv(
-            "alb_retries_total",
-            "Requests retried on another backend",
-            &["pool"],
-        );
-        let reloads = cv(
-            "alb_reloads_total",
-            "Configuration reloads by result",
-            &["result"],
-        );
+        let requests = cv("alb_requests_total", "Requests by pool, backend, method and status", &["pool", "backend", "method", "status"]);
+        let tls_failures = cv("alb_tls_handshake_failures_total", "Failed TLS handshakes by reason", &["reason"]);
+        let denied = cv("alb_allowlist_denied_total", "Connections closed by the allowlist before TLS", &["reason"]);
+        let ejections = cv("alb_backend_ejections_total", "Passive ejections", &["pool", "backend"]);
+        let retries = cv("alb_retries_total", "Requests retried on another backend", &["pool"]);
+        let reloads = cv("alb_reloads_total", "Configuration reloads by result", &["result"]);
         let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "alb_request_duration_seconds",
-                "Time to backend response headers",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
+            HistogramOpts::new("alb_request_duration_seconds", "Time to backend response headers")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["pool", "backend"],
         )
         .expect("metric");
         r.register(Box::new(latency.clone())).expect("register");
-        let active_connections =
-            IntGauge::new("alb_active_connections", "Open client connections").expect("metric");
-        r.register(Box::new(active_connections.clone()))
-            .expect("register");
-        let backend_healthy = IntGaugeVec::new(
-            Opts::new(
-                "alb_backend_healthy",
-                "1 if the backend is available (healthy, not ejected, not draining)",
-            ),
-            &["pool", "backend"],
-        )
-        .expect("metric");
-        r.register(Box::new(backend_healthy.clone()))
-            .expect("register");
-        let rate_limited =
-            IntCounter::new("alb_rate_limited_total", "Requests refused with 429").expect("metric");
-        r.register(Box::new(rate_limited.clone()))
-            .expect("register");
-        Metrics {
-            registry: r,
-            requests,
-            latency,
-            active_connections,
-            tls_failures,
-            denied,
-            backend_healthy,
-            ejections,
-            retries,
-            rate_limited,
-            reloads,
-        }
+        let active_connections = IntGauge::new("alb_active_connections", "Open client connections").expect("metric");
+        r.register(Box::new(active_connections.clone())).expect("register");
+        let backend_healthy =
+            IntGaugeVec::new(Opts::new("alb_backend_healthy", "1 if the backend is available (healthy, not ejected, not draining)"), &["pool", "backend"])
+                .expect("metric");
+        r.register(Box::new(backend_healthy.clone())).expect("register");
+        let rate_limited = IntCounter::new("alb_rate_limited_total", "Requests refused with 429").expect("metric");
+        r.register(Box::new(rate_limited.clone())).expect("register");
+        Metrics { registry: r, requests, latency, active_connections, tls_failures, denied, backend_healthy, ejections, retries, rate_limited, reloads }
     }
 
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("encode");
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encode");
         String::from_utf8(buf).expect("utf8")
     }
 }

@@ -10,9 +10,7 @@ use std::time::Instant;
 
 use lb_common::userspace::select::{self, Candidate, Flow, HashOptions, Load, Selection};
 
-use crate::config::{
-    parse_backend_url, Algorithm, HealthConfig, MatchConfig, PassiveConfig, PoolConfig,
-};
+use crate::config::{parse_backend_url, Algorithm, HealthConfig, MatchConfig, PassiveConfig, PoolConfig};
 
 #[derive(Debug)]
 pub struct Backend {
@@ -102,13 +100,7 @@ impl Built {
     /// Whether `now` is still the list and availability this was built
     /// from. Allocates nothing: it runs on every request.
     fn matches(&self, now: &[Arc<Backend>]) -> bool {
-        self.backends.len() == now.len()
-            && self
-                .backends
-                .iter()
-                .zip(&self.available)
-                .zip(now)
-                .all(|((b, &up), n)| Arc::ptr_eq(b, n) && n.available() == up)
+        self.backends.len() == now.len() && self.backends.iter().zip(&self.available).zip(now).all(|((b, &up), n)| Arc::ptr_eq(b, n) && n.available() == up)
     }
 }
 
@@ -128,14 +120,8 @@ impl Pool {
         let mut v = Vec::new();
         for b in &c.backends {
             let fresh = Backend::new(b.url(), b.weight(), b.id())?;
-            let old = previous.and_then(|p| {
-                p.backends
-                    .read()
-                    .unwrap()
-                    .iter()
-                    .find(|o| o.id == fresh.id && o.url == fresh.url && o.weight == fresh.weight)
-                    .cloned()
-            });
+            let old =
+                previous.and_then(|p| p.backends.read().unwrap().iter().find(|o| o.id == fresh.id && o.url == fresh.url && o.weight == fresh.weight).cloned());
             v.push(old.unwrap_or_else(|| Arc::new(fresh)));
         }
         Ok(Pool {
@@ -155,10 +141,7 @@ impl Pool {
     pub fn pick(&self, flow: &Flow, exclude: &[Arc<Backend>]) -> Option<Arc<Backend>> {
         let built = self.current();
         let picks = built.selection.as_ref()?.pick(flow);
-        picks
-            .map(|id| &built.backends[id as usize])
-            .find(|b| !exclude.iter().any(|e| Arc::ptr_eq(e, b)))
-            .cloned()
+        picks.map(|id| &built.backends[id as usize]).find(|b| !exclude.iter().any(|e| Arc::ptr_eq(e, b))).cloned()
     }
 
     /// The selection for the backends as they are now, rebuilt only when
@@ -190,31 +173,16 @@ impl Pool {
             .iter()
             .zip(&available)
             .enumerate()
-            .map(|(i, (b, &up))| Candidate {
-                id: i as u32,
-                key: b.authority.clone(),
-                weight: b.weight,
-                healthy: up,
-                load: b.in_flight.clone(),
-            })
+            .map(|(i, (b, &up))| Candidate { id: i as u32, key: b.authority.clone(), weight: b.weight, healthy: up, load: b.in_flight.clone() })
             .collect();
-        let selection =
-            match select::build(self.algorithm.select(), &candidates, HashOptions::default()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    log::error!(
-                        "pool {}: cannot balance with {}: {e}; no backend until this is fixed",
-                        self.name,
-                        self.algorithm.select()
-                    );
-                    None
-                }
-            };
-        Built {
-            backends: backends.to_vec(),
-            available,
-            selection,
-        }
+        let selection = match select::build(self.algorithm.select(), &candidates, HashOptions::default()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::error!("pool {}: cannot balance with {}: {e}; no backend until this is fixed", self.name, self.algorithm.select());
+                None
+            }
+        };
+        Built { backends: backends.to_vec(), available, selection }
     }
 
     pub fn snapshot(&self) -> Vec<Arc<Backend>> {
@@ -224,12 +192,7 @@ impl Pool {
     fn matches(&self, host: Option<&str>, path: &str) -> Option<usize> {
         if !self.matcher.hosts.is_empty() {
             let h = host.map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
-            if !self
-                .matcher
-                .hosts
-                .iter()
-                .any(|m| Some(m.to_ascii_lowercase()) == h)
-            {
+            if !self.matcher.hosts.iter().any(|m| Some(m.to_ascii_lowercase()) == h) {
                 return None;
             }
         }

@@ -50,10 +50,7 @@ impl Running {
     /// configuration stays as it was. Listener and admin addresses are
     /// fixed at start.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let path = self
-            .config_path
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("started without a config file"))?;
+        let path = self.config_path.as_deref().ok_or_else(|| anyhow::anyhow!("started without a config file"))?;
         reload_from(&self.state, path, &self.reload_lock)
     }
 
@@ -84,19 +81,13 @@ impl Running {
 
 fn reload_from(st: &State, path: &Path, lock: &Mutex<()>) -> anyhow::Result<()> {
     let _g = lock.lock().unwrap();
-    let r = Config::load(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|c| {
-            let old = st.cfg();
-            if c.listen_addrs().ok() != old.listen_addrs().ok()
-                || c.admin.listen != old.admin.listen
-            {
-                log::warn!(
-                    "reload: listener/admin address changes need a restart; keeping the old ones"
-                );
-            }
-            st.apply(c)
-        });
+    let r = Config::load(path).map_err(anyhow::Error::from).and_then(|c| {
+        let old = st.cfg();
+        if c.listen_addrs().ok() != old.listen_addrs().ok() || c.admin.listen != old.admin.listen {
+            log::warn!("reload: listener/admin address changes need a restart; keeping the old ones");
+        }
+        st.apply(c)
+    });
     match &r {
         Ok(()) => {
             st.metrics.reloads.with_label_values(&["ok"]).inc();
@@ -120,24 +111,15 @@ pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<
     let conns = Arc::new(AtomicUsize::new(0));
     let mut listen = Vec::new();
     for a in addrs {
-        let l = TcpListener::bind(a)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+        let l = TcpListener::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
         let bound = l.local_addr()?;
         log::info!("listening on {bound}");
         listen.push(bound);
-        tokio::spawn(accept_loop(
-            l,
-            st.clone(),
-            shutdown_rx.clone(),
-            conns.clone(),
-        ));
+        tokio::spawn(accept_loop(l, st.clone(), shutdown_rx.clone(), conns.clone()));
     }
     let admin = if admin_cfg.enabled {
         let a: SocketAddr = admin_cfg.listen.parse()?;
-        let l = TcpListener::bind(a)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on admin {a}: {e}"))?;
+        let l = TcpListener::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on admin {a}: {e}"))?;
         let bound = l.local_addr()?;
         log::info!("admin API on http://{bound}");
         tokio::spawn(crate::admin::serve(l, st.clone(), shutdown_rx.clone()));
@@ -148,22 +130,9 @@ pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<
     tokio::spawn(st.clone().follow_health(shutdown_rx.clone()));
     let reload_lock = Arc::new(Mutex::new(()));
     if let Some(p) = &config_path {
-        tokio::spawn(watch_files(
-            st.clone(),
-            p.clone(),
-            reload_lock.clone(),
-            shutdown_rx.clone(),
-        ));
+        tokio::spawn(watch_files(st.clone(), p.clone(), reload_lock.clone(), shutdown_rx.clone()));
     }
-    Ok(Running {
-        state: st,
-        listen,
-        admin,
-        config_path,
-        shutdown_tx,
-        conns,
-        reload_lock,
-    })
+    Ok(Running { state: st, listen, admin, config_path, shutdown_tx, conns, reload_lock })
 }
 
 /// The config file and every certificate, key, CA and CRL file it names.
@@ -176,20 +145,11 @@ fn watched(st: &State, path: &Path) -> FileWatch {
 /// tooling usually renames files into place, which inotify watches on the
 /// old inode miss; the shared `FileWatch` compares inode and times, so it
 /// sees such renames even when the new file keeps the old mtime.
-async fn watch_files(
-    st: Arc<State>,
-    path: PathBuf,
-    lock: Arc<Mutex<()>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn watch_files(st: Arc<State>, path: PathBuf, lock: Arc<Mutex<()>>, mut shutdown: watch::Receiver<bool>) {
     let mut files = watched(&st, &path);
     loop {
         let every = st.cfg().reload.poll_interval.0;
-        let sleep = if every.is_zero() {
-            Duration::from_secs(1)
-        } else {
-            every
-        };
+        let sleep = if every.is_zero() { Duration::from_secs(1) } else { every };
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = shutdown.changed() => return,
@@ -206,12 +166,7 @@ async fn watch_files(
     }
 }
 
-async fn accept_loop(
-    l: TcpListener,
-    st: Arc<State>,
-    mut shutdown: watch::Receiver<bool>,
-    conns: Arc<AtomicUsize>,
-) {
+async fn accept_loop(l: TcpListener, st: Arc<State>, mut shutdown: watch::Receiver<bool>, conns: Arc<AtomicUsize>) {
     loop {
         let (tcp, peer) = tokio::select! {
             r = l.accept() => match r {
@@ -225,15 +180,10 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => return,
         };
-        let local = tcp
-            .local_addr()
-            .unwrap_or_else(|_| l.local_addr().expect("bound"));
+        let local = tcp.local_addr().unwrap_or_else(|_| l.local_addr().expect("bound"));
         if let Err(d) = st.allowlist().check(peer.ip(), local.port()) {
             st.metrics.denied.with_label_values(&[d.as_str()]).inc();
-            log::info!(
-                "connection from {peer} to {local} denied by allowlist ({})",
-                d.as_str()
-            );
+            log::info!("connection from {peer} to {local} denied by allowlist ({})", d.as_str());
             drop(tcp);
             continue;
         }
@@ -248,13 +198,7 @@ async fn accept_loop(
     }
 }
 
-async fn serve_conn(
-    st: &Arc<State>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    shutdown: watch::Receiver<bool>,
-) {
+async fn serve_conn(st: &Arc<State>, tcp: TcpStream, peer: SocketAddr, local: SocketAddr, shutdown: watch::Receiver<bool>) {
     let cfg = st.cfg();
     let _ = tcp.set_nodelay(true);
     let clock = Arc::new(AtomicU64::new(0));
@@ -265,11 +209,7 @@ async fn serve_conn(
     };
     // The handshake shares the header-read budget: a client trickling its
     // ClientHello is a slowloris too.
-    let hs = tokio::time::timeout(
-        cfg.timeouts.header_read.0,
-        TlsAcceptor::from(tls).accept(io),
-    )
-    .await;
+    let hs = tokio::time::timeout(cfg.timeouts.header_read.0, TlsAcceptor::from(tls).accept(io)).await;
     let stream = match hs {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -279,21 +219,12 @@ async fn serve_conn(
             return;
         }
         Err(_) => {
-            st.metrics
-                .tls_failures
-                .with_label_values(&["timeout"])
-                .inc();
+            st.metrics.tls_failures.with_label_values(&["timeout"]).inc();
             log::warn!("TLS handshake from {peer} rejected: reason=timeout");
             return;
         }
     };
-    let identity = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| ClientIdentity::from_der(c.as_ref()))
-        .map(|id| id.subject);
+    let identity = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| ClientIdentity::from_der(c.as_ref())).map(|id| id.subject);
     if let Some(id) = &identity {
         log::debug!("client {peer} authenticated as {id}");
     }
@@ -301,26 +232,14 @@ async fn serve_conn(
     serve_http(st, TokioIo::new(stream), ci, clock, shutdown).await
 }
 
-async fn serve_http<I>(
-    st: &Arc<State>,
-    io: I,
-    ci: ConnInfo,
-    clock: Arc<AtomicU64>,
-    mut shutdown: watch::Receiver<bool>,
-) where
+async fn serve_http<I>(st: &Arc<State>, io: I, ci: ConnInfo, clock: Arc<AtomicU64>, mut shutdown: watch::Receiver<bool>)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let cfg = st.cfg();
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(cfg.timeouts.header_read.0)
-        .max_buf_size(cfg.limits.max_header_bytes)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(cfg.limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(None);
+    b.http1().timer(TokioTimer::new()).header_read_timeout(cfg.timeouts.header_read.0).max_buf_size(cfg.limits.max_header_bytes).keep_alive(true);
+    b.http2().timer(TokioTimer::new()).max_header_list_size(u32::try_from(cfg.limits.max_header_bytes).unwrap_or(u32::MAX)).keep_alive_interval(None);
     let peer = ci.peer;
     let ci = Arc::new(ci);
     let st2 = st.clone();
@@ -332,8 +251,7 @@ async fn serve_http<I>(
     tokio::pin!(conn);
     let idle = cfg.timeouts.idle.0;
     let start = Instant::now();
-    let mut tick =
-        tokio::time::interval((idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
+    let mut tick = tokio::time::interval((idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
     let mut closing = false;
     loop {
         tokio::select! {
@@ -370,24 +288,15 @@ struct Activity<T> {
 
 impl<T> Activity<T> {
     fn new(inner: T, last: Arc<AtomicU64>) -> Activity<T> {
-        Activity {
-            inner,
-            start: Instant::now(),
-            last,
-        }
+        Activity { inner, start: Instant::now(), last }
     }
     fn touch(&self) {
-        self.last
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -398,11 +307,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, b);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
@@ -413,11 +318,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
     // first buffer): rustls hands over every queued TLS record as one
     // vectored write, e.g. the whole server handshake flight, and this
     // keeps that one syscall instead of one per record.
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
@@ -445,10 +346,7 @@ pub async fn run_until_signal(r: Running) -> anyhow::Result<()> {
                 let _ = r.reload();
             }
             stop => {
-                log::info!(
-                    "{}: shutting down: no new connections, draining in-flight requests",
-                    stop.name()
-                );
+                log::info!("{}: shutting down: no new connections, draining in-flight requests", stop.name());
                 break;
             }
         }

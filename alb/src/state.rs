@@ -62,10 +62,7 @@ impl State {
         let mut pools = Vec::new();
         for pc in cfg.all_pools() {
             let prev = old_pools.iter().find(|p| p.name == pc.name);
-            pools.push(Arc::new(
-                Pool::from_config(&pc, prev.map(|p| &**p))
-                    .map_err(|e| anyhow::anyhow!("pool {}: {e}", pc.name))?,
-            ));
+            pools.push(Arc::new(Pool::from_config(&pc, prev.map(|p| &**p)).map_err(|e| anyhow::anyhow!("pool {}: {e}", pc.name))?));
         }
         // A backend object replaced by the reload (same id, new weight)
         // takes its predecessor's health state before it gets traffic.
@@ -75,18 +72,10 @@ impl State {
         *self.allowlist.write().unwrap() = Arc::new(allow);
         *self.pools.write().unwrap() = Arc::new(pools);
         self.sync_health();
-        if old.limits.rate_limit_rps != cfg.limits.rate_limit_rps
-            || old.limits.rate_limit_burst != cfg.limits.rate_limit_burst
-        {
-            *self.limiter.write().unwrap() = Arc::new(RateLimiter::new(
-                cfg.limits.rate_limit_rps,
-                cfg.limits.rate_limit_burst,
-            ));
+        if old.limits.rate_limit_rps != cfg.limits.rate_limit_rps || old.limits.rate_limit_burst != cfg.limits.rate_limit_burst {
+            *self.limiter.write().unwrap() = Arc::new(RateLimiter::new(cfg.limits.rate_limit_rps, cfg.limits.rate_limit_burst));
         }
-        *self.budget.write().unwrap() = Arc::new(RetryBudget::new(
-            cfg.retries.budget_percent,
-            cfg.retries.min_per_second,
-        ));
+        *self.budget.write().unwrap() = Arc::new(RetryBudget::new(cfg.retries.budget_percent, cfg.retries.min_per_second));
         *self.cfg.write().unwrap() = Arc::new(cfg);
         Ok(())
     }
@@ -96,14 +85,8 @@ impl State {
             tls: RwLock::new(None),
             allowlist: RwLock::new(Arc::new(crate::allowlist::allow_all())),
             pools: RwLock::new(Arc::new(Vec::new())),
-            limiter: RwLock::new(Arc::new(RateLimiter::new(
-                cfg.limits.rate_limit_rps,
-                cfg.limits.rate_limit_burst,
-            ))),
-            budget: RwLock::new(Arc::new(RetryBudget::new(
-                cfg.retries.budget_percent,
-                cfg.retries.min_per_second,
-            ))),
+            limiter: RwLock::new(Arc::new(RateLimiter::new(cfg.limits.rate_limit_rps, cfg.limits.rate_limit_burst))),
+            budget: RwLock::new(Arc::new(RetryBudget::new(cfg.retries.budget_percent, cfg.retries.min_per_second))),
             upstream: Upstream::new(cfg.timeouts.idle.0),
             metrics: Metrics::new(),
             health: Mutex::new(Scheduler::new()),

@@ -17,10 +17,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 
 use crate::config::{Config, MtlsMode};
 
@@ -48,11 +45,7 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "{}: no certificate in file",
-        path.display()
-    );
+    anyhow::ensure!(!certs.is_empty(), "{}: no certificate in file", path.display());
     Ok(certs)
 }
 
@@ -62,15 +55,11 @@ fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
 
 fn certified_key(cert: &Path, key: &Path, p: &CryptoProvider) -> anyhow::Result<Arc<CertifiedKey>> {
     let chain = read_certs(cert)?;
-    let signing = p
-        .key_provider
-        .load_private_key(read_key(key)?)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+    let signing = p.key_provider.load_private_key(read_key(key)?).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
     let ck = CertifiedKey::new(chain, signing);
     // Catch a cert/key mismatch at load time rather than at the first
     // handshake.
-    ck.keys_match()
-        .map_err(|e| anyhow::anyhow!("{} does not match {}: {e}", key.display(), cert.display()))?;
+    ck.keys_match().map_err(|e| anyhow::anyhow!("{} does not match {}: {e}", key.display(), cert.display()))?;
     Ok(Arc::new(ck))
 }
 
@@ -133,12 +122,7 @@ impl ClientIdentity {
     pub fn from_der(der: &[u8]) -> Option<ClientIdentity> {
         let (_, x) = x509_parser::parse_x509_certificate(der).ok()?;
         let subject = x.subject().to_string();
-        let common_name = x
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_string);
+        let common_name = x.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
         let mut sans = Vec::new();
         if let Ok(Some(san)) = x.subject_alternative_name() {
             use x509_parser::extensions::GeneralName as G;
@@ -149,20 +133,12 @@ impl ClientIdentity {
                 }
             }
         }
-        Some(ClientIdentity {
-            subject,
-            common_name,
-            sans,
-        })
+        Some(ClientIdentity { subject, common_name, sans })
     }
 
     /// Whether any of CN, the whole subject or a SAN is in `allowed`.
     pub fn is_allowed(&self, allowed: &[String]) -> bool {
-        allowed.iter().any(|a| {
-            a == &self.subject
-                || self.common_name.as_deref() == Some(a.as_str())
-                || self.sans.iter().any(|s| s == a)
-        })
+        allowed.iter().any(|a| a == &self.subject || self.common_name.as_deref() == Some(a.as_str()) || self.sans.iter().any(|s| s == a))
     }
 }
 
@@ -191,24 +167,13 @@ impl ClientCertVerifier for IdentityVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let subject = ClientIdentity::from_der(end_entity.as_ref()).unwrap_or_default();
-        if let Err(e) = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)
-        {
-            log::debug!(
-                "client certificate {:?} failed verification: {e}",
-                subject.subject
-            );
+        if let Err(e) = self.inner.verify_client_cert(end_entity, intermediates, now) {
+            log::debug!("client certificate {:?} failed verification: {e}", subject.subject);
             return Err(e);
         }
         if !self.allowed.is_empty() && !subject.is_allowed(&self.allowed) {
-            log::debug!(
-                "client certificate {:?} is valid but not allowed",
-                subject.subject
-            );
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ));
+            log::debug!("client certificate {:?} is valid but not allowed", subject.subject);
+            return Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure));
         }
         Ok(ClientCertVerified::assertion())
     }
@@ -245,15 +210,7 @@ pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
     }
     for extra in &cfg.certificates {
         let ck = certified_key(&extra.cert, &extra.key, &p)?;
-        let names = if extra.server_names.is_empty() {
-            dns_names(&ck.cert[0])
-        } else {
-            extra
-                .server_names
-                .iter()
-                .map(|n| n.to_ascii_lowercase())
-                .collect()
-        };
+        let names = if extra.server_names.is_empty() { dns_names(&ck.cert[0]) } else { extra.server_names.iter().map(|n| n.to_ascii_lowercase()).collect() };
         for n in names {
             by_name.insert(n, ck.clone());
         }
@@ -262,23 +219,18 @@ pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
     let default = default.ok_or_else(|| anyhow::anyhow!("no server certificate configured"))?;
     let resolver = Arc::new(SniResolver { by_name, default });
 
-    let builder = ServerConfig::builder_with_provider(p.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = ServerConfig::builder_with_provider(p.clone()).with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match cfg.mtls_mode() {
         MtlsMode::Off => builder.with_no_client_auth(),
         mode => {
             let ca = cfg.client_ca().expect("validated: mTLS has a CA");
             let mut roots = RootCertStore::empty();
             for c in read_certs(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
+                roots.add(c).map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
             }
             let mut crls = Vec::new();
             for f in &cfg.mtls.crl {
-                for c in CertificateRevocationListDer::pem_file_iter(f)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
-                {
+                for c in CertificateRevocationListDer::pem_file_iter(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))? {
                     crls.push(c.map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?);
                 }
             }
@@ -292,18 +244,11 @@ pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
                 vb = vb.allow_unauthenticated();
             }
             let inner = vb.build()?;
-            builder.with_client_cert_verifier(Arc::new(IdentityVerifier {
-                inner,
-                allowed: cfg.mtls.allowed_identities.clone(),
-            }))
+            builder.with_client_cert_verifier(Arc::new(IdentityVerifier { inner, allowed: cfg.mtls.allowed_identities.clone() }))
         }
     };
     let mut sc = builder.with_cert_resolver(resolver);
-    sc.alpn_protocols = if cfg.http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
+    sc.alpn_protocols = if cfg.http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     Ok(Arc::new(sc))
 }
 
@@ -323,14 +268,10 @@ pub fn failure_reason(e: &std::io::Error) -> &'static str {
         E::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => "unknown_ca",
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "not_yet_valid"
-            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "not_yet_valid",
             CertificateError::Revoked => "revoked",
             CertificateError::ApplicationVerificationFailure => "not_allowed",
-            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                "bad_purpose"
-            }
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => "bad_purpose",
             _ => "bad_cert",
         },
         E::InvalidMessage(_) => "bad_message",
@@ -346,11 +287,7 @@ mod tests {
 
     #[test]
     fn identity_matching() {
-        let id = ClientIdentity {
-            subject: "CN=client1".into(),
-            common_name: Some("client1".into()),
-            sans: vec!["spiffe://x/y".into()],
-        };
+        let id = ClientIdentity { subject: "CN=client1".into(), common_name: Some("client1".into()), sans: vec!["spiffe://x/y".into()] };
         assert!(id.is_allowed(&["client1".into()]));
         assert!(id.is_allowed(&["CN=client1".into()]));
         assert!(id.is_allowed(&["spiffe://x/y".into()]));
@@ -384,19 +321,8 @@ mod tests {
     #[test]
     fn reasons() {
         let mk = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-        assert_eq!(
-            failure_reason(&mk(rustls::Error::NoCertificatesPresented)),
-            "no_cert"
-        );
-        assert_eq!(
-            failure_reason(&mk(rustls::Error::InvalidCertificate(
-                CertificateError::Revoked
-            ))),
-            "revoked"
-        );
-        assert_eq!(
-            failure_reason(&std::io::Error::from(std::io::ErrorKind::TimedOut)),
-            "timeout"
-        );
+        assert_eq!(failure_reason(&mk(rustls::Error::NoCertificatesPresented)), "no_cert");
+        assert_eq!(failure_reason(&mk(rustls::Error::InvalidCertificate(CertificateError::Revoked))), "revoked");
+        assert_eq!(failure_reason(&std::io::Error::from(std::io::ErrorKind::TimedOut)), "timeout");
     }
 }

@@ -57,10 +57,7 @@ pub struct Timeouts {
 impl Upstream {
     /// `keep_idle`: how long an unused backend connection is kept.
     pub fn new(keep_idle: Duration) -> Arc<Upstream> {
-        Arc::new(Upstream {
-            idle: Mutex::new(HashMap::new()),
-            keep_idle,
-        })
+        Arc::new(Upstream { idle: Mutex::new(HashMap::new()), keep_idle })
     }
 
     /// The most recently used idle sender. It may not be ready yet (its
@@ -116,28 +113,13 @@ impl Upstream {
         }
         let stream = match timeout(t.connect, TcpStream::connect(authority)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(SendError::NotSent(
-                    Box::new(req),
-                    format!("connect {authority}: {e}"),
-                ))
-            }
-            Err(_) => {
-                return Err(SendError::NotSent(
-                    Box::new(req),
-                    format!("connect {authority}: timed out"),
-                ))
-            }
+            Ok(Err(e)) => return Err(SendError::NotSent(Box::new(req), format!("connect {authority}: {e}"))),
+            Err(_) => return Err(SendError::NotSent(Box::new(req), format!("connect {authority}: timed out"))),
         };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = match http1::Builder::new().handshake(TokioIo::new(stream)).await {
             Ok(x) => x,
-            Err(e) => {
-                return Err(SendError::NotSent(
-                    Box::new(req),
-                    format!("handshake {authority}: {e}"),
-                ))
-            }
+            Err(e) => return Err(SendError::NotSent(Box::new(req), format!("handshake {authority}: {e}"))),
         };
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
@@ -153,28 +135,17 @@ impl Upstream {
         t: &Timeouts,
     ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         let res = match timeout(t.response, sender.try_send_request(req)).await {
-            Err(_) => {
-                return Err(SendError::Sent(format!(
-                    "{authority}: no response within {:?}",
-                    t.response
-                )))
-            }
+            Err(_) => return Err(SendError::Sent(format!("{authority}: no response within {:?}", t.response))),
             Ok(Ok(r)) => r,
             Ok(Err(mut e)) => {
                 return Err(match e.take_message() {
-                    Some(r) => {
-                        SendError::NotSent(Box::new(r), format!("{authority}: {}", e.into_error()))
-                    }
+                    Some(r) => SendError::NotSent(Box::new(r), format!("{authority}: {}", e.into_error())),
                     None => SendError::Sent(format!("{authority}: {}", e.into_error())),
                 })
             }
         };
         // Switching protocols: the connection becomes the tunnel.
-        let lease = (res.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
-            upstream: self.clone(),
-            authority: authority.to_string(),
-            sender,
-        });
+        let lease = (res.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease { upstream: self.clone(), authority: authority.to_string(), sender });
         Ok((res, lease))
     }
 }

@@ -11,10 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SerialNumber,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber};
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
@@ -43,12 +40,7 @@ pub struct CaOptions {
 
 impl Default for CaOptions {
     fn default() -> Self {
-        CaOptions {
-            common_name: DEFAULT_CA_CN.to_owned(),
-            days: DEFAULT_CA_DAYS,
-            key_type: KeyType::default(),
-            force: false,
-        }
+        CaOptions { common_name: DEFAULT_CA_CN.to_owned(), days: DEFAULT_CA_DAYS, key_type: KeyType::default(), force: false }
     }
 }
 
@@ -67,11 +59,7 @@ pub struct Ca {
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The signer holds the private key; never print it.
-        f.debug_struct("Ca")
-            .field("dir", &self.dir)
-            .field("subject", &self.subject)
-            .field("not_after", &self.not_after)
-            .finish_non_exhaustive()
+        f.debug_struct("Ca").field("dir", &self.dir).field("subject", &self.subject).field("not_after", &self.not_after).finish_non_exhaustive()
     }
 }
 
@@ -82,22 +70,16 @@ impl Ca {
     pub fn create(dir: impl AsRef<Path>, opts: &CaOptions) -> Result<Ca> {
         let dir = dir.as_ref();
         check_common_name("--cn", &opts.common_name)?;
-        let (not_before, not_after) =
-            Validity::Days(opts.days).resolve(OffsetDateTime::now_utc())?;
+        let (not_before, not_after) = Validity::Days(opts.days).resolve(OffsetDateTime::now_utc())?;
         files::ensure_dir(dir, "--out")?;
         let (cert_path, key_path) = (dir.join(files::CA_CERT), dir.join(files::CA_KEY));
         let (index_path, crl_path) = (dir.join(files::INDEX), dir.join(files::CRL));
-        files::ensure_absent(
-            [&*cert_path, &*key_path, &*index_path, &*crl_path],
-            opts.force,
-        )?;
+        files::ensure_absent([&*cert_path, &*key_path, &*index_path, &*crl_path], opts.force)?;
 
         let key = keys::generate(opts.key_type)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, opts.common_name.as_str());
+        params.distinguished_name.push(DnType::CommonName, opts.common_name.as_str());
         params.not_before = not_before;
         params.not_after = not_after;
         params.serial_number = Some(SerialNumber::from_slice(&index::random_serial()?));
@@ -105,26 +87,14 @@ impl Ca {
         // by it (should its key leak) would be rejected by verifiers.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params
-            .self_signed(&key)
-            .map_err(Error::rcgen("self-sign CA certificate"))?;
+        let cert = params.self_signed(&key).map_err(Error::rcgen("self-sign CA certificate"))?;
 
         let _lock = index::lock(dir)?;
         // Key first: if writing the certificate fails we have an orphan key
         // (harmless, refused next time without --force) rather than a
         // certificate whose key was never saved.
-        files::write_file(
-            &key_path,
-            key.serialize_pem().as_bytes(),
-            files::KEY_MODE,
-            opts.force,
-        )?;
-        files::write_file(
-            &cert_path,
-            cert.pem().as_bytes(),
-            files::PUBLIC_MODE,
-            opts.force,
-        )?;
+        files::write_file(&key_path, key.serialize_pem().as_bytes(), files::KEY_MODE, opts.force)?;
+        files::write_file(&cert_path, cert.pem().as_bytes(), files::PUBLIC_MODE, opts.force)?;
         Index::default().save(dir)?;
         // A CRL signed by the replaced key would fail verification; drop it.
         if opts.force {
@@ -155,35 +125,17 @@ impl Ca {
         check_is_ca(&cert_path, &x509)?;
         let key = keys::load_key_pair(&key_path)?;
         if key.der_bytes() != &*x509.public_key().subject_public_key.data {
-            return Err(Error::bad_file(
-                &key_path,
-                format!(
-                    "private key does not match the public key in {}",
-                    cert_path.display()
-                ),
-            ));
+            return Err(Error::bad_file(&key_path, format!("private key does not match the public key in {}", cert_path.display())));
         }
-        let key_id = x509
-            .iter_extensions()
-            .find_map(|ext| match ext.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => {
-                    Some(id.0.to_vec())
-                }
-                _ => None,
-            });
+        let key_id = x509.iter_extensions().find_map(|ext| match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        });
         let subject = x509.subject().to_string();
         let not_after = x509.validity().not_after.to_datetime();
         drop(x509);
-        let issuer = Issuer::from_ca_cert_der(&cert_der, key)
-            .map_err(|e| Error::bad_file(&cert_path, format!("cannot use as issuer: {e}")))?;
-        Ok(Ca {
-            dir: dir.to_path_buf(),
-            cert_der,
-            subject,
-            not_after,
-            key_id,
-            issuer,
-        })
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| Error::bad_file(&cert_path, format!("cannot use as issuer: {e}")))?;
+        Ok(Ca { dir: dir.to_path_buf(), cert_der, subject, not_after, key_id, issuer })
     }
 
     /// The CA directory.
@@ -240,24 +192,17 @@ pub(crate) fn parse_cert<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certifica
     match x509_parser::parse_x509_certificate(der) {
         Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(Error::bad_file(path, "trailing data after the certificate")),
-        Err(e) => Err(Error::bad_file(
-            path,
-            format!("not a valid X.509 certificate: {e}"),
-        )),
+        Err(e) => Err(Error::bad_file(path, format!("not a valid X.509 certificate: {e}"))),
     }
 }
 
 fn check_is_ca(path: &Path, x509: &X509Certificate<'_>) -> Result<()> {
     let bad = |why: &str| Error::bad_file(path, format!("not usable as a CA certificate: {why}"));
-    let bc = x509
-        .basic_constraints()
-        .map_err(|e| bad(&format!("bad basicConstraints ({e})")))?;
+    let bc = x509.basic_constraints().map_err(|e| bad(&format!("bad basicConstraints ({e})")))?;
     if !bc.is_some_and(|bc| bc.value.ca) {
         return Err(bad("basicConstraints CA:TRUE is missing"));
     }
-    let ku = x509
-        .key_usage()
-        .map_err(|e| bad(&format!("bad keyUsage ({e})")))?;
+    let ku = x509.key_usage().map_err(|e| bad(&format!("bad keyUsage ({e})")))?;
     if ku.is_some_and(|ku| !ku.value.key_cert_sign()) {
         return Err(bad("keyUsage lacks keyCertSign"));
     }
@@ -266,9 +211,7 @@ fn check_is_ca(path: &Path, x509: &X509Certificate<'_>) -> Result<()> {
     // RDN set), so refuse such names up front.
     for rdn in x509.subject().iter() {
         if rdn.iter().count() != 1 {
-            return Err(bad(
-                "subject has a multi-valued or empty RDN, which certgen cannot re-encode",
-            ));
+            return Err(bad("subject has a multi-valued or empty RDN, which certgen cannot re-encode"));
         }
     }
     Ok(())
@@ -284,11 +227,7 @@ pub(crate) fn check_common_name(arg: &'static str, cn: &str) -> Result<()> {
         return Err(Error::invalid(arg, cn, "must be at most 64 characters"));
     }
     if cn.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            arg,
-            cn,
-            "must not contain control characters",
-        ));
+        return Err(Error::invalid(arg, cn, "must not contain control characters"));
     }
     Ok(())
 }

@@ -57,12 +57,7 @@ impl Ca {
         let der = files::read_cert(cert_path)?;
         let cert = parse_cert(cert_path, &der)?;
         let serial = index::serial_hex(cert.raw_serial());
-        let not_ours = |reason| Error::NotIssuedByCa {
-            cert: cert_path.to_path_buf(),
-            serial: serial.clone(),
-            ca_dir: self.dir().to_path_buf(),
-            reason,
-        };
+        let not_ours = |reason| Error::NotIssuedByCa { cert: cert_path.to_path_buf(), serial: serial.clone(), ca_dir: self.dir().to_path_buf(), reason };
         let ca_cert = parse_cert(&self.cert_path(), self.cert_der())?;
         if cert.issuer().as_raw() != ca_cert.subject().as_raw() {
             return Err(not_ours("its issuer name differs from the CA's subject"));
@@ -88,23 +83,10 @@ impl Ca {
     fn mark_revoked(&self, serial: &str) -> Result<Revocation> {
         let _lock = index::lock(self.dir())?;
         let mut idx = Index::load(self.dir())?;
-        let entry = idx
-            .certs
-            .iter_mut()
-            .find(|e| e.serial == serial)
-            .ok_or_else(|| {
-                Error::invalid("--serial", serial, "not found in the CA's index.json")
-            })?;
+        let entry = idx.certs.iter_mut().find(|e| e.serial == serial).ok_or_else(|| Error::invalid("--serial", serial, "not found in the CA's index.json"))?;
         let already_revoked = entry.revoked_at.is_some();
-        let revoked_at = *entry
-            .revoked_at
-            .get_or_insert_with(|| truncate(OffsetDateTime::now_utc()));
-        let out = Revocation {
-            serial: serial.to_owned(),
-            name: entry.name.clone(),
-            revoked_at,
-            already_revoked,
-        };
+        let revoked_at = *entry.revoked_at.get_or_insert_with(|| truncate(OffsetDateTime::now_utc()));
+        let out = Revocation { serial: serial.to_owned(), name: entry.name.clone(), revoked_at, already_revoked };
         if !already_revoked {
             idx.save(self.dir())?;
         }
@@ -121,15 +103,11 @@ impl Ca {
         let _lock = index::lock(self.dir())?;
         let mut idx = Index::load(self.dir())?;
         let index_path = self.dir().join(files::INDEX);
-        let number = idx
-            .crl_number
-            .checked_add(1)
-            .ok_or_else(|| Error::bad_file(&index_path, "crl_number overflow"))?;
+        let number = idx.crl_number.checked_add(1).ok_or_else(|| Error::bad_file(&index_path, "crl_number overflow"))?;
         let mut revoked = Vec::new();
         let mut revoked_certs = Vec::new();
         for e in idx.revoked() {
-            let bytes = index::parse_serial(&e.serial)
-                .map_err(|_| Error::bad_file(&index_path, format!("bad serial {:?}", e.serial)))?;
+            let bytes = index::parse_serial(&e.serial).map_err(|_| Error::bad_file(&index_path, format!("bad serial {:?}", e.serial)))?;
             let revoked_at = e.revoked_at.unwrap_or(now);
             revoked_certs.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
@@ -152,9 +130,7 @@ impl Ca {
                 None => KeyIdMethod::Sha256,
             },
         };
-        let crl = params
-            .signed_by(self.issuer())
-            .map_err(Error::rcgen("sign CRL"))?;
+        let crl = params.signed_by(self.issuer()).map_err(Error::rcgen("sign CRL"))?;
         let pem = crl.pem().map_err(Error::rcgen("PEM-encode CRL"))?;
         // Bump the number before publishing: a crash in between skips a
         // number (allowed) instead of reusing one (not allowed).
@@ -162,13 +138,6 @@ impl Ca {
         idx.save(self.dir())?;
         let path = self.crl_path();
         files::write_file(&path, pem.as_bytes(), files::PUBLIC_MODE, true)?;
-        Ok(CrlWritten {
-            path,
-            number,
-            revoked,
-            this_update,
-            next_update,
-            der: crl.der().clone(),
-        })
+        Ok(CrlWritten { path, number, revoked, this_update, next_update, der: crl.der().clone() })
     }
 }

@@ -182,15 +182,7 @@ pub fn demo(out_dir: impl AsRef<Path>, opts: &DemoOptions) -> Result<Demo> {
     files::ensure_absent(f.all(), opts.force)?;
     let kt = opts.key_type;
 
-    let ca = Ca::create(
-        out,
-        &CaOptions {
-            common_name: DEMO_CA_CN.into(),
-            days: DEFAULT_CA_DAYS,
-            key_type: kt,
-            force: opts.force,
-        },
-    )?;
+    let ca = Ca::create(out, &CaOptions { common_name: DEMO_CA_CN.into(), days: DEFAULT_CA_DAYS, key_type: kt, force: opts.force })?;
     let mut server = ServerOptions::new(SERVER, &SERVER_DNS, &SERVER_IPS);
     server.key_type = kt;
     server.force = opts.force;
@@ -208,39 +200,14 @@ pub fn demo(out_dir: impl AsRef<Path>, opts: &DemoOptions) -> Result<Demo> {
     let client2 = ca.issue_client(&client(CLIENT2, leaf))?;
     let revoked = ca.issue_client(&client(REVOKED, leaf))?;
     let now = OffsetDateTime::now_utc();
-    let expired = ca.issue_client(&client(
-        EXPIRED,
-        Validity::Window {
-            not_before: now - Duration::days(30),
-            not_after: now - Duration::days(1),
-        },
-    ))?;
+    let expired = ca.issue_client(&client(EXPIRED, Validity::Window { not_before: now - Duration::days(30), not_after: now - Duration::days(1) }))?;
     ca.revoke(&revoked.cert_path)?;
     let crl = ca.write_crl(DEMO_CRL_DAYS)?;
 
-    let rogue_ca = Ca::create(
-        &f.rogue_ca_dir,
-        &CaOptions {
-            common_name: ROGUE_CA_CN.into(),
-            days: DEFAULT_CA_DAYS,
-            key_type: kt,
-            force: opts.force,
-        },
-    )?;
+    let rogue_ca = Ca::create(&f.rogue_ca_dir, &CaOptions { common_name: ROGUE_CA_CN.into(), days: DEFAULT_CA_DAYS, key_type: kt, force: opts.force })?;
     let mut rogue = client(ROGUE, leaf);
     rogue.out_dir = Some(out.to_path_buf());
     let rogue = rogue_ca.issue_client(&rogue)?;
 
-    Ok(Demo {
-        files: f,
-        ca,
-        rogue_ca,
-        server,
-        client1,
-        client2,
-        revoked,
-        expired,
-        rogue,
-        crl,
-    })
+    Ok(Demo { files: f, ca, rogue_ca, server, client1, client2, revoked, expired, rogue, crl })
 }

@@ -90,31 +90,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn invalid(
-        arg: &'static str,
-        value: impl ToString,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::InvalidArg {
-            arg,
-            value: value.to_string(),
-            reason: reason.into(),
-        }
+    pub(crate) fn invalid(arg: &'static str, value: impl ToString, reason: impl Into<String>) -> Self {
+        Error::InvalidArg { arg, value: value.to_string(), reason: reason.into() }
     }
 
     pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { action, path: path.to_path_buf(), source }
     }
 
     pub(crate) fn bad_file(path: &Path, reason: impl Into<String>) -> Self {
-        Error::BadFile {
-            path: path.to_path_buf(),
-            reason: reason.into(),
-        }
+        Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
     }
 
     pub(crate) fn rcgen(context: &'static str) -> impl FnOnce(rcgen::Error) -> Self {

@@ -58,19 +58,14 @@ pub fn key_path(dir: &Path, name: &str) -> PathBuf {
 /// Fails with [`Error::Exists`] naming the first of `paths` that exists,
 /// unless `force`. Called before writing a set of files so that a refusal
 /// leaves nothing half-written.
-pub(crate) fn ensure_absent<'a>(
-    paths: impl IntoIterator<Item = &'a Path>,
-    force: bool,
-) -> Result<()> {
+pub(crate) fn ensure_absent<'a>(paths: impl IntoIterator<Item = &'a Path>, force: bool) -> Result<()> {
     if force {
         return Ok(());
     }
     for p in paths {
         // symlink_metadata: a dangling symlink still counts as "exists".
         if p.symlink_metadata().is_ok() {
-            return Err(Error::Exists {
-                path: p.to_path_buf(),
-            });
+            return Err(Error::Exists { path: p.to_path_buf() });
         }
     }
     Ok(())
@@ -79,35 +74,17 @@ pub(crate) fn ensure_absent<'a>(
 /// Writes `contents` to `path` with `mode`; see the module docs for the rules.
 pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<()> {
     if !force {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::Exists {
-                    path: path.to_path_buf(),
-                },
-                _ => Error::io("create", path, e),
-            })?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::Exists { path: path.to_path_buf() },
+            _ => Error::io("create", path, e),
+        })?;
         return finish(&mut f, path, contents, mode);
     }
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid("path", path.display(), "has no file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let file_name = path.file_name().ok_or_else(|| Error::invalid("path", path.display(), "has no file name"))?;
+    let tmp = path.with_file_name(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
     // A stale temp file from a crashed run of this same pid is ours to drop.
     let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
     if let Err(e) = finish(&mut f, &tmp, contents, mode) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
@@ -119,10 +96,8 @@ pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -
 }
 
 fn finish(f: &mut fs::File, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    f.write_all(contents)
-        .map_err(|e| Error::io("write", path, e))?;
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("set permissions on", path, e))?;
+    f.write_all(contents).map_err(|e| Error::io("write", path, e))?;
+    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Error::io("set permissions on", path, e))?;
     f.sync_all().map_err(|e| Error::io("sync", path, e))
 }
 
@@ -130,11 +105,7 @@ fn finish(f: &mut fs::File, path: &Path, contents: &[u8], mode: u32) -> Result<(
 pub(crate) fn ensure_dir(dir: &Path, arg: &'static str) -> Result<()> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::invalid(
-            arg,
-            dir.display(),
-            "exists and is not a directory",
-        )),
+        Ok(_) => Err(Error::invalid(arg, dir.display(), "exists and is not a directory")),
         Err(_) => fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e)),
     }
 }
@@ -145,14 +116,9 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     if !looks_like_pem(&bytes) {
         return Ok(vec![CertificateDer::from(bytes)]);
     }
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::bad_file(path, format!("bad PEM: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>().map_err(|e| Error::bad_file(path, format!("bad PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(Error::bad_file(
-            path,
-            "no \"BEGIN CERTIFICATE\" section found",
-        ));
+        return Err(Error::bad_file(path, "no \"BEGIN CERTIFICATE\" section found"));
     }
     Ok(certs)
 }
@@ -170,9 +136,8 @@ pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     if !looks_like_pem(&bytes) {
         return Ok(vec![CertificateRevocationListDer::from(bytes)]);
     }
-    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::bad_file(path, format!("bad PEM: {e}")))?;
+    let crls =
+        CertificateRevocationListDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>().map_err(|e| Error::bad_file(path, format!("bad PEM: {e}")))?;
     if crls.is_empty() {
         return Err(Error::bad_file(path, "no \"BEGIN X509 CRL\" section found"));
     }
@@ -194,9 +159,7 @@ mod tests {
     #[test]
     fn pem_vs_der_detection() {
         assert!(looks_like_pem(b"-----BEGIN CERTIFICATE-----\n"));
-        assert!(looks_like_pem(
-            b"0 leading text\n-----BEGIN CERTIFICATE-----\n"
-        ));
+        assert!(looks_like_pem(b"0 leading text\n-----BEGIN CERTIFICATE-----\n"));
         assert!(looks_like_pem(b"plain text"));
         assert!(looks_like_pem(b""));
         assert!(!looks_like_pem(&[0x30, 0x82, 0x01, 0x00]));
@@ -212,10 +175,7 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"one");
         write_file(&p, b"three", PUBLIC_MODE, true).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"three");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            PUBLIC_MODE
-        );
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, PUBLIC_MODE);
         // A dangling symlink counts as existing: never write through it.
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();

@@ -75,11 +75,7 @@ pub struct Index {
 
 impl Default for Index {
     fn default() -> Self {
-        Index {
-            version: INDEX_VERSION,
-            crl_number: 0,
-            certs: Vec::new(),
-        }
+        Index { version: INDEX_VERSION, crl_number: 0, certs: Vec::new() }
     }
 }
 
@@ -93,16 +89,9 @@ impl Index {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Index::default()),
             Err(e) => return Err(Error::io("read CA index", &path, e)),
         };
-        let index: Index = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::bad_file(&path, format!("corrupt CA index: {e}")))?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&path, format!("corrupt CA index: {e}")))?;
         if index.version != INDEX_VERSION {
-            return Err(Error::bad_file(
-                &path,
-                format!(
-                    "index version {} is not supported (expected {INDEX_VERSION})",
-                    index.version
-                ),
-            ));
+            return Err(Error::bad_file(&path, format!("index version {} is not supported (expected {INDEX_VERSION})", index.version)));
         }
         Ok(index)
     }
@@ -110,8 +99,7 @@ impl Index {
     /// Atomically replaces `DIR/index.json`.
     pub(crate) fn save(&self, ca_dir: &Path) -> Result<()> {
         let path = ca_dir.join(files::INDEX);
-        let mut json =
-            serde_json::to_vec_pretty(self).map_err(|e| Error::bad_file(&path, e.to_string()))?;
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| Error::bad_file(&path, e.to_string()))?;
         json.push(b'\n');
         files::write_file(&path, &json, files::PUBLIC_MODE, true)
     }
@@ -137,12 +125,7 @@ pub(crate) struct IndexLock {
 /// Takes the CA directory's exclusive lock, waiting for other holders.
 pub(crate) fn lock(ca_dir: &Path) -> Result<IndexLock> {
     let path = ca_dir.join(files::LOCK);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("open lock file", &path, e))?;
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io("open lock file", &path, e))?;
     file.lock().map_err(|e| Error::io("lock", &path, e))?;
     Ok(IndexLock { _file: file })
 }
@@ -160,27 +143,12 @@ pub fn serial_hex(bytes: &[u8]) -> String {
 /// Parses a serial given as hex, optionally with `:` separators or `0x`.
 pub fn parse_serial(s: &str) -> Result<Vec<u8>> {
     let bad = |why: &str| Error::invalid("--serial", s, why);
-    let hex: String = s
-        .trim()
-        .trim_start_matches("0x")
-        .chars()
-        .filter(|c| *c != ':')
-        .collect();
+    let hex: String = s.trim().trim_start_matches("0x").chars().filter(|c| *c != ':').collect();
     if hex.is_empty() || hex.len() > 40 {
         return Err(bad("expected 1 to 20 bytes of hex"));
     }
-    let padded = if hex.len() % 2 == 1 {
-        format!("0{hex}")
-    } else {
-        hex
-    };
-    (0..padded.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(padded.get(i..i + 2).unwrap_or("zz"), 16)
-                .map_err(|_| bad("not hexadecimal"))
-        })
-        .collect()
+    let padded = if hex.len() % 2 == 1 { format!("0{hex}") } else { hex };
+    (0..padded.len()).step_by(2).map(|i| u8::from_str_radix(padded.get(i..i + 2).unwrap_or("zz"), 16).map_err(|_| bad("not hexadecimal"))).collect()
 }
 
 /// A fresh certificate serial: 16 random bytes with the top bit clear, so
@@ -190,10 +158,7 @@ pub fn parse_serial(s: &str) -> Result<Vec<u8>> {
 pub(crate) fn random_serial() -> Result<[u8; 16]> {
     let mut buf = [0u8; 16];
     loop {
-        getrandom::fill(&mut buf).map_err(|e| Error::KeyGen {
-            key_type: "serial",
-            reason: e.to_string(),
-        })?;
+        getrandom::fill(&mut buf).map_err(|e| Error::KeyGen { key_type: "serial", reason: e.to_string() })?;
         buf[0] &= 0x7f;
         if buf[0] != 0 {
             return Ok(buf);
@@ -236,10 +201,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Index::load(dir.path()).unwrap(), Index::default());
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        let mut idx = Index {
-            crl_number: 3,
-            ..Index::default()
-        };
+        let mut idx = Index { crl_number: 3, ..Index::default() };
         idx.certs.push(IndexEntry {
             serial: "01ab".into(),
             name: "x".into(),
@@ -254,9 +216,6 @@ mod tests {
         assert_eq!(Index::load(dir.path()).unwrap(), idx);
         std::fs::write(dir.path().join(files::INDEX), b"{not json").unwrap();
         let err = Index::load(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("index.json") && err.contains("corrupt"),
-            "{err}"
-        );
+        assert!(err.contains("index.json") && err.contains("corrupt"), "{err}");
     }
 }

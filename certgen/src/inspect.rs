@@ -100,9 +100,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Vec<Inspected>> {
         if let Ok(cert) = cert_info(path, &bytes) {
             return Ok(vec![Inspected::Certificate(cert)]);
         }
-        return crl_info(path, &bytes)
-            .map(|c| vec![Inspected::Crl(c)])
-            .map_err(|_| Error::bad_file(path, "neither a DER certificate nor a DER CRL"));
+        return crl_info(path, &bytes).map(|c| vec![Inspected::Crl(c)]).map_err(|_| Error::bad_file(path, "neither a DER certificate nor a DER CRL"));
     }
     let mut out = Vec::new();
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(&bytes) {
@@ -111,25 +109,16 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<Vec<Inspected>> {
             SectionKind::Certificate => out.push(Inspected::Certificate(cert_info(path, &der)?)),
             SectionKind::Crl => out.push(Inspected::Crl(crl_info(path, &der)?)),
             SectionKind::PrivateKey => out.push(Inspected::PrivateKey(pkcs8_info(&der))),
-            SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => {
-                out.push(Inspected::PrivateKey(KeyInfo {
-                    format: if kind == SectionKind::RsaPrivateKey {
-                        "RSA PRIVATE KEY (PKCS#1)".into()
-                    } else {
-                        "EC PRIVATE KEY (SEC1)".into()
-                    },
-                    key_type: None,
-                    spki_sha256: None,
-                }))
-            }
+            SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => out.push(Inspected::PrivateKey(KeyInfo {
+                format: if kind == SectionKind::RsaPrivateKey { "RSA PRIVATE KEY (PKCS#1)".into() } else { "EC PRIVATE KEY (SEC1)".into() },
+                key_type: None,
+                spki_sha256: None,
+            })),
             _ => {}
         }
     }
     if out.is_empty() {
-        return Err(Error::bad_file(
-            path,
-            "no certificate, CRL or private key found",
-        ));
+        return Err(Error::bad_file(path, "no certificate, CRL or private key found"));
     }
     Ok(out)
 }
@@ -146,14 +135,7 @@ fn cert_info(path: &Path, der: &[u8]) -> Result<CertInfo> {
                 sans.extend(san.general_names.iter().map(general_name));
             }
             ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
-            ParsedExtension::KeyUsage(ku) => {
-                key_usage = ku
-                    .to_string()
-                    .split(", ")
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            }
+            ParsedExtension::KeyUsage(ku) => key_usage = ku.to_string().split(", ").filter(|s| !s.is_empty()).map(String::from).collect(),
             ParsedExtension::ExtendedKeyUsage(eku) => {
                 let flags = [
                     (eku.any, "any"),
@@ -164,12 +146,7 @@ fn cert_info(path: &Path, der: &[u8]) -> Result<CertInfo> {
                     (eku.time_stamping, "timeStamping"),
                     (eku.ocsp_signing, "OCSPSigning"),
                 ];
-                extended_key_usage.extend(
-                    flags
-                        .iter()
-                        .filter(|(on, _)| *on)
-                        .map(|(_, n)| (*n).to_owned()),
-                );
+                extended_key_usage.extend(flags.iter().filter(|(on, _)| *on).map(|(_, n)| (*n).to_owned()));
                 extended_key_usage.extend(eku.other.iter().map(|oid| oid.to_id_string()));
             }
             _ => {}
@@ -192,17 +169,13 @@ fn cert_info(path: &Path, der: &[u8]) -> Result<CertInfo> {
 }
 
 fn crl_info(path: &Path, der: &[u8]) -> Result<CrlInfo> {
-    let (_, crl) = x509_parser::parse_x509_crl(der)
-        .map_err(|e| Error::bad_file(path, format!("not a valid X.509 CRL: {e}")))?;
+    let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| Error::bad_file(path, format!("not a valid X.509 CRL: {e}")))?;
     Ok(CrlInfo {
         issuer: crl.issuer().to_string(),
         number: crl.crl_number().map(|n| n.to_string()),
         this_update: crl.last_update().to_datetime(),
         next_update: crl.next_update().map(|t| t.to_datetime()),
-        revoked: crl
-            .iter_revoked_certificates()
-            .map(|r| (serial_hex(r.raw_serial()), r.revocation_date.to_datetime()))
-            .collect(),
+        revoked: crl.iter_revoked_certificates().map(|r| (serial_hex(r.raw_serial()), r.revocation_date.to_datetime())).collect(),
         sha256: sha256_colon(der),
     })
 }
@@ -212,10 +185,7 @@ fn pkcs8_info(der: &[u8]) -> KeyInfo {
     let spki = parsed.as_ref().map(|k| k.subject_public_key_info());
     KeyInfo {
         format: "PRIVATE KEY (PKCS#8)".into(),
-        key_type: spki
-            .as_deref()
-            .and_then(|s| SubjectPublicKeyInfo::from_der(s).ok())
-            .map(|(_, s)| key_type_name(&s)),
+        key_type: spki.as_deref().and_then(|s| SubjectPublicKeyInfo::from_der(s).ok()).map(|(_, s)| key_type_name(&s)),
         spki_sha256: spki.as_deref().map(sha256_colon),
     }
 }
@@ -224,14 +194,8 @@ fn general_name(name: &GeneralName<'_>) -> String {
     match name {
         GeneralName::DNSName(d) => format!("DNS:{d}"),
         GeneralName::IPAddress(b) => match b.len() {
-            4 => format!(
-                "IP:{}",
-                IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())
-            ),
-            16 => format!(
-                "IP:{}",
-                IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())
-            ),
+            4 => format!("IP:{}", IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+            16 => format!("IP:{}", IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
             _ => format!("IP:<{} bytes>", b.len()),
         },
         GeneralName::URI(u) => format!("URI:{u}"),
@@ -243,12 +207,7 @@ fn general_name(name: &GeneralName<'_>) -> String {
 /// certgen's `--key` name for a public key, or a descriptive fallback.
 pub(crate) fn key_type_name(spki: &SubjectPublicKeyInfo<'_>) -> String {
     let alg = spki.algorithm.algorithm.to_id_string();
-    let param = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|o| o.to_id_string());
+    let param = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
     match (alg.as_str(), param.as_deref()) {
         ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => "ecdsa-p256".into(),
         ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => "ecdsa-p384".into(),
@@ -272,12 +231,7 @@ fn bit_len(big_endian: &[u8]) -> usize {
 
 fn sha256_colon(data: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 fn fmt_time(t: OffsetDateTime) -> String {
@@ -312,12 +266,7 @@ impl fmt::Display for CertInfo {
         writeln!(f, "  issuer:       {}", self.issuer)?;
         writeln!(f, "  serial:       {}", self.serial)?;
         writeln!(f, "  not before:   {}", fmt_time(self.not_before))?;
-        writeln!(
-            f,
-            "  not after:    {} ({})",
-            fmt_time(self.not_after),
-            status(self.not_before, self.not_after)
-        )?;
+        writeln!(f, "  not after:    {} ({})", fmt_time(self.not_after), status(self.not_before, self.not_after))?;
         writeln!(f, "  key type:     {}", self.key_type)?;
         let none = || "(none)".to_owned();
         let list = |v: &[String]| if v.is_empty() { none() } else { v.join(", ") };
@@ -333,19 +282,10 @@ impl fmt::Display for CrlInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "CRL")?;
         writeln!(f, "  issuer:       {}", self.issuer)?;
-        writeln!(
-            f,
-            "  CRL number:   {}",
-            self.number.as_deref().unwrap_or("(none)")
-        )?;
+        writeln!(f, "  CRL number:   {}", self.number.as_deref().unwrap_or("(none)"))?;
         writeln!(f, "  this update:  {}", fmt_time(self.this_update))?;
         match self.next_update {
-            Some(t) => writeln!(
-                f,
-                "  next update:  {} ({})",
-                fmt_time(t),
-                status(self.this_update, t)
-            )?,
+            Some(t) => writeln!(f, "  next update:  {} ({})", fmt_time(t), status(self.this_update, t))?,
             None => writeln!(f, "  next update:  (none)")?,
         }
         writeln!(f, "  revoked:      {}", self.revoked.len())?;
@@ -360,13 +300,7 @@ impl fmt::Display for KeyInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Private key")?;
         writeln!(f, "  format:       {}", self.format)?;
-        writeln!(
-            f,
-            "  key type:     {}",
-            self.key_type
-                .as_deref()
-                .unwrap_or("(not readable by certgen)")
-        )?;
+        writeln!(f, "  key type:     {}", self.key_type.as_deref().unwrap_or("(not readable by certgen)"))?;
         if let Some(s) = &self.spki_sha256 {
             writeln!(f, "  SPKI SHA-256: {s}")?;
         }

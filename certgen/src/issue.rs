@@ -17,10 +17,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
-    SanType, SerialNumber,
-};
+use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType, SerialNumber};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
@@ -162,27 +159,16 @@ impl Ca {
         let mut sans = Vec::new();
         for dns in &opts.dns {
             check_dns_name(dns)?;
-            let ia5 = dns
-                .as_str()
-                .try_into()
-                .map_err(|e| Error::invalid("--dns", dns, format!("not an IA5 string: {e}")))?;
+            let ia5 = dns.as_str().try_into().map_err(|e| Error::invalid("--dns", dns, format!("not an IA5 string: {e}")))?;
             push_unique(&mut sans, SanType::DnsName(ia5));
         }
         for ip in &opts.ips {
             push_unique(&mut sans, SanType::IpAddress(*ip));
         }
         if sans.is_empty() {
-            return Err(Error::invalid(
-                "--dns/--ip",
-                "(none)",
-                "a server certificate needs at least one --dns or --ip",
-            ));
+            return Err(Error::invalid("--dns/--ip", "(none)", "a server certificate needs at least one --dns or --ip"));
         }
-        let common_name = opts
-            .dns
-            .first()
-            .cloned()
-            .unwrap_or_else(|| opts.name.clone());
+        let common_name = opts.dns.first().cloned().unwrap_or_else(|| opts.name.clone());
         self.issue(Profile {
             kind: CertKind::Server,
             name: opts.name.clone(),
@@ -214,29 +200,16 @@ impl Ca {
     fn issue(&self, p: Profile) -> Result<Issued> {
         let now = OffsetDateTime::now_utc();
         if now > self.not_after() {
-            return Err(Error::bad_file(
-                &self.cert_path(),
-                format!(
-                    "CA certificate expired at {}; create a new CA",
-                    self.not_after()
-                ),
-            ));
+            return Err(Error::bad_file(&self.cert_path(), format!("CA certificate expired at {}; create a new CA", self.not_after())));
         }
         let (not_before, mut not_after) = p.validity.resolve(now)?;
         // A leaf outliving its CA is useless and confuses people reading
         // `inspect` output; clamp instead of failing.
         not_after = not_after.min(self.not_after());
         if not_before >= not_after {
-            return Err(Error::invalid(
-                "--days",
-                format!("{not_before} .. {not_after}"),
-                "validity window is empty after clamping to the CA's expiry",
-            ));
+            return Err(Error::invalid("--days", format!("{not_before} .. {not_after}"), "validity window is empty after clamping to the CA's expiry"));
         }
-        let out_dir = p
-            .out_dir
-            .clone()
-            .unwrap_or_else(|| self.dir().to_path_buf());
+        let out_dir = p.out_dir.clone().unwrap_or_else(|| self.dir().to_path_buf());
         files::ensure_dir(&out_dir, "--out")?;
         let cert_path = files::cert_path(&out_dir, &p.name);
         let key_path = files::key_path(&out_dir, &p.name);
@@ -246,9 +219,7 @@ impl Ca {
         let serial = index::random_serial()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, p.common_name.as_str());
+        params.distinguished_name.push(DnType::CommonName, p.common_name.as_str());
         params.subject_alt_names = p.sans;
         params.not_before = not_before;
         params.not_after = not_after;
@@ -263,32 +234,17 @@ impl Ca {
             CertKind::Server => ExtendedKeyUsagePurpose::ServerAuth,
             CertKind::Client => ExtendedKeyUsagePurpose::ClientAuth,
         }];
-        let cert = params
-            .signed_by(&key, self.issuer())
-            .map_err(Error::rcgen("sign certificate"))?;
+        let cert = params.signed_by(&key, self.issuer()).map_err(Error::rcgen("sign certificate"))?;
 
         let _lock = index::lock(self.dir())?;
         let mut idx = Index::load(self.dir())?;
         let serial_hex = index::serial_hex(&serial);
         if idx.find(&serial_hex).is_some() {
             // 2^-127 odds; refuse rather than corrupt the index.
-            return Err(Error::bad_file(
-                &self.dir().join(files::INDEX),
-                format!("serial {serial_hex} already issued"),
-            ));
+            return Err(Error::bad_file(&self.dir().join(files::INDEX), format!("serial {serial_hex} already issued")));
         }
-        files::write_file(
-            &key_path,
-            key.serialize_pem().as_bytes(),
-            files::KEY_MODE,
-            p.force,
-        )?;
-        files::write_file(
-            &cert_path,
-            cert.pem().as_bytes(),
-            files::PUBLIC_MODE,
-            p.force,
-        )?;
+        files::write_file(&key_path, key.serialize_pem().as_bytes(), files::KEY_MODE, p.force)?;
+        files::write_file(&cert_path, cert.pem().as_bytes(), files::PUBLIC_MODE, p.force)?;
         idx.certs.push(IndexEntry {
             serial: serial_hex.clone(),
             name: p.name.clone(),
@@ -338,23 +294,16 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
     match chars.next() {
         None => return Err(bad("must not be empty")),
-        Some(c) if !c.is_ascii_alphanumeric() => {
-            return Err(bad("must start with a letter or digit"))
-        }
+        Some(c) if !c.is_ascii_alphanumeric() => return Err(bad("must start with a letter or digit")),
         Some(_) => {}
     }
     if name.len() > 64 {
         return Err(bad("must be at most 64 characters"));
     }
     if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-        return Err(bad(
-            "may only contain letters, digits, '.', '_' and '-' (it becomes a file name)",
-        ));
+        return Err(bad("may only contain letters, digits, '.', '_' and '-' (it becomes a file name)"));
     }
-    if files::RESERVED_NAMES
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(name))
-    {
+    if files::RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return Err(bad("is reserved for the CA's own files"));
     }
     Ok(())
@@ -378,17 +327,12 @@ pub(crate) fn check_dns_name(name: &str) -> Result<()> {
     let rest = name.strip_prefix("*.").unwrap_or(name);
     for label in rest.split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err(bad(
-                "each label must be 1 to 63 characters (no empty labels or trailing dot)",
-            ));
+            return Err(bad("each label must be 1 to 63 characters (no empty labels or trailing dot)"));
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err(bad("labels must not start or end with '-'"));
         }
-        if !label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(bad("labels may only contain letters, digits, '-' and '_'"));
         }
     }
@@ -404,19 +348,7 @@ mod tests {
         for ok in ["server", "client1", "a.b_c-d", "X"] {
             check_name(ok).unwrap();
         }
-        for bad in [
-            "",
-            "../x",
-            "a/b",
-            ".hidden",
-            "-x",
-            "ca",
-            "CRL",
-            "index",
-            "a b",
-            "é",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "../x", "a/b", ".hidden", "-x", "ca", "CRL", "index", "a b", "é", &"a".repeat(65)] {
             let err = check_name(bad).unwrap_err().to_string();
             assert!(err.contains("--name"), "{bad:?}: {err}");
         }
@@ -424,23 +356,12 @@ mod tests {
 
     #[test]
     fn dns_names_are_validated() {
-        for ok in [
-            "localhost",
-            "alb.xdplb.test",
-            "*.xdplb.test",
-            "a-b.c",
-            "_acme.x",
-        ] {
+        for ok in ["localhost", "alb.xdplb.test", "*.xdplb.test", "a-b.c", "_acme.x"] {
             check_dns_name(ok).unwrap();
         }
-        for bad in [
-            "", "1.2.3.4", "::1", "a..b", "a.", "-a.b", "a-.b", "a b", "ü.de", "*", "a.*.b",
-        ] {
+        for bad in ["", "1.2.3.4", "::1", "a..b", "a.", "-a.b", "a-.b", "a b", "ü.de", "*", "a.*.b"] {
             let err = check_dns_name(bad).unwrap_err().to_string();
-            assert!(
-                err.contains("--dns") && err.contains(&format!("{bad:?}")),
-                "{bad:?}: {err}"
-            );
+            assert!(err.contains("--dns") && err.contains(&format!("{bad:?}")), "{bad:?}: {err}");
         }
     }
 }

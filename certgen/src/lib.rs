@@ -44,9 +44,7 @@ pub use index::{parse_serial, serial_hex, CertKind, Index, IndexEntry};
 pub use inspect::{inspect, CertInfo, CrlInfo, Inspected, KeyInfo};
 pub use issue::{ClientOptions, Issued, ServerOptions};
 pub use keys::{generate as generate_key, load_key_pair, read_private_key, KeyType};
-pub use validity::{
-    Validity, CLOCK_SKEW, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS, DEFAULT_LEAF_DAYS, MAX_DAYS,
-};
+pub use validity::{Validity, CLOCK_SKEW, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS, DEFAULT_LEAF_DAYS, MAX_DAYS};
 
 /// Re-exported so callers can name [`Validity::Window`] times without
 /// adding `time` themselves.

@@ -9,8 +9,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use certgen::{
-    files, Ca, CaOptions, ClientOptions, Inspected, Issued, KeyType, ServerOptions, Validity,
-    DEFAULT_CA_CN, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS, DEFAULT_LEAF_DAYS,
+    files, Ca, CaOptions, ClientOptions, Inspected, Issued, KeyType, ServerOptions, Validity, DEFAULT_CA_CN, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS,
+    DEFAULT_LEAF_DAYS,
 };
 
 const LONG_ABOUT: &str = "\
@@ -53,36 +53,28 @@ enum Cmd {
     #[command(after_help = "Example:\n  certgen ca --out pki --cn 'xdplb lab CA' --days 3650")]
     Ca(CaCmd),
     /// Issue a server certificate (EKU serverAuth) with DNS/IP SANs
-    #[command(
-        after_help = "Writes NAME.crt and NAME.key into the CA directory (or --out DIR) and records\n\
+    #[command(after_help = "Writes NAME.crt and NAME.key into the CA directory (or --out DIR) and records\n\
                       the serial in the CA's index.json.\n\n\
                       Example:\n  certgen server --ca pki --name alb --dns localhost --dns alb.xdplb.test \\\n    \
-                      --ip 127.0.0.1 --ip ::1"
-    )]
+                      --ip 127.0.0.1 --ip ::1")]
     Server(ServerCmd),
     /// Issue a client certificate (EKU clientAuth) for mutual TLS
     #[command(after_help = "Example:\n  certgen client --ca pki --name client1 --cn client1")]
     Client(ClientCmd),
     /// Record a certificate as revoked in the CA's index (then run `crl`)
-    #[command(
-        after_help = "Example:\n  certgen revoke --ca pki --cert pki/client1.crt\n  certgen crl --ca pki"
-    )]
+    #[command(after_help = "Example:\n  certgen revoke --ca pki --cert pki/client1.crt\n  certgen crl --ca pki")]
     Revoke(RevokeCmd),
     /// Write DIR/crl.pem listing every revoked serial (CRL number +1)
     #[command(after_help = "Example:\n  certgen crl --ca pki --days 7")]
     Crl(CrlCmd),
     /// Show subject, issuer, SANs, validity, serial, key type, SHA-256
-    #[command(
-        after_help = "Reads PEM (every certificate, CRL and key in the file) or DER.\n\n\
-                      Example:\n  certgen inspect pki/server.crt pki/crl.pem"
-    )]
+    #[command(after_help = "Reads PEM (every certificate, CRL and key in the file) or DER.\n\n\
+                      Example:\n  certgen inspect pki/server.crt pki/crl.pem")]
     Inspect(InspectCmd),
     /// Write the full demo/test set: CA, server, clients, revoked, expired, rogue
-    #[command(
-        after_help = "Files: ca.crt ca.key index.json crl.pem server.* client1.* client2.* revoked.*\n\
+    #[command(after_help = "Files: ca.crt ca.key index.json crl.pem server.* client1.* client2.* revoked.*\n\
                       expired.* rogue.* rogue-ca/ca.crt rogue-ca/ca.key (see docs/certgen.md).\n\n\
-                      Example:\n  certgen demo --out /tmp/xdplb-pki"
-    )]
+                      Example:\n  certgen demo --out /tmp/xdplb-pki")]
     Demo(DemoCmd),
 }
 
@@ -187,12 +179,7 @@ struct RevokeCmd {
     #[arg(long, value_name = "DIR")]
     ca: PathBuf,
     /// Certificate file to revoke (must be issued by this CA)
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "serial",
-        conflicts_with = "serial"
-    )]
+    #[arg(long, value_name = "FILE", required_unless_present = "serial", conflicts_with = "serial")]
     cert: Option<PathBuf>,
     /// Serial to revoke (hex, as `certgen inspect` shows), if the file is gone
     #[arg(long, value_name = "HEX")]
@@ -245,21 +232,8 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Ca(a) => {
-            let ca = Ca::create(
-                &a.out,
-                &CaOptions {
-                    common_name: a.cn,
-                    days: a.days,
-                    key_type: a.key.into(),
-                    force: a.force,
-                },
-            )?;
-            println!(
-                "created CA \"{}\" ({}) valid until {}",
-                ca.subject(),
-                KeyType::from(a.key),
-                ts(ca.not_after())
-            );
+            let ca = Ca::create(&a.out, &CaOptions { common_name: a.cn, days: a.days, key_type: a.key.into(), force: a.force })?;
+            println!("created CA \"{}\" ({}) valid until {}", ca.subject(), KeyType::from(a.key), ts(ca.not_after()));
             print_file(&ca.cert_path(), "CA certificate");
             print_file(&ca.key_path(), "CA private key");
             print_file(&ca.dir().join(files::INDEX), "serial index");
@@ -268,26 +242,14 @@ fn run(cmd: Cmd) -> Result<()> {
             let ca = Ca::load(&a.ca)?;
             let mut o = ServerOptions::new(a.name, &[], &a.ip);
             o.dns = a.dns;
-            apply_leaf(
-                &a.leaf,
-                &mut o.validity,
-                &mut o.key_type,
-                &mut o.out_dir,
-                &mut o.force,
-            );
+            apply_leaf(&a.leaf, &mut o.validity, &mut o.key_type, &mut o.out_dir, &mut o.force);
             print_issued(&ca.issue_server(&o)?);
         }
         Cmd::Client(a) => {
             let ca = Ca::load(&a.ca)?;
             let cn = a.cn.unwrap_or_else(|| a.name.clone());
             let mut o = ClientOptions::new(a.name, cn);
-            apply_leaf(
-                &a.leaf,
-                &mut o.validity,
-                &mut o.key_type,
-                &mut o.out_dir,
-                &mut o.force,
-            );
+            apply_leaf(&a.leaf, &mut o.validity, &mut o.key_type, &mut o.out_dir, &mut o.force);
             print_issued(&ca.issue_client(&o)?);
         }
         Cmd::Revoke(a) => {
@@ -298,31 +260,16 @@ fn run(cmd: Cmd) -> Result<()> {
                 (None, None) => anyhow::bail!("one of --cert or --serial is required"),
             };
             if r.already_revoked {
-                println!(
-                    "serial {} ({}) was already revoked at {}",
-                    r.serial,
-                    r.name,
-                    ts(r.revoked_at)
-                );
+                println!("serial {} ({}) was already revoked at {}", r.serial, r.name, ts(r.revoked_at));
             } else {
-                println!(
-                    "revoked serial {} ({}) at {}",
-                    r.serial,
-                    r.name,
-                    ts(r.revoked_at)
-                );
+                println!("revoked serial {} ({}) at {}", r.serial, r.name, ts(r.revoked_at));
             }
             println!("publish it with: certgen crl --ca {}", a.ca.display());
         }
         Cmd::Crl(a) => {
             let ca = Ca::load(&a.ca)?;
             let crl = ca.write_crl(a.days)?;
-            println!(
-                "wrote CRL number {} listing {} revoked certificate(s), next update {}",
-                crl.number,
-                crl.revoked.len(),
-                ts(crl.next_update)
-            );
+            println!("wrote CRL number {} listing {} revoked certificate(s), next update {}", crl.number, crl.revoked.len(), ts(crl.next_update));
             print_file(&crl.path, "CRL");
         }
         Cmd::Inspect(a) => {
@@ -341,42 +288,19 @@ fn run(cmd: Cmd) -> Result<()> {
             }
         }
         Cmd::Demo(a) => {
-            let d = certgen::demo(
-                &a.out,
-                &certgen::DemoOptions {
-                    force: a.force,
-                    key_type: a.key.into(),
-                },
-            )?;
-            println!(
-                "wrote demo set to {} ({} keys)",
-                d.files.dir.display(),
-                KeyType::from(a.key)
-            );
+            let d = certgen::demo(&a.out, &certgen::DemoOptions { force: a.force, key_type: a.key.into() })?;
+            println!("wrote demo set to {} ({} keys)", d.files.dir.display(), KeyType::from(a.key));
             for p in d.files.all() {
-                let what = if p.extension().is_some_and(|e| e == files::KEY_EXT) {
-                    "private key"
-                } else {
-                    "public"
-                };
+                let what = if p.extension().is_some_and(|e| e == files::KEY_EXT) { "private key" } else { "public" };
                 print_file(p, what);
             }
-            println!(
-                "CRL number {} revokes serial {} ({})",
-                d.crl.number, d.revoked.serial, d.revoked.name
-            );
+            println!("CRL number {} revokes serial {} ({})", d.crl.number, d.revoked.serial, d.revoked.name);
         }
     }
     Ok(())
 }
 
-fn apply_leaf(
-    a: &LeafArgs,
-    validity: &mut Validity,
-    key: &mut KeyType,
-    out: &mut Option<PathBuf>,
-    force: &mut bool,
-) {
+fn apply_leaf(a: &LeafArgs, validity: &mut Validity, key: &mut KeyType, out: &mut Option<PathBuf>, force: &mut bool) {
     *validity = Validity::Days(a.days);
     *key = a.key.into();
     out.clone_from(&a.out);
@@ -384,14 +308,7 @@ fn apply_leaf(
 }
 
 fn print_issued(i: &Issued) {
-    println!(
-        "issued {} certificate \"{}\" serial {} valid {} .. {}",
-        i.kind,
-        i.name,
-        i.serial,
-        ts(i.not_before),
-        ts(i.not_after)
-    );
+    println!("issued {} certificate \"{}\" serial {} valid {} .. {}", i.kind, i.name, i.serial, ts(i.not_before), ts(i.not_after));
     print_file(&i.cert_path, "certificate");
     print_file(&i.key_path, "private key");
 }
@@ -403,8 +320,6 @@ fn ts(t: certgen::OffsetDateTime) -> String {
 
 fn print_file(path: &Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map(|m| format!("{:04o}", m.permissions().mode() & 0o7777))
-        .unwrap_or_else(|_| "????".into());
+    let mode = std::fs::metadata(path).map(|m| format!("{:04o}", m.permissions().mode() & 0o7777)).unwrap_or_else(|_| "????".into());
     println!("  {mode}  {}  ({what})", path.display());
 }

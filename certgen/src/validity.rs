@@ -52,29 +52,18 @@ impl Validity {
                 let now = truncate(now);
                 Ok((now - CLOCK_SKEW, now + days))
             }
-            Validity::Window {
-                not_before,
-                not_after,
-            } => {
+            Validity::Window { not_before, not_after } => {
                 let (nb, na) = (truncate(not_before), truncate(not_after));
                 for t in [nb, na] {
                     // X.509 time cannot encode years outside 0..=9999 and
                     // the encoder would panic; dates before 1950 are
                     // pointless for a test CA.
                     if !(1950..=9999).contains(&t.year()) {
-                        return Err(Error::invalid(
-                            "validity window",
-                            t,
-                            "year must be within 1950..=9999",
-                        ));
+                        return Err(Error::invalid("validity window", t, "year must be within 1950..=9999"));
                     }
                 }
                 if nb >= na {
-                    return Err(Error::invalid(
-                        "validity window",
-                        format!("{nb} .. {na}"),
-                        "not_before must be earlier than not_after",
-                    ));
+                    return Err(Error::invalid("validity window", format!("{nb} .. {na}"), "not_before must be earlier than not_after"));
                 }
                 Ok((nb, na))
             }
@@ -88,11 +77,7 @@ pub(crate) fn check_days(days: u32) -> Result<Duration> {
         return Err(Error::invalid("--days", days, "must be at least 1"));
     }
     if days > MAX_DAYS {
-        return Err(Error::invalid(
-            "--days",
-            days,
-            format!("must be at most {MAX_DAYS} (100 years)"),
-        ));
+        return Err(Error::invalid("--days", days, format!("must be at most {MAX_DAYS} (100 years)")));
     }
     Ok(Duration::days(i64::from(days)))
 }
@@ -122,10 +107,7 @@ mod tests {
     #[test]
     fn window_must_be_ordered() {
         let now = OffsetDateTime::now_utc();
-        let w = Validity::Window {
-            not_before: now,
-            not_after: now - Duration::days(1),
-        };
+        let w = Validity::Window { not_before: now, not_after: now - Duration::days(1) };
         let err = w.resolve(now).unwrap_err().to_string();
         assert!(err.contains("not_before"), "{err}");
     }

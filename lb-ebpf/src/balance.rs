@@ -3,8 +3,8 @@
 use lb_common::{
     hash,
     lb::{
-        BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, FAMILY_V4,
-        LAST_SEEN_REFRESH_NS, MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
+        BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, FAMILY_V4, LAST_SEEN_REFRESH_NS,
+        MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
     },
 };
 

@@ -42,5 +42,9 @@ pub fn apply_udp(stored: u16, acc: u32) -> u16 {
         return 0;
     }
     let new = apply(stored, acc);
-    if new == 0 { 0xffff } else { new }
+    if new == 0 {
+        0xffff
+    } else {
+        new
+    }
 }

@@ -127,9 +127,7 @@ fn fib_lookup(ctx: &XdpContext, p: &Packet, dst: &[u8; 16], hop: &mut NextHop, n
     params.__bindgen_anon_3.ipv6_src = words(src);
     params.__bindgen_anon_4.ipv6_dst = words(dst);
     // SAFETY: ctx is the program context; params is a valid, sized struct.
-    let rc = unsafe {
-        bpf_fib_lookup(ctx.as_ptr(), params as *mut FibParams, core::mem::size_of::<FibParams>() as i32, 0)
-    } as u32;
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), params as *mut FibParams, core::mem::size_of::<FibParams>() as i32, 0) } as u32;
     if rc == BPF_FIB_LKUP_RET_SUCCESS {
         mem::copy_mac(&mut hop.smac, &params.smac);
         mem::copy_mac(&mut hop.dmac, &params.dmac);
@@ -219,14 +217,22 @@ fn rewrite(ctx: &XdpContext, p: &Packet, source: bool, addr: &[u8; 16], port: u1
         let tcp = ptr_at::<TcpHdr>(ctx, p.l4_off)?;
         // SAFETY: bounds checked by ptr_at.
         unsafe {
-            if source { (*tcp).sport = port.to_be() } else { (*tcp).dport = port.to_be() }
+            if source {
+                (*tcp).sport = port.to_be()
+            } else {
+                (*tcp).dport = port.to_be()
+            }
             (*tcp).check = csum::apply((*tcp).check, l4_acc);
         }
     } else {
         let udp = ptr_at::<UdpHdr>(ctx, p.l4_off)?;
         // SAFETY: bounds checked by ptr_at.
         unsafe {
-            if source { (*udp).sport = port.to_be() } else { (*udp).dport = port.to_be() }
+            if source {
+                (*udp).sport = port.to_be()
+            } else {
+                (*udp).dport = port.to_be()
+            }
             (*udp).check = csum::apply_udp((*udp).check, l4_acc);
         }
     }
@@ -236,5 +242,9 @@ fn rewrite(ctx: &XdpContext, p: &Packet, source: bool, addr: &[u8; 16], port: u1
 /// The stat for a forward of the given kind that went out.
 #[inline(always)]
 pub fn sent_stat(nat: bool) -> Stat {
-    if nat { Stat::ForwardNat } else { Stat::ForwardDsr }
+    if nat {
+        Stat::ForwardNat
+    } else {
+        Stat::ForwardDsr
+    }
 }

@@ -2,12 +2,12 @@
 //! pins them under /sys/fs/bpf/xdplb/<iface>/. Sizes marked "set at load"
 //! are overridden by lb-user from the config.
 
+use crate::parse::Packet;
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
-use crate::parse::Packet;
 use lb_common::{
     lb::{BackendHop, BackendInfo, FlowCounter, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS},
     PacketCounter, STAT_COUNT, TRAFFIC_CLASS_COUNT,

@@ -70,9 +70,7 @@ pub fn set_v4(dst: &mut [u8; 16], v4: [u8; 4]) {
 pub fn addr_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
     let (x, y) = (a.as_ptr() as *const u32, b.as_ptr() as *const u32);
     // SAFETY: as in copy_addr.
-    unsafe {
-        (x.read() ^ y.read()) | (x.add(1).read() ^ y.add(1).read()) | (x.add(2).read() ^ y.add(2).read()) | (x.add(3).read() ^ y.add(3).read()) == 0
-    }
+    unsafe { (x.read() ^ y.read()) | (x.add(1).read() ^ y.add(1).read()) | (x.add(2).read() ^ y.add(2).read()) | (x.add(3).read() ^ y.add(3).read()) == 0 }
 }
 
 /// Copies a MAC address as three 16-bit words (both places at even offsets:

@@ -106,9 +106,8 @@ pub fn parse(ctx: &XdpContext, out: &mut Packet) -> Parsed {
 fn parse_ipv4(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
     let ip = ptr_at::<Ipv4Hdr>(ctx, offset)?;
     // SAFETY: bounds checked by ptr_at.
-    let (version_ihl, total_len, frag_off, protocol, src, dst) = unsafe {
-        ((*ip).version_ihl, u16::from_be((*ip).total_len) as usize, u16::from_be((*ip).frag_off), (*ip).protocol, (*ip).src, (*ip).dst)
-    };
+    let (version_ihl, total_len, frag_off, protocol, src, dst) =
+        unsafe { ((*ip).version_ihl, u16::from_be((*ip).total_len) as usize, u16::from_be((*ip).frag_off), (*ip).protocol, (*ip).src, (*ip).dst) };
     let header_len = ((version_ihl & 0x0f) as usize) * 4;
     if version_ihl >> 4 != 4 || header_len < core::mem::size_of::<Ipv4Hdr>() {
         return None;

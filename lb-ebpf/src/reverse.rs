@@ -31,15 +31,8 @@ use crate::{
 #[inline(never)]
 pub fn remember_reverse(p: &Packet, backend: &BackendInfo, vip_id: u32, now: u64, new_flow: bool) {
     // The reply flow: backend → client.
-    let key = FlowKey {
-        src: backend.addr,
-        dst: p.key.src,
-        sport: backend.port,
-        dport: p.key.sport,
-        protocol: p.key.protocol,
-        family: p.key.family,
-        _pad: [0; 2],
-    };
+    let key =
+        FlowKey { src: backend.addr, dst: p.key.src, sport: backend.port, dport: p.key.sport, protocol: p.key.protocol, family: p.key.family, _pad: [0; 2] };
     let closing = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
     if !new_flow {
         if let Some(entry) = REVERSE_NAT.get_ptr_mut(&key) {

@@ -9,7 +9,11 @@ use std::ffi::CString;
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
-    programs::{links::{FdLink, PinnedLink}, xdp::XdpLink, ProgramError, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        ProgramError, XdpMode,
+    },
     Ebpf,
 };
 use lb_common::map_names;
@@ -150,12 +154,7 @@ impl Attachment {
         self.state.as_ref().map(|s| &s.config)
     }
 
-    fn attach_all(
-        ifaces: &[String],
-        mode: AttachMode,
-        load: &LoadOptions,
-        fill: impl FnOnce(&mut Dataplane, bool) -> Result<()>,
-    ) -> Result<Attachment> {
+    fn attach_all(ifaces: &[String], mode: AttachMode, load: &LoadOptions, fill: impl FnOnce(&mut Dataplane, bool) -> Result<()>) -> Result<Attachment> {
         privileges::require_bpf_admin("lb-user attach")?;
         let mut indexes = Vec::new();
         for iface in ifaces {
@@ -220,8 +219,8 @@ impl Attachment {
             program.attach_to_link(link).with_context(|| format!("replacing the program on {iface}"))?
         } else {
             let id = program.attach_to_if_index(index, xdp_mode(mode)).map_err(|err| attach_error(iface, mode, err))?;
-            let link = FdLink::try_from(program.take_link(id)?)
-                .with_context(|| format!("{iface}: the kernel attached XDP without a BPF link; cannot pin it"))?;
+            let link =
+                FdLink::try_from(program.take_link(id)?).with_context(|| format!("{iface}: the kernel attached XDP without a BPF link; cannot pin it"))?;
             std::fs::create_dir_all(bpffs::pin_dir(iface))?;
             let pinned = link.pin(&path).with_context(|| format!("pinning the link at {}", path.display()))?;
             if !self.pinned.iter().any(|i| i == iface) {

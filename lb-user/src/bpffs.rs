@@ -81,20 +81,12 @@ pub fn lock_iface(iface: &str) -> Result<IfaceLock> {
     use std::{io::Write as _, os::fd::AsRawFd as _};
     std::fs::create_dir_all(LOCK_DIR).with_context(|| format!("creating {LOCK_DIR}"))?;
     let path = Path::new(LOCK_DIR).join(format!("{iface}.lock"));
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut file =
+        std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: flock on a valid fd.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let holder = std::fs::read_to_string(&path).unwrap_or_default();
-        bail!(
-            "an lb-user (pid {}) is already attached to {iface}; stop it first (Ctrl-C or SIGTERM), or run `lb-user detach --iface {iface}`",
-            holder.trim()
-        );
+        bail!("an lb-user (pid {}) is already attached to {iface}; stop it first (Ctrl-C or SIGTERM), or run `lb-user detach --iface {iface}`", holder.trim());
     }
     file.set_len(0)?;
     write!(file, "{}", std::process::id())?;

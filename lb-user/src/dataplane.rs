@@ -153,13 +153,19 @@ impl<'a> Dataplane<'a> {
     pub fn set_allowlist(&mut self, cidrs: &[IpNet], ports: Option<&[u16]>, scope_all: bool) -> Result<()> {
         {
             let mut v4 = LpmTrie::<&mut MapData, [u8; 4], u8>::try_from(map_mut(self.ebpf, names::ALLOW_V4)?)?;
-            for net in cidrs.iter().filter_map(|n| match n { IpNet::V4(v) => Some(v), _ => None }) {
+            for net in cidrs.iter().filter_map(|n| match n {
+                IpNet::V4(v) => Some(v),
+                _ => None,
+            }) {
                 v4.insert(&Key::new(u32::from(net.prefix_len()), net.network().octets()), 1, 0).with_context(|| format!("allowlist {net}"))?;
             }
         }
         {
             let mut v6 = LpmTrie::<&mut MapData, [u8; 16], u8>::try_from(map_mut(self.ebpf, names::ALLOW_V6)?)?;
-            for net in cidrs.iter().filter_map(|n| match n { IpNet::V6(v) => Some(v), _ => None }) {
+            for net in cidrs.iter().filter_map(|n| match n {
+                IpNet::V6(v) => Some(v),
+                _ => None,
+            }) {
                 v6.insert(&Key::new(u32::from(net.prefix_len()), net.network().octets()), 1, 0).with_context(|| format!("allowlist {net}"))?;
             }
         }
@@ -198,13 +204,19 @@ impl<'a> Dataplane<'a> {
     pub fn remove_allowlist_entries(&mut self, cidrs: &[IpNet], ports: &[u16]) -> Result<()> {
         {
             let mut v4 = LpmTrie::<&mut MapData, [u8; 4], u8>::try_from(map_mut(self.ebpf, names::ALLOW_V4)?)?;
-            for net in cidrs.iter().filter_map(|n| match n { IpNet::V4(v) => Some(v), _ => None }) {
+            for net in cidrs.iter().filter_map(|n| match n {
+                IpNet::V4(v) => Some(v),
+                _ => None,
+            }) {
                 let _ = v4.remove(&Key::new(u32::from(net.prefix_len()), net.network().octets()));
             }
         }
         {
             let mut v6 = LpmTrie::<&mut MapData, [u8; 16], u8>::try_from(map_mut(self.ebpf, names::ALLOW_V6)?)?;
-            for net in cidrs.iter().filter_map(|n| match n { IpNet::V6(v) => Some(v), _ => None }) {
+            for net in cidrs.iter().filter_map(|n| match n {
+                IpNet::V6(v) => Some(v),
+                _ => None,
+            }) {
                 let _ = v6.remove(&Key::new(u32::from(net.prefix_len()), net.network().octets()));
             }
         }

@@ -15,8 +15,8 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 use ipnet::IpNet;
-use lb_common::userspace::select::maglev::{self, MaglevBackend};
 use lb_common::lb::{BackendInfo, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4, MAX_BACKENDS, MAX_VIPS};
+use lb_common::userspace::select::maglev::{self, MaglevBackend};
 
 use crate::{
     config::{AllowedPorts, AllowlistScope, Config},
@@ -68,14 +68,7 @@ impl IdBook {
                 continue; // address marker
             }
             ids.vips.insert(key, info.vip_id);
-            vips.push(DesiredVip {
-                name: format!("vip {}", info.vip_id),
-                key,
-                info,
-                maglev: Vec::new(),
-                round_robin: Vec::new(),
-                backend_ids: Vec::new(),
-            });
+            vips.push(DesiredVip { name: format!("vip {}", info.vip_id), key, info, maglev: Vec::new(), round_robin: Vec::new(), backend_ids: Vec::new() });
         }
         let mut backends = Vec::new();
         for (id, b) in dp.backends()? {
@@ -168,15 +161,9 @@ impl Desired {
                     rr.push(id);
                 }
             }
-            let maglev = maglev::build_table(&ring, config.maglev.size, config.maglev.seed)
-                .with_context(|| format!("building the Maglev table of VIP {}", vip.name))?;
-            let info = VipInfo {
-                vip_id,
-                algorithm: vip.algorithm.code(),
-                mode: vip.forwarding.code(),
-                hash_seed: config.maglev.seed,
-                ..Default::default()
-            };
+            let maglev =
+                maglev::build_table(&ring, config.maglev.size, config.maglev.seed).with_context(|| format!("building the Maglev table of VIP {}", vip.name))?;
+            let info = VipInfo { vip_id, algorithm: vip.algorithm.code(), mode: vip.forwarding.code(), hash_seed: config.maglev.seed, ..Default::default() };
             vips.push(DesiredVip { name: vip.name.clone(), key, info, maglev, round_robin: rr, backend_ids });
         }
         let keep_vips = vips.iter().map(|v| v.key).collect();
@@ -208,8 +195,7 @@ impl Desired {
             dp.set_backend(*id, info)?;
         }
         for vip in &self.vips {
-            dp.set_vip(&vip.key, &vip.info, &vip.maglev, &vip.round_robin)
-                .with_context(|| format!("installing VIP {}", vip.name))?;
+            dp.set_vip(&vip.key, &vip.info, &vip.maglev, &vip.round_robin).with_context(|| format!("installing VIP {}", vip.name))?;
         }
         if let Some(old) = old {
             let live: BTreeSet<u32> = self.backends.iter().map(|(id, _)| *id).collect();

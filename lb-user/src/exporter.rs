@@ -53,10 +53,7 @@ pub fn spawn(listen: SocketAddr, iface: String) -> Result<ExporterHandle> {
     let listener = TcpListener::bind(listen).with_context(|| format!("binding the metrics endpoint {listen}"))?;
     listener.set_nonblocking(true).context("metrics endpoint: set_nonblocking")?;
     let addr = listener.local_addr().context("metrics endpoint: local_addr")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the metrics endpoint's runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the metrics endpoint's runtime")?;
     let (tx, rx) = oneshot::channel::<()>();
     let body: metrics::MetricsBody = Arc::new(move || {
         Report::read_pinned(&iface).and_then(|r| render(&r)).map_err(|e| {
@@ -133,10 +130,7 @@ pub fn render(report: &Report) -> Result<String> {
     let be_packets = counter("xdplb_backend_packets_total", "Client-to-VIP packets sent to a backend.", &labels)?;
     let be_bytes = counter("xdplb_backend_bytes_total", "Bytes of the client-to-VIP packets sent to a backend.", &labels)?;
     let be_flows = counter("xdplb_backend_new_flows_total", "New flows assigned to a backend.", &labels)?;
-    let be_up = IntGaugeVec::new(
-        Opts::new("xdplb_backend_up", "1 when the backend's last health verdict was up (it gets new flows), else 0."),
-        &labels,
-    )?;
+    let be_up = IntGaugeVec::new(Opts::new("xdplb_backend_up", "1 when the backend's last health verdict was up (it gets new flows), else 0."), &labels)?;
     registry.register(Box::new(be_up.clone()))?;
     for (id, c) in &report.backends {
         let Some(meta) = report.backend_meta.get(id).filter(|m| m.active) else { continue };

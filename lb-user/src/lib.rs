@@ -4,11 +4,11 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod config;
 pub mod dataplane;
 pub mod desired;
 pub mod exporter;
 pub mod health;
-pub mod config;
 pub mod netns;
 pub mod privileges;
 pub mod program;

@@ -10,10 +10,7 @@ const CAP_BPF: u32 = 39;
 /// The effective capability set of this process (from /proc/self/status).
 pub fn effective_capabilities() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .context("/proc/self/status has no CapEff line")?;
+    let line = status.lines().find_map(|l| l.strip_prefix("CapEff:")).context("/proc/self/status has no CapEff line")?;
     u64::from_str_radix(line.trim(), 16).with_context(|| format!("bad CapEff value {:?}", line.trim()))
 }
 
@@ -37,10 +34,7 @@ pub fn require_bpf_admin(what: &str) -> Result<()> {
     if !net {
         missing.push("CAP_NET_ADMIN");
     }
-    bail!(
-        "{what} needs root privileges: missing {} (effective capabilities {caps:#x}); run it as root",
-        missing.join(" and ")
-    )
+    bail!("{what} needs root privileges: missing {} (effective capabilities {caps:#x}); run it as root", missing.join(" and "))
 }
 
 #[cfg(test)]

@@ -68,11 +68,7 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
     let mut dp = crate::dataplane::Dataplane::new(&mut ebpf);
     let mut cfg = if adopted { dp.global()? } else { GlobalConfig::default() };
     if adopted && cfg.maglev_size != opts.maglev_size {
-        bail!(
-            "the running program uses maglev.size {} and the config asks {}; run `lb-user detach` first to change it",
-            cfg.maglev_size,
-            opts.maglev_size
-        );
+        bail!("the running program uses maglev.size {} and the config asks {}; run `lb-user detach` first to change it", cfg.maglev_size, opts.maglev_size);
     }
     cfg.maglev_size = opts.maglev_size;
     cfg.tcp_timeout_s = opts.tcp_timeout_s;
@@ -88,10 +84,9 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
 fn check_pinned_layouts(dir: &Path) -> Result<()> {
     use std::mem::size_of;
     let flow_key = size_of::<FlowKey>() as u32;
-    for (name, key, value) in [
-        (map_names::CONNTRACK, flow_key, size_of::<FlowState>() as u32),
-        (map_names::REVERSE_NAT, flow_key, size_of::<ReverseNat>() as u32),
-    ] {
+    for (name, key, value) in
+        [(map_names::CONNTRACK, flow_key, size_of::<FlowState>() as u32), (map_names::REVERSE_NAT, flow_key, size_of::<ReverseNat>() as u32)]
+    {
         let path = dir.join(name);
         if !path.exists() {
             continue;

@@ -137,11 +137,7 @@ impl Supervisor {
 pub fn run_until_signalled(attachment: Attachment, config_path: Option<PathBuf>) -> Result<()> {
     // One worker: the checks and this loop are light, and a second thread
     // would only compete with the data path's softirqs.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the supervisor's runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().context("starting the supervisor's runtime")?;
     runtime.block_on(async move {
         let mut signals = Signals::new().context("installing the signal handlers")?;
         let supervisor = Supervisor::new(attachment, config_path)?;

@@ -3,12 +3,12 @@
 use std::{
     io::{BufRead, BufReader},
     os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 

@@ -4,13 +4,13 @@
 //! the one mock backend and (feature `testrun`) the BPF_PROG_TEST_RUN harness.
 
 pub mod backend;
-pub mod http;
 pub mod counters;
+pub mod http;
 pub mod lab;
 pub mod lbuser;
+pub mod netns;
 pub mod packet;
 pub mod pins;
-pub mod netns;
 pub mod privileged;
 pub mod sys;
 #[cfg(feature = "testrun")]

@@ -6,17 +6,9 @@ use anyhow::{bail, Context as _, Result};
 
 /// Runs `program args…`, failing with its stderr when it exits non-zero.
 pub fn run(program: &str, args: &[&str]) -> Result<Output> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program} (is it installed? `cargo xtask setup` installs it)"))?;
+    let output = Command::new(program).args(args).output().with_context(|| format!("running {program} (is it installed? `cargo xtask setup` installs it)"))?;
     if !output.status.success() {
-        bail!(
-            "`{program} {}` failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("`{program} {}` failed ({}): {}", args.join(" "), output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(output)
 }

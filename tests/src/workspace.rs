@@ -26,10 +26,7 @@ pub fn bin_dir() -> Result<PathBuf> {
 pub fn binary(name: &str) -> Result<PathBuf> {
     let path = bin_dir()?.join(name);
     if !path.is_file() {
-        bail!(
-            "{} not found: build the workspace first (`cargo build --workspace`; `cargo xtask test` does it)",
-            path.display()
-        );
+        bail!("{} not found: build the workspace first (`cargo build --workspace`; `cargo xtask test` does it)", path.display());
     }
     Ok(path)
 }

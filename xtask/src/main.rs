@@ -14,9 +14,12 @@ use clap::{Parser, Subcommand};
 
 /// Build, run and test xdplb. Run as root on Linux >= 5.15 with BTF.
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", after_help = "Start here:\n  \
+#[command(
+    name = "cargo xtask",
+    after_help = "Start here:\n  \
     cargo xtask run     # install what is missing, build, demo in a netns lab\n  \
-    cargo xtask test    # install what is missing, build, all tests")]
+    cargo xtask test    # install what is missing, build, all tests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -111,9 +114,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::setup(),
         Command::Build { release } => build(release),
-        Command::Run { duration, mode, lb_user_args } => {
-            run_command(duration, mode, lb_user_args)
-        }
+        Command::Run { duration, mode, lb_user_args } => run_command(duration, mode, lb_user_args),
         Command::Test { cargo_test_args } => test::test(&cargo_test_args),
         Command::Lab { command } => lab::lab(command),
         Command::Bench { quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {

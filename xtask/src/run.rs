@@ -109,9 +109,7 @@ const VIP_UDP: &str = "198.18.100.1:8080";
 /// VIP, NAT mode, health-checked, in target/ so it can be read afterwards.
 fn demo_config(lab: &Lab, mode: &str) -> Result<std::path::PathBuf> {
     let backends = |v6: bool| -> String {
-        (1..=lab.backend_count())
-            .map(|i| format!("      - {{ address: \"{}\", port: 8080 }}\n", lab.backend_addr(i, v6).ip()))
-            .collect()
+        (1..=lab.backend_count()).map(|i| format!("      - {{ address: \"{}\", port: 8080 }}\n", lab.backend_addr(i, v6).ip())).collect()
     };
     let check = "    health_check: { type: http, path: /health, expect_status: 200, interval: 1s, timeout: 500ms, rise: 2, fall: 2 }\n";
     let text = format!(

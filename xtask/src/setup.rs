@@ -17,19 +17,8 @@ use crate::util::{self, probe, run_visible};
 /// (privilege-drop test); openssl: certgen's cross-check; curl: manual probing
 /// of the lab; python3-venv: the k6 venv; nginx, libnginx-mod-stream,
 /// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`.
-pub const DEBIAN_PACKAGES: &[&str] = &[
-    "iproute2",
-    "ethtool",
-    "util-linux",
-    "openssl",
-    "curl",
-    "python3-venv",
-    "nginx",
-    "libnginx-mod-stream",
-    "haproxy",
-    "nftables",
-    "wrk",
-];
+pub const DEBIAN_PACKAGES: &[&str] =
+    &["iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk"];
 
 /// bpf-linker release line that matches aya 0.14 / aya-ebpf 0.2.1.
 const BPF_LINKER_VERSION: &str = "0.13";
@@ -75,12 +64,7 @@ fn debian_packages() -> Result<Outcome> {
         bail!("missing Debian packages {}: installing them needs root; run `cargo xtask setup` as root", missing.join(" "));
     }
     run_visible(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-    run_visible(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    run_visible(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
     let still: Vec<&str> = missing.iter().copied().filter(|p| !debian_package_installed(p)).collect();
     if !still.is_empty() {
         bail!("apt-get finished but {} are still not installed", still.join(" "));
@@ -122,10 +106,7 @@ pub fn llvm_prefix() -> PathBuf {
 /// The nightly toolchain's libLLVM: (LLVM major, path of the versioned file).
 fn nightly_libllvm() -> Result<(u32, PathBuf)> {
     let verbose = probe(Command::new("rustc").args(["+nightly", "-vV"])).context("running `rustc +nightly -vV`")?;
-    let llvm = verbose
-        .lines()
-        .find_map(|l| l.strip_prefix("LLVM version: "))
-        .context("`rustc +nightly -vV` reports no LLVM version")?;
+    let llvm = verbose.lines().find_map(|l| l.strip_prefix("LLVM version: ")).context("`rustc +nightly -vV` reports no LLVM version")?;
     let major: u32 = llvm.split('.').next().unwrap_or_default().parse().with_context(|| format!("bad LLVM version {llvm:?}"))?;
     let sysroot = probe(Command::new("rustc").args(["+nightly", "--print", "sysroot"])).context("nightly sysroot")?;
     let lib_dir = Path::new(sysroot.trim()).join("lib");
@@ -175,8 +156,7 @@ fn bpf_linker() -> Result<Outcome> {
             .args(["--no-default-features", "--features", &format!("llvm-{major}")])
             .env("LLVM_PREFIX", &prefix),
     )?;
-    let version = bpf_linker_version()
-        .context("bpf-linker was built but `bpf-linker --version` does not run (is ~/.cargo/bin on PATH?)")?;
+    let version = bpf_linker_version().context("bpf-linker was built but `bpf-linker --version` does not run (is ~/.cargo/bin on PATH?)")?;
     Ok(Outcome::Installed(format!("{version}, LLVM {major}")))
 }
 

@@ -63,9 +63,7 @@ fn namespaces() -> Result<Vec<String>> {
 }
 
 fn pins() -> Vec<String> {
-    std::fs::read_dir("/sys/fs/bpf/xdplb")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect())
-        .unwrap_or_default()
+    std::fs::read_dir("/sys/fs/bpf/xdplb").map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect()).unwrap_or_default()
 }
 
 pub fn test(extra: &[String]) -> Result<()> {
@@ -100,7 +98,11 @@ pub fn test(extra: &[String]) -> Result<()> {
 }
 
 fn ok(b: bool) -> &'static str {
-    if b { "ok" } else { "FAILED" }
+    if b {
+        "ok"
+    } else {
+        "FAILED"
+    }
 }
 
 #[cfg(test)]

@@ -8,16 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-fn invalid(
-    key: impl Into<String>,
-    value: impl fmt::Display,
-    reason: impl Into<String>,
-) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+fn invalid(key: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value: value.to_string(), reason: reason.into() }
 }
 
 /// Default identity header.
@@ -29,15 +21,9 @@ impl Config {
     /// Reads, parses and validates `path`; relative file paths inside are
     /// resolved against the config file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut cfg = Config::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { msg, .. } => ConfigError::Parse {
-                path: path.display().to_string(),
-                msg,
-            },
+            ConfigError::Parse { msg, .. } => ConfigError::Parse { path: path.display().to_string(), msg },
             other => other,
         })?;
         if let Some(dir) = path.parent() {
@@ -48,10 +34,7 @@ impl Config {
 
     /// Parses and validates YAML text (paths stay as written).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = yaml_serde::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "<config>".into(),
-            msg: e.to_string(),
-        })?;
+        let cfg: Config = yaml_serde::from_str(text).map_err(|e| ConfigError::Parse { path: "<config>".into(), msg: e.to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -62,15 +45,7 @@ impl Config {
                 *p = dir.join(&*p);
             }
         };
-        for p in [
-            &mut self.ca_location,
-            &mut self.cert_location,
-            &mut self.key_location,
-            &mut self.mtls.ca,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for p in [&mut self.ca_location, &mut self.cert_location, &mut self.key_location, &mut self.mtls.ca].into_iter().flatten() {
             fix(p);
         }
         self.mtls.crl.iter_mut().for_each(fix);
@@ -82,16 +57,7 @@ impl Config {
 
     /// Every file whose change should trigger a reload (besides the config).
     pub fn watched_files(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = [
-            &self.ca_location,
-            &self.cert_location,
-            &self.key_location,
-            &self.mtls.ca,
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
+        let mut v: Vec<PathBuf> = [&self.ca_location, &self.cert_location, &self.key_location, &self.mtls.ca].into_iter().flatten().cloned().collect();
         v.extend(self.mtls.crl.iter().cloned());
         for c in &self.certificates {
             v.push(c.cert.clone());
@@ -101,11 +67,7 @@ impl Config {
     }
 
     pub fn mtls_mode(&self) -> MtlsMode {
-        self.mtls.mode.unwrap_or(if self.client_ca().is_some() {
-            MtlsMode::Required
-        } else {
-            MtlsMode::Off
-        })
+        self.mtls.mode.unwrap_or(if self.client_ca().is_some() { MtlsMode::Required } else { MtlsMode::Off })
     }
 
     pub fn client_ca(&self) -> Option<&Path> {
@@ -113,10 +75,7 @@ impl Config {
     }
 
     pub fn identity_header(&self) -> &str {
-        self.mtls
-            .identity_header
-            .as_deref()
-            .unwrap_or(DEFAULT_IDENTITY_HEADER)
+        self.mtls.identity_header.as_deref().unwrap_or(DEFAULT_IDENTITY_HEADER)
     }
 
     /// The listener addresses: `listen`, or `host` (its address part;
@@ -126,15 +85,7 @@ impl Config {
             return self
                 .listen
                 .iter()
-                .map(|l| {
-                    l.parse::<SocketAddr>().map_err(|_| {
-                        invalid(
-                            "listen",
-                            l,
-                            "expected IP:PORT, e.g. 0.0.0.0:443 or [::]:443",
-                        )
-                    })
-                })
+                .map(|l| l.parse::<SocketAddr>().map_err(|_| invalid("listen", l, "expected IP:PORT, e.g. 0.0.0.0:443 or [::]:443")))
                 .collect();
         }
         let host = self.host.as_deref().unwrap_or("0.0.0.0");
@@ -144,10 +95,7 @@ impl Config {
             (None, Some(p)) => p,
             (None, None) => return Err(invalid("port", "(missing)", "set `port` or `listen`")),
         };
-        let addrs: Vec<SocketAddr> = (name, port)
-            .to_socket_addrs()
-            .map_err(|e| invalid("host", host, format!("cannot resolve: {e}")))?
-            .collect();
+        let addrs: Vec<SocketAddr> = (name, port).to_socket_addrs().map_err(|e| invalid("host", host, format!("cannot resolve: {e}")))?.collect();
         // localhost may resolve to both families; one socket per family.
         let mut out: Vec<SocketAddr> = Vec::new();
         for a in addrs {
@@ -182,67 +130,38 @@ impl Config {
         self.listen_addrs()?;
         if self.protocol == Protocol::Https {
             if self.cert_location.is_none() && self.certificates.is_empty() {
-                return Err(invalid(
-                    "cert_location",
-                    "(missing)",
-                    "protocol https needs a certificate",
-                ));
+                return Err(invalid("cert_location", "(missing)", "protocol https needs a certificate"));
             }
             if self.cert_location.is_some() != self.key_location.is_some() {
-                return Err(invalid(
-                    "key_location",
-                    "(missing)",
-                    "cert_location and key_location go together",
-                ));
+                return Err(invalid("key_location", "(missing)", "cert_location and key_location go together"));
             }
         } else if self.mtls_mode() != MtlsMode::Off && self.mtls.mode.is_some() {
-            return Err(invalid(
-                "mtls.mode",
-                format!("{:?}", self.mtls_mode()),
-                "mTLS needs protocol https",
-            ));
+            return Err(invalid("mtls.mode", format!("{:?}", self.mtls_mode()), "mTLS needs protocol https"));
         }
         if self.mtls_mode() != MtlsMode::Off && self.client_ca().is_none() {
-            return Err(invalid(
-                "mtls.ca",
-                "(missing)",
-                "mTLS needs a client CA (mtls.ca or ca_location)",
-            ));
+            return Err(invalid("mtls.ca", "(missing)", "mTLS needs a client CA (mtls.ca or ca_location)"));
         }
         if let Some(h) = &self.mtls.identity_header {
-            hyper::header::HeaderName::from_bytes(h.as_bytes())
-                .map_err(|_| invalid("mtls.identity_header", h, "not a valid header name"))?;
+            hyper::header::HeaderName::from_bytes(h.as_bytes()).map_err(|_| invalid("mtls.identity_header", h, "not a valid header name"))?;
         }
         crate::allowlist::from_waf(&self.waf)?;
         let pools = self.all_pools();
         if pools.is_empty() {
-            return Err(invalid(
-                "backend_servers",
-                "[]",
-                "no backends: set backend_servers or pools",
-            ));
+            return Err(invalid("backend_servers", "[]", "no backends: set backend_servers or pools"));
         }
         let mut names = std::collections::HashSet::new();
         for (i, p) in pools.iter().enumerate() {
             if !names.insert(p.name.clone()) {
-                return Err(invalid(
-                    format!("pools[{i}].name"),
-                    &p.name,
-                    "duplicate pool name",
-                ));
+                return Err(invalid(format!("pools[{i}].name"), &p.name, "duplicate pool name"));
             }
             let key = if p.name == DEFAULT_POOL && i == 0 && !self.backend_servers.is_empty() {
                 "backend_servers".to_string()
             } else {
-                format!(
-                    "pools[{}].backends",
-                    i - usize::from(!self.backend_servers.is_empty())
-                )
+                format!("pools[{}].backends", i - usize::from(!self.backend_servers.is_empty()))
             };
             let mut seen = std::collections::HashSet::new();
             for (j, b) in p.backends.iter().enumerate() {
-                let authority = parse_backend_url(b.url())
-                    .map_err(|r| invalid(format!("{key}[{j}]"), b.url(), r))?;
+                let authority = parse_backend_url(b.url()).map_err(|r| invalid(format!("{key}[{j}]"), b.url(), r))?;
                 if p.algorithm.needs_distinct_addresses() && !seen.insert(authority.clone()) {
                     return Err(invalid(
                         format!("{key}[{j}]"),
@@ -251,11 +170,7 @@ impl Config {
                     ));
                 }
                 if b.weight() == 0 {
-                    return Err(invalid(
-                        format!("{key}[{j}].weight"),
-                        0,
-                        "weight must be >= 1",
-                    ));
+                    return Err(invalid(format!("{key}[{j}].weight"), 0, "weight must be >= 1"));
                 }
             }
             if p.health.rise == 0 || p.health.fall == 0 {
@@ -266,31 +181,16 @@ impl Config {
             }
         }
         if self.limits.max_header_bytes < 8192 {
-            return Err(invalid(
-                "limits.max_header_bytes",
-                self.limits.max_header_bytes,
-                "minimum is 8192",
-            ));
+            return Err(invalid("limits.max_header_bytes", self.limits.max_header_bytes, "minimum is 8192"));
         }
         if self.limits.rate_limit_rps < 0.0 {
-            return Err(invalid(
-                "limits.rate_limit_rps",
-                self.limits.rate_limit_rps,
-                "must be >= 0",
-            ));
+            return Err(invalid("limits.rate_limit_rps", self.limits.rate_limit_rps, "must be >= 0"));
         }
         if !(0.0..=100.0).contains(&self.retries.budget_percent) {
-            return Err(invalid(
-                "retries.budget_percent",
-                self.retries.budget_percent,
-                "0..=100",
-            ));
+            return Err(invalid("retries.budget_percent", self.retries.budget_percent, "0..=100"));
         }
         if self.admin.enabled {
-            self.admin
-                .listen
-                .parse::<SocketAddr>()
-                .map_err(|_| invalid("admin.listen", &self.admin.listen, "expected IP:PORT"))?;
+            self.admin.listen.parse::<SocketAddr>().map_err(|_| invalid("admin.listen", &self.admin.listen, "expected IP:PORT"))?;
         }
         Ok(())
     }
@@ -314,11 +214,7 @@ pub fn parse_backend_url(u: &str) -> Result<String, String> {
     let uri: hyper::Uri = u.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some(s) => {
-            return Err(format!(
-                "scheme {s} not supported (backends speak plain http)"
-            ))
-        }
+        Some(s) => return Err(format!("scheme {s} not supported (backends speak plain http)")),
         None => return Err("missing scheme, expected http://host:port".into()),
     }
     let auth = uri.authority().ok_or("missing host")?;
@@ -344,11 +240,7 @@ mod tests {
         let allow = crate::allowlist::from_waf(&c.waf).unwrap();
         assert_eq!(allow.ports, lb_common::userspace::allowlist::Ports::Any);
         assert_eq!(allow.sources.len(), 4);
-        assert!(c
-            .listen_addrs()
-            .unwrap()
-            .iter()
-            .all(|a| a.ip().is_loopback() && a.port() == 3002));
+        assert!(c.listen_addrs().unwrap().iter().all(|a| a.ip().is_loopback() && a.port() == 3002));
     }
 
     #[test]
@@ -383,39 +275,20 @@ mod tests {
             e
         };
         let e = load(&format!("{SEED}mtls:\n  mode: sometimes\n"));
-        assert_eq!(
-            e,
-            format!("{file}: mtls.mode: unknown variant `sometimes`, expected one of `off`, `optional`, `required` at line 21 column 9")
-        );
+        assert_eq!(e, format!("{file}: mtls.mode: unknown variant `sometimes`, expected one of `off`, `optional`, `required` at line 21 column 9"));
         let e = load(&SEED.replace("  allowedPorts:", "  allowedPort:"));
-        assert!(
-            e.starts_with(&format!("{file}: waf: unknown field `allowedPort`"))
-                && e.ends_with(" at line 16 column 3"),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("{file}: waf: unknown field `allowedPort`")) && e.ends_with(" at line 16 column 3"), "{e}");
         let e = load(&format!("{SEED}limits:\n  max_header_bytes: lots\n"));
-        assert!(
-            e.starts_with(&format!(
-                "{file}: limits.max_header_bytes: invalid type: string \"lots\""
-            )) && e.ends_with(" at line 21 column 21"),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("{file}: limits.max_header_bytes: invalid type: string \"lots\"")) && e.ends_with(" at line 21 column 21"), "{e}");
         let e = load("backend_servers: [http://localhost:8080\n");
-        assert!(
-            e.starts_with(&format!("{file}: ")) && e.contains(" at line 2 column 1"),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("{file}: ")) && e.contains(" at line 2 column 1"), "{e}");
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = Config::parse(&format!("{SEED}\nbogus_key: 1\n"))
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(&format!("{SEED}\nbogus_key: 1\n")).unwrap_err().to_string();
         assert!(e.contains("bogus_key"), "{e}");
-        let e = Config::parse(&format!("{SEED}\nmtls:\n  mod: required\n"))
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(&format!("{SEED}\nmtls:\n  mod: required\n")).unwrap_err().to_string();
         assert!(e.contains("mod") && e.contains("mtls"), "{e}");
     }
 
@@ -423,30 +296,18 @@ mod tests {
     fn bad_values_are_named() {
         let bad = SEED.replace("10.0.0.0/8", "10.0.0.0/99");
         let e = Config::parse(&bad).unwrap_err().to_string();
-        assert!(
-            e.contains("waf.allowedIPs[0]") && e.contains("10.0.0.0/99"),
-            "{e}"
-        );
+        assert!(e.contains("waf.allowedIPs[0]") && e.contains("10.0.0.0/99"), "{e}");
         let bad = SEED.replace("http://localhost:8080", "ftp://x");
         let e = Config::parse(&bad).unwrap_err().to_string();
-        assert!(
-            e.contains("backend_servers[0]") && e.contains("ftp://x"),
-            "{e}"
-        );
-        let e = Config::parse(&format!("{SEED}\nalgorithm: fastest\n"))
-            .unwrap_err()
-            .to_string();
+        assert!(e.contains("backend_servers[0]") && e.contains("ftp://x"), "{e}");
+        let e = Config::parse(&format!("{SEED}\nalgorithm: fastest\n")).unwrap_err().to_string();
         assert!(e.contains("fastest"), "{e}");
-        let e = Config::parse(&format!("{SEED}\ntimeouts:\n  idle: 5 parsecs\n"))
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(&format!("{SEED}\ntimeouts:\n  idle: 5 parsecs\n")).unwrap_err().to_string();
         assert!(e.contains("parsecs"), "{e}");
     }
 
     fn dur(v: &str) -> Result<Duration, String> {
-        Config::parse(&format!("{SEED}\ntimeouts:\n  idle: {v}\n"))
-            .map(|c| c.timeouts.idle.0)
-            .map_err(|e| e.to_string())
+        Config::parse(&format!("{SEED}\ntimeouts:\n  idle: {v}\n")).map(|c| c.timeouts.idle.0).map_err(|e| e.to_string())
     }
 
     /// The shared grammar, plus bare seconds (YAML numbers or strings) as
@@ -462,15 +323,9 @@ mod tests {
         assert_eq!(dur("7"), Ok(Duration::from_secs(7)));
         for bad in ["x", "1.5s", "-1", "\"-1s\"", "5x"] {
             let e = dur(bad).unwrap_err();
-            assert!(
-                e.contains("idle") || e.contains("timeouts"),
-                "{bad}: names the key: {e}"
-            );
+            assert!(e.contains("idle") || e.contains("timeouts"), "{bad}: names the key: {e}");
         }
-        assert!(
-            dur("1.5s").unwrap_err().contains("e.g."),
-            "says what to write"
-        );
+        assert!(dur("1.5s").unwrap_err().contains("e.g."), "says what to write");
     }
 
     /// Every shared algorithm under its shared name, and the Maglev ones
@@ -483,12 +338,7 @@ mod tests {
         }
         let dup = SEED.replace("http://localhost:8081", "http://localhost:8080");
         Config::parse(&dup).expect("round robin does not mind");
-        let e = Config::parse(&format!("{dup}\nalgorithm: maglev\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("backend_servers[1]") && e.contains("localhost:8080"),
-            "{e}"
-        );
+        let e = Config::parse(&format!("{dup}\nalgorithm: maglev\n")).unwrap_err().to_string();
+        assert!(e.contains("backend_servers[1]") && e.contains("localhost:8080"), "{e}");
     }
 }

@@ -22,10 +22,7 @@ use lb_common::userspace::{duration, select};
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// YAML syntax, an unknown key or a wrongly typed value. yaml_serde's
     /// message carries the key path (`mtls.mode: unknown variant ...`) and
     /// the line.
@@ -33,11 +30,7 @@ pub enum ConfigError {
     Parse { path: String, msg: String },
     /// A value that parsed but makes no sense.
     #[error("invalid value for `{key}`: {value:?}: {reason}")]
-    Invalid {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    Invalid { key: String, value: String, reason: String },
 }
 
 /// A duration in the shared grammar (`250ms`, `5s`, `1m30s`, `1h`, `1d`),

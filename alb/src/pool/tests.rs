@@ -27,19 +27,9 @@ fn pool(algorithm: Algorithm, weights: &[u32]) -> Pool {
     let backends = weights
         .iter()
         .enumerate()
-        .map(|(i, &weight)| BackendSpec::Full {
-            url: format!("http://198.18.1.{}:8080", 11 + i),
-            weight,
-            id: Some(format!("b{i}")),
-        })
+        .map(|(i, &weight)| BackendSpec::Full { url: format!("http://198.18.1.{}:8080", 11 + i), weight, id: Some(format!("b{i}")) })
         .collect();
-    let c = PoolConfig {
-        name: "web".into(),
-        algorithm,
-        backends,
-        health: HealthConfig::default(),
-        matcher: MatchConfig::default(),
-    };
+    let c = PoolConfig { name: "web".into(), algorithm, backends, health: HealthConfig::default(), matcher: MatchConfig::default() };
     Pool::from_config(&c, None).unwrap()
 }
 
@@ -47,10 +37,7 @@ const LISTENER: &str = "198.18.0.1:443";
 
 /// One client, a new source port per request.
 fn local(k: usize) -> Flow {
-    Flow::tcp(
-        SocketAddr::from(([127, 0, 0, 1], 1024 + k as u16)),
-        LISTENER.parse().unwrap(),
-    )
+    Flow::tcp(SocketAddr::from(([127, 0, 0, 1], 1024 + k as u16)), LISTENER.parse().unwrap())
 }
 
 /// A different client address per `k`.
@@ -79,12 +66,7 @@ fn counts(p: &Pool, n: usize, flow: impl Fn(usize) -> Flow) -> Vec<usize> {
 fn round_robin_is_exact() {
     let p = pool(Algorithm::RoundRobin, &[1, 1, 1]);
     assert_eq!(counts(&p, 300, local), vec![100, 100, 100]);
-    assert_eq!(
-        pool(Algorithm::RoundRobin, &[])
-            .pick(&local(0), &[])
-            .map(|b| b.id.clone()),
-        None
-    );
+    assert_eq!(pool(Algorithm::RoundRobin, &[]).pick(&local(0), &[]).map(|b| b.id.clone()), None);
 }
 
 #[test]
@@ -101,11 +83,7 @@ fn least_connections_prefers_idle() {
     let b = p.snapshot();
     b[0].in_flight.store(5, Ordering::Relaxed);
     b[1].in_flight.store(1, Ordering::Relaxed);
-    assert_eq!(
-        counts(&p, 30, local),
-        vec![0, 0, 30],
-        "reads the live in-flight counters"
-    );
+    assert_eq!(counts(&p, 30, local), vec![0, 0, 30], "reads the live in-flight counters");
     b[2].in_flight.store(1, Ordering::Relaxed);
     assert_eq!(counts(&p, 30, local), vec![0, 15, 15], "ties rotate");
     // weight 4 with 3 in flight is lighter than weight 1 with 1 in flight.
@@ -120,14 +98,8 @@ fn ip_hash_sticky_spread_and_minimal_remap() {
     let p = pool(Algorithm::IpHash, &[1, 1, 1, 1]);
     for k in 0..100 {
         let first = pick(&p, spread(k));
-        let other_port = Flow {
-            src: SocketAddr::new(spread(k).src.ip(), 1),
-            ..spread(k)
-        };
-        assert!(
-            (0..5).all(|_| pick(&p, spread(k)) == first && pick(&p, other_port) == first),
-            "sticky"
-        );
+        let other_port = Flow { src: SocketAddr::new(spread(k).src.ip(), 1), ..spread(k) };
+        assert!((0..5).all(|_| pick(&p, spread(k)) == first && pick(&p, other_port) == first), "sticky");
     }
     let v = counts(&p, 8000, spread);
     assert!(v.iter().all(|&n| (1600..=2400).contains(&n)), "{v:?}");
@@ -151,10 +123,7 @@ fn ip_hash_sticky_spread_and_minimal_remap() {
 fn random_follows_weights() {
     let p = pool(Algorithm::Random, &[1, 1, 2]);
     let v = counts(&p, 8000, local);
-    assert!(
-        (1700..=2300).contains(&v[0]) && (1700..=2300).contains(&v[1]),
-        "{v:?}"
-    );
+    assert!((1700..=2300).contains(&v[0]) && (1700..=2300).contains(&v[1]), "{v:?}");
     assert!((3600..=4400).contains(&v[2]), "{v:?}");
 }
 
@@ -176,29 +145,15 @@ fn p2c_avoids_the_busiest_and_spreads_when_idle() {
 fn maglev_hashes_the_flow_and_maglev_src_the_client() {
     let p = pool(Algorithm::Maglev, &[1, 1, 1]);
     for k in 0..50 {
-        assert_eq!(
-            pick(&p, local(k)),
-            pick(&p, local(k)),
-            "one flow, one backend"
-        );
+        assert_eq!(pick(&p, local(k)), pick(&p, local(k)), "one flow, one backend");
     }
     let v = counts(&p, 3000, local);
-    assert!(
-        v.iter().all(|&n| (800..=1200).contains(&n)),
-        "one client's flows spread: {v:?}"
-    );
+    assert!(v.iter().all(|&n| (800..=1200).contains(&n)), "one client's flows spread: {v:?}");
     let s = pool(Algorithm::MaglevSrc, &[1, 1, 1]);
     let v = counts(&s, 300, local);
-    assert_eq!(
-        v.iter().filter(|&&n| n > 0).count(),
-        1,
-        "one client sticks: {v:?}"
-    );
+    assert_eq!(v.iter().filter(|&&n| n > 0).count(), 1, "one client sticks: {v:?}");
     let v = counts(&s, 3000, spread);
-    assert!(
-        v.iter().all(|&n| (800..=1200).contains(&n)),
-        "clients spread: {v:?}"
-    );
+    assert!(v.iter().all(|&n| (800..=1200).contains(&n)), "clients spread: {v:?}");
 }
 
 /// The hash algorithms place backends by address, exactly as a selection
@@ -209,19 +164,11 @@ fn maglev_hashes_the_flow_and_maglev_src_the_client() {
 fn hashes_key_backends_by_address_as_lb_user_does() {
     for alg in [Algorithm::Maglev, Algorithm::MaglevSrc, Algorithm::IpHash] {
         let p = pool(alg, &[1, 2, 1, 1]);
-        let lb_user: Vec<Candidate> = [1, 2, 1, 1]
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Candidate::new(i as u32, format!("198.18.1.{}:8080", 11 + i), w))
-            .collect();
+        let lb_user: Vec<Candidate> = [1, 2, 1, 1].iter().enumerate().map(|(i, &w)| Candidate::new(i as u32, format!("198.18.1.{}:8080", 11 + i), w)).collect();
         let theirs = select::build(alg.select(), &lb_user, HashOptions::default()).unwrap();
         for k in 0..500 {
             let f = if k % 2 == 0 { local(k) } else { spread(k) };
-            assert_eq!(
-                pick(&p, f).map(|i| i as u32),
-                theirs.pick(&f).next(),
-                "{alg:?} flow {f:?}"
-            );
+            assert_eq!(pick(&p, f).map(|i| i as u32), theirs.pick(&f).next(), "{alg:?} flow {f:?}");
         }
     }
 }
@@ -232,21 +179,14 @@ fn unavailable_backends_are_skipped() {
         let p = pool(alg, &[1, 1, 1, 1]);
         let b = p.snapshot();
         b[1].draining.store(true, Ordering::Relaxed);
-        let passive = PassiveConfig {
-            enabled: true,
-            failures: 1,
-            cooldown: Dur(Duration::from_secs(60)),
-        };
+        let passive = PassiveConfig { enabled: true, failures: 1, cooldown: Dur(Duration::from_secs(60)) };
         assert!(b[2].record_failure(&passive), "ejected");
         b[3].set_healthy(false);
         for k in 0..50 {
             assert_eq!(pick(&p, spread(k)), Some(0), "{alg:?}");
         }
         b[0].draining.store(true, Ordering::Relaxed);
-        assert!(
-            p.pick(&local(0), &[]).is_none(),
-            "{alg:?}: nothing available"
-        );
+        assert!(p.pick(&local(0), &[]).is_none(), "{alg:?}: nothing available");
     }
 }
 
@@ -257,11 +197,7 @@ fn retries_never_repeat_a_backend() {
         for k in 0..20 {
             let mut tried: Vec<Arc<Backend>> = Vec::new();
             while let Some(b) = p.pick(&spread(k), &tried) {
-                assert!(
-                    !tried.iter().any(|t| Arc::ptr_eq(t, &b)),
-                    "{alg:?} repeated {}",
-                    b.id
-                );
+                assert!(!tried.iter().any(|t| Arc::ptr_eq(t, &b)), "{alg:?} repeated {}", b.id);
                 tried.push(b);
             }
             assert_eq!(tried.len(), 4, "{alg:?}: every backend once, then none");
@@ -273,10 +209,7 @@ fn retries_never_repeat_a_backend() {
 fn selection_is_rebuilt_only_when_backends_or_availability_change() {
     let p = pool(Algorithm::RoundRobin, &[1, 1, 1]);
     let first = p.current();
-    assert!(
-        Arc::ptr_eq(&first, &p.current()),
-        "nothing changed: same selection"
-    );
+    assert!(Arc::ptr_eq(&first, &p.current()), "nothing changed: same selection");
     // The cursor carries on from pick to pick (a rebuild would restart it).
     let seq: Vec<usize> = (0..4).map(|k| pick(&p, local(k)).unwrap()).collect();
     assert_eq!(seq, vec![0, 1, 2, 0]);
@@ -294,7 +227,5 @@ fn selection_is_rebuilt_only_when_backends_or_availability_change() {
     let added = Arc::new(Backend::new("http://198.18.1.99:8080", 1, None).unwrap());
     p.backends.write().unwrap().push(added.clone());
     assert!(!Arc::ptr_eq(&drained, &p.current()), "backend list changed");
-    assert!((0..6).any(|k| p
-        .pick(&local(k), &[])
-        .is_some_and(|b| Arc::ptr_eq(&b, &added))));
+    assert!((0..6).any(|k| p.pick(&local(k), &[]).is_some_and(|b| Arc::ptr_eq(&b, &added))));
 }

@@ -28,12 +28,7 @@ pub(super) struct Tracked {
 
 impl Tracked {
     pub(super) fn new(inner: Incoming, lease: Option<Lease>, guard: InFlight) -> Tracked {
-        Tracked {
-            inner,
-            lease,
-            done: false,
-            _guard: guard,
-        }
+        Tracked { inner, lease, done: false, _guard: guard }
     }
 }
 
@@ -66,10 +61,7 @@ impl Drop for InFlight {
 impl Body for Tracked {
     type Data = Bytes;
     type Error = hyper::Error;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(r, Poll::Ready(None)) {
             self.done = true;

@@ -15,8 +15,7 @@ use crate::config::ForwardedMode;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const DEFAULT_IDENTITY_HEADER: HeaderName =
-    HeaderName::from_static(crate::config::DEFAULT_IDENTITY_HEADER);
+const DEFAULT_IDENTITY_HEADER: HeaderName = HeaderName::from_static(crate::config::DEFAULT_IDENTITY_HEADER);
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones every
 /// proxy strips. Headers named in `Connection` are removed too.
@@ -58,20 +57,12 @@ pub(super) fn header_bytes(h: &HeaderMap) -> usize {
 /// Turns the client's request head into the one sent to the backend and
 /// returns the origin-form path (also used in log lines). `host` is the
 /// routing host, `upgrade` whether this is an HTTP/1.1 Upgrade request.
-pub(super) fn rewrite_request(
-    parts: &mut Parts,
-    cfg: &crate::config::Config,
-    ci: &ConnInfo,
-    host: Option<HeaderValue>,
-    upgrade: bool,
-) -> PathAndQuery {
+pub(super) fn rewrite_request(parts: &mut Parts, cfg: &crate::config::Config, ci: &ConnInfo, host: Option<HeaderValue>, upgrade: bool) -> PathAndQuery {
     let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut parts.headers);
     if let Some(u) = upgrade_value.filter(|_| upgrade) {
         parts.headers.insert(header::UPGRADE, u);
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     // TE: trailers is the one TE value a proxy may pass on; hyper's
     // HTTP/1 client does not need it, so it is simply dropped.
@@ -87,25 +78,17 @@ pub(super) fn rewrite_request(
         parts.headers.insert(id_header, id);
     }
     let prev_xff = match cfg.headers.x_forwarded_for {
-        ForwardedMode::Append => parts
-            .headers
-            .get(&X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok()),
+        ForwardedMode::Append => parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
         ForwardedMode::Replace => None,
     };
     let xff = match (prev_xff, &ci.peer_ip_value) {
-        (Some(prev), Some(ip)) => {
-            HeaderValue::from_str(&format!("{prev}, {}", ip.to_str().unwrap_or(""))).ok()
-        }
+        (Some(prev), Some(ip)) => HeaderValue::from_str(&format!("{prev}, {}", ip.to_str().unwrap_or(""))).ok(),
         (_, ip) => ip.clone(),
     };
     if let Some(v) = xff {
         parts.headers.insert(X_FORWARDED_FOR, v);
     }
-    parts.headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if ci.tls { "https" } else { "http" }),
-    );
+    parts.headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if ci.tls { "https" } else { "http" }));
     parts.headers.remove(&X_FORWARDED_HOST);
     if let Some(h) = host {
         parts.headers.insert(X_FORWARDED_HOST, h.clone());
@@ -116,12 +99,7 @@ pub(super) fn rewrite_request(
     // Origin form for the backend; PathAndQuery shares the request's bytes.
     // An empty one (absolute form without a path) reads as "/" but would be
     // written as nothing.
-    let path = parts
-        .uri
-        .path_and_query()
-        .filter(|p| p.as_str() != "/")
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path = parts.uri.path_and_query().filter(|p| p.as_str() != "/").cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     parts.uri = Uri::from(path.clone());
     parts.version = Version::HTTP_11;
     path
@@ -134,10 +112,7 @@ mod tests {
     #[test]
     fn hop_by_hop_removed_including_connection_tokens() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, x-secret"),
-        );
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("trailers"));

@@ -16,10 +16,10 @@ use super::body::{InFlight, Tracked};
 use super::headers::strip_hop_by_hop;
 use super::{error_response, method_label, upgrade, ConnInfo};
 use crate::config::Config;
-use lb_common::userspace::select::Flow;
 use crate::pool::{Backend, Pool};
 use crate::state::State;
 use crate::upstream::{ProxyBody, SendError, Timeouts};
+use lb_common::userspace::select::Flow;
 
 /// A client request whose head has been rewritten for the backend.
 pub(super) struct Outbound {
@@ -32,76 +32,39 @@ pub(super) struct Outbound {
 }
 
 fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
 /// Passive health: counts a failure against `backend`; when that ejects it,
 /// logs why and counts the ejection.
 fn record_failure(st: &State, pool: &str, backend: &Backend, cfg: &Config, why: &str) {
     if backend.record_failure(&cfg.passive_health) {
-        log::warn!(
-            "backend {} ejected for {:?} {why}",
-            backend.id,
-            cfg.passive_health.cooldown.0
-        );
-        st.metrics
-            .ejections
-            .with_label_values(&[pool, &backend.id])
-            .inc();
+        log::warn!("backend {} ejected for {:?} {why}", backend.id, cfg.passive_health.cooldown.0);
+        st.metrics.ejections.with_label_values(&[pool, &backend.id]).inc();
     }
 }
 
 /// Sends `out` to a backend of `pool`, trying others while the request is
 /// retryable and the budget allows; the backend's response, or alb's own
 /// error response.
-pub(super) async fn forward(
-    st: &State,
-    ci: &ConnInfo,
-    cfg: &Config,
-    pool: &Pool,
-    method: &Method,
-    out: Outbound,
-) -> Response<ProxyBody> {
-    let Outbound {
-        parts,
-        body,
-        path,
-        client_upgrade,
-    } = out;
+pub(super) async fn forward(st: &State, ci: &ConnInfo, cfg: &Config, pool: &Pool, method: &Method, out: Outbound) -> Response<ProxyBody> {
+    let Outbound { parts, body, path, client_upgrade } = out;
     let upgrade = client_upgrade.is_some();
     // A request without a body can be rebuilt for a retry after it may
     // have been sent, if its method is idempotent.
-    let replay = (idempotent(&parts.method) && body.is_end_stream() && !upgrade).then(|| {
-        (
-            parts.method.clone(),
-            parts.uri.clone(),
-            parts.headers.clone(),
-        )
-    });
+    let replay = (idempotent(&parts.method) && body.is_end_stream() && !upgrade).then(|| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
     let mut pending = Some(Request::from_parts(parts, body.boxed()));
 
-    let timeouts = Timeouts {
-        connect: cfg.timeouts.backend_connect.0,
-        response: cfg.timeouts.backend_response.0,
-    };
+    let timeouts = Timeouts { connect: cfg.timeouts.backend_connect.0, response: cfg.timeouts.backend_response.0 };
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     let mut last_err = String::new();
     let budget = st.budget();
     budget.deposit();
     loop {
         let Some(backend) = pool.pick(&Flow::tcp(ci.peer, ci.local), &tried) else {
-            let (status, msg) = if tried.is_empty() {
-                (StatusCode::SERVICE_UNAVAILABLE, "no healthy backend")
-            } else {
-                (StatusCode::BAD_GATEWAY, "all backends tried failed")
-            };
-            st.metrics
-                .requests
-                .with_label_values(&[&pool.name, "none", method_label(method), status.as_str()])
-                .inc();
+            let (status, msg) =
+                if tried.is_empty() { (StatusCode::SERVICE_UNAVAILABLE, "no healthy backend") } else { (StatusCode::BAD_GATEWAY, "all backends tried failed") };
+            st.metrics.requests.with_label_values(&[&pool.name, "none", method_label(method), status.as_str()]).inc();
             if !last_err.is_empty() {
                 log::warn!("{} {} from {}: {msg}: {last_err}", method, path, ci.peer);
             }
@@ -110,9 +73,7 @@ pub(super) async fn forward(
         let req = match pending.take() {
             Some(r) => r,
             None => {
-                let (m, u, h) = replay
-                    .clone()
-                    .expect("retry only with a replayable request");
+                let (m, u, h) = replay.clone().expect("retry only with a replayable request");
                 let mut r = Request::new(Empty::new().map_err(|never| match never {}).boxed());
                 *r.method_mut() = m;
                 *r.uri_mut() = u;
@@ -122,31 +83,17 @@ pub(super) async fn forward(
         };
         let guard = InFlight::new(backend.clone());
         let start = Instant::now();
-        let result = st
-            .upstream
-            .send(&backend.authority, req, &timeouts, upgrade)
-            .await;
+        let result = st.upstream.send(&backend.authority, req, &timeouts, upgrade).await;
         let retryable = match result {
             Ok((resp, lease)) => {
-                st.metrics
-                    .latency
-                    .with_label_values(&[&pool.name, &backend.id])
-                    .observe(start.elapsed().as_secs_f64());
+                st.metrics.latency.with_label_values(&[&pool.name, &backend.id]).observe(start.elapsed().as_secs_f64());
                 let status = resp.status();
                 if status.is_server_error() {
                     record_failure(st, &pool.name, &backend, cfg, "after repeated 5xx");
                 } else {
                     backend.record_success();
                 }
-                st.metrics
-                    .requests
-                    .with_label_values(&[
-                        &pool.name,
-                        &backend.id,
-                        method_label(method),
-                        status.as_str(),
-                    ])
-                    .inc();
+                st.metrics.requests.with_label_values(&[&pool.name, &backend.id, method_label(method), status.as_str()]).inc();
                 if status == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(cu) = client_upgrade {
                         return upgrade::tunnel(cu, resp, guard);
@@ -167,25 +114,12 @@ pub(super) async fn forward(
             }
         };
         drop(guard);
-        log::info!(
-            "{} {} to backend {} failed: {last_err}",
-            method,
-            path,
-            backend.id
-        );
+        log::info!("{} {} to backend {} failed: {last_err}", method, path, backend.id);
         record_failure(st, &pool.name, &backend, cfg, "after connect errors");
         tried.push(backend);
         if !retryable || tried.len() > cfg.retries.max_retries as usize || !budget.try_spend() {
-            st.metrics
-                .requests
-                .with_label_values(&[&pool.name, "none", method_label(method), "502"])
-                .inc();
-            log::warn!(
-                "{} {} from {}: giving up: {last_err}",
-                method,
-                path,
-                ci.peer
-            );
+            st.metrics.requests.with_label_values(&[&pool.name, "none", method_label(method), "502"]).inc();
+            log::warn!("{} {} from {}: giving up: {last_err}", method, path, ci.peer);
             return error_response(StatusCode::BAD_GATEWAY, "backend failed", &pool.name);
         }
         st.metrics.retries.with_label_values(&[&pool.name]).inc();

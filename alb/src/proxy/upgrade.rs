@@ -19,20 +19,13 @@ pub(super) fn is_upgrade(req: &Request<Incoming>) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
 /// Joins the client's upgraded connection to the backend's once both
 /// upgrades complete, in a task of its own that keeps the backend counted
 /// in flight; returns the 101 (without a body) for the client.
-pub(super) fn tunnel(
-    client: OnUpgrade,
-    mut resp: Response<Incoming>,
-    guard: InFlight,
-) -> Response<ProxyBody> {
+pub(super) fn tunnel(client: OnUpgrade, mut resp: Response<Incoming>, guard: InFlight) -> Response<ProxyBody> {
     let bu = hyper::upgrade::on(&mut resp);
     tokio::spawn(async move {
         let _guard = guard;

@@ -29,11 +29,7 @@ async fn tally(addr: std::net::SocketAddr, n: usize) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_algorithm_distributes_through_alb() {
-    let (b1, b2, b3) = (
-        backend("b1").await,
-        backend("b2").await,
-        backend("b3").await,
-    );
+    let (b1, b2, b3) = (backend("b1").await, backend("b2").await, backend("b3").await);
     let weighted = format!(
         "protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\n\
          algorithm: weighted_round_robin\nbackend_servers:\n  - {{url: \"{}\", weight: 3}}\n  - {}\n  - {}\n",
@@ -47,21 +43,9 @@ async fn each_algorithm_distributes_through_alb() {
     assert_eq!((t["b1"], t["b2"], t["b3"]), (30, 10, 10), "{t:?}");
     alb.shutdown().await;
 
-    for alg in [
-        "round_robin",
-        "least_connections",
-        "random",
-        "p2c",
-        "ip_hash",
-        "maglev",
-        "maglev_src",
-    ] {
+    for alg in ["round_robin", "least_connections", "random", "p2c", "ip_hash", "maglev", "maglev_src"] {
         let dir = tmp();
-        let alb = start_alb(
-            dir.path(),
-            &http_config(&[&b1, &b2, &b3], &format!("algorithm: {alg}\n")),
-        )
-        .await;
+        let alb = start_alb(dir.path(), &http_config(&[&b1, &b2, &b3], &format!("algorithm: {alg}\n"))).await;
         let t = tally(alb.listen_addrs()[0], 60).await;
         match alg {
             // One client IP: all requests stick to one backend.
@@ -81,16 +65,9 @@ async fn each_algorithm_distributes_through_alb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_backend_is_ejected_and_no_get_fails() {
     init_log();
-    let (b1, b2, b3) = (
-        backend("b1").await,
-        backend("b2").await,
-        backend("b3").await,
-    );
+    let (b1, b2, b3) = (backend("b1").await, backend("b2").await, backend("b3").await);
     let dir = tmp();
-    let y = http_config(
-        &[&b1, &b2, &b3],
-        "passive_health: {failures: 2, cooldown: 30s}\n",
-    );
+    let y = http_config(&[&b1, &b2, &b3], "passive_health: {failures: 2, cooldown: 30s}\n");
     let alb = start_alb(dir.path(), &y).await;
     let addr = alb.listen_addrs()[0];
     // Workers keep sending until they have each made 40 requests after the
@@ -135,16 +112,9 @@ async fn killed_backend_is_ejected_and_no_get_fails() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "idempotent requests failed: {failures:?}"
-    );
+    assert!(failures.is_empty(), "idempotent requests failed: {failures:?}");
     let pool = alb.state.pools()[0].clone();
-    let b2s = pool
-        .snapshot()
-        .into_iter()
-        .find(|b| b.authority == b2.addr.to_string())
-        .unwrap();
+    let b2s = pool.snapshot().into_iter().find(|b| b.authority == b2.addr.to_string()).unwrap();
     assert!(b2s.is_ejected(), "killed backend ejected");
     assert_eq!(b2.hits.load(Ordering::Relaxed), killed_at);
     let m = alb.state.metrics.render();
@@ -168,11 +138,7 @@ async fn post_never_retried_after_send_but_get_is() {
     // Round robin: one POST went to the good backend (answered), one to
     // the dropper, which read it and hung up: 502, never resent.
     assert_eq!(codes, vec![StatusCode::OK, StatusCode::BAD_GATEWAY]);
-    assert_eq!(
-        good.posts.load(Ordering::Relaxed),
-        1,
-        "the dropped POST was not retried"
-    );
+    assert_eq!(good.posts.load(Ordering::Relaxed), 1, "the dropped POST was not retried");
     assert_eq!(dropper.posts.load(Ordering::Relaxed), 1);
     // GET with the same fate is retried on the other backend.
     for _ in 0..2 {
@@ -195,10 +161,7 @@ async fn post_never_retried_after_send_but_get_is() {
     let alb = start_alb(dir.path(), &y).await;
     for _ in 0..2 {
         let (st, body) = http(alb.listen_addrs()[0], "POST", "/", "x").await;
-        assert_eq!(
-            (st, backend_of(&body)),
-            (StatusCode::OK, "good".to_string())
-        );
+        assert_eq!((st, backend_of(&body)), (StatusCode::OK, "good".to_string()));
     }
     alb.shutdown().await;
 }
@@ -259,12 +222,7 @@ async fn active_checks_take_backend_out_and_back() {
     alb.shutdown().await;
 }
 
-async fn admin_req(
-    admin: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> (StatusCode, String) {
+async fn admin_req(admin: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (StatusCode, String) {
     http(admin, method, path, body).await
 }
 
@@ -289,9 +247,7 @@ async fn admin_api_add_drain_remove_and_metrics() {
     assert_eq!(t.get("b2"), Some(&2), "added backend gets traffic: {t:?}");
 
     // Drain: a slow request in flight on b2 completes, then b2 goes away.
-    let slows: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { http(addr, "GET", "/slow", "").await }))
-        .collect();
+    let slows: Vec<_> = (0..2).map(|_| tokio::spawn(async move { http(addr, "GET", "/slow", "").await })).collect();
     // Wait (bounded) until the slow request is in flight on b2 (it stays
     // there for 400 ms); a fixed sleep would race a loaded machine.
     let in_flight = || alb.state.pools()[0].snapshot()[1].in_flight.load(Ordering::Relaxed);
@@ -305,11 +261,7 @@ async fn admin_api_add_drain_remove_and_metrics() {
     let mut got = Vec::new();
     for s in slows {
         let (st, body) = s.await.unwrap();
-        assert_eq!(
-            st,
-            StatusCode::OK,
-            "in-flight request finished during drain"
-        );
+        assert_eq!(st, StatusCode::OK, "in-flight request finished during drain");
         got.push(backend_of(&body));
     }
     got.sort();
@@ -320,11 +272,7 @@ async fn admin_api_add_drain_remove_and_metrics() {
     while alb.state.pools()[0].snapshot().len() != 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        alb.state.pools()[0].snapshot().len(),
-        1,
-        "removed after drain"
-    );
+    assert_eq!(alb.state.pools()[0].snapshot().len(), 1, "removed after drain");
     let (st, _) = admin_req(admin, "DELETE", "/api/backends/new", "").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
@@ -383,9 +331,7 @@ async fn backend_connection_reused_after_sized_and_chunked_bodies() {
         }
     });
     let dir = tmp();
-    let y = format!(
-        "protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers: [\"http://{be}\"]\n"
-    );
+    let y = format!("protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers: [\"http://{be}\"]\n");
     let alb = start_alb(dir.path(), &y).await;
     for i in 0..6 {
         let (st, body) = http(alb.listen_addrs()[0], "GET", "/", "").await;

@@ -105,24 +105,14 @@ impl AlbProcess {
                 panic!("alb did not start: {:?}", log.lock().unwrap());
             }
         };
-        AlbProcess {
-            child,
-            port: addr.port(),
-            log,
-        }
+        AlbProcess { child, port: addr.port(), log }
     }
 
     /// Waits (up to 3 s) for a log line containing every one of `parts`.
     pub fn wait_log(&self, parts: &[&str]) -> Option<String> {
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
-            if let Some(l) = self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| parts.iter().all(|p| l.contains(p)))
-            {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| parts.iter().all(|p| l.contains(p))) {
                 return Some(l.clone());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -147,16 +137,8 @@ pub struct CurlOut {
 /// Runs curl with a 5 s cap (off the async runtime).
 pub async fn curl(args: Vec<String>) -> CurlOut {
     tokio::task::spawn_blocking(move || {
-        let o = Command::new("curl")
-            .args(["-sS", "--max-time", "5", "--noproxy", "*"])
-            .args(&args)
-            .output()
-            .expect("curl");
-        CurlOut {
-            ok: o.status.success(),
-            stdout: String::from_utf8_lossy(&o.stdout).into(),
-            stderr: String::from_utf8_lossy(&o.stderr).into(),
-        }
+        let o = Command::new("curl").args(["-sS", "--max-time", "5", "--noproxy", "*"]).args(&args).output().expect("curl");
+        CurlOut { ok: o.status.success(), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() }
     })
     .await
     .unwrap()
@@ -181,27 +163,17 @@ pub fn tls_args(c: &Certs, client: Option<&str>) -> Vec<String> {
 }
 
 /// A rustls client connection to 127.0.0.1:`port` (SNI `sni`).
-pub async fn tls_connect(
-    c: &Certs,
-    port: u16,
-    client: Option<&str>,
-    sni: &str,
-    alpn: &[&str],
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+pub async fn tls_connect(c: &Certs, port: u16, client: Option<&str>, sni: &str, alpn: &[&str]) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let f = c.f();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&f.ca_cert).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let b = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
+    let b = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots);
     let mut cfg = match client {
         Some(n) => {
-            let chain =
-                vec![CertificateDer::from_pem_file(f.dir.join(format!("{n}.crt"))).unwrap()];
+            let chain = vec![CertificateDer::from_pem_file(f.dir.join(format!("{n}.crt"))).unwrap()];
             let key = PrivateKeyDer::from_pem_file(f.dir.join(format!("{n}.key"))).unwrap();
             b.with_client_auth_cert(chain, key).unwrap()
         }
@@ -209,9 +181,7 @@ pub async fn tls_connect(
     };
     cfg.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
-        .await
+    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(ServerName::try_from(sni.to_string()).unwrap(), tcp).await
 }
 
 /// A keep-alive HTTP/1.1 sender over any stream.
@@ -219,27 +189,14 @@ pub async fn h1_over<S>(io: S) -> hyper::client::conn::http1::SendRequest<Full<B
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .unwrap();
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
     tokio::spawn(conn);
     tx
 }
 
-pub async fn get_on(
-    tx: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    path: &str,
-) -> (StatusCode, String) {
+pub async fn get_on(tx: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, path: &str) -> (StatusCode, String) {
     tx.ready().await.unwrap();
-    let r = tx
-        .send_request(
-            Request::get(path)
-                .header("host", "localhost")
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let r = tx.send_request(Request::get(path).header("host", "localhost").body(Full::new(Bytes::new())).unwrap()).await.unwrap();
     status_and_body(r).await
 }
 
@@ -254,14 +211,7 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (St
     let tcp = TcpStream::connect(addr).await.unwrap();
     let mut tx = h1_over(tcp).await;
     let r = tx
-        .send_request(
-            Request::builder()
-                .method(method)
-                .uri(path)
-                .header("host", "alb.test")
-                .body(Full::new(Bytes::from(body.to_string())))
-                .unwrap(),
-        )
+        .send_request(Request::builder().method(method).uri(path).header("host", "alb.test").body(Full::new(Bytes::from(body.to_string()))).unwrap())
         .await
         .unwrap();
     status_and_body(r).await
@@ -285,4 +235,3 @@ pub fn path_str(p: &Path) -> String {
 pub fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
-

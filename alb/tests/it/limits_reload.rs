@@ -26,15 +26,9 @@ async fn slowloris_cut_at_header_timeout() {
     let c = certs();
     let b = backend("b1").await;
     let dir = tmp();
-    let alb = start_alb(
-        dir.path(),
-        &tls_config(&c, &[&b], "timeouts: {header_read: 1s}\n"),
-    )
-    .await;
+    let alb = start_alb(dir.path(), &tls_config(&c, &[&b], "timeouts: {header_read: 1s}\n")).await;
     let port = alb.listen_addrs()[0].port();
-    let t = tls_connect(&c, port, None, "localhost", &["http/1.1"])
-        .await
-        .unwrap();
+    let t = tls_connect(&c, port, None, "localhost", &["http/1.1"]).await.unwrap();
     let (mut rd, mut wr) = tokio::io::split(t);
     let start = Instant::now();
     let trickle = tokio::spawn(async move {
@@ -59,10 +53,7 @@ async fn slowloris_cut_at_header_timeout() {
         }
         Err(_) => panic!("slowloris connection still open after 5 s"),
     }
-    assert!(
-        elapsed >= Duration::from_millis(800) && elapsed < Duration::from_millis(2500),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(800) && elapsed < Duration::from_millis(2500), "{elapsed:?}");
     assert_eq!(b.hits.load(Ordering::Relaxed), 0);
     alb.shutdown().await;
 }
@@ -72,71 +63,36 @@ async fn oversized_header_431_and_garbage_hello_isolated() {
     let c = certs();
     let b = backend("b1").await;
     let dir = tmp();
-    let alb = start_alb(
-        dir.path(),
-        &tls_config(&c, &[&b], "limits: {max_header_bytes: 16384}\n"),
-    )
-    .await;
+    let alb = start_alb(dir.path(), &tls_config(&c, &[&b], "limits: {max_header_bytes: 16384}\n")).await;
     let port = alb.listen_addrs()[0].port();
     let url = format!("https://localhost:{port}/");
     let big = format!("X-Big: {}", "a".repeat(20_000));
     for flag in ["--http1.1", "--http2"] {
         let mut a = tls_args(&c, None);
-        a.extend(s(&[
-            flag,
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            &big,
-            &url,
-        ]));
+        a.extend(s(&[flag, "-o", "/dev/null", "-w", "%{http_code}", "-H", &big, &url]));
         let o = curl(a).await;
         assert_eq!(o.stdout, "431", "{flag}: {}", o.stderr);
     }
     // Garbage instead of a ClientHello, while a good client keeps working.
     let mut garbage = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut ok_client = tls_connect(&c, port, None, "localhost", &["http/1.1"])
-        .await
-        .unwrap();
-    garbage
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01garbage")
-        .await
-        .unwrap();
+    let mut ok_client = tls_connect(&c, port, None, "localhost", &["http/1.1"]).await.unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01garbage").await.unwrap();
     let mut buf = [0u8; 64];
-    let r = tokio::time::timeout(Duration::from_secs(3), garbage.read(&mut buf))
-        .await
-        .expect("closed in time");
+    let r = tokio::time::timeout(Duration::from_secs(3), garbage.read(&mut buf)).await.expect("closed in time");
     // rustls may send an alert before closing; then EOF.
     if let Ok(n) = r {
         if n > 0 {
             assert_eq!(buf[0], 0x15, "only a TLS alert may come back");
-            let n2 = tokio::time::timeout(Duration::from_secs(3), garbage.read(&mut buf))
-                .await
-                .unwrap();
+            let n2 = tokio::time::timeout(Duration::from_secs(3), garbage.read(&mut buf)).await.unwrap();
             assert!(matches!(n2, Ok(0) | Err(_)));
         }
     }
-    ok_client
-        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    ok_client.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut resp = Vec::new();
-    tokio::time::timeout(Duration::from_secs(3), ok_client.read_to_end(&mut resp))
-        .await
-        .unwrap()
-        .ok();
-    assert!(
-        resp.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&resp)
-    );
+    tokio::time::timeout(Duration::from_secs(3), ok_client.read_to_end(&mut resp)).await.unwrap().ok();
+    assert!(resp.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&resp));
     let m = alb.state.metrics.render();
-    assert!(
-        m.contains("alb_tls_handshake_failures_total{reason=\"bad_message\"} 1"),
-        "{m}"
-    );
+    assert!(m.contains("alb_tls_handshake_failures_total{reason=\"bad_message\"} 1"), "{m}");
     alb.shutdown().await;
 }
 
@@ -145,86 +101,32 @@ async fn allowlist_closes_before_tls_and_rate_limit_429() {
     let c = certs();
     let b = backend("b1").await;
     let dir = tmp();
-    let alb = start_alb(
-        dir.path(),
-        &tls_config(
-            &c,
-            &[&b],
-            "waf: {allowedIPs: [10.0.0.0/8], allowedPorts: [\"*\"]}\n",
-        ),
-    )
-    .await;
+    let alb = start_alb(dir.path(), &tls_config(&c, &[&b], "waf: {allowedIPs: [10.0.0.0/8], allowedPorts: [\"*\"]}\n")).await;
     let mut a = tls_args(&c, None);
-    a.push(format!(
-        "https://localhost:{}/",
-        alb.listen_addrs()[0].port()
-    ));
+    a.push(format!("https://localhost:{}/", alb.listen_addrs()[0].port()));
     let o = curl(a).await;
     assert!(!o.ok);
     let m = alb.state.metrics.render();
-    assert!(
-        m.contains("alb_allowlist_denied_total{reason=\"source_ip\"} 1"),
-        "{m}"
-    );
-    assert!(
-        !m.contains("alb_tls_handshake_failures_total{"),
-        "closed before any TLS: {m}"
-    );
+    assert!(m.contains("alb_allowlist_denied_total{reason=\"source_ip\"} 1"), "{m}");
+    assert!(!m.contains("alb_tls_handshake_failures_total{"), "closed before any TLS: {m}");
     alb.shutdown().await;
 
     let dir = tmp();
-    let alb = start_alb(
-        dir.path(),
-        &tls_config(&c, &[&b], "waf: {allowedPorts: [1]}\n"),
-    )
-    .await;
+    let alb = start_alb(dir.path(), &tls_config(&c, &[&b], "waf: {allowedPorts: [1]}\n")).await;
     let mut a = tls_args(&c, None);
-    a.push(format!(
-        "https://localhost:{}/",
-        alb.listen_addrs()[0].port()
-    ));
+    a.push(format!("https://localhost:{}/", alb.listen_addrs()[0].port()));
     assert!(!curl(a).await.ok);
-    assert!(alb
-        .state
-        .metrics
-        .render()
-        .contains("alb_allowlist_denied_total{reason=\"port\"} 1"));
+    assert!(alb.state.metrics.render().contains("alb_allowlist_denied_total{reason=\"port\"} 1"));
     alb.shutdown().await;
 
     let dir = tmp();
-    let alb = start_alb(
-        dir.path(),
-        &tls_config(
-            &c,
-            &[&b],
-            "limits: {rate_limit_rps: 1, rate_limit_burst: 2}\n",
-        ),
-    )
-    .await;
-    let mut t = h1_over(
-        tls_connect(
-            &c,
-            alb.listen_addrs()[0].port(),
-            None,
-            "localhost",
-            &["http/1.1"],
-        )
-        .await
-        .unwrap(),
-    )
-    .await;
+    let alb = start_alb(dir.path(), &tls_config(&c, &[&b], "limits: {rate_limit_rps: 1, rate_limit_burst: 2}\n")).await;
+    let mut t = h1_over(tls_connect(&c, alb.listen_addrs()[0].port(), None, "localhost", &["http/1.1"]).await.unwrap()).await;
     let mut codes = Vec::new();
     for _ in 0..3 {
         codes.push(get_on(&mut t, "/").await.0);
     }
-    assert_eq!(
-        codes,
-        [
-            StatusCode::OK,
-            StatusCode::OK,
-            StatusCode::TOO_MANY_REQUESTS
-        ]
-    );
+    assert_eq!(codes, [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
     alb.shutdown().await;
 }
 
@@ -237,17 +139,14 @@ async fn reload_swaps_certificate_and_keeps_open_connection() {
     let alb = start_alb(dir.path(), &y).await;
     let port = alb.listen_addrs()[0].port();
     let old_der = c.demo.server.cert_der();
-    let open = tls_connect(&c, port, None, "localhost", &["http/1.1"])
-        .await
-        .unwrap();
+    let open = tls_connect(&c, port, None, "localhost", &["http/1.1"]).await.unwrap();
     assert_eq!(open.get_ref().1.peer_certificates().unwrap()[0], old_der);
     let mut open = h1_over(open).await;
     assert_eq!(get_on(&mut open, "/").await.0, StatusCode::OK);
 
     // A new server certificate from the same CA, renamed into place.
     let newdir = dir.path().join("new");
-    let mut o =
-        certgen::ServerOptions::new("server", &["localhost"], &["127.0.0.1".parse().unwrap()]);
+    let mut o = certgen::ServerOptions::new("server", &["localhost"], &["127.0.0.1".parse().unwrap()]);
     o.out_dir = Some(newdir.clone());
     let issued = c.demo.ca.issue_server(&o).unwrap();
     let new_der = issued.cert_der();
@@ -266,26 +165,14 @@ async fn reload_swaps_certificate_and_keeps_open_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(seen_new, "new handshakes get the new certificate");
-    assert_eq!(
-        get_on(&mut open, "/").await.0,
-        StatusCode::OK,
-        "old connection still works"
-    );
+    assert_eq!(get_on(&mut open, "/").await.0, StatusCode::OK, "old connection still works");
 
     // A broken file is refused; alb keeps serving with what it has.
-    std::fs::write(
-        dir.path().join("alb.yaml"),
-        format!("{y}\nunknown_thing: 1\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("alb.yaml"), format!("{y}\nunknown_thing: 1\n")).unwrap();
     let e = alb.reload().unwrap_err().to_string();
     assert!(e.contains("unknown_thing"), "{e}");
     assert_eq!(get_on(&mut open, "/").await.0, StatusCode::OK);
-    assert!(alb
-        .state
-        .metrics
-        .render()
-        .contains("alb_reloads_total{result=\"error\"}"));
+    assert!(alb.state.metrics.render().contains("alb_reloads_total{result=\"error\"}"));
     alb.shutdown().await;
 }
 
@@ -308,10 +195,7 @@ async fn graceful_shutdown_finishes_in_flight() {
     let (st, body) = slow.await.unwrap();
     assert_eq!((st, backend_of(&body)), (StatusCode::OK, "b1".to_string()));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        TcpStream::connect(addr).await.is_err(),
-        "no longer accepting"
-    );
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,23 +203,9 @@ async fn idle_keepalive_connection_is_closed() {
     let c = certs();
     let b = backend("b1").await;
     let dir = tmp();
-    let alb = start_alb(
-        dir.path(),
-        &tls_config(&c, &[&b], "timeouts: {idle: 300ms}\n"),
-    )
-    .await;
-    let mut t = tls_connect(
-        &c,
-        alb.listen_addrs()[0].port(),
-        None,
-        "localhost",
-        &["http/1.1"],
-    )
-    .await
-    .unwrap();
-    t.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    let alb = start_alb(dir.path(), &tls_config(&c, &[&b], "timeouts: {idle: 300ms}\n")).await;
+    let mut t = tls_connect(&c, alb.listen_addrs()[0].port(), None, "localhost", &["http/1.1"]).await.unwrap();
+    t.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
     let start = Instant::now();
     let mut total = Vec::new();
     let mut buf = [0u8; 4096];
@@ -350,15 +220,7 @@ async fn idle_keepalive_connection_is_closed() {
     })
     .await;
     assert!(closed.is_ok(), "idle connection not closed");
-    assert!(
-        total.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&total)
-    );
-    assert!(
-        start.elapsed() >= Duration::from_millis(250),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(total.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&total));
+    assert!(start.elapsed() >= Duration::from_millis(250), "{:?}", start.elapsed());
     alb.shutdown().await;
 }

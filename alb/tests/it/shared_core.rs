@@ -61,10 +61,7 @@ async fn down_backend_stays_down_across_reload() {
     std::fs::write(dir.path().join("alb.yaml"), config("1h", 2)).unwrap();
     alb.reload().unwrap();
     let after = pool().snapshot()[1].clone();
-    assert!(
-        !std::sync::Arc::ptr_eq(&before, &after),
-        "the new weight made a new backend object"
-    );
+    assert!(!std::sync::Arc::ptr_eq(&before, &after), "the new weight made a new backend object");
     assert_eq!(after.weight, 2);
     assert!(!after.is_healthy(), "still down right after the reload");
     let t = served_by(addr, 6).await;
@@ -73,10 +70,7 @@ async fn down_backend_stays_down_across_reload() {
     assert!(!after.is_healthy(), "one good check is not rise 2");
     let (st, m) = http(admin, "GET", "/metrics", "").await;
     assert_eq!(st, StatusCode::OK);
-    assert!(
-        m.contains("alb_backend_healthy{backend=\"b2\",pool=\"default\"} 0"),
-        "{m}"
-    );
+    assert!(m.contains("alb_backend_healthy{backend=\"b2\",pool=\"default\"} 0"), "{m}");
     alb.shutdown().await;
 }
 
@@ -105,17 +99,9 @@ async fn config_renamed_into_place_with_old_mtime_reloads() {
     let staged = dir.path().join("alb.yaml.new");
     std::fs::write(&staged, &new).unwrap();
     let mtime = std::fs::metadata(&live).unwrap().modified().unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&staged)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    std::fs::File::options().write(true).open(&staged).unwrap().set_modified(mtime).unwrap();
     std::fs::rename(&staged, &live).unwrap();
-    until("the renamed config is loaded", || {
-        alb.state.cfg().backend_servers[0].url() == b2.url()
-    })
-    .await;
+    until("the renamed config is loaded", || alb.state.cfg().backend_servers[0].url() == b2.url()).await;
     assert_eq!(served_by(addr, 2).await, ["b2", "b2"]);
     alb.shutdown().await;
 }
@@ -139,20 +125,10 @@ async fn emptied_allowlist_is_refused_on_reload() {
     assert_eq!(served_by(addr, 1).await, ["b1"]);
     std::fs::write(dir.path().join("alb.yaml"), config("[]")).unwrap();
     let e = alb.reload().unwrap_err().to_string();
-    assert!(
-        e.contains("waf.allowedIPs") && e.contains("0.0.0.0/0"),
-        "{e}"
-    );
+    assert!(e.contains("waf.allowedIPs") && e.contains("0.0.0.0/0"), "{e}");
     std::fs::write(dir.path().join("alb.yaml"), config("[127.0.0.1/8]")).unwrap();
     let e = alb.reload().unwrap_err().to_string();
-    assert!(
-        e.contains("waf.allowedIPs[0]") && e.contains("127.0.0.0/8"),
-        "{e}"
-    );
-    assert_eq!(
-        served_by(addr, 1).await,
-        ["b1"],
-        "the running allowlist stays"
-    );
+    assert!(e.contains("waf.allowedIPs[0]") && e.contains("127.0.0.0/8"), "{e}");
+    assert_eq!(served_by(addr, 1).await, ["b1"], "the running allowlist stays");
     alb.shutdown().await;
 }

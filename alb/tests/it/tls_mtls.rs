@@ -18,21 +18,14 @@ fn seed_config(c: &Certs, bs: &[&Backend], extra: &str) -> String {
         .replace("certs/server.key", &path_str(&c.f().server_key));
     let start = y.find("backend_servers:").unwrap();
     let end = y.find("waf:").unwrap();
-    y.replace_range(
-        start..end,
-        &format!("backend_servers:\n{}", backends_yaml(bs)),
-    );
+    y.replace_range(start..end, &format!("backend_servers:\n{}", backends_yaml(bs)));
     format!("{y}admin:\n  listen: 127.0.0.1:0\n{extra}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_config_balances_over_https_with_client_cert() {
     let c = certs();
-    let (b1, b2, b3) = (
-        backend("b1").await,
-        backend("b2").await,
-        backend("b3").await,
-    );
+    let (b1, b2, b3) = (backend("b1").await, backend("b2").await, backend("b3").await);
     let dir = tmp();
     let p = dir.path().join("app_loadbalancer_config.yaml");
     std::fs::write(&p, seed_config(&c, &[&b1, &b2, &b3], "")).unwrap();
@@ -45,9 +38,7 @@ async fn seed_config_balances_over_https_with_client_cert() {
         assert!(o.ok, "curl failed: {}", o.stderr);
         *count.entry(backend_of(&o.stdout)).or_default() += 1;
     }
-    let expect: HashMap<String, usize> = [("b1", 3), ("b2", 3), ("b3", 3)]
-        .map(|(k, v)| (k.to_string(), v))
-        .into();
+    let expect: HashMap<String, usize> = [("b1", 3), ("b2", 3), ("b3", 3)].map(|(k, v)| (k.to_string(), v)).into();
     assert_eq!(count, expect, "round robin over three backends");
     // The seed requires mTLS: without a client certificate nothing passes.
     let mut a = tls_args(&c, None);
@@ -57,28 +48,16 @@ async fn seed_config_balances_over_https_with_client_cert() {
 
     // SIGHUP reloads; SIGTERM drains and exits cleanly.
     let pid = alb.child.id().to_string();
-    let kill = |sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-    };
+    let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
     assert!(kill("-HUP").success());
-    assert!(
-        alb.wait_log(&["reloaded configuration"]).is_some(),
-        "{:?}",
-        alb.log.lock().unwrap()
-    );
+    assert!(alb.wait_log(&["reloaded configuration"]).is_some(), "{:?}", alb.log.lock().unwrap());
     assert!(kill("-TERM").success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let status = loop {
         if let Some(st) = alb.child.try_wait().unwrap() {
             break st;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "alb did not exit on SIGTERM"
-        );
+        assert!(std::time::Instant::now() < deadline, "alb did not exit on SIGTERM");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
@@ -91,56 +70,30 @@ async fn mtls_matrix_rejects_with_reason_and_passes_identity() {
     let b1 = backend("b1").await;
     let dir = tmp();
     let p = dir.path().join("alb.yaml");
-    let extra = format!(
-        "mtls:\n  mode: required\n  crl: [{}]\n  allowed_identities: [client1]\n  identity_header: X-Client-Identity\n",
-        path_str(&c.f().crl)
-    );
+    let extra = format!("mtls:\n  mode: required\n  crl: [{}]\n  allowed_identities: [client1]\n  identity_header: X-Client-Identity\n", path_str(&c.f().crl));
     std::fs::write(&p, seed_config(&c, &[&b1], &extra)).unwrap();
     let alb = AlbProcess::spawn(&p);
     let url = format!("https://127.0.0.1:{}/", alb.port);
-    for (client, reason) in [
-        (None, "no_cert"),
-        (Some("rogue"), "unknown_ca"),
-        (Some("expired"), "expired"),
-        (Some("revoked"), "revoked"),
-        (Some("client2"), "not_allowed"),
-    ] {
+    for (client, reason) in
+        [(None, "no_cert"), (Some("rogue"), "unknown_ca"), (Some("expired"), "expired"), (Some("revoked"), "revoked"), (Some("client2"), "not_allowed")]
+    {
         let mut a = tls_args(&c, client);
         a.push(url.clone());
         let o = curl(a).await;
         assert!(!o.ok, "{client:?} must be rejected, got {}", o.stdout);
         let line = alb.wait_log(&["rejected", &format!("reason={reason}")]);
-        assert!(
-            line.is_some(),
-            "{client:?}: no log with reason={reason}: {:?}",
-            alb.log.lock().unwrap()
-        );
+        assert!(line.is_some(), "{client:?}: no log with reason={reason}: {:?}", alb.log.lock().unwrap());
     }
-    assert_eq!(
-        b1.hits.load(std::sync::atomic::Ordering::Relaxed),
-        0,
-        "nothing rejected reached the backend"
-    );
+    assert_eq!(b1.hits.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing rejected reached the backend");
     // Valid client: accepted, identity header set, forged copy replaced.
     let mut a = tls_args(&c, Some("client1"));
-    a.extend(s(&[
-        "-H",
-        "X-Client-Identity: CN=admin",
-        "-H",
-        "x-client-identity: CN=root",
-        &url,
-    ]));
+    a.extend(s(&["-H", "X-Client-Identity: CN=admin", "-H", "x-client-identity: CN=root", &url]));
     let o = curl(a).await;
     assert!(o.ok, "{}", o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["headers"]["x-client-identity"], "CN=client1", "{v}");
     let seen = b1.seen.lock().unwrap();
-    assert!(
-        seen.iter().all(|h| !h
-            .values()
-            .any(|x| x.contains("admin") || x.contains("root"))),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|h| !h.values().any(|x| x.contains("admin") || x.contains("root"))), "{seen:?}");
     assert_eq!(seen.last().unwrap()["x-forwarded-proto"], "https");
     assert_eq!(seen.last().unwrap()["x-forwarded-for"], "127.0.0.1");
 }
@@ -162,29 +115,16 @@ async fn http2_and_http11_via_alpn_and_websocket() {
     let url = format!("https://localhost:{port}/x?y=1");
     for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let mut a = tls_args(&c, None);
-        a.extend(s(&[
-            flag,
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version} %{http_code}",
-            &url,
-        ]));
+        a.extend(s(&[flag, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", &url]));
         let o = curl(a).await;
         assert_eq!(o.stdout, format!("{want} 200"), "{flag}: {}", o.stderr);
     }
     let h = b1.seen.lock().unwrap().last().cloned().unwrap();
-    assert_eq!(
-        h["host"],
-        format!("localhost:{port}"),
-        "h2 :authority becomes Host"
-    );
+    assert_eq!(h["host"], format!("localhost:{port}"), "h2 :authority becomes Host");
     assert_eq!(h["x-forwarded-host"], format!("localhost:{port}"));
 
     // WebSocket over TLS + HTTP/1.1.
-    let mut t = tls_connect(&c, port, None, "localhost", &["http/1.1"])
-        .await
-        .unwrap();
+    let mut t = tls_connect(&c, port, None, "localhost", &["http/1.1"]).await.unwrap();
     t.write_all(
         b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -199,10 +139,7 @@ async fn http2_and_http11_via_alpn_and_websocket() {
     }
     let head = String::from_utf8_lossy(&head).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(
-        head.to_ascii_lowercase().contains("upgrade: websocket"),
-        "{head}"
-    );
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
     for msg in ["hello", "second frame"] {
         let mask = [1u8, 2, 3, 4];
         let mut f = vec![0x81, 0x80 | msg.len() as u8];
@@ -210,10 +147,7 @@ async fn http2_and_http11_via_alpn_and_websocket() {
         f.extend(msg.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         t.write_all(&f).await.unwrap();
         let mut back = vec![0u8; 2 + msg.len()];
-        tokio::time::timeout(std::time::Duration::from_secs(3), t.read_exact(&mut back))
-            .await
-            .expect("echo in time")
-            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(3), t.read_exact(&mut back)).await.expect("echo in time").unwrap();
         assert_eq!(&back[2..], msg.as_bytes());
         assert_eq!(back[0], 0x81);
     }

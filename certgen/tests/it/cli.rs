@@ -10,17 +10,11 @@ use std::process::{Command, Output};
 const BIN: &str = env!("CARGO_BIN_EXE_certgen");
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("spawn certgen")
+    Command::new(BIN).args(args).output().expect("spawn certgen")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 /// Runs and asserts success; returns stdout.
@@ -36,15 +30,8 @@ fn fails(args: &[&str]) -> String {
     let o = run(args);
     let (out, err) = text(&o);
     assert!(!o.status.success(), "certgen {args:?} should fail:\n{out}");
-    assert!(
-        !err.contains("panicked"),
-        "certgen {args:?} panicked:\n{err}"
-    );
-    assert!(
-        matches!(o.status.code(), Some(1 | 2)),
-        "exit code {:?}",
-        o.status.code()
-    );
+    assert!(!err.contains("panicked"), "certgen {args:?} panicked:\n{err}");
+    assert!(matches!(o.status.code(), Some(1 | 2)), "exit code {:?}", o.status.code());
     err
 }
 
@@ -59,10 +46,7 @@ fn mode(p: &Path) -> u32 {
 #[test]
 fn help_teaches_with_examples() {
     let top = ok(&["--help"]);
-    assert!(
-        top.contains("Examples:") && top.contains("certgen demo --out"),
-        "{top}"
-    );
+    assert!(top.contains("Examples:") && top.contains("certgen demo --out"), "{top}");
     for sub in ["ca", "server", "client", "revoke", "crl", "inspect", "demo"] {
         let h = ok(&[sub, "--help"]);
         assert!(h.contains("Example"), "{sub} --help lacks an example:\n{h}");
@@ -78,21 +62,8 @@ fn help_teaches_with_examples() {
 fn every_subcommand_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("pki");
-    let out = ok(&[
-        "ca",
-        "--out",
-        s(&ca),
-        "--cn",
-        "cli test CA",
-        "--days",
-        "30",
-        "--key",
-        "ecdsa-p384",
-    ]);
-    assert!(
-        out.contains("CN=cli test CA") && out.contains("ca.crt"),
-        "{out}"
-    );
+    let out = ok(&["ca", "--out", s(&ca), "--cn", "cli test CA", "--days", "30", "--key", "ecdsa-p384"]);
+    assert!(out.contains("CN=cli test CA") && out.contains("ca.crt"), "{out}");
     assert_eq!(mode(&ca.join("ca.key")), 0o600);
 
     // Repeated flags, several values after one flag, and comma lists.
@@ -133,95 +104,41 @@ fn every_subcommand_end_to_end() {
     }
 
     // Client with --cn, another with the CN defaulting to --name, one via --out.
-    ok(&[
-        "client",
-        "--ca",
-        s(&ca),
-        "--name",
-        "alice",
-        "--cn",
-        "alice@lab",
-        "--key",
-        "ed25519",
-    ]);
+    ok(&["client", "--ca", s(&ca), "--name", "alice", "--cn", "alice@lab", "--key", "ed25519"]);
     ok(&["client", "--ca", s(&ca), "--name", "bob", "--days", "2"]);
     let elsewhere = dir.path().join("elsewhere");
-    ok(&[
-        "client",
-        "--ca",
-        s(&ca),
-        "--name",
-        "carol",
-        "--out",
-        s(&elsewhere),
-    ]);
+    ok(&["client", "--ca", s(&ca), "--name", "carol", "--out", s(&elsewhere)]);
     assert!(elsewhere.join("carol.crt").exists() && !ca.join("carol.crt").exists());
     let info = ok(&["inspect", s(&ca.join("alice.crt")), s(&ca.join("bob.crt"))]);
-    assert!(
-        info.contains("CN=alice@lab") && info.contains("CN=bob") && info.contains("clientAuth"),
-        "{info}"
-    );
+    assert!(info.contains("CN=alice@lab") && info.contains("CN=bob") && info.contains("clientAuth"), "{info}");
     assert!(info.contains("key type:     ed25519"), "{info}");
 
     // Revoke by file and by serial, publish, inspect the CRL.
     let out = ok(&["revoke", "--ca", s(&ca), "--cert", s(&ca.join("alice.crt"))]);
-    assert!(
-        out.contains("revoked serial") && out.contains("certgen crl"),
-        "{out}"
-    );
+    assert!(out.contains("revoked serial") && out.contains("certgen crl"), "{out}");
     let again = ok(&["revoke", "--ca", s(&ca), "--cert", s(&ca.join("alice.crt"))]);
     assert!(again.contains("already revoked"), "{again}");
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(ca.join("index.json")).unwrap()).unwrap();
-    let carol = index["certs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "carol")
-        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(ca.join("index.json")).unwrap()).unwrap();
+    let carol = index["certs"].as_array().unwrap().iter().find(|e| e["name"] == "carol").unwrap();
     let carol_serial = carol["serial"].as_str().unwrap().to_owned();
     ok(&["revoke", "--ca", s(&ca), "--serial", &carol_serial]);
     let out = ok(&["crl", "--ca", s(&ca), "--days", "7"]);
-    assert!(
-        out.contains("CRL number 1") && out.contains("2 revoked"),
-        "{out}"
-    );
+    assert!(out.contains("CRL number 1") && out.contains("2 revoked"), "{out}");
     let out = ok(&["crl", "--ca", s(&ca)]);
     assert!(out.contains("CRL number 2"), "{out}");
     let crl = ok(&["inspect", s(&ca.join("crl.pem"))]);
-    assert!(
-        crl.contains("CRL number:   2") && crl.contains(&carol_serial),
-        "{crl}"
-    );
+    assert!(crl.contains("CRL number:   2") && crl.contains(&carol_serial), "{crl}");
 
     // Keys inspect too, and match their certificate's public key.
     let key = ok(&["inspect", s(&ca.join("web.key"))]);
     let cert = ok(&["inspect", s(&ca.join("web.crt"))]);
-    let spki = |t: &str| {
-        t.lines()
-            .find(|l| l.contains("SPKI SHA-256"))
-            .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
-    };
-    assert!(
-        spki(&key).is_some() && spki(&key) == spki(&cert),
-        "{key}\n{cert}"
-    );
+    let spki = |t: &str| t.lines().find(|l| l.contains("SPKI SHA-256")).map(|l| l.split_once(':').unwrap().1.trim().to_owned());
+    assert!(spki(&key).is_some() && spki(&key) == spki(&cert), "{key}\n{cert}");
 
     // Demo.
     let demo = dir.path().join("demo");
     let out = ok(&["demo", "--out", s(&demo)]);
-    for f in [
-        "ca.crt",
-        "ca.key",
-        "crl.pem",
-        "server.crt",
-        "client1.key",
-        "client2.crt",
-        "revoked.crt",
-        "expired.crt",
-        "rogue.crt",
-        "rogue-ca/ca.crt",
-    ] {
+    for f in ["ca.crt", "ca.key", "crl.pem", "server.crt", "client1.key", "client2.crt", "revoked.crt", "expired.crt", "rogue.crt", "rogue-ca/ca.crt"] {
         assert!(demo.join(f).exists(), "{f} missing");
         assert!(out.contains(f), "demo output should list {f}");
     }
@@ -237,21 +154,10 @@ fn cli_errors_name_argument_and_value() {
 
     let e = fails(&["server", "--ca", s(&ca), "--name", "x", "--ip", "300.1.2.3"]);
     assert!(e.contains("--ip") && e.contains("300.1.2.3"), "{e}");
-    let e = fails(&[
-        "server",
-        "--ca",
-        s(&ca),
-        "--name",
-        "x",
-        "--ip",
-        "fd00::1::2",
-    ]);
+    let e = fails(&["server", "--ca", s(&ca), "--name", "x", "--ip", "fd00::1::2"]);
     assert!(e.contains("--ip") && e.contains("fd00::1::2"), "{e}");
     let e = fails(&["ca", "--out", s(&dir.path().join("k")), "--key", "dsa"]);
-    assert!(
-        e.contains("--key") && e.contains("dsa") && e.contains("ecdsa-p256"),
-        "{e}"
-    );
+    assert!(e.contains("--key") && e.contains("dsa") && e.contains("ecdsa-p256"), "{e}");
     let e = fails(&["client", "--ca", s(&ca), "--name", "x", "--days", "0"]);
     assert!(e.contains("--days") && e.contains("\"0\""), "{e}");
     let e = fails(&["ca", "--out", s(&dir.path().join("d")), "--days", "0"]);
@@ -308,23 +214,11 @@ fn file_modes_ignore_the_umask() {
     let dir = tempfile::tempdir().unwrap();
     for umask in ["000", "077"] {
         let out = dir.path().join(format!("umask{umask}"));
-        let status = Command::new("sh")
-            .args([
-                "-c",
-                &format!("umask {umask} && exec \"$0\" demo --out \"$1\""),
-                BIN,
-                s(&out),
-            ])
-            .status()
-            .unwrap();
+        let status = Command::new("sh").args(["-c", &format!("umask {umask} && exec \"$0\" demo --out \"$1\""), BIN, s(&out)]).status().unwrap();
         assert!(status.success());
         let files = certgen::DemoFiles::in_dir(&out);
         for p in files.all() {
-            let want = if p.extension().is_some_and(|e| e == "key") {
-                0o600
-            } else {
-                0o644
-            };
+            let want = if p.extension().is_some_and(|e| e == "key") { 0o600 } else { 0o644 };
             assert_eq!(mode(p), want, "umask {umask}: {}", p.display());
         }
     }

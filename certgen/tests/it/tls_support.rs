@@ -8,13 +8,9 @@ use std::sync::Arc;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
-};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    CertificateError, ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection,
-};
+use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -22,25 +18,15 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 pub fn roots(ca: &CertificateDer<'static>) -> Arc<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    roots
-        .add(ca.clone())
-        .expect("CA certificate accepted as trust anchor");
+    roots.add(ca.clone()).expect("CA certificate accepted as trust anchor");
     Arc::new(roots)
 }
 
 /// Verifies `cert` as a TLS server certificate for `name` (DNS or IP).
-pub fn verify_server(
-    ca: &CertificateDer<'static>,
-    cert: &CertificateDer<'static>,
-    name: &str,
-) -> Result<(), rustls::Error> {
-    let verifier = WebPkiServerVerifier::builder_with_provider(roots(ca), provider())
-        .build()
-        .expect("server verifier");
+pub fn verify_server(ca: &CertificateDer<'static>, cert: &CertificateDer<'static>, name: &str) -> Result<(), rustls::Error> {
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots(ca), provider()).build().expect("server verifier");
     let name = ServerName::try_from(name.to_owned()).expect("valid server name");
-    verifier
-        .verify_server_cert(cert, &[], &name, &[], UnixTime::now())
-        .map(|_| ())
+    verifier.verify_server_cert(cert, &[], &name, &[], UnixTime::now()).map(|_| ())
 }
 
 /// Verifies `cert` as a TLS client certificate, with `crls` loaded if any.
@@ -54,9 +40,7 @@ pub fn verify_client(
         builder = builder.with_crls(crls.iter().cloned());
     }
     let verifier = builder.build().expect("client verifier");
-    verifier
-        .verify_client_cert(cert, &[], UnixTime::now())
-        .map(|_| ())
+    verifier.verify_client_cert(cert, &[], UnixTime::now()).map(|_| ())
 }
 
 /// The certificate error inside a rustls error, for precise assertions.
@@ -68,24 +52,15 @@ pub fn cert_error(e: &rustls::Error) -> &CertificateError {
 }
 
 pub fn is_wrong_purpose(e: &rustls::Error) -> bool {
-    matches!(
-        cert_error(e),
-        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. }
-    )
+    matches!(cert_error(e), CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. })
 }
 
 pub fn is_expired(e: &rustls::Error) -> bool {
-    matches!(
-        cert_error(e),
-        CertificateError::Expired | CertificateError::ExpiredContext { .. }
-    )
+    matches!(cert_error(e), CertificateError::Expired | CertificateError::ExpiredContext { .. })
 }
 
 pub fn is_wrong_name(e: &rustls::Error) -> bool {
-    matches!(
-        cert_error(e),
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-    )
+    matches!(cert_error(e), CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })
 }
 
 /// A full in-memory TLS handshake (mutual when `client` is given); the
@@ -98,8 +73,7 @@ pub fn handshake(
     crls: &[CertificateRevocationListDer<'static>],
     name: &str,
 ) -> Result<(), rustls::Error> {
-    let server_cfg =
-        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let server_cfg = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let server_cfg = if client.is_some() {
         let mut b = WebPkiClientVerifier::builder_with_provider(roots(ca), provider());
         if !crls.is_empty() {
@@ -110,9 +84,7 @@ pub fn handshake(
         server_cfg.with_no_client_auth()
     };
     let server_cfg = server_cfg.with_single_cert(vec![server.0], server.1)?;
-    let client_cfg = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots(ca));
+    let client_cfg = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?.with_root_certificates(roots(ca));
     let client_cfg = match client {
         Some((cert, key)) => client_cfg.with_client_auth_cert(vec![cert], key)?,
         None => client_cfg.with_no_client_auth(),

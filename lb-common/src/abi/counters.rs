@@ -49,15 +49,8 @@ pub const TRAFFIC_CLASS_COUNT: u32 = 7;
 
 impl TrafficClass {
     /// All classes, in index order.
-    pub const ALL: [TrafficClass; TRAFFIC_CLASS_COUNT as usize] = [
-        TrafficClass::Ipv4,
-        TrafficClass::Ipv6,
-        TrafficClass::OtherL3,
-        TrafficClass::Tcp,
-        TrafficClass::Udp,
-        TrafficClass::OtherL4,
-        TrafficClass::Malformed,
-    ];
+    pub const ALL: [TrafficClass; TRAFFIC_CLASS_COUNT as usize] =
+        [TrafficClass::Ipv4, TrafficClass::Ipv6, TrafficClass::OtherL3, TrafficClass::Tcp, TrafficClass::Udp, TrafficClass::OtherL4, TrafficClass::Malformed];
 
     /// Stable, lowercase name used by `lb-user stats` and metrics labels.
     pub const fn name(self) -> &'static str {

@@ -52,7 +52,21 @@ pub mod map_names {
 
     /// Every map lb-user pins, in pin order.
     pub const PINNED: &[&str] = &[
-        TRAFFIC, STATS, VIP_STATS, BACKEND_STATS, VIPS, BACKENDS, MAGLEV, RR_LIST, RR_CURSOR, CONNTRACK,
-        REVERSE_NAT, ALLOW_V4, ALLOW_V6, ALLOW_PORTS, CONFIG, TX_PORTS,
+        TRAFFIC,
+        STATS,
+        VIP_STATS,
+        BACKEND_STATS,
+        VIPS,
+        BACKENDS,
+        MAGLEV,
+        RR_LIST,
+        RR_CURSOR,
+        CONNTRACK,
+        REVERSE_NAT,
+        ALLOW_V4,
+        ALLOW_V6,
+        ALLOW_PORTS,
+        CONFIG,
+        TX_PORTS,
     ];
 }

@@ -47,9 +47,7 @@ pub fn parse_source(text: &str) -> Result<IpNet, String> {
         return Ok(IpNet::from(addr));
     }
     match t.parse::<IpNet>() {
-        Err(_) => Err(format!(
-            "{text:?} is not an address or network; write e.g. \"198.18.0.0/24\", \"198.18.0.7\" or \"fd00:198:18::/64\""
-        )),
+        Err(_) => Err(format!("{text:?} is not an address or network; write e.g. \"198.18.0.0/24\", \"198.18.0.7\" or \"fd00:198:18::/64\"")),
         Ok(net) if net.trunc() != net => Err(format!("{text:?} has host bits set; did you mean \"{}\"?", net.trunc())),
         Ok(net) => Ok(net),
     }
@@ -58,9 +56,7 @@ pub fn parse_source(text: &str) -> Result<IpNet, String> {
 /// Parses a source list (see the module rules); every problem is reported.
 pub fn parse_sources(list: &[String]) -> Result<Vec<IpNet>, Vec<Problem>> {
     if list.is_empty() {
-        return Err(vec![Problem::whole(
-            "is empty: list the allowed source networks, e.g. [\"198.18.0.0/24\"] (0.0.0.0/0 and ::/0 allow every source)",
-        )]);
+        return Err(vec![Problem::whole("is empty: list the allowed source networks, e.g. [\"198.18.0.0/24\"] (0.0.0.0/0 and ::/0 allow every source)")]);
     }
     let mut nets = Vec::new();
     let mut problems = Vec::new();
@@ -122,10 +118,7 @@ pub fn parse_ports(list: &[PortEntry<'_>]) -> Result<Ports, Vec<Problem>> {
         match n {
             Some(n @ 1..=65535) => ports.push(n as u16),
             Some(n) => problems.push(Problem::at(i, format!("{n} is out of range for a port; allowed 1..=65535"))),
-            None => problems.push(Problem::at(
-                i,
-                format!("{:?} is not a port; give a number 1..=65535, or \"*\" for any port", p_text(p)),
-            )),
+            None => problems.push(Problem::at(i, format!("{:?} is not a port; give a number 1..=65535, or \"*\" for any port", p_text(p)))),
         }
     }
     if !problems.is_empty() {
@@ -233,10 +226,7 @@ mod tests {
 
     #[test]
     fn checks_sources_ports_and_mapped_v4() {
-        let a = Allowlist {
-            sources: parse_sources(&["198.18.0.0/24".into(), "fd00:198:18::/64".into()]).unwrap(),
-            ports: Ports::Only(vec![80, 8080]),
-        };
+        let a = Allowlist { sources: parse_sources(&["198.18.0.0/24".into(), "fd00:198:18::/64".into()]).unwrap(), ports: Ports::Only(vec![80, 8080]) };
         assert_eq!(a.check(ip("198.18.0.9"), 80), Ok(()));
         assert_eq!(a.check(ip("::ffff:198.18.0.9"), 8080), Ok(()));
         assert_eq!(a.check(ip("fd00:198:18::5"), 80), Ok(()));

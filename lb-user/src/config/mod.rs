@@ -8,9 +8,9 @@
 //! Validation reports all the problems it finds, not only the first.
 
 mod raw;
-mod validate;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use serde::Deserialize;
 use std::fmt;
@@ -120,11 +120,7 @@ pub struct ConntrackConfig {
 
 impl Default for ConntrackConfig {
     fn default() -> Self {
-        ConntrackConfig {
-            max_flows: limits::DEFAULT_MAX_FLOWS,
-            tcp_timeout: limits::DEFAULT_TCP_TIMEOUT,
-            udp_timeout: limits::DEFAULT_UDP_TIMEOUT,
-        }
+        ConntrackConfig { max_flows: limits::DEFAULT_MAX_FLOWS, tcp_timeout: limits::DEFAULT_TCP_TIMEOUT, udp_timeout: limits::DEFAULT_UDP_TIMEOUT }
     }
 }
 
@@ -411,8 +407,7 @@ impl Config {
         let raw: raw::RawConfig = if text.trim().is_empty() {
             raw::RawConfig::default()
         } else {
-            yaml_serde::from_str(text)
-                .map_err(|e| ConfigError::Syntax { file: source.to_owned(), message: plain_serde_message(&e.to_string()) })?
+            yaml_serde::from_str(text).map_err(|e| ConfigError::Syntax { file: source.to_owned(), message: plain_serde_message(&e.to_string()) })?
         };
         validate::validate(raw).map_err(|errors| ConfigError::Invalid { file: source.to_owned(), errors })
     }

@@ -47,10 +47,7 @@ fn example_file_parses() {
     let web = &c.vips[0];
     assert_eq!(web.address, "198.18.100.1".parse::<IpAddr>().unwrap());
     assert_eq!(web.total_weight(), 4);
-    assert_eq!(
-        web.health_check.as_ref().unwrap().kind,
-        HealthCheckKind::Http { path: "/health".into(), expect_status: 200 }
-    );
+    assert_eq!(web.health_check.as_ref().unwrap().kind, HealthCheckKind::Http { path: "/health".into(), expect_status: 200 });
     assert_eq!(c.vips[1].algorithm, Algorithm::MaglevSrc);
     assert!(c.vips[1].address.is_ipv6());
     assert_eq!(c.vips[1].health_check.as_ref().unwrap().timeout, Duration::from_millis(500));
@@ -127,10 +124,7 @@ fn defaults_are_applied() {
     assert_eq!(c.attach_mode, AttachMode::Auto);
     assert_eq!(c.interfaces[0].role, InterfaceRole::Client);
     assert_eq!(c.maglev, MaglevConfig { size: 65537, seed: 0 });
-    assert_eq!(
-        c.conntrack,
-        ConntrackConfig { max_flows: 65536, tcp_timeout: Duration::from_secs(300), udp_timeout: Duration::from_secs(30) }
-    );
+    assert_eq!(c.conntrack, ConntrackConfig { max_flows: 65536, tcp_timeout: Duration::from_secs(300), udp_timeout: Duration::from_secs(30) });
     assert_eq!(c.allowlist, None);
     assert_eq!(c.metrics, None);
     assert_eq!(c.proxy, ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: Duration::from_secs(10) });
@@ -140,7 +134,10 @@ fn defaults_are_applied() {
     assert_eq!(v.health_check, None);
 
     // Partly given sections fill in the rest.
-    let c = parse(&format!("{BASE}maglev: {{ seed: 7 }}\nconntrack: {{ udp_timeout: 1m }}\nproxy: {{ max_conns_per_ip: 5 }}\nallowlist: {{ cidrs: [198.18.0.0/24] }}\n")).unwrap();
+    let c = parse(&format!(
+        "{BASE}maglev: {{ seed: 7 }}\nconntrack: {{ udp_timeout: 1m }}\nproxy: {{ max_conns_per_ip: 5 }}\nallowlist: {{ cidrs: [198.18.0.0/24] }}\n"
+    ))
+    .unwrap();
     assert_eq!(c.maglev, MaglevConfig { size: 65537, seed: 7 });
     assert_eq!(c.conntrack.udp_timeout, Duration::from_secs(60));
     assert_eq!(c.conntrack.tcp_timeout, Duration::from_secs(300));
@@ -149,12 +146,13 @@ fn defaults_are_applied() {
     let a = c.allowlist.unwrap();
     assert_eq!((a.rules.ports, a.scope), (AllowedPorts::Any, AllowlistScope::Vips));
 
-    let hc = parse(&with_vip("    address: 198.18.100.1\n    port: 80\n    backends: [{ address: 198.18.1.11, port: 8080 }]\n    health_check: { type: http }\n"))
-        .unwrap()
-        .vips[0]
-        .health_check
-        .clone()
-        .unwrap();
+    let hc =
+        parse(&with_vip("    address: 198.18.100.1\n    port: 80\n    backends: [{ address: 198.18.1.11, port: 8080 }]\n    health_check: { type: http }\n"))
+            .unwrap()
+            .vips[0]
+            .health_check
+            .clone()
+            .unwrap();
     assert_eq!(
         hc,
         HealthCheck {
@@ -189,7 +187,9 @@ fn unknown_keys_are_rejected_by_name() {
     );
     assert!(e.contains("line"), "{e}");
     err(
-        &with_vip("    address: 198.18.100.1\n    port: 80\n    backends: [{ address: 198.18.1.11, port: 8080 }]\n    health_check: { type: tcp, intervall: 2s }\n"),
+        &with_vip(
+            "    address: 198.18.100.1\n    port: 80\n    backends: [{ address: 198.18.1.11, port: 8080 }]\n    health_check: { type: tcp, intervall: 2s }\n",
+        ),
         &["vips[0].health_check", "unknown field `intervall`"],
     );
 }
@@ -220,7 +220,10 @@ fn empty_or_broken_files() {
     err("vips: [\n", &["line"]);
     let e = err("- a\n- b\n", &["invalid type: sequence, expected a mapping of keys"]);
     assert!(!e.contains("Raw"), "{e}");
-    err(&with_vip("    address: 198.18.100.1\n    port: 80.5\n    backends: [{ address: 198.18.1.11, port: 8080 }]\n"), &["vips[0].port", "80.5", "expected an integer"]);
+    err(
+        &with_vip("    address: 198.18.100.1\n    port: 80.5\n    backends: [{ address: 198.18.1.11, port: 8080 }]\n"),
+        &["vips[0].port", "80.5", "expected an integer"],
+    );
     err(&with_vip("    address: 198.18.100.1\n    port: 80\n    backends: 198.18.1.11\n"), &["vips[0].backends", "expected a sequence"]);
 }
 
@@ -270,7 +273,10 @@ fn conntrack_ranges_and_timeouts() {
 fn allowlist_cidrs() {
     let e = err(&format!("{BASE}allowlist: {{ cidrs: [\"198.18.0.1/24\"] }}\n"), &["allowlist.cidrs[0]", "\"198.18.0.1/24\"", "host bits", "198.18.0.0/24"]);
     assert!(!e.contains("problems"), "{e}");
-    err(&format!("{BASE}allowlist: {{ cidrs: [\"198.18.0.0/24\", \"fd00:198:18::1/64\"] }}\n"), &["allowlist.cidrs[1]", "\"fd00:198:18::1/64\"", "fd00:198:18::/64"]);
+    err(
+        &format!("{BASE}allowlist: {{ cidrs: [\"198.18.0.0/24\", \"fd00:198:18::1/64\"] }}\n"),
+        &["allowlist.cidrs[1]", "\"fd00:198:18::1/64\"", "fd00:198:18::/64"],
+    );
     err(&format!("{BASE}allowlist: {{ cidrs: [\"198.18.0\"] }}\n"), &["allowlist.cidrs[0]", "\"198.18.0\"", "not an address or network"]);
     err(&format!("{BASE}allowlist: {{ cidrs: [] }}\n"), &["allowlist.cidrs", "is empty", "0.0.0.0/0 and ::/0"]);
     err(&format!("{BASE}allowlist: {{ ports: [80] }}\n"), &["allowlist.cidrs", "at least one"]);
@@ -300,7 +306,9 @@ fn allowlist_ports() {
 
 #[test]
 fn vip_names() {
-    let vip = |name: &str| format!("interfaces: [{{ name: eth0 }}]\nvips:\n  - name: {name}\n    address: 198.18.100.1\n    port: 80\n    backends: [{{ address: 198.18.1.11, port: 8080 }}]\n");
+    let vip = |name: &str| {
+        format!("interfaces: [{{ name: eth0 }}]\nvips:\n  - name: {name}\n    address: 198.18.100.1\n    port: 80\n    backends: [{{ address: 198.18.1.11, port: 8080 }}]\n")
+    };
     err(&vip("Web"), &["vips[0].name", "\"Web\"", "a-z"]);
     err(&vip("\"\""), &["vips[0].name", "\"\""]);
     err(&vip(&"a".repeat(33)), &["vips[0].name", &"a".repeat(33), "1..=32"]);
@@ -311,7 +319,8 @@ fn vip_names() {
 
 #[test]
 fn vip_address_port_protocol_unique() {
-    let second = |extra: &str| format!("{BASE}  - name: web2\n    address: 198.18.100.1\n    port: 80\n{extra}    backends: [{{ address: 198.18.1.12, port: 8080 }}]\n");
+    let second =
+        |extra: &str| format!("{BASE}  - name: web2\n    address: 198.18.100.1\n    port: 80\n{extra}    backends: [{{ address: 198.18.1.12, port: 8080 }}]\n");
     err(&second(""), &["vips[1]", "198.18.100.1:80/tcp", "vips[0] (web)", "unique"]);
     assert!(parse(&second("    protocol: udp\n")).is_ok());
 }
@@ -352,7 +361,10 @@ fn duplicate_backends_in_a_vip() {
         &["vips[0].backends[2]", "198.18.1.11:8080", "backends[0]"],
     );
     // Same address on another port is a different backend.
-    assert!(parse(&with_vip("    address: 198.18.100.1\n    port: 80\n    backends:\n      - { address: 198.18.1.11, port: 8080 }\n      - { address: 198.18.1.11, port: 8081 }\n")).is_ok());
+    assert!(parse(&with_vip(
+        "    address: 198.18.100.1\n    port: 80\n    backends:\n      - { address: 198.18.1.11, port: 8080 }\n      - { address: 198.18.1.11, port: 8081 }\n"
+    ))
+    .is_ok());
 }
 
 #[test]
@@ -411,7 +423,9 @@ fn too_many_vips_and_backends() {
 
 #[test]
 fn health_checks() {
-    let hc = |body: &str| with_vip(&format!("    address: 198.18.100.1\n    port: 80\n    backends: [{{ address: 198.18.1.11, port: 8080 }}]\n    health_check: {{ {body} }}\n"));
+    let hc = |body: &str| {
+        with_vip(&format!("    address: 198.18.100.1\n    port: 80\n    backends: [{{ address: 198.18.1.11, port: 8080 }}]\n    health_check: {{ {body} }}\n"))
+    };
     err(&hc("type: http, path: health"), &["vips[0].health_check.path", "\"health\"", "start with '/'"]);
     err(&hc("type: http, expect_status: 600"), &["vips[0].health_check.expect_status", "600", "100..=599"]);
     err(&hc("type: tcp, path: /health"), &["vips[0].health_check.path", "type: http"]);
@@ -441,11 +455,11 @@ fn metrics_and_proxy() {
 
 #[test]
 fn several_problems_are_all_reported() {
-    let text = with_vip("    address: 198.18.100.1\n    port: 0\n    backends: [{ address: 198.18.1.11, port: 8080, weight: 0 }]\n") + "maglev: { size: 1000 }\n";
+    let text =
+        with_vip("    address: 198.18.100.1\n    port: 0\n    backends: [{ address: 198.18.1.11, port: 8080, weight: 0 }]\n") + "maglev: { size: 1000 }\n";
     let e = parse(&text).unwrap_err();
     let paths: Vec<&str> = e.field_errors().iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["maglev.size", "vips[0].port", "vips[0].backends[0].weight"]);
     let msg = e.to_string();
     assert!(msg.starts_with("test.yaml: 3 problems:\n  maglev.size: 1000"), "{msg}");
 }
-

@@ -1,9 +1,9 @@
 //! Raw config → validated [`Config`]: every rule of `docs/config.md`.
 
-use lb_common::userspace::duration::{parse_duration, show};
 use super::limits::*;
 use super::raw::*;
 use super::*;
+use lb_common::userspace::duration::{parse_duration, show};
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
@@ -228,7 +228,9 @@ fn allowlist(c: &mut Check, raw: &RawAllowlist) -> Option<Allowlist> {
                 "allowlist.cidrs",
                 vec![Problem {
                     index: None,
-                    message: "needs at least one source network, e.g. [\"198.18.0.0/24\"] (use 0.0.0.0/0 and ::/0 to allow every source, or drop the allowlist)".into(),
+                    message:
+                        "needs at least one source network, e.g. [\"198.18.0.0/24\"] (use 0.0.0.0/0 and ::/0 to allow every source, or drop the allowlist)"
+                            .into(),
                 }],
             );
             None
@@ -248,15 +250,11 @@ fn allowlist(c: &mut Check, raw: &RawAllowlist) -> Option<Allowlist> {
             parse_ports(&entries).map_err(|p| report("allowlist.ports", p)).ok()
         }
     };
-    Some(Allowlist {
-        rules: lb_common::userspace::allowlist::Allowlist { sources: sources?, ports: ports? },
-        scope: raw.scope.unwrap_or_default(),
-    })
+    Some(Allowlist { rules: lb_common::userspace::allowlist::Allowlist { sources: sources?, ports: ports? }, scope: raw.scope.unwrap_or_default() })
 }
 
 fn valid_vip_name(name: &str) -> bool {
-    (1..=VIP_NAME_MAX).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    (1..=VIP_NAME_MAX).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn vips(c: &mut Check, raw: Option<&[RawVip]>) -> Option<Vec<Vip>> {
@@ -282,7 +280,12 @@ fn vips(c: &mut Check, raw: Option<&[RawVip]>) -> Option<Vec<Vip>> {
         if let Some(first) = keys.insert((v.address, v.port, v.protocol), i) {
             c.err(
                 format!("vips[{i}]"),
-                format!("{}/{} is already served by vips[{first}] ({}); (address, port, protocol) must be unique", v.socket_addr(), v.protocol, raw_name(&raw[first])),
+                format!(
+                    "{}/{} is already served by vips[{first}] ({}); (address, port, protocol) must be unique",
+                    v.socket_addr(),
+                    v.protocol,
+                    raw_name(&raw[first])
+                ),
             );
         }
         out.push(v);
@@ -368,16 +371,7 @@ fn vip(c: &mut Check, i: usize, r: &RawVip) -> Option<Vip> {
     if c.errors.len() != before {
         return None;
     }
-    Some(Vip {
-        name: name?,
-        address: address?,
-        port: port?,
-        protocol,
-        algorithm,
-        forwarding,
-        backends: backends?,
-        health_check,
-    })
+    Some(Vip { name: name?, address: address?, port: port?, protocol, algorithm, forwarding, backends: backends?, health_check })
 }
 
 fn parse_mac(text: &str) -> Option<[u8; 6]> {

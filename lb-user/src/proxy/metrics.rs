@@ -55,10 +55,7 @@ impl Metrics {
             Opts::new("xdplb_proxy_connections_total", "Connections forwarded to a backend (backend connect succeeded)."),
             &["vip", "backend"],
         )?;
-        let active = IntGaugeVec::new(
-            Opts::new("xdplb_proxy_active_connections", "Client connections currently open (admitted, not yet closed)."),
-            &["vip"],
-        )?;
+        let active = IntGaugeVec::new(Opts::new("xdplb_proxy_active_connections", "Client connections currently open (admitted, not yet closed)."), &["vip"])?;
         let bytes = IntCounterVec::new(
             Opts::new("xdplb_proxy_bytes_total", "Payload bytes forwarded; direction is to_backend or to_client."),
             &["vip", "backend", "direction"],

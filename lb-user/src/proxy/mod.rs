@@ -282,11 +282,8 @@ impl Proxy {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        for (name, proto, what) in options
-            .listeners
-            .keys()
-            .map(|n| (n, Protocol::Tcp, "listener"))
-            .chain(options.udp_sockets.keys().map(|n| (n, Protocol::Udp, "UDP socket")))
+        for (name, proto, what) in
+            options.listeners.keys().map(|n| (n, Protocol::Tcp, "listener")).chain(options.udp_sockets.keys().map(|n| (n, Protocol::Udp, "UDP socket")))
         {
             if !config.vips.iter().any(|v| &v.name == name && v.protocol == proto) {
                 bail!("a {what} was given for VIP {name:?}, which is not a {proto} VIP of the config");
@@ -298,9 +295,7 @@ impl Proxy {
                 l.set_nonblocking(true)?;
                 Some(TcpListener::from_std(l)?)
             }
-            (None, Some(m)) => Some(
-                TcpListener::bind(m.listen).await.with_context(|| format!("metrics: cannot listen on {}", m.listen))?,
-            ),
+            (None, Some(m)) => Some(TcpListener::bind(m.listen).await.with_context(|| format!("metrics: cannot listen on {}", m.listen))?),
             (None, None) => None,
         };
         let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -364,11 +359,8 @@ async fn accept_loop(shared: Arc<Shared>, cell: VipCell, listener: TcpListener, 
             }
         };
         let vip = current(&cell);
-        let admitted = if !limits::allowed(vip.config.allowlist.as_ref(), peer.ip(), vip.addr.port()) {
-            Err(Reject::Allowlist)
-        } else {
-            shared.limiter.admit(peer.ip())
-        };
+        let admitted =
+            if !limits::allowed(vip.config.allowlist.as_ref(), peer.ip(), vip.addr.port()) { Err(Reject::Allowlist) } else { shared.limiter.admit(peer.ip()) };
         match admitted {
             Ok(permit) => {
                 let guard = OpenGuard::new(&shared.open, &vip.metrics.active);
@@ -501,11 +493,7 @@ pub fn run_cli(config_path: &Path) -> Result<()> {
         let shutdown = shutdown_signal()?;
         // Installed before the proxy starts: SIGHUP's default action kills.
         let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-        let options = ProxyOptions {
-            config_file: Some(config_path.to_owned()),
-            watch_interval: Some(DEFAULT_WATCH_INTERVAL),
-            ..ProxyOptions::default()
-        };
+        let options = ProxyOptions { config_file: Some(config_path.to_owned()), watch_interval: Some(DEFAULT_WATCH_INTERVAL), ..ProxyOptions::default() };
         let handle = Proxy::start(config, options, shutdown).await?;
         let reloader = handle.reloader();
         let hup_task = tokio::spawn(async move {

@@ -276,8 +276,7 @@ impl Control {
         // others stop or start.
         self.health.sync(&config);
         self.health_pub.send_replace(initial);
-        *self.status.listening.write().unwrap_or_else(|e| e.into_inner()) =
-            self.vips.iter().map(|v| (v.name.clone(), v.addr)).collect();
+        *self.status.listening.write().unwrap_or_else(|e| e.into_inner()) = self.vips.iter().map(|v| (v.name.clone(), v.addr)).collect();
         *self.status.config.write().unwrap_or_else(|e| e.into_inner()) = Some(config);
         self.started = true;
     }
@@ -406,10 +405,7 @@ impl Control {
     async fn shutdown(mut self, kill_tx: watch::Sender<bool>) {
         let open = self.shared.open.clone();
         let drain = self.config.proxy.drain_timeout;
-        log::info!(
-            "proxy shutdown: stopped accepting; draining open={} drain_timeout={drain:?}",
-            open.count.load(std::sync::atomic::Ordering::SeqCst)
-        );
+        log::info!("proxy shutdown: stopped accepting; draining open={} drain_timeout={drain:?}", open.count.load(std::sync::atomic::Ordering::SeqCst));
         let (mut tcp, mut udp) = (Vec::new(), Vec::new());
         for (_, slot) in self.slots.drain() {
             let _ = slot.stop.send(true);

@@ -43,13 +43,7 @@ struct Session {
 
 /// Relays one UDP VIP until `kill` (end of the drain); stops taking new
 /// clients when `stop` is set.
-pub(super) async fn udp_loop(
-    shared: Arc<Shared>,
-    cell: VipCell,
-    socket: UdpSocket,
-    mut stop: watch::Receiver<bool>,
-    mut kill: watch::Receiver<bool>,
-) {
+pub(super) async fn udp_loop(shared: Arc<Shared>, cell: VipCell, socket: UdpSocket, mut stop: watch::Receiver<bool>, mut kill: watch::Receiver<bool>) {
     let socket = Arc::new(socket);
     let epoch = Instant::now();
     let mut sessions: HashMap<SocketAddr, Session> = HashMap::new();
@@ -94,11 +88,8 @@ pub(super) async fn udp_loop(
         }
         let vip = current(&cell);
         let idle = vip.config.conntrack.udp_timeout;
-        let admitted = if !limits::allowed(vip.config.allowlist.as_ref(), peer.ip(), vip.addr.port()) {
-            Err(Reject::Allowlist)
-        } else {
-            shared.limiter.admit(peer.ip())
-        };
+        let admitted =
+            if !limits::allowed(vip.config.allowlist.as_ref(), peer.ip(), vip.addr.port()) { Err(Reject::Allowlist) } else { shared.limiter.admit(peer.ip()) };
         let permit = match admitted {
             Ok(p) => p,
             Err(reason) => {
@@ -131,17 +122,7 @@ pub(super) async fn udp_loop(
         log::debug!("udp session vip={} client={peer} backend={backend_addr}", vip.name);
         let last = Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64));
         let guard = OpenGuard::new(&shared.open, &vip.metrics.active);
-        let task = tokio::spawn(session(
-            vip.clone(),
-            id,
-            socket.clone(),
-            upstream.clone(),
-            peer,
-            last.clone(),
-            epoch,
-            idle,
-            (permit, guard),
-        ));
+        let task = tokio::spawn(session(vip.clone(), id, socket.clone(), upstream.clone(), peer, last.clone(), epoch, idle, (permit, guard)));
         let to_backend = vip.metrics.backends[id as usize].bytes_to_backend.clone();
         sessions.insert(peer, Session { socket: upstream, last, task, to_backend });
     }

@@ -63,15 +63,11 @@ impl TrafficCounters {
         privileges::require_bpf_admin("lb-user stats")?;
         let path = bpffs::pin_dir(iface).join(map_names::TRAFFIC);
         if !Path::new(&path).exists() {
-            anyhow::bail!(
-                "no xdplb program is attached to {iface}: {} does not exist (start `lb-user attach --iface {iface}`)",
-                path.display()
-            );
+            anyhow::bail!("no xdplb program is attached to {iface}: {} does not exist (start `lb-user attach --iface {iface}`)", path.display());
         }
         let data = MapData::from_pin(&path).with_context(|| format!("opening pinned map {}", path.display()))?;
         let map = Map::PerCpuArray(data);
-        let array = PerCpuArray::<&MapData, PacketCounter>::try_from(&map)
-            .with_context(|| format!("{} is not xdplb's traffic map", path.display()))?;
+        let array = PerCpuArray::<&MapData, PacketCounter>::try_from(&map).with_context(|| format!("{} is not xdplb's traffic map", path.display()))?;
         Self::read(&array)
     }
 }
@@ -148,10 +144,7 @@ pub struct Report {
 fn open_pinned(iface: &str, name: &str) -> Result<Map> {
     let path = bpffs::pin_dir(iface).join(name);
     if !path.exists() {
-        anyhow::bail!(
-            "no xdplb program is attached to {iface}: {} does not exist (start `lb-user attach --iface {iface}`)",
-            path.display()
-        );
+        anyhow::bail!("no xdplb program is attached to {iface}: {} does not exist (start `lb-user attach --iface {iface}`)", path.display());
     }
     let data = MapData::from_pin(&path).with_context(|| format!("opening pinned map {}", path.display()))?;
     Map::from_map_data(data).with_context(|| format!("pinned map {} has an unexpected type", path.display()))
@@ -206,12 +199,7 @@ fn read_backend_meta(iface: &str) -> Result<BTreeMap<u32, BackendMeta>> {
 
 /// The labels and health of one BACKENDS entry.
 pub fn backend_meta(b: &BackendInfo) -> BackendMeta {
-    BackendMeta {
-        label: backend_label(b),
-        vip_id: u32::from(b.vip_id),
-        active: b.flags & BACKEND_ACTIVE != 0,
-        up: b.flags & BACKEND_HEALTHY != 0,
-    }
+    BackendMeta { label: backend_label(b), vip_id: u32::from(b.vip_id), active: b.flags & BACKEND_ACTIVE != 0, up: b.flags & BACKEND_HEALTHY != 0 }
 }
 
 impl Report {

@@ -45,11 +45,8 @@ impl Rates {
     /// `before` count from zero.
     pub fn between(before: &Report, now: &Report, elapsed: Duration) -> Rates {
         let s = elapsed.as_secs_f64();
-        let packet_rate = |n: PacketCounter, b: PacketCounter| Rate {
-            packets: per_second(n.packets, b.packets, s),
-            bytes: per_second(n.bytes, b.bytes, s),
-            new_flows: 0.0,
-        };
+        let packet_rate =
+            |n: PacketCounter, b: PacketCounter| Rate { packets: per_second(n.packets, b.packets, s), bytes: per_second(n.bytes, b.bytes, s), new_flows: 0.0 };
         let flow_rate = |n: &FlowCounter, b: FlowCounter| Rate {
             packets: per_second(n.packets, b.packets, s),
             bytes: per_second(n.bytes, b.bytes, s),

@@ -30,11 +30,7 @@ pub(super) trait RowCounts {
 }
 
 fn counts<T: Into<Value>>(packets: T, bytes: T, new_flows: T) -> Map<String, Value> {
-    Map::from_iter([
-        ("packets".to_owned(), packets.into()),
-        ("bytes".to_owned(), bytes.into()),
-        ("new_flows".to_owned(), new_flows.into()),
-    ])
+    Map::from_iter([("packets".to_owned(), packets.into()), ("bytes".to_owned(), bytes.into()), ("new_flows".to_owned(), new_flows.into())])
 }
 
 impl RowCounts for FlowCounter {
@@ -133,16 +129,7 @@ impl Report {
         }
         let flow_cols = |id: &str, c: Option<&FlowCounter>, x: Option<Rate>| -> String {
             match c {
-                None => format!(
-                    "{:<6} {:>12}{} {:>14}{} {:>10}{}",
-                    id,
-                    "packets",
-                    h("packets/s"),
-                    "bytes",
-                    h("bytes/s"),
-                    "new_flows",
-                    h("flows/s")
-                ),
+                None => format!("{:<6} {:>12}{} {:>14}{} {:>10}{}", id, "packets", h("packets/s"), "bytes", h("bytes/s"), "new_flows", h("flows/s")),
                 Some(c) => format!(
                     "{:<6} {:>12}{} {:>14}{} {:>10}{}",
                     id,

@@ -9,10 +9,7 @@ use crate::proxy_support::*;
 async fn open_connections_work_during_the_drain_and_are_closed_after_it() {
     let b = greeter("b0");
     let (l, port) = reserve();
-    let yaml = config_yaml(
-        &[VipSpec { name: "web", port, algorithm: "maglev", backends: &[&b], health_check: "" }],
-        "proxy: { drain_timeout: 1s }\n",
-    );
+    let yaml = config_yaml(&[VipSpec { name: "web", port, algorithm: "maglev", backends: &[&b], health_check: "" }], "proxy: { drain_timeout: 1s }\n");
     let mut p = start(&yaml, vec![("web", l)], None).await;
     let vip = p.vip("web");
     let (mut conn, _) = open("127.0.0.1", vip).await.unwrap();
@@ -36,10 +33,7 @@ async fn open_connections_work_during_the_drain_and_are_closed_after_it() {
 async fn the_drain_ends_when_the_last_connection_closes() {
     let b = greeter("b0");
     let (l, port) = reserve();
-    let yaml = config_yaml(
-        &[VipSpec { name: "web", port, algorithm: "maglev", backends: &[&b], health_check: "" }],
-        "proxy: { drain_timeout: 30s }\n",
-    );
+    let yaml = config_yaml(&[VipSpec { name: "web", port, algorithm: "maglev", backends: &[&b], health_check: "" }], "proxy: { drain_timeout: 30s }\n");
     let mut p = start(&yaml, vec![("web", l)], None).await;
     let (mut conn, _) = open("127.0.0.1", p.vip("web")).await.unwrap();
     p.stop();

@@ -264,8 +264,7 @@ async fn a_down_backend_stays_down_across_a_reload() {
     let (l, port) = reserve();
     let check = "{ type: tcp, interval: 100ms, timeout: 50ms, rise: 1, fall: 1 }";
     let yaml1 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&bs[0], &bs[1]], health_check: check }], "");
-    let yaml2 =
-        config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&bs[0], &bs[1], &bs[2]], health_check: check }], "");
+    let yaml2 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&bs[0], &bs[1], &bs[2]], health_check: check }], "");
     let mut p = start(&yaml1, vec![("web", l)], None).await;
     let mut health = p.handle.health();
     tokio::time::timeout(Duration::from_secs(2), health.wait_for(|s| !s.is_up(0, 1))).await.unwrap().unwrap();

@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-pub use xdplb_tests::backend::{Backend, Reply};
 use lb_user::{
     config::Config,
     proxy::{Proxy, ProxyHandle, ProxyOptions},
@@ -19,6 +18,7 @@ use tokio::{
     net::{TcpSocket, TcpStream},
     sync::oneshot,
 };
+pub use xdplb_tests::backend::{Backend, Reply};
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 

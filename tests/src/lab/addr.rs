@@ -55,14 +55,8 @@ mod tests {
 
     #[test]
     fn every_plan_address_is_in_the_lab_ranges() {
-        let mut all: Vec<IpAddr> = vec![
-            CLIENT_V4.into(),
-            LB_CLIENT_V4.into(),
-            LB_BACKEND_V4.into(),
-            CLIENT_V6.into(),
-            LB_CLIENT_V6.into(),
-            LB_BACKEND_V6.into(),
-        ];
+        let mut all: Vec<IpAddr> =
+            vec![CLIENT_V4.into(), LB_CLIENT_V4.into(), LB_BACKEND_V4.into(), CLIENT_V6.into(), LB_CLIENT_V6.into(), LB_BACKEND_V6.into()];
         for i in 1..=9 {
             all.push(backend_v4(i).into());
             all.push(backend_v6(i).into());

@@ -8,11 +8,8 @@ use crate::sys::{self, ip};
 /// Sysctls set in every namespace before its interfaces exist, so new
 /// interfaces inherit them: no DAD delay and no router solicitations, which
 /// keeps the links quiet enough for exact counter assertions.
-const QUIET_IPV6: &[(&str, &str)] = &[
-    ("net/ipv6/conf/default/accept_dad", "0"),
-    ("net/ipv6/conf/default/router_solicitations", "0"),
-    ("net/ipv6/conf/default/accept_ra", "0"),
-];
+const QUIET_IPV6: &[(&str, &str)] =
+    &[("net/ipv6/conf/default/accept_dad", "0"), ("net/ipv6/conf/default/router_solicitations", "0"), ("net/ipv6/conf/default/accept_ra", "0")];
 
 pub(super) fn build(lab: &Lab) -> Result<()> {
     let name = lab.name();

@@ -91,8 +91,7 @@ impl LbConfig {
 
     /// The config as YAML.
     pub fn yaml(&self) -> String {
-        let mut out =
-            format!("interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\n", self.client_iface, self.backend_iface);
+        let mut out = format!("interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\n", self.client_iface, self.backend_iface);
         for block in &self.top {
             out.push_str(block);
         }

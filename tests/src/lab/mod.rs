@@ -7,12 +7,12 @@
 //! called. See docs/lab.md.
 
 pub mod addr;
-pub mod config;
 mod build;
+pub mod config;
 
 use std::{
-    os::unix::process::CommandExt,
     net::{IpAddr, SocketAddr},
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -280,12 +280,7 @@ impl Lab {
     pub fn namespaces(name: &str) -> Result<Vec<String>> {
         let prefix = format!("{name}-");
         let list = sys::run_stdout("ip", &["netns", "list"])?;
-        Ok(list
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .filter(|ns| ns.starts_with(&prefix))
-            .map(str::to_owned)
-            .collect())
+        Ok(list.lines().filter_map(|l| l.split_whitespace().next()).filter(|ns| ns.starts_with(&prefix)).map(str::to_owned).collect())
     }
 
     /// Removes everything of lab `name`: processes in its namespaces, the
@@ -422,12 +417,7 @@ pub fn ns_name(lab: &str, host: Host) -> String {
 fn pin_dirs(lab: &str) -> Vec<PathBuf> {
     let prefix = format!("{lab}-");
     std::fs::read_dir("/sys/fs/bpf/xdplb")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path())
-                .collect()
-        })
+        .map(|dir| dir.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect())
         .unwrap_or_default()
 }
 

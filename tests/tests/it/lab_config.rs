@@ -31,9 +31,12 @@ fn every_option_means_what_the_hand_written_file_means() {
         .allowlist(&["198.18.0.128/25", "fd00:198:18::/64"], &[80, 53])
         .metrics("198.18.1.1:9189".parse().unwrap())
         .extra("conntrack: { max_flows: 4096 }")
-        .vip(Vip::new("web", "198.18.100.1", 80).algorithm("round_robin").backends(1..=3, 8080, false).health_check(
-            "{ type: http, path: /health, expect_status: 200, interval: 400ms, timeout: 200ms, rise: 2, fall: 2 }",
-        ))
+        .vip(
+            Vip::new("web", "198.18.100.1", 80)
+                .algorithm("round_robin")
+                .backends(1..=3, 8080, false)
+                .health_check("{ type: http, path: /health, expect_status: 200, interval: 400ms, timeout: 200ms, rise: 2, fall: 2 }"),
+        )
         .vip(Vip::new("dns6", "fd00:198:18:100::2".parse::<std::net::IpAddr>().unwrap(), 53).protocol("udp").forwarding("dsr").backends([2], 53, true))
         .vip(Vip::new("one", "198.18.100.3", 443).backend("198.18.1.13:8443".parse().unwrap()).extra("algorithm: maglev_src"));
     let by_hand = "\

@@ -27,7 +27,9 @@ fn nat_new_flow_established_flow_and_reply_over_ipv4_and_ipv6() {
             let b = predicted(&ids, c, vip, 6);
             let be = backend(b);
             let input = inbound(env, Spec::tcp(c, vip)).build();
-            let want = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, ..inbound(env, Spec::tcp(c, vip)) }.build();
+            let want =
+                Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, ..inbound(env, Spec::tcp(c, vip)) }
+                    .build();
             assert_frame(run(xdp, env.lc, &input), XDP_REDIRECT, &want);
 
             // The backend's SYN-ACK comes back on the backend side and leaves as the VIP.
@@ -43,12 +45,29 @@ fn nat_new_flow_established_flow_and_reply_over_ipv4_and_ipv6() {
                 set_vip(&mut dp, vip, 6, lb::ALG_MAGLEV, lb::MODE_NAT, u32::from(v6), &[other]);
             }
             let ack = inbound(env, Spec { tcp_flags: 0x10, ..Spec::tcp(c, vip) }).build();
-            let want_ack = Spec { eth_dst: env.be_mac[be_index(b)], eth_src: env.lbe_mac, dst: be.ip(), dport: be.port(), ttl: 63, tcp_flags: 0x10, ..inbound(env, Spec::tcp(c, vip)) }.build();
+            let want_ack = Spec {
+                eth_dst: env.be_mac[be_index(b)],
+                eth_src: env.lbe_mac,
+                dst: be.ip(),
+                dport: be.port(),
+                ttl: 63,
+                tcp_flags: 0x10,
+                ..inbound(env, Spec::tcp(c, vip))
+            }
+            .build();
             assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack);
             let c2 = client(v6, 40001);
             let (_, out) = run(xdp, env.lc, &inbound(env, Spec::tcp(c2, vip)).build());
             let ob = backend(other);
-            let want_new = Spec { eth_dst: env.be_mac[be_index(other)], eth_src: env.lbe_mac, dst: ob.ip(), dport: ob.port(), ttl: 63, ..inbound(env, Spec::tcp(c2, vip)) }.build();
+            let want_new = Spec {
+                eth_dst: env.be_mac[be_index(other)],
+                eth_src: env.lbe_mac,
+                dst: ob.ip(),
+                dport: ob.port(),
+                ttl: 63,
+                ..inbound(env, Spec::tcp(c2, vip))
+            }
+            .build();
             assert_eq!(out, want_new, "new flow must use the rebuilt table");
         }
         assert_eq!(xdp.stat(Stat::ForwardNat).packets, 6);

@@ -2,11 +2,7 @@
 //! the lb's two interfaces, HTTP from the client to VIPs, every request on a
 //! new connection.
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use lb_common::Stat;
 use lb_user::stats::Report;
@@ -100,11 +96,7 @@ fn a_denied_client_prefix_gets_no_answer_and_every_packet_is_counted() {
     let mut lab = Lab::up_unique("xt", 1).unwrap();
     lab.start_backends().unwrap();
     // The client is 198.18.0.2: outside the allowed /25.
-    let config = config(&lab)
-        .allowlist(&["198.18.0.128/25"], &[80])
-        .vip(Vip::new("web", "198.18.100.1", 80).backends([1], 8080, false))
-        .write()
-        .unwrap();
+    let config = config(&lab).allowlist(&["198.18.0.128/25"], &[80]).vip(Vip::new("web", "198.18.100.1", 80).backends([1], 8080, false)).write().unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let client = lab.ns(Host::Client);
     let before = Report::read_pinned(&lab.lb_client_iface()).unwrap().action(Stat::DropAllowlistCidr);
@@ -128,9 +120,7 @@ fn a_long_lived_connection_keeps_its_backend_when_the_tables_are_rebuilt_without
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
     lab.start_backends().unwrap();
-    let without = |skip: Option<u8>| {
-        config(&lab).vip(Vip::new("web", "198.18.100.1", 80).backends((1..=3u8).filter(|i| Some(*i) != skip), 8080, false))
-    };
+    let without = |skip: Option<u8>| config(&lab).vip(Vip::new("web", "198.18.100.1", 80).backends((1..=3u8).filter(|i| Some(*i) != skip), 8080, false));
     let config = without(None).write().unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();

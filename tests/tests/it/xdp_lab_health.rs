@@ -40,15 +40,10 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
     require_root!();
     let mut lab = Lab::up_unique("xt", 3).unwrap();
     lab.start_backends().unwrap();
-    let check = format!(
-        "{{ type: http, path: /health, expect_status: 200, interval: {}ms, timeout: 200ms, rise: {RISE}, fall: {FALL} }}",
-        INTERVAL.as_millis()
-    );
-    let config = LbConfig::new(&lab)
-        .maglev(251, None)
-        .vip(Vip::new("web", "198.18.100.1", 80).backends(1..=3, 8080, false).health_check(&check))
-        .write()
-        .unwrap();
+    let check =
+        format!("{{ type: http, path: /health, expect_status: 200, interval: {}ms, timeout: 200ms, rise: {RISE}, fall: {FALL} }}", INTERVAL.as_millis());
+    let config =
+        LbConfig::new(&lab).maglev(251, None).vip(Vip::new("web", "198.18.100.1", 80).backends(1..=3, 8080, false).health_check(&check)).write().unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
 

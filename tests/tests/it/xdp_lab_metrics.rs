@@ -61,10 +61,7 @@ fn scrape(addr: SocketAddr) -> String {
 
 /// Samples (metric name with labels → value) of a scrape.
 fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap())))
-        .collect()
+    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap()))).collect()
 }
 
 fn backend_series(name: &str, backend: &str) -> String {

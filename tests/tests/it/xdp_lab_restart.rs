@@ -13,7 +13,10 @@ use std::{
 };
 
 use aya::maps::{HashMap, Map, MapData};
-use lb_common::{lb::{FlowKey, FlowState}, map_names};
+use lb_common::{
+    lb::{FlowKey, FlowState},
+    map_names,
+};
 use xdplb_tests::{
     http,
     lab::{
@@ -115,10 +118,7 @@ fn detach_removes_what_a_killed_lb_user_left_attached() {
     let (lb_ns, iface) = (lab.ns(Host::Lb), lab.lb_client_iface());
     LbUser::attach_config(&lb_ns, &iface, config.path()).unwrap().kill9();
     assert!(xdp_attached(&lab, &iface));
-    let out = Command::new(workspace::binary("lb-user").unwrap())
-        .args(["--netns", &lb_ns, "detach", "--iface", &iface])
-        .output()
-        .unwrap();
+    let out = Command::new(workspace::binary("lb-user").unwrap()).args(["--netns", &lb_ns, "detach", "--iface", &iface]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!pin_dir(&iface).exists());
     assert!(!xdp_attached(&lab, &iface), "detach must detach");

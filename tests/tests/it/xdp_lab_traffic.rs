@@ -6,8 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_user::stats::TrafficCounters;
 use lb_common::TrafficClass;
+use lb_user::stats::TrafficCounters;
 use xdplb_tests::{
     counters::SentCounters,
     http,

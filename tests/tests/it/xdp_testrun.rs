@@ -35,7 +35,10 @@ fn ipv4_tcp_is_counted_and_passed_unchanged() {
     require_root!();
     let mut xdp = load();
     let frame = packet::ipv4_tcp(C4, B4, 40000, 8080, b"GET / HTTP/1.1\r\n\r\n");
-    run_table(&mut xdp, &[passed("IPv4 TCP, not a VIP: counted IPv4 and TCP, passed unchanged", frame.clone(), Stat::PassNotVip, &[TrafficClass::Ipv4, TrafficClass::Tcp])]);
+    run_table(
+        &mut xdp,
+        &[passed("IPv4 TCP, not a VIP: counted IPv4 and TCP, passed unchanged", frame.clone(), Stat::PassNotVip, &[TrafficClass::Ipv4, TrafficClass::Tcp])],
+    );
     let c = xdp.traffic();
     let len = frame.len() as u64;
     expect(&c, TrafficClass::Ipv4, 1, len);
@@ -52,8 +55,16 @@ fn ipv6_udp_is_counted_and_passed() {
     let src: Ipv6Addr = "fd00:198:18::2".parse().unwrap();
     let dst: Ipv6Addr = "fd00:198:18:1::11".parse().unwrap();
     let frame = packet::ipv6_udp(src, dst, 5353, 8080, b"ping");
-    let rows: Vec<Fixture> =
-        (1..=3).map(|i| passed(&format!("IPv6 UDP, run {i} of 3: counted IPv6 and UDP, passed unchanged"), frame.clone(), Stat::PassNotVip, &[TrafficClass::Ipv6, TrafficClass::Udp])).collect();
+    let rows: Vec<Fixture> = (1..=3)
+        .map(|i| {
+            passed(
+                &format!("IPv6 UDP, run {i} of 3: counted IPv6 and UDP, passed unchanged"),
+                frame.clone(),
+                Stat::PassNotVip,
+                &[TrafficClass::Ipv6, TrafficClass::Udp],
+            )
+        })
+        .collect();
     run_table(&mut xdp, &rows);
     let c = xdp.traffic();
     let len = frame.len() as u64;
@@ -79,11 +90,14 @@ fn truncated_and_malformed_frames_are_counted_malformed_and_passed() {
     bad_version[14] = 0x40;
     let total = (cut_ip.len() + bad_ihl.len() + bad_version.len()) as u64;
     let malformed = [TrafficClass::Malformed];
-    run_table(&mut xdp, &[
-        passed("cut inside the IPv4 header: malformed, passed", cut_ip, Stat::PassMalformed, &malformed),
-        passed("IPv4 IHL below 5: malformed, passed", bad_ihl, Stat::PassMalformed, &malformed),
-        passed("IPv6 ethertype with version 4: malformed, passed", bad_version, Stat::PassMalformed, &malformed),
-    ]);
+    run_table(
+        &mut xdp,
+        &[
+            passed("cut inside the IPv4 header: malformed, passed", cut_ip, Stat::PassMalformed, &malformed),
+            passed("IPv4 IHL below 5: malformed, passed", bad_ihl, Stat::PassMalformed, &malformed),
+            passed("IPv6 ethertype with version 4: malformed, passed", bad_version, Stat::PassMalformed, &malformed),
+        ],
+    );
     let c = xdp.traffic();
     expect(&c, TrafficClass::Malformed, 3, total);
     for class in [TrafficClass::Ipv4, TrafficClass::Ipv6, TrafficClass::Tcp, TrafficClass::Udp, TrafficClass::OtherL4] {
@@ -104,11 +118,14 @@ fn vlan_tagged_and_non_ip_frames_are_classified() {
     icmp.extend(packet::ipv4(C4, B4, packet::IPPROTO_ICMP, 8));
     icmp.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 0]);
     let (tagged_len, arp_len, icmp_len) = (tagged.len() as u64, arp.len() as u64, icmp.len() as u64);
-    run_table(&mut xdp, &[
-        passed("802.1Q-tagged IPv4 TCP: counted IPv4 and TCP", tagged, Stat::PassNotVip, &[TrafficClass::Ipv4, TrafficClass::Tcp]),
-        passed("ARP: counted other L3", arp, Stat::PassNotVip, &[TrafficClass::OtherL3]),
-        passed("ICMP echo request: counted IPv4 and other L4", icmp, Stat::PassNotVip, &[TrafficClass::Ipv4, TrafficClass::OtherL4]),
-    ]);
+    run_table(
+        &mut xdp,
+        &[
+            passed("802.1Q-tagged IPv4 TCP: counted IPv4 and TCP", tagged, Stat::PassNotVip, &[TrafficClass::Ipv4, TrafficClass::Tcp]),
+            passed("ARP: counted other L3", arp, Stat::PassNotVip, &[TrafficClass::OtherL3]),
+            passed("ICMP echo request: counted IPv4 and other L4", icmp, Stat::PassNotVip, &[TrafficClass::Ipv4, TrafficClass::OtherL4]),
+        ],
+    );
     let c = xdp.traffic();
     expect(&c, TrafficClass::Ipv4, 2, tagged_len + icmp_len);
     expect(&c, TrafficClass::Tcp, 1, tagged_len);

@@ -10,7 +10,11 @@ use anyhow::{Context as _, Result};
 pub fn ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }
 
 /// Microseconds per clock tick.
@@ -48,11 +52,7 @@ pub fn parse_proc_stat(text: &str) -> Result<MachineCpu> {
     let line = text.lines().find(|l| l.starts_with("cpu ")).context("no aggregate cpu line in /proc/stat")?;
     let v: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
     let get = |i: usize| v.get(i).copied().unwrap_or(0);
-    Ok(MachineCpu {
-        busy: get(0) + get(1) + get(2) + get(5) + get(6) + get(7),
-        idle: get(3) + get(4),
-        softirq: get(6),
-    })
+    Ok(MachineCpu { busy: get(0) + get(1) + get(2) + get(5) + get(6) + get(7), idle: get(3) + get(4), softirq: get(6) })
 }
 
 /// One line of /proc/<pid>/stat: (ppid, utime + stime in ticks).

@@ -109,12 +109,7 @@ pub fn start(tool: Tool, ns: &str, spec: &LoadSpec, k6: &Path, scripts: &Path, w
         }
     }
     let shown = format!("{cmd:?}");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {shown}"))?;
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {shown}"))?;
     // Bounded: the tool's own duration plus start-up and drain slack.
     let deadline = Instant::now() + spec.duration + Duration::from_secs(30);
     Ok(Running { child, tool, summary, deadline, shown })

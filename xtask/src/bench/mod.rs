@@ -65,7 +65,16 @@ pub struct BenchOptions {
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { quick: false, duration: None, conns: 64, tool: Tool::Wrk, out: None, bin_dir: None, only: Vec::new(), xdp_mode: stage::DEFAULT_XDP_MODE.into() }
+        BenchOptions {
+            quick: false,
+            duration: None,
+            conns: 64,
+            tool: Tool::Wrk,
+            out: None,
+            bin_dir: None,
+            only: Vec::new(),
+            xdp_mode: stage::DEFAULT_XDP_MODE.into(),
+        }
     }
 }
 
@@ -126,12 +135,7 @@ pub fn run(opts: &BenchOptions) -> Result<Summary> {
         cases.retain(|c| opts.only.iter().any(|o| c.id().contains(o.as_str())));
     }
     let total = cases.len() as u32 * reps;
-    println!(
-        "[bench] {} cases × {reps} repetition(s), {duration} s each, {} connections; output {}",
-        cases.len(),
-        opts.conns,
-        out.display()
-    );
+    println!("[bench] {} cases × {reps} repetition(s), {duration} s each, {} connections; output {}", cases.len(), opts.conns, out.display());
     let mut stage = Stage::up(&out.join("work"), &bin_dir, &opts.xdp_mode)?;
     let tls = stage.tls_check()?;
     for (l, t) in &tls {

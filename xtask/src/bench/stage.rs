@@ -52,9 +52,7 @@ pub struct Stage {
 }
 
 fn need_program(name: &str) -> Result<()> {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
-        .unwrap_or(false);
+    let found = std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file())).unwrap_or(false);
     if !found {
         bail!("{name} not found on PATH: `cargo xtask setup` installs the benchmark peers (nginx, libnginx-mod-stream, haproxy, nftables, wrk)");
     }
@@ -131,7 +129,16 @@ impl Stage {
             sys::ip(&["-n", &lb_ns, "addr", "add", &format!("{ip}/32"), "dev", "lo"])?;
         }
 
-        let mut stage = Stage { xdp: None, lab, work: work.to_owned(), bin_dir: bin_dir.to_owned(), xdp_mode: xdp_mode.to_owned(), pids: HashMap::new(), nft: false, certs };
+        let mut stage = Stage {
+            xdp: None,
+            lab,
+            work: work.to_owned(),
+            bin_dir: bin_dir.to_owned(),
+            xdp_mode: xdp_mode.to_owned(),
+            pids: HashMap::new(),
+            nft: false,
+            certs,
+        };
         stage.start_backends()?;
         stage.start_peers(&combined)?;
         Ok(stage)
@@ -227,10 +234,8 @@ impl Stage {
     /// Puts the kernel state `lb` needs in place and removes what others need.
     pub fn prepare(&mut self, lb: Lb) -> Result<()> {
         if lb.is_xdp() && self.xdp.is_none() {
-            let conf = write(
-                &self.work.join("lb-user-xdp.yaml"),
-                &peers::lbuser_xdp(&self.lab.lb_client_iface(), &self.lab.lb_backend_iface(), &self.xdp_mode),
-            )?;
+            let conf =
+                write(&self.work.join("lb-user-xdp.yaml"), &peers::lbuser_xdp(&self.lab.lb_client_iface(), &self.lab.lb_backend_iface(), &self.xdp_mode))?;
             self.xdp = Some(LbUser::attach_config(&self.lab.ns(Host::Lb), &self.lab.lb_client_iface(), &conf)?);
         } else if !lb.is_xdp() {
             if let Some(x) = self.xdp.take() {

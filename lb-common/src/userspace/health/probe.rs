@@ -27,9 +27,7 @@ pub struct TcpProbe;
 
 impl Probe for TcpProbe {
     fn check(&self, addr: SocketAddr) -> ProbeFuture<'_> {
-        Box::pin(async move {
-            TcpStream::connect(addr).await.map(drop).map_err(|e| format!("connect: {e}"))
-        })
+        Box::pin(async move { TcpStream::connect(addr).await.map(drop).map_err(|e| format!("connect: {e}")) })
     }
     fn describe(&self) -> String {
         "tcp".into()
@@ -55,9 +53,8 @@ impl HttpProbe {
     async fn run(&self, addr: SocketAddr) -> Result<(), String> {
         let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (mut tx, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
+        let (mut tx, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.map_err(|e| format!("HTTP handshake: {e}"))?;
         // The connection task ends when the response is read and `tx` drops.
         tokio::spawn(conn);
         let host = self.host.clone().unwrap_or_else(|| addr.to_string());

@@ -189,8 +189,7 @@ pub struct MaglevSelection {
 impl MaglevSelection {
     /// Builds the table over `candidates` (already the eligible ones).
     pub fn new(candidates: &[Candidate], hash: HashOptions, source_only: bool) -> Result<MaglevSelection, MaglevError> {
-        let ring: Vec<MaglevBackend> =
-            candidates.iter().map(|c| MaglevBackend { id: c.id, key: c.key.clone(), weight: c.weight }).collect();
+        let ring: Vec<MaglevBackend> = candidates.iter().map(|c| MaglevBackend { id: c.id, key: c.key.clone(), weight: c.weight }).collect();
         let table = build_table(&ring, hash.maglev_size, hash.seed)?;
         Ok(MaglevSelection { table, ring: candidates.iter().map(|c| c.id).collect(), seed: hash.seed, source_only })
     }
@@ -229,11 +228,7 @@ mod tests {
     const M: u32 = 65537;
 
     fn backends(weights: &[u32]) -> Vec<MaglevBackend> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| MaglevBackend { id: i as u32, key: format!("198.18.1.{}:8080", 11 + i), weight: w })
-            .collect()
+        weights.iter().enumerate().map(|(i, &w)| MaglevBackend { id: i as u32, key: format!("198.18.1.{}:8080", 11 + i), weight: w }).collect()
     }
 
     fn counts(table: &[u32]) -> HashMap<u32, usize> {

@@ -169,12 +169,8 @@ fn maglev_is_the_data_path_lookup() {
     let seen: HashSet<u32> = (40000..40100).map(|p| first(&*s, &from_port(p))).collect();
     assert_eq!(seen.len(), 3, "source ports of one client spread");
     // The index is exactly the kernel's hash over the table lb-user writes.
-    let table = build_table(
-        &cands(&[1, 1, 1]).iter().map(|c| MaglevBackend { id: c.id, key: c.key.clone(), weight: c.weight }).collect::<Vec<_>>(),
-        65537,
-        0,
-    )
-    .unwrap();
+    let table =
+        build_table(&cands(&[1, 1, 1]).iter().map(|c| MaglevBackend { id: c.id, key: c.key.clone(), weight: c.weight }).collect::<Vec<_>>(), 65537, 0).unwrap();
     let h = crate::hash::flow_hash_v4([198, 18, 0, 2], [198, 18, 100, 1], 40000, 80, 6, 0);
     assert_eq!(table[h as usize % table.len()], one);
     let mixed = flow("198.18.0.2:40000", "[fd00:198:18:100::1]:80");

@@ -40,7 +40,10 @@ for XDP the Δ direct; *tool* = the load generator's CPU per request. With a new
 A repetition where processes outside the benchmark used more than {:.0}% of the machine is flagged, rerun once, and left out of the medians if still flagged.\n",
         s.foreign_threshold_pct
     );
-    let _ = writeln!(m, "| case | tool | req/s | spread | p50 ms | p99 ms | errors | machine µs/req | Δ direct µs/req | LB µs/req | tool µs/req | reps (flagged) |");
+    let _ = writeln!(
+        m,
+        "| case | tool | req/s | spread | p50 ms | p99 ms | errors | machine µs/req | Δ direct µs/req | LB µs/req | tool µs/req | reps (flagged) |"
+    );
     let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for c in &s.cases {
         let st = c.stats();
@@ -94,12 +97,23 @@ wrk with a {} ms pause per connection between a response and the next request (c
             crate::bench::PACED_SHARE_PCT,
             s.paced[0].pace_ms
         );
-        let _ = writeln!(m, "| case | target req/s | connections | achieved req/s | p50 ms | p99 ms | errors | LB µs/req | flagged |\n|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            m,
+            "| case | target req/s | connections | achieved req/s | p50 ms | p99 ms | errors | LB µs/req | flagged |\n|---|---|---|---|---|---|---|---|---|"
+        );
         for p in &s.paced {
             let _ = writeln!(
                 m,
                 "| {} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
-                p.lb, p.target_rps, p.conns, p.rep.load.rps, p.rep.load.p50_ms, p.rep.load.p99_ms, p.rep.load.errors, opt(p.rep.lb_us), if p.rep.flagged { "yes" } else { "no" }
+                p.lb,
+                p.target_rps,
+                p.conns,
+                p.rep.load.rps,
+                p.rep.load.p50_ms,
+                p.rep.load.p99_ms,
+                p.rep.load.errors,
+                opt(p.rep.lb_us),
+                if p.rep.flagged { "yes" } else { "no" }
             );
         }
     }

@@ -23,5 +23,9 @@ pub use self::{
 
 /// req/s as the table and the chart print it (shared so both read alike).
 fn fmt_rps(v: f64) -> String {
-    if v >= 10_000.0 { format!("{:.1}k", v / 1000.0) } else { format!("{v:.0}") }
+    if v >= 10_000.0 {
+        format!("{:.1}k", v / 1000.0)
+    } else {
+        format!("{v:.0}")
+    }
 }

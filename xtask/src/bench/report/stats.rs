@@ -12,7 +12,11 @@ pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 /// (max - min) / median, in percent.
@@ -78,6 +82,10 @@ impl Summary {
     /// The LB's own cost per request: its process CPU, or for XDP the machine
     /// CPU above direct.
     pub fn lb_cost(&self, c: &CaseResult) -> Option<f64> {
-        if c.case.lb.is_xdp() { self.added_vs_direct(c) } else { c.stats().lb_us }
+        if c.case.lb.is_xdp() {
+            self.added_vs_direct(c)
+        } else {
+            c.stats().lb_us
+        }
     }
 }

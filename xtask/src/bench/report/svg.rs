@@ -41,7 +41,11 @@ pub fn svg(s: &Summary) -> String {
     let x2 = label_w + bar_w + 90.0;
     let _ = writeln!(o, r#"<text x="{x1}" y="16" font-size="13" font-weight="bold">requests/s (median, log scale)</text>"#);
     let _ = writeln!(o, r#"<text x="{x2}" y="16" font-size="13" font-weight="bold">CPU µs/request (log): machine light, LB dark</text>"#);
-    let _ = writeln!(o, r##"<text x="{x1}" y="30" fill="#555">{}</text>"##, esc(&format!("{} s × {} reps, {} conns{}", s.duration_s, s.repetitions, s.conns, if s.quick { ", quick: not for comparison" } else { "" })));
+    let _ = writeln!(
+        o,
+        r##"<text x="{x1}" y="30" fill="#555">{}</text>"##,
+        esc(&format!("{} s × {} reps, {} conns{}", s.duration_s, s.repetitions, s.conns, if s.quick { ", quick: not for comparison" } else { "" }))
+    );
     // Decade grid lines with labels.
     let bottom = top + rows.len() as f64 * row_h;
     for (x0, lo, hi) in [(x1, rps_lo, rps_hi), (x2, cpu_lo, cpu_hi)] {
@@ -56,7 +60,15 @@ pub fn svg(s: &Summary) -> String {
     }
     for (i, (id, rps, cpu, lb)) in rows.iter().enumerate() {
         let y = top + i as f64 * row_h;
-        let color = if id.starts_with("xdp") { "#2a7" } else if id.starts_with("direct") { "#888" } else if id.starts_with("alb") || id.starts_with("lb-user") { "#27a" } else { "#c73" };
+        let color = if id.starts_with("xdp") {
+            "#2a7"
+        } else if id.starts_with("direct") {
+            "#888"
+        } else if id.starts_with("alb") || id.starts_with("lb-user") {
+            "#27a"
+        } else {
+            "#c73"
+        };
         let _ = writeln!(o, r#"<text x="{:.0}" y="{:.0}" text-anchor="end">{}</text>"#, label_w - 6.0, y + 12.0, esc(id));
         let w = log_pos(*rps, rps_lo, rps_hi) * bar_w;
         let _ = writeln!(o, r#"<rect x="{x1}" y="{:.0}" width="{w:.1}" height="{:.0}" fill="{color}"/>"#, y + 2.0, row_h - 4.0);
