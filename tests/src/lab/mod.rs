@@ -361,7 +361,6 @@ impl Drop for Lab {
     }
 }
 
-/// Namespace name of `host` in lab `lab`.
 // The names and lookups below work from a lab's name alone, for code that
 // did not create the lab (`bench-xdp-cost` runs in a lab `cargo xtask bench`
 // made); the `Lab` methods of the same names use them.
