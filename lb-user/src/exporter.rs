@@ -5,7 +5,7 @@
 //! through a fresh registry: counters summed over CPUs, labelled with the
 //! VIP and backend addresses the maps hold. docs/metrics.md lists the
 //! metrics. The HTTP side is the proxy's responder
-//! ([`crate::proxy::metrics::serve_with`]) on a thread of its own, so the
+//! ([`crate::metrics_endpoint::serve_with`]) on a thread of its own, so the
 //! synchronous `lb-user attach` loop needs no async runtime.
 
 use std::{
@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::oneshot;
 
-use crate::{proxy::metrics, stats::Report};
+use crate::{metrics_endpoint, stats::Report};
 
 /// A running exporter; dropping it stops the server and joins its thread.
 pub struct ExporterHandle {
@@ -55,7 +55,7 @@ pub fn spawn(listen: SocketAddr, iface: String) -> Result<ExporterHandle> {
     let addr = listener.local_addr().context("metrics endpoint: local_addr")?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the metrics endpoint's runtime")?;
     let (tx, rx) = oneshot::channel::<()>();
-    let body: metrics::MetricsBody = Arc::new(move || {
+    let body: metrics_endpoint::MetricsBody = Arc::new(move || {
         Report::read_pinned(&iface).and_then(|r| render(&r)).map_err(|e| {
             log::warn!("metrics scrape failed: {e:#}");
             format!("{e:#}")
@@ -73,7 +73,7 @@ pub fn spawn(listen: SocketAddr, iface: String) -> Result<ExporterHandle> {
                     }
                 };
                 tokio::select! {
-                    _ = metrics::serve_with(listener, body) => {}
+                    _ = metrics_endpoint::serve_with(listener, body) => {}
                     _ = rx => {}
                 }
             });
@@ -141,7 +141,7 @@ pub fn render(report: &Report) -> Result<String> {
         be_flows.with_label_values(&l).inc_by(c.new_flows);
         be_up.with_label_values(&l).set(i64::from(meta.up));
     }
-    Ok(metrics::render(&registry))
+    Ok(metrics_endpoint::render(&registry))
 }
 
 #[cfg(test)]

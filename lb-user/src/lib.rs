@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod desired;
 pub mod exporter;
 pub mod health;
+pub mod metrics_endpoint;
 pub mod netns;
 pub mod privileges;
 pub mod program;

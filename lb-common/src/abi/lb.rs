@@ -212,6 +212,20 @@ mod pod {
     unsafe impl aya::Pod for super::FlowCounter {}
 }
 
+/// `addr` in the 16-byte layout of the map keys (IPv4 in the first 4 bytes),
+/// with its family code. IPv4-mapped IPv6 addresses count as IPv4, as a
+/// dual-stack socket reports IPv4 clients that way.
+pub fn addr16(addr: core::net::IpAddr) -> ([u8; 16], u8) {
+    match addr.to_canonical() {
+        core::net::IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, FAMILY_V4)
+        }
+        core::net::IpAddr::V6(a) => (a.octets(), FAMILY_V6),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

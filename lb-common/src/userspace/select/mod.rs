@@ -26,8 +26,11 @@ use std::{
 
 use crate::{
     hash::{flow_hash_v4, flow_hash_v6, src_hash},
-    lb::{DEFAULT_MAGLEV_SIZE, FAMILY_V4, FAMILY_V6},
+    lb::DEFAULT_MAGLEV_SIZE,
 };
+
+/// Re-exported for the selection's users: the map-key layout of an address.
+pub use crate::lb::addr16;
 
 pub use algorithms::{LeastConnections, PowerOfTwo, Random, RoundRobin, SmoothWeighted, SourceHash};
 pub use maglev::{build_table, MaglevBackend, MaglevError, MaglevSelection};
@@ -45,20 +48,6 @@ pub struct Flow {
 impl Flow {
     pub fn tcp(src: SocketAddr, dst: SocketAddr) -> Flow {
         Flow { src, dst, protocol: 6 }
-    }
-}
-
-/// `addr` in the 16-byte layout of the map keys (IPv4 in the first 4 bytes),
-/// with its family code. IPv4-mapped IPv6 addresses count as IPv4, as a
-/// dual-stack socket reports IPv4 clients that way.
-pub fn addr16(addr: IpAddr) -> ([u8; 16], u8) {
-    match addr.to_canonical() {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            (b, FAMILY_V4)
-        }
-        IpAddr::V6(a) => (a.octets(), FAMILY_V6),
     }
 }
 
