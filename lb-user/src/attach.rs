@@ -125,6 +125,20 @@ impl Attachment {
         if old_ifaces != new_ifaces {
             bail!("interfaces cannot change while attached (have {old_ifaces:?}, config asks {new_ifaces:?}); detach and attach again");
         }
+        // Neither can be applied to a running attachment: the exporter's
+        // socket is bound once, and the XDP mode is fixed by the link. Saying
+        // so beats accepting a reload that silently keeps the old value.
+        if config.metrics != state.config.metrics {
+            let show = |m: &Option<crate::config::MetricsConfig>| m.map_or("none".to_owned(), |m| m.listen.to_string());
+            bail!(
+                "metrics.listen cannot change while attached ({} -> {}); restart lb-user to move the metrics endpoint",
+                show(&state.config.metrics),
+                show(&config.metrics)
+            );
+        }
+        if config.attach_mode != state.config.attach_mode {
+            bail!("attach_mode cannot change while attached ({:?} -> {:?}); detach and attach again", state.config.attach_mode, config.attach_mode);
+        }
         self.rebuild(config, health.clone())
     }
 

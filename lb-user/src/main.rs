@@ -74,7 +74,7 @@ enum Command {
         #[arg(long)]
         watch: bool,
         /// Time between reads with --watch: a duration (500ms, 2s) or seconds.
-        #[arg(long, value_name = "SECS", default_value = "1", requires = "watch", value_parser = lb_user::stats::parse_interval)]
+        #[arg(long, value_name = "DURATION", default_value = "1s", requires = "watch", value_parser = lb_user::stats::parse_interval)]
         interval: std::time::Duration,
     },
     /// Run the userspace L4 forwarder (the baseline for XDP; docs/proxy.md):

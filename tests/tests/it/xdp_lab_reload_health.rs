@@ -1,7 +1,8 @@
-//! A reload keeps the health verdicts of backends that stay: a backend found
-//! dead before the reload gets no new flows right after it. Before the
-//! attach supervisor kept them, every reload reset all backends to up, and a
-//! dead backend got new flows again for `fall × interval`.
+//! Attach reloads: the health verdicts of backends that stay are kept (a
+//! backend found dead before the reload gets no new flows right after it;
+//! before the attach supervisor kept them, every reload reset all backends
+//! to up, and a dead backend got new flows again for `fall × interval`), and
+//! settings a running attachment cannot apply are refused, not ignored.
 
 use std::time::{Duration, Instant};
 
@@ -52,5 +53,32 @@ fn a_backend_that_is_down_stays_down_across_a_reload() {
     // And it stays down for longer than a reset one would have stayed up.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(be2_up(&lb), Some(false));
+    assert!(lb.stop().unwrap().success());
+}
+
+#[test]
+fn a_reload_that_moves_the_metrics_endpoint_or_the_attach_mode_is_refused() {
+    require_root!();
+    let mut lab = Lab::up_unique("xr", 2).unwrap();
+    lab.start_backends().unwrap();
+    let web = || Vip::new("web", "198.18.100.1", 80).backends(1..=2, 8080, false);
+    let base = LbConfig::new(&lab).vip(web()).metrics("198.18.1.1:9189".parse().unwrap());
+    let config = base.write().unwrap();
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+
+    let seen = lb.log_len();
+    config.replace(&LbConfig::new(&lab).vip(web()).metrics("198.18.1.1:9190".parse().unwrap()).yaml()).unwrap();
+    lb.wait_for_log("reload refused", seen, Duration::from_secs(10)).unwrap();
+    lb.wait_for_log("metrics.listen cannot change while attached (198.18.1.1:9189 -> 198.18.1.1:9190)", seen, Duration::from_secs(2)).unwrap();
+
+    let seen = lb.log_len();
+    config.replace(&base.clone().extra("attach_mode: skb\n").yaml()).unwrap();
+    lb.wait_for_log("reload refused", seen, Duration::from_secs(10)).unwrap();
+    lb.wait_for_log("attach_mode cannot change while attached", seen, Duration::from_secs(2)).unwrap();
+
+    // The running config is untouched: the same file back is no change at all.
+    let seen = lb.log_len();
+    config.replace(&base.yaml()).unwrap();
+    lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
     assert!(lb.stop().unwrap().success());
 }
