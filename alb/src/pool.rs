@@ -189,23 +189,41 @@ impl Pool {
         self.backends.read().unwrap().clone()
     }
 
-    fn matches(&self, host: Option<&str>, path: &str) -> Option<usize> {
-        if !self.matcher.hosts.is_empty() {
-            let h = host.map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
-            if !self.matcher.hosts.iter().any(|m| Some(m.to_ascii_lowercase()) == h) {
+    /// How specifically this pool matches a request, `None` when it does
+    /// not: (longest path prefix + 1, or 0 without one; whether a host
+    /// matched). Compared as a tuple: a longer prefix wins, then a host.
+    fn matches(&self, host: Option<&str>, path: &str) -> Option<(usize, bool)> {
+        let by_host = !self.matcher.hosts.is_empty();
+        if by_host {
+            let h = host.map(|h| host_name(h).to_ascii_lowercase());
+            if !self.matcher.hosts.iter().any(|m| Some(host_name(m).to_ascii_lowercase()) == h) {
                 return None;
             }
         }
         match &self.matcher.path_prefix {
-            Some(p) if path.starts_with(p.as_str()) => Some(p.len() + 1),
+            Some(p) if path.starts_with(p.as_str()) => Some((p.len() + 1, by_host)),
             Some(_) => None,
-            None => Some(usize::from(!self.matcher.hosts.is_empty())),
+            None => Some((0, by_host)),
         }
     }
 }
 
+/// The host of a `Host` header (or `match.hosts` entry) without its port
+/// and brackets: `[::1]:8443` and `[::1]` → `::1`, `a.test:8443` → `a.test`.
+/// A bare IPv6 address (`::1`, several colons) has no port to remove.
+fn host_name(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => authority,
+    }
+}
+
 /// The pool for a request: the most specific match (longest path prefix,
-/// host match beats none); the first pool when nothing matches.
+/// then a host match beats none, then the earlier pool); the first pool when
+/// nothing matches.
 pub fn route<'a>(pools: &'a [Arc<Pool>], host: Option<&str>, path: &str) -> Option<&'a Arc<Pool>> {
     pools
         .iter()

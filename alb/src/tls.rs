@@ -248,6 +248,11 @@ pub fn server_config(cfg: &Config) -> anyhow::Result<Arc<ServerConfig>> {
         }
     };
     let mut sc = builder.with_cert_resolver(resolver);
+    // The server's order decides: the provider's suites are all AEAD with
+    // ECDHE (TLS 1.3 first, AES-256-GCM before AES-128-GCM and ChaCha20), so
+    // a client that lists a weaker suite first still gets the strongest both
+    // support. TLS scanners rate "no server cipher order" as a weakness.
+    sc.ignore_client_order = true;
     sc.alpn_protocols = if cfg.http2 { vec![b"h2".to_vec(), b"http/1.1".to_vec()] } else { vec![b"http/1.1".to_vec()] };
     Ok(Arc::new(sc))
 }

@@ -229,3 +229,50 @@ fn selection_is_rebuilt_only_when_backends_or_availability_change() {
     assert!(!Arc::ptr_eq(&drained, &p.current()), "backend list changed");
     assert!((0..6).any(|k| p.pick(&local(k), &[]).is_some_and(|b| Arc::ptr_eq(&b, &added))));
 }
+
+fn routed(pools: &[Arc<Pool>], host: Option<&str>, path: &str) -> String {
+    route(pools, host, path).map(|p| p.name.clone()).unwrap_or_default()
+}
+
+#[test]
+fn routing_by_host_and_path_takes_the_most_specific_pool() {
+    let named = |name: &str, hosts: &[&str], prefix: Option<&str>| {
+        let mut p = pool(Algorithm::RoundRobin, &[1]);
+        p.name = name.into();
+        p.matcher = MatchConfig { hosts: hosts.iter().map(|h| h.to_string()).collect(), path_prefix: prefix.map(str::to_string) };
+        Arc::new(p)
+    };
+    let pools = vec![
+        named("default", &[], None),
+        named("api", &[], Some("/api/")),
+        named("www", &["www.example.test"], None),
+        named("www-api", &["www.example.test"], Some("/api/")),
+        named("v6", &["::1"], None),
+        named("v6-bracketed", &["[fd00:198:18::1]"], None),
+    ];
+    assert_eq!(routed(&pools, None, "/"), "default");
+    assert_eq!(routed(&pools, Some("other.test"), "/api/x"), "api");
+    assert_eq!(routed(&pools, Some("WWW.example.test:8443"), "/"), "www", "case and port do not matter");
+    assert_eq!(routed(&pools, Some("www.example.test"), "/api/v1"), "www-api", "host and the longest prefix beat either alone");
+    assert_eq!(routed(&pools, Some("www.example.test"), "/apix"), "www");
+    // IPv6 literals: the port after the brackets is not part of the host.
+    assert_eq!(routed(&pools, Some("[::1]:8443"), "/"), "v6");
+    assert_eq!(routed(&pools, Some("[::1]"), "/"), "v6");
+    assert_eq!(routed(&pools, Some("[fd00:198:18::1]:443"), "/"), "v6-bracketed");
+    assert_eq!(routed(&pools, Some("[fd00:198:18::2]:443"), "/"), "default");
+}
+
+#[test]
+fn host_names_lose_their_port_and_brackets() {
+    for (authority, host) in [
+        ("a.test", "a.test"),
+        ("a.test:8443", "a.test"),
+        ("[::1]:8443", "::1"),
+        ("[::1]", "::1"),
+        ("::1", "::1"),
+        ("fd00::1", "fd00::1"),
+        ("198.18.0.1:80", "198.18.0.1"),
+    ] {
+        assert_eq!(host_name(authority), host, "{authority}");
+    }
+}

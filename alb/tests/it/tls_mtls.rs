@@ -153,3 +153,59 @@ async fn http2_and_http11_via_alpn_and_websocket() {
     }
     alb.shutdown().await;
 }
+
+/// A client that lists the weaker suite first still gets the server's
+/// choice: alb enforces its own order (AEAD, ECDHE; AES-256-GCM first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_cipher_order_wins() {
+    use rustls::crypto::aws_lc_rs::{cipher_suite as cs, default_provider};
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    let c = certs();
+    let b1 = backend("b1").await;
+    let dir = tmp();
+    let y = fill(
+        &format!(
+            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers:\n{}",
+            backends_yaml(&[&b1])
+        ),
+        &c,
+    );
+    let alb = start_alb(dir.path(), &y).await;
+    let port = alb.listen_addrs()[0].port();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&c.f().ca_cert).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    for (version, client_order, want) in [
+        (&rustls::version::TLS13, vec![cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384], rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+        (
+            &rustls::version::TLS12,
+            vec![
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+                cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            ],
+            // The demo server key decides ECDSA or RSA; either way AES-256-GCM.
+            rustls::CipherSuite::Unknown(0),
+        ),
+    ] {
+        let provider = rustls::crypto::CryptoProvider { cipher_suites: client_order, ..default_provider() };
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+        let got = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+        if want == rustls::CipherSuite::Unknown(0) {
+            assert!(
+                matches!(got, rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
+                "TLS 1.2: {got:?}"
+            );
+        } else {
+            assert_eq!(got, want, "TLS 1.3");
+        }
+    }
+}
