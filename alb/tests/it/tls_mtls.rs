@@ -209,3 +209,63 @@ async fn the_server_cipher_order_wins() {
         }
     }
 }
+
+/// `certificates:` picks the certificate by SNI; an unknown or absent name
+/// gets the default (`cert_location`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certificate_is_chosen_by_sni() {
+    let c = certs();
+    let ca = certgen::Ca::load(&c.f().dir).unwrap();
+    let dir = tmp();
+    let other = ca
+        .issue_server(&certgen::ServerOptions { out_dir: Some(dir.path().to_owned()), ..certgen::ServerOptions::new("other", &["other.test"], &[]) })
+        .unwrap();
+    let b1 = backend("b1").await;
+    let y = fill(
+        &format!(
+            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\ncertificates:\n  - {{cert: {}, key: {}}}\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers:\n{}",
+            path_str(&other.cert_path),
+            path_str(&other.key_path),
+            backends_yaml(&[&b1])
+        ),
+        &c,
+    );
+    let alb = start_alb(dir.path(), &y).await;
+    let port = alb.listen_addrs()[0].port();
+    let served = |t: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| t.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec();
+    let der = |p: &std::path::Path| certgen::read_cert(p).unwrap().as_ref().to_vec();
+    let t = tls_connect(&c, port, None, "other.test", &["http/1.1"]).await.unwrap();
+    assert_eq!(served(&t), der(&other.cert_path), "SNI other.test gets its own certificate");
+    let t = tls_connect(&c, port, None, "localhost", &["http/1.1"]).await.unwrap();
+    assert_eq!(served(&t), der(&c.f().server_cert), "SNI localhost gets the default");
+}
+
+/// `mtls.mode: optional`: a client without a certificate is served without
+/// an identity; one with a valid certificate gets its identity passed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_mtls_serves_both_and_passes_the_identity_when_there_is_one() {
+    let c = certs();
+    let b1 = backend("b1").await;
+    let dir = tmp();
+    let y = fill(
+        &format!(
+            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\nca_location: {{ca}}\nmtls: {{mode: optional}}\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers:\n{}",
+            backends_yaml(&[&b1])
+        ),
+        &c,
+    );
+    let alb = start_alb(dir.path(), &y).await;
+    let url = format!("https://localhost:{}/", alb.listen_addrs()[0].port());
+    let mut anonymous = tls_args(&c, None);
+    anonymous.extend(s(&["-H", "X-Client-Identity: CN=forged", &url]));
+    let o = curl(anonymous).await;
+    assert!(o.ok, "without a certificate: {}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(v["headers"].get("x-client-identity").is_none(), "no identity, and the forged one removed: {v}");
+    let mut signed = tls_args(&c, Some("client1"));
+    signed.push(url);
+    let o = curl(signed).await;
+    assert!(o.ok, "with a certificate: {}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["headers"]["x-client-identity"], "CN=client1", "{v}");
+}
