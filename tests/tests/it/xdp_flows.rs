@@ -12,7 +12,10 @@ use lb_user::dataplane::vip_key;
 use xdplb_tests::{
     packet::{self, Spec},
     require_root,
-    testrun::{Harness, XDP_PASS, XDP_REDIRECT},
+    testrun::{
+        table::{run_table, Fixture, Output},
+        Harness, XDP_PASS, XDP_REDIRECT,
+    },
 };
 
 use crate::xdp_setup::*;
@@ -180,10 +183,6 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn conntrack(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::FlowState> {
-    aya::maps::HashMap::try_from(xdp.map_mut(map_names::CONNTRACK).unwrap()).unwrap()
-}
-
 fn reverse_nat(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::ReverseNat> {
     aya::maps::HashMap::try_from(xdp.map_mut(map_names::REVERSE_NAT).unwrap()).unwrap()
 }
@@ -278,5 +277,49 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
         assert_eq!(run(xdp, env.lc, &fin).0, XDP_REDIRECT);
         assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
         assert_eq!(reverse_nat(xdp).get(&rev_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
+    });
+}
+
+/// An MTU error from `mtu_error` whose outer datagram (IP total length /
+/// payload length) ends 2 bytes into the quoted ports; the frame still
+/// holds them.
+fn quote_cut_by_datagram(frame: &[u8], v6: bool) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    if v6 {
+        out[18..20].copy_from_slice(&(8u16 + 40 + 2).to_be_bytes());
+    } else {
+        out[16..18].copy_from_slice(&(20u16 + 8 + 20 + 2).to_be_bytes());
+        fix_ipv4_checksum(&mut out);
+    }
+    out
+}
+
+/// The quote of an ICMP error is read inside the outer datagram only
+/// (docs/xdp.md): an MTU error about a tracked flow whose declared length
+/// ends inside the quoted ports is not taken as being about the flow, so it
+/// is not forwarded to the backend (the kernel gets it).
+#[test]
+fn icmp_mtu_errors_whose_quote_ends_past_the_datagram_are_not_forwarded() {
+    require_root!();
+    with_program(|xdp, env| {
+        for v6 in [false, true] {
+            let vip = if v6 { vip6() } else { vip4() };
+            let c = client(v6, 49000);
+            assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT, "v6={v6}: flow set up");
+            let router: IpAddr = if v6 { "fd00:198:18::fe".parse().unwrap() } else { "198.18.0.254".parse().unwrap() };
+            let cut = quote_cut_by_datagram(&mtu_error((&env.lc_mac, &env.client_mac), router, vip.ip(), 64, vip, c), v6);
+            run_table(
+                xdp,
+                &[Fixture::new(
+                    format!("v6={v6}: MTU error about a tracked flow, quoted ports past the declared datagram: the kernel's"),
+                    cut,
+                    XDP_PASS,
+                    Output::Unchanged,
+                    Stat::PassNotVip,
+                )
+                .on(env.lc)],
+            );
+        }
+        assert_eq!(xdp.stat(Stat::IcmpToBackend).packets, 0);
     });
 }
