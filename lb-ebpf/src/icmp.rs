@@ -16,7 +16,7 @@ use crate::{
     headers::*,
     maps::CONNTRACK,
     mem,
-    parse::{ptr_at, Packet},
+    parse::{ptr_at, ptr_in, Packet},
 };
 
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -44,7 +44,8 @@ pub struct IcmpVerdict {
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
     let v4 = p.key.family == FAMILY_V4;
-    let Some(icmp) = ptr_at::<IcmpHdr>(ctx, p.l4_off) else { return false };
+    // The ICMP header and the quote must lie inside the outer datagram.
+    let Some(icmp) = ptr_in::<IcmpHdr>(ctx, p.l4_off, &p.l3_end) else { return false };
     // SAFETY: bounds checked by ptr_at.
     let (kind, code) = unsafe { ((*icmp).kind, (*icmp).code) };
     let is_mtu_error = if v4 { kind == ICMP_DEST_UNREACH && code == ICMP_FRAG_NEEDED } else { kind == ICMPV6_PKT_TOOBIG };
@@ -59,7 +60,7 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
     let flow = &mut p.inner;
     let inner_l4;
     if v4 {
-        let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, inner) else { return false };
+        let Some(ip) = ptr_in::<Ipv4Hdr>(ctx, inner, &p.l3_end) else { return false };
         // SAFETY: bounds checked by ptr_at.
         let (vihl, proto, src, dst) = unsafe { ((*ip).version_ihl, (*ip).protocol, (*ip).src, (*ip).dst) };
         let ihl = ((vihl & 0x0f) as usize) * 4;
@@ -71,7 +72,7 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
         mem::set_v4(&mut flow.dst, src);
         mem::set_v4(&mut flow.src, dst);
     } else {
-        let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, inner) else { return false };
+        let Some(ip) = ptr_in::<Ipv6Hdr>(ctx, inner, &p.l3_end) else { return false };
         // SAFETY: bounds checked by ptr_at.
         unsafe {
             flow.protocol = (*ip).next_header;
@@ -83,7 +84,7 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
     if flow.protocol != IPPROTO_TCP && flow.protocol != IPPROTO_UDP {
         return false;
     }
-    let Some(ports) = ptr_at::<[u16; 2]>(ctx, inner_l4) else { return false };
+    let Some(ports) = ptr_in::<[u16; 2]>(ctx, inner_l4, &p.l3_end) else { return false };
     // SAFETY: bounds checked by ptr_at.
     unsafe {
         flow.dport = u16::from_be((*ports)[0]);

@@ -79,6 +79,17 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
     let Some(cfg) = balance::config() else {
         return (xdp_action::XDP_PASS, Stat::PassNotVip);
     };
+    let is_icmp = p.key.protocol == headers::IPPROTO_ICMP || p.key.protocol == headers::IPPROTO_ICMPV6;
+    // ICMP MTU errors about a tracked flow skip the allowlist: the flow was
+    // admitted already, and the router on the reply's path that sends them
+    // is usually outside the client prefixes (path-MTU discovery). Errors
+    // about untracked flows and all other ICMP still face the allowlist.
+    if vip_address && is_icmp && !p.fragment {
+        let mut verdict = icmp::IcmpVerdict { action: 0, stat: 0 };
+        if icmp::handle(ctx, p, &mut verdict) {
+            return (verdict.action, Stat::from_index(verdict.stat));
+        }
+    }
     if let Some(drop) = allowlist::check(p, &cfg, vip_address) {
         return (xdp_action::XDP_DROP, drop);
     }
@@ -88,12 +99,9 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
     if p.fragment {
         return (xdp_action::XDP_DROP, Stat::DropFragmentVip);
     }
-    if p.key.protocol == headers::IPPROTO_ICMP || p.key.protocol == headers::IPPROTO_ICMPV6 {
-        let mut verdict = icmp::IcmpVerdict { action: 0, stat: 0 };
-        if icmp::handle(ctx, p, &mut verdict) {
-            return (verdict.action, Stat::from_index(verdict.stat));
-        }
-        // Echo requests and other ICMP to a VIP address: the kernel's business.
+    if is_icmp {
+        // Echo requests and other ICMP to a VIP address (and MTU errors
+        // about no tracked flow): the kernel's business.
         return (xdp_action::XDP_PASS, Stat::PassNotVip);
     }
     match p.ports {

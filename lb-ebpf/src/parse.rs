@@ -4,10 +4,18 @@
 //! cut short inside the Ethernet header, the VLAN tag, the IP header or an
 //! IPv6 extension header; when an IPv4 header has a version other than 4, an
 //! IHL below 5, or a total length shorter than its header or longer than the
-//! frame; when an IPv6 header has a version other than 6; or when more than
-//! `MAX_IPV6_EXT` extension headers precede the transport header. Such frames
-//! carry no trustworthy destination, so they are counted and passed to the
-//! kernel, which drops what it cannot use.
+//! frame; when an IPv6 header has a version other than 6, a payload length
+//! longer than the frame, or extension headers that do not fit in the
+//! payload length; or when more than `MAX_IPV6_EXT` extension headers
+//! precede the transport header. Such frames carry no trustworthy
+//! destination, so they are counted and passed to the kernel, which drops
+//! what it cannot use.
+//!
+//! Everything after the IP header is read inside the datagram the IP header
+//! declares (`Packet::l3_end`), not merely inside the frame: a frame may be
+//! longer than its datagram (Ethernet padding of short packets), and bytes
+//! past the datagram's end are no part of the packet. A TCP/UDP header that
+//! does not end inside the datagram is `Ports::Truncated`.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::lb::{FlowKey, FAMILY_V4, FAMILY_V6};
@@ -26,6 +34,10 @@ const MAX_HEADER_OFFSET: usize = 16384;
 pub struct Packet {
     pub l3_off: usize,
     pub l4_off: usize,
+    /// End of the IP datagram (frame offset) as its header declares it;
+    /// never past the frame's end (that is malformed). Bounds every read
+    /// after the IP header (`ptr_in`).
+    pub l3_end: usize,
     /// Addresses, ports (host order; zero unless `ports` is `Present`),
     /// transport protocol (after IPv6 extension headers) and family. Kept as
     /// a conntrack key so lookups need no copy on the 512-byte BPF stack.
@@ -44,7 +56,7 @@ pub enum Ports {
     /// Not TCP/UDP, or a fragment: no ports to read.
     None,
     Present,
-    /// TCP/UDP whose header is cut short.
+    /// TCP/UDP whose header is cut short by the frame or the datagram's end.
     Truncated,
 }
 
@@ -70,6 +82,24 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
         return None;
     }
     Some((start + offset) as *mut T)
+}
+
+/// `ptr_at`, and the `T` must also end at or before `*end`, the end of the IP
+/// datagram (`Packet::l3_end`): for everything after the IP header.
+///
+/// `end` is read with a volatile load. LLVM knows from the parser's check
+/// that the datagram end lies inside the frame, so with a plain value it
+/// proves the frame check in `ptr_at` redundant and drops it; the verifier,
+/// which only trusts comparisons of packet pointers with `data_end`, then
+/// rejects the access.
+#[inline(always)]
+pub fn ptr_in<T>(ctx: &XdpContext, offset: usize, end: &usize) -> Option<*mut T> {
+    let ptr = ptr_at(ctx, offset)?;
+    // SAFETY: `end` is a valid reference.
+    if offset + core::mem::size_of::<T>() > unsafe { core::ptr::read_volatile(end) } {
+        return None;
+    }
+    Some(ptr)
 }
 
 /// Parses the frame into `out`, which lives in a per-CPU scratch map rather
@@ -116,7 +146,7 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
     if total_len < header_len || total_len > frame_left {
         return None;
     }
-    p.reset(offset, offset + header_len, FAMILY_V4, protocol);
+    p.reset(offset, offset + header_len, offset + total_len, FAMILY_V4, protocol);
     mem::set_v4(&mut p.key.src, src);
     mem::set_v4(&mut p.key.dst, dst);
     // More-fragments flag or a non-zero offset.
@@ -128,23 +158,31 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
 fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
     let ip = ptr_at::<Ipv6Hdr>(ctx, offset)?;
     // SAFETY: bounds checked by ptr_at.
-    let (first, mut next) = unsafe { ((*ip).version_class_flow[0], (*ip).next_header) };
+    let (first, mut next, payload_len) = unsafe { ((*ip).version_class_flow[0], (*ip).next_header, u16::from_be((*ip).payload_len) as usize) };
     if first >> 4 != 6 {
         return None;
     }
     let mut l4 = offset + core::mem::size_of::<Ipv6Hdr>();
+    // A payload length of 0 (a jumbogram's) ends the datagram here: its
+    // hop-by-hop header is then outside it, so the kernel gets it (malformed).
+    let end = l4 + payload_len;
+    if end > ctx.data_end() - ctx.data() {
+        return None;
+    }
+    // Where `ptr_in` reads it; `reset` writes the same value again.
+    p.l3_end = end;
     let mut fragment = false;
     for _ in 0..MAX_IPV6_EXT {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                let ext = ptr_at::<Ipv6ExtHdr>(ctx, l4)?;
+                let ext = ptr_in::<Ipv6ExtHdr>(ctx, l4, &p.l3_end)?;
                 // SAFETY: bounds checked by ptr_at.
                 let (nh, len) = unsafe { ((*ext).next_header, (*ext).len) };
                 next = nh;
                 l4 += (len as usize + 1) * 8;
             }
             IPPROTO_FRAGMENT => {
-                let frag = ptr_at::<Ipv6FragHdr>(ctx, l4)?;
+                let frag = ptr_in::<Ipv6FragHdr>(ctx, l4, &p.l3_end)?;
                 // SAFETY: bounds checked by ptr_at.
                 let (nh, off_flags) = unsafe { ((*frag).next_header, u16::from_be((*frag).frag_off_flags)) };
                 next = nh;
@@ -155,10 +193,11 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
             _ => break,
         }
     }
-    if matches!(next, IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT) {
+    // Too many extension headers, or the last one runs past the datagram.
+    if matches!(next, IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT) || l4 > end {
         return None;
     }
-    p.reset(offset, l4, FAMILY_V6, next);
+    p.reset(offset, l4, end, FAMILY_V6, next);
     // Straight from the packet (a memcpy, expanded inline), not through a
     // stack copy that LLVM would turn into a memmove call.
     // SAFETY: bounds checked by ptr_at; the key fields are 16 bytes.
@@ -176,7 +215,7 @@ fn parse_ports(ctx: &XdpContext, p: &mut Packet) {
         return;
     }
     if p.key.protocol == IPPROTO_TCP {
-        let Some(tcp) = ptr_at::<TcpHdr>(ctx, p.l4_off) else {
+        let Some(tcp) = ptr_in::<TcpHdr>(ctx, p.l4_off, &p.l3_end) else {
             p.ports = Ports::Truncated;
             return;
         };
@@ -187,7 +226,7 @@ fn parse_ports(ctx: &XdpContext, p: &mut Packet) {
             p.tcp_flags = u16::from_be((*tcp).off_flags) & 0x01ff;
         }
     } else {
-        let Some(udp) = ptr_at::<UdpHdr>(ctx, p.l4_off) else {
+        let Some(udp) = ptr_in::<UdpHdr>(ctx, p.l4_off, &p.l3_end) else {
             p.ports = Ports::Truncated;
             return;
         };
@@ -202,9 +241,10 @@ fn parse_ports(ctx: &XdpContext, p: &mut Packet) {
 
 impl Packet {
     #[inline(always)]
-    fn reset(&mut self, l3_off: usize, l4_off: usize, family: u8, protocol: u8) {
+    fn reset(&mut self, l3_off: usize, l4_off: usize, l3_end: usize, family: u8, protocol: u8) {
         self.l3_off = l3_off;
         self.l4_off = l4_off;
+        self.l3_end = l3_end;
         mem::zero_key(&mut self.key);
         self.key.protocol = protocol;
         self.key.family = family;

@@ -202,15 +202,18 @@ impl<'a> Spec<'a> {
 
 /// Checks every checksum of an Ethernet/IP/TCP-or-UDP frame with the
 /// independent routine above; returns a description of the first bad one.
+/// The L4 checksum covers the datagram the IP header declares, so Ethernet
+/// padding after it is not summed.
 pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     let ether_type = u16::from_be_bytes([frame[12], frame[13]]);
-    let (l3, l4_off, src, dst, protocol) = match ether_type {
+    let (l3, l4_off, l3_end, src, dst, protocol) = match ether_type {
         ETH_P_IPV4 => {
             let ihl = usize::from(frame[14] & 0x0f) * 4;
             if checksum(&frame[14..14 + ihl]) != 0 {
                 return Err("bad IPv4 header checksum".into());
             }
-            (4, 14 + ihl, frame[26..30].to_vec(), frame[30..34].to_vec(), frame[23])
+            let end = 14 + usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+            (4, 14 + ihl, end, frame[26..30].to_vec(), frame[30..34].to_vec(), frame[23])
         }
         ETH_P_IPV6 => {
             // Walk hop-by-hop (0), routing (43) and destination-options (60) headers.
@@ -219,11 +222,19 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
                 next = frame[off];
                 off += (usize::from(frame[off + 1]) + 1) * 8;
             }
-            (6, off, frame[22..38].to_vec(), frame[38..54].to_vec(), next)
+            let end = 54 + usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+            (6, off, end, frame[22..38].to_vec(), frame[38..54].to_vec(), next)
         }
         other => return Err(format!("not IP: ethertype {other:#06x}")),
     };
-    let seg = &frame[l4_off..];
+    if l3_end > frame.len() || l4_off > l3_end {
+        return Err(format!("IP datagram ({l3_end} bytes with the Ethernet header) does not fit the {}-byte frame", frame.len()));
+    }
+    let seg = &frame[l4_off..l3_end];
+    // ICMP (v4) sums the message alone, without a pseudo-header.
+    if protocol == IPPROTO_ICMP && l3 == 4 {
+        return if checksum(seg) == 0 { Ok(()) } else { Err("bad ICMP checksum".into()) };
+    }
     if protocol == IPPROTO_UDP && l3 == 4 && seg[6..8] == [0, 0] {
         return Ok(());
     }

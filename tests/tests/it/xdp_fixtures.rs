@@ -8,12 +8,13 @@
 
 use std::net::SocketAddr;
 
-use lb_common::{lb, map_names, Stat};
+use lb_common::{lb, map_names, Stat, TrafficClass};
 use lb_user::dataplane::vip_key;
 use xdplb_tests::{
     packet::Spec,
     require_root,
     testrun::{
+        lab::LabEnv,
         table::{run_table, Fixture, Output},
         XDP_DROP, XDP_PASS, XDP_REDIRECT,
     },
@@ -320,5 +321,226 @@ fn non_first_fragments_to_a_vip_are_dropped_over_ipv4_and_ipv6() {
             ],
         );
         assert_eq!(xdp.stat(Stat::DropFragmentVip).packets, 2);
+    });
+}
+
+/// `frame` (Ethernet/IPv4) with the IPv4 total length set to `total`, header checksum fixed.
+fn with_ipv4_total(frame: &[u8], total: usize) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    out[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+    fix_ipv4_checksum(&mut out);
+    out
+}
+
+/// `frame` (Ethernet/IPv6) with the IPv6 payload length set to `len`.
+fn with_ipv6_payload(frame: &[u8], len: usize) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    out[18..20].copy_from_slice(&(len as u16).to_be_bytes());
+    out
+}
+
+/// `frame` followed by `n` bytes of Ethernet padding (zeros) after the IP datagram.
+fn padded(frame: &[u8], n: usize) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    out.resize(frame.len() + n, 0);
+    out
+}
+
+/// The rows of one family, protocol and header layout: the declared IP
+/// datagram ending before the IP header (or its options / extension headers)
+/// ends, exactly at it, inside the TCP/UDP header, exactly at the TCP/UDP
+/// header's end (Ethernet padding after it: forwarded), and past the frame.
+/// `set_len(frame, l3_len)` writes the declared length counted from the
+/// start of the IP header; `extend` adds the options / extension header to a
+/// built frame. Every row has its own client port, so a row that wrongly
+/// creates conntrack state shows up in the entry count.
+struct BoundRows<'a> {
+    env: &'a LabEnv,
+    v6: bool,
+    protocol: u8,
+    vip: SocketAddr,
+    ids: [u32; 2],
+    /// IP header length including options / extension headers.
+    ip_len: usize,
+    set_len: fn(&[u8], usize) -> Vec<u8>,
+    extend: fn(&[u8]) -> Vec<u8>,
+    what: &'static str,
+}
+
+impl BoundRows<'_> {
+    fn spec(&self, c: SocketAddr, dst: SocketAddr) -> Spec<'static> {
+        inbound(self.env, if self.protocol == 6 { Spec::tcp(c, dst) } else { Spec::udp(c, dst, b"") })
+    }
+
+    fn rows(&self, port: &mut u16, forwarded: &mut usize) -> Vec<Fixture> {
+        let (ip, l4) = (if self.v6 { TrafficClass::Ipv6 } else { TrafficClass::Ipv4 }, self.protocol_class());
+        let malformed = [TrafficClass::Malformed];
+        let l4_len = if self.protocol == 6 { 20 } else { 8 };
+        let proto = if self.protocol == 6 { "TCP" } else { "UDP" };
+        // Bytes of the IP header the declared length does not count (IPv6:
+        // the fixed header; IPv4: none, total length includes the header).
+        let fixed = if self.v6 { 40 } else { 0 };
+        let mut next = || {
+            *port += 1;
+            client(self.v6, *port)
+        };
+        let mut rows = Vec::new();
+        let cut = |len: usize, why: &str, rows: &mut Vec<Fixture>, c: SocketAddr| {
+            let frame = (self.set_len)(&(self.extend)(&self.spec(c, self.vip).build()), len);
+            rows.push(
+                Fixture::new(
+                    format!("{}: {proto} to the VIP, declared length {len} ({why}): TCP/UDP header outside the datagram, dropped", self.what),
+                    frame,
+                    XDP_DROP,
+                    Output::Unchanged,
+                    Stat::DropMalformedVip,
+                )
+                .on(self.env.lc)
+                .traffic(&[ip, l4]),
+            );
+        };
+        let hdr_end = self.ip_len - fixed;
+        cut(hdr_end, "ends with the IP header", &mut rows, next());
+        cut(hdr_end + 1, "ends 1 byte into the L4 header", &mut rows, next());
+        cut(hdr_end + l4_len / 2, "ends halfway through the L4 header", &mut rows, next());
+        cut(hdr_end + l4_len - 1, "ends 1 byte before the L4 header's end", &mut rows, next());
+        // Shorter than the IP header itself (its options / extension headers): malformed.
+        let short: &[usize] = if self.ip_len > 20 && !self.v6 {
+            &[19, 20, 22]
+        } else if self.v6 && self.ip_len > 40 {
+            &[0, 4]
+        } else if self.v6 {
+            &[]
+        } else {
+            &[19]
+        };
+        for &len in short {
+            let frame = (self.set_len)(&(self.extend)(&self.spec(next(), self.vip).build()), len);
+            rows.push(
+                Fixture::new(
+                    format!("{}: {proto} to the VIP, declared length {len}, inside the IP header: malformed, passed", self.what),
+                    frame,
+                    XDP_PASS,
+                    Output::Unchanged,
+                    Stat::PassMalformed,
+                )
+                .on(self.env.lc)
+                .traffic(&malformed),
+            );
+        }
+        // Exactly the L4 header, then Ethernet padding: legal, forwarded.
+        let c = next();
+        let b = predicted(&self.ids, c, self.vip, self.protocol);
+        let input = padded(&(self.extend)(&self.spec(c, self.vip).build()), 6);
+        let want = padded(&(self.extend)(&forwarded_nat(self.env, b, self.spec(c, self.vip)).build()), 6);
+        rows.push(
+            Fixture::new(
+                format!("{}: {proto} to the VIP, datagram ends exactly at the L4 header, 6 bytes of Ethernet padding: forwarded", self.what),
+                input,
+                XDP_REDIRECT,
+                Output::Frame(want),
+                Stat::ForwardNat,
+            )
+            .on(self.env.lc)
+            .traffic(&[ip, l4]),
+        );
+        *forwarded += 1;
+        // Declared past the frame end (by one byte, and by a lot): malformed.
+        let full = (self.extend)(&self.spec(next(), self.vip).build());
+        for len in [full.len() - 14 - fixed + 1, 0xffff] {
+            rows.push(
+                Fixture::new(
+                    format!("{}: {proto} to the VIP, declared length {len}, past the {}-byte frame: malformed, passed", self.what, full.len()),
+                    (self.set_len)(&full, len),
+                    XDP_PASS,
+                    Output::Unchanged,
+                    Stat::PassMalformed,
+                )
+                .on(self.env.lc)
+                .traffic(&malformed),
+            );
+        }
+        // The same cut datagram to an address that is no VIP: the kernel's business.
+        let direct = (self.set_len)(&(self.extend)(&self.spec(next(), backend(self.ids[0])).build()), hdr_end + 1);
+        rows.push(
+            Fixture::new(
+                format!("{}: {proto} to a non-VIP address, datagram ends inside the L4 header: passed", self.what),
+                direct,
+                XDP_PASS,
+                Output::Unchanged,
+                Stat::PassNotVip,
+            )
+            .on(self.env.lc)
+            .traffic(&[ip, l4]),
+        );
+        rows
+    }
+
+    fn protocol_class(&self) -> TrafficClass {
+        if self.protocol == 6 {
+            TrafficClass::Tcp
+        } else {
+            TrafficClass::Udp
+        }
+    }
+}
+
+fn unchanged(frame: &[u8]) -> Vec<u8> {
+    frame.to_vec()
+}
+
+#[test]
+fn ipv4_total_length_bounds_the_transport_header() {
+    require_root!();
+    with_program(|xdp, env| {
+        let udp_vip: SocketAddr = "198.18.100.1:53".parse().unwrap();
+        set_vip(&mut xdp.dataplane(), udp_vip, 17, lb::ALG_MAGLEV, lb::MODE_NAT, 3, &[1, 2]);
+        let (mut port, mut forwarded, mut rows) = (50000u16, 0, Vec::new());
+        for (protocol, vip) in [(6u8, vip4()), (17, udp_vip)] {
+            for options in [false, true] {
+                let set = BoundRows {
+                    env,
+                    v6: false,
+                    protocol,
+                    vip,
+                    ids: [1, 2],
+                    ip_len: if options { 24 } else { 20 },
+                    set_len: with_ipv4_total,
+                    extend: if options { with_ipv4_options } else { unchanged },
+                    what: if options { "IPv4 with options" } else { "IPv4" },
+                };
+                rows.extend(set.rows(&mut port, &mut forwarded));
+            }
+        }
+        run_table(xdp, &rows);
+        assert_eq!(conntrack(xdp).keys().count(), forwarded, "only the forwarded rows may create conntrack entries");
+    });
+}
+
+#[test]
+fn ipv6_payload_length_bounds_extension_and_transport_headers() {
+    require_root!();
+    with_program(|xdp, env| {
+        let udp_vip: SocketAddr = "[fd00:198:18:100::1]:53".parse().unwrap();
+        set_vip(&mut xdp.dataplane(), udp_vip, 17, lb::ALG_MAGLEV, lb::MODE_NAT, 4, &[11, 12]);
+        let (mut port, mut forwarded, mut rows) = (51000u16, 0, Vec::new());
+        for (protocol, vip) in [(6u8, vip6()), (17, udp_vip)] {
+            for ext in [false, true] {
+                let set = BoundRows {
+                    env,
+                    v6: true,
+                    protocol,
+                    vip,
+                    ids: [11, 12],
+                    ip_len: if ext { 48 } else { 40 },
+                    set_len: with_ipv6_payload,
+                    extend: if ext { with_ipv6_dstopts } else { unchanged },
+                    what: if ext { "IPv6 with destination options" } else { "IPv6" },
+                };
+                rows.extend(set.rows(&mut port, &mut forwarded));
+            }
+        }
+        run_table(xdp, &rows);
+        assert_eq!(conntrack(xdp).keys().count(), forwarded, "only the forwarded rows may create conntrack entries");
     });
 }

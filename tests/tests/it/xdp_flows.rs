@@ -12,7 +12,10 @@ use lb_user::dataplane::vip_key;
 use xdplb_tests::{
     packet::{self, Spec},
     require_root,
-    testrun::{Harness, XDP_PASS, XDP_REDIRECT},
+    testrun::{
+        table::{run_table, Fixture, Output},
+        Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+    },
 };
 
 use crate::xdp_setup::*;
@@ -180,10 +183,6 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn conntrack(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::FlowState> {
-    aya::maps::HashMap::try_from(xdp.map_mut(map_names::CONNTRACK).unwrap()).unwrap()
-}
-
 fn reverse_nat(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::ReverseNat> {
     aya::maps::HashMap::try_from(xdp.map_mut(map_names::REVERSE_NAT).unwrap()).unwrap()
 }
@@ -278,5 +277,146 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
         assert_eq!(run(xdp, env.lc, &fin).0, XDP_REDIRECT);
         assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
         assert_eq!(reverse_nat(xdp).get(&rev_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
+    });
+}
+
+/// An ICMP echo request (IPv4) or ICMPv6 echo request from `from` to `to`.
+fn echo_request(eth: (&[u8; 6], &[u8; 6]), from: IpAddr, to: IpAddr) -> Vec<u8> {
+    let mut f = eth.0.to_vec();
+    f.extend_from_slice(eth.1);
+    match (from, to) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut icmp = vec![8, 0, 0, 0, 0, 1, 0, 1];
+            let sum = packet::checksum(&icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&packet::ETH_P_IPV4.to_be_bytes());
+            f.extend(packet::ipv4(s, d, packet::IPPROTO_ICMP, icmp.len()));
+            f.extend(icmp);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut icmp = vec![128, 0, 0, 0, 0, 1, 0, 1];
+            let sum = packet::l4_checksum(&s.octets(), &d.octets(), 58, &icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&packet::ETH_P_IPV6.to_be_bytes());
+            f.extend(packet::ipv6(s, d, 58, icmp.len()));
+            f.extend(icmp);
+        }
+        _ => panic!("mixed families"),
+    }
+    f
+}
+
+/// An MTU error from `mtu_error` whose outer datagram (IP total length /
+/// payload length) ends 2 bytes into the quoted ports; the frame still
+/// holds them.
+fn quote_cut_by_datagram(frame: &[u8], v6: bool) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    if v6 {
+        out[18..20].copy_from_slice(&(8u16 + 40 + 2).to_be_bytes());
+    } else {
+        out[16..18].copy_from_slice(&(20u16 + 8 + 20 + 2).to_be_bytes());
+        fix_ipv4_checksum(&mut out);
+    }
+    out
+}
+
+/// The quote of an ICMP error is read inside the outer datagram only
+/// (docs/xdp.md): an MTU error about a tracked flow whose declared length
+/// ends inside the quoted ports is not taken as being about the flow, so it
+/// is not forwarded to the backend (the kernel gets it).
+#[test]
+fn icmp_mtu_errors_whose_quote_ends_past_the_datagram_are_not_forwarded() {
+    require_root!();
+    with_program(|xdp, env| {
+        for v6 in [false, true] {
+            let vip = if v6 { vip6() } else { vip4() };
+            let c = client(v6, 49000);
+            assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT, "v6={v6}: flow set up");
+            let router: IpAddr = if v6 { "fd00:198:18::fe".parse().unwrap() } else { "198.18.0.254".parse().unwrap() };
+            let cut = quote_cut_by_datagram(&mtu_error((&env.lc_mac, &env.client_mac), router, vip.ip(), 64, vip, c), v6);
+            run_table(
+                xdp,
+                &[Fixture::new(
+                    format!("v6={v6}: MTU error about a tracked flow, quoted ports past the declared datagram: the kernel's"),
+                    cut,
+                    XDP_PASS,
+                    Output::Unchanged,
+                    Stat::PassNotVip,
+                )
+                .on(env.lc)],
+            );
+        }
+        assert_eq!(xdp.stat(Stat::IcmpToBackend).packets, 0);
+    });
+}
+
+/// The allowlist and ICMP errors (docs/xdp.md): a "fragmentation needed" /
+/// "packet too big" quoting a tracked flow skips the source check, since the
+/// flow was admitted already and the router sending it is usually outside
+/// the client prefixes (path-MTU discovery must keep working); errors about
+/// untracked flows and all other ICMP still go through the allowlist. So does
+/// an error whose quoted header lies outside the datagram the outer IP header
+/// declares (it is not recognised as being about the flow).
+#[test]
+fn icmp_mtu_errors_about_tracked_flows_skip_the_allowlist_others_do_not() {
+    require_root!();
+    with_program(|xdp, env| {
+        // Only the lab client is an allowed source; the routers are outside.
+        xdp.dataplane().set_allowlist(&["198.18.0.2/32".parse().unwrap(), "fd00:198:18::2/128".parse().unwrap()], None, false).unwrap();
+        // Both families' rows in one table, so a failure shows every broken row.
+        let mut rows = Vec::new();
+        for v6 in [false, true] {
+            let (vip, ids) = if v6 { (vip6(), [11, 12]) } else { (vip4(), [1, 2]) };
+            let c = client(v6, 48000);
+            let b = predicted(&ids, c, vip, 6);
+            let be = backend(b);
+            // The allowed client establishes the flow.
+            assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT, "v6={v6}: flow set up");
+            let router: IpAddr = if v6 { "fd00:198:18::fe".parse().unwrap() } else { "198.18.0.254".parse().unwrap() };
+            let from_client = (&env.lc_mac, &env.client_mac);
+            let tracked = mtu_error(from_client, router, vip.ip(), 64, vip, c);
+            let want = mtu_error((&env.be_mac[be_index(b)], &env.lbe_mac), router, be.ip(), 63, be, c);
+            let untracked = mtu_error(from_client, router, vip.ip(), 64, vip, client(v6, 48001));
+            let untracked_from_client = mtu_error(from_client, c.ip(), vip.ip(), 64, vip, client(v6, 48002));
+            let cut_quote = quote_cut_by_datagram(&tracked, v6);
+            let echo = echo_request(from_client, router, vip.ip());
+            let row = |d: &str, input: Vec<u8>, verdict: u32, output: Output, stat: Stat| {
+                Fixture::new(format!("v6={v6}: {d}"), input, verdict, output, stat).on(env.lc)
+            };
+            rows.extend([
+                row(
+                    "MTU error from a router outside the allowlist about a tracked flow: to the flow's backend",
+                    tracked,
+                    XDP_REDIRECT,
+                    Output::Frame(want),
+                    Stat::IcmpToBackend,
+                ),
+                row(
+                    "MTU error from a router outside the allowlist about an untracked flow: dropped",
+                    untracked,
+                    XDP_DROP,
+                    Output::Unchanged,
+                    Stat::DropAllowlistCidr,
+                ),
+                row("echo request from outside the allowlist: dropped", echo, XDP_DROP, Output::Unchanged, Stat::DropAllowlistCidr),
+                row(
+                    "MTU error from outside about a tracked flow, quote outside the declared datagram: not about the flow, dropped",
+                    cut_quote,
+                    XDP_DROP,
+                    Output::Unchanged,
+                    Stat::DropAllowlistCidr,
+                ),
+                row(
+                    "MTU error from an allowed source about an untracked flow: the kernel's",
+                    untracked_from_client,
+                    XDP_PASS,
+                    Output::Unchanged,
+                    Stat::PassNotVip,
+                ),
+            ]);
+        }
+        run_table(xdp, &rows);
+        assert_eq!(xdp.stat(Stat::IcmpToBackend).packets, 2);
+        assert_eq!(xdp.stat(Stat::DropAllowlistCidr).packets, 6);
     });
 }

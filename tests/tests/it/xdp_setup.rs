@@ -5,7 +5,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use lb_common::{hash, lb};
+use aya::maps::MapData;
+use lb_common::{hash, lb, map_names};
 use lb_user::{
     dataplane::{backend_info, vip_key, Dataplane},
     program::LoadOptions,
@@ -81,6 +82,11 @@ pub fn predicted(ids: &[u32], src: SocketAddr, dst: SocketAddr, protocol: u8) ->
         _ => unreachable!(),
     };
     table(ids)[(h % SIZE) as usize]
+}
+
+/// The program's conntrack map.
+pub fn conntrack(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::FlowState> {
+    aya::maps::HashMap::try_from(xdp.map_mut(map_names::CONNTRACK).unwrap()).unwrap()
 }
 
 /// Runs one frame as if received on `ifindex`: (verdict, output frame).
