@@ -10,11 +10,11 @@
 //! and names the key and index in errors.
 
 use ipnet::IpNet;
-use lb_common::userspace::allowlist::{parse_ports, parse_sources, PortEntry, Ports, Problem};
+use lb_common::userspace::allowlist::{parse_ports, parse_sources, PortEntry, Ports, Problem as AllowProblem};
 
 pub use lb_common::userspace::allowlist::{Allowlist, Denied};
 
-use crate::config::{ConfigError, PortSpec, Waf};
+use crate::config::{ConfigError, PortSpec, Problem, Waf};
 
 /// Every source and every port: what a config without `waf` keys means.
 pub fn allow_all() -> Allowlist {
@@ -24,9 +24,19 @@ pub fn allow_all() -> Allowlist {
 
 /// The allowlist `waf` describes; an absent key allows everything.
 pub fn from_waf(waf: &Waf) -> Result<Allowlist, ConfigError> {
+    check(waf).map_err(|problems| ConfigError::Invalid { file: "<config>".into(), problems })
+}
+
+/// [`from_waf`], or every problem of both lists, each naming
+/// `key[index]` and the value.
+pub(crate) fn check(waf: &Waf) -> Result<Allowlist, Vec<Problem>> {
     let mut list = allow_all();
+    let mut problems = Vec::new();
     if let Some(ips) = &waf.allowed_ips {
-        list.sources = parse_sources(ips).map_err(|p| error("waf.allowedIPs", &p, |i| ips[i].clone()))?;
+        match parse_sources(ips) {
+            Ok(s) => list.sources = s,
+            Err(p) => problems.extend(named("waf.allowedIPs", &p, |i| ips[i].clone())),
+        }
     }
     if let Some(ports) = &waf.allowed_ports {
         let text = |i: usize| match &ports[i] {
@@ -40,25 +50,28 @@ pub fn from_waf(waf: &Waf) -> Result<Allowlist, ConfigError> {
                 PortSpec::Str(s) => PortEntry::Text(s),
             })
             .collect();
-        list.ports = parse_ports(&entries).map_err(|p| error("waf.allowedPorts", &p, text))?;
+        match parse_ports(&entries) {
+            Ok(p) => list.ports = p,
+            Err(p) => problems.extend(named("waf.allowedPorts", &p, text)),
+        }
     }
-    Ok(list)
+    if problems.is_empty() {
+        Ok(list)
+    } else {
+        Err(problems)
+    }
 }
 
-/// The first problem as a config error naming `key[index]` and the value;
-/// the count of further ones is appended, so a fix-and-retry loop knows
-/// there is more to fix.
-fn error(key: &str, problems: &[Problem], text: impl Fn(usize) -> String) -> ConfigError {
-    let first = &problems[0];
-    let (key, value) = match first.index {
-        Some(i) => (format!("{key}[{i}]"), text(i)),
-        None => (key.to_string(), "[]".to_string()),
-    };
-    let mut reason = first.message.clone();
-    if problems.len() > 1 {
-        reason.push_str(&format!(" (and {} more problems in this list)", problems.len() - 1));
-    }
-    ConfigError::Invalid { key, value, reason }
+/// The shared parser's problems as config problems naming `key[index]`
+/// and the value.
+fn named<'a>(key: &'a str, problems: &'a [AllowProblem], text: impl Fn(usize) -> String + 'a) -> impl Iterator<Item = Problem> + 'a {
+    problems.iter().map(move |p| {
+        let (key, value) = match p.index {
+            Some(i) => (format!("{key}[{i}]"), text(i)),
+            None => (key.to_string(), "[]".to_string()),
+        };
+        Problem { key, value, reason: p.message.clone() }
+    })
 }
 
 #[cfg(test)]
@@ -97,9 +110,9 @@ mod tests {
             assert!(a.admits(ip("8.8.8.8"), 1) && a.admits(ip("2001:db8::1"), 65535), "{yaml:?}");
         }
         let e = waf("waf: {allowedIPs: []}").unwrap_err().to_string();
-        assert!(e.contains("`waf.allowedIPs`") && e.contains("0.0.0.0/0 and ::/0"), "{e}");
+        assert!(e.contains("waf.allowedIPs: ") && e.contains("0.0.0.0/0 and ::/0"), "{e}");
         let e = waf("waf: {allowedPorts: []}").unwrap_err().to_string();
-        assert!(e.contains("`waf.allowedPorts`") && e.contains("is empty"), "{e}");
+        assert!(e.contains("waf.allowedPorts: ") && e.contains("is empty"), "{e}");
         let open = waf("waf: {allowedIPs: [0.0.0.0/0, \"::/0\"], allowedPorts: [\"*\"]}").unwrap();
         assert!(open.admits(ip("2001:db8::1"), 9));
     }
@@ -107,14 +120,14 @@ mod tests {
     #[test]
     fn errors_name_key_index_and_value() {
         let e = waf("waf: {allowedIPs: [10.0.0.0/8, \"::1\", 192.168.1.1/24]}").unwrap_err().to_string();
-        assert!(e.contains("`waf.allowedIPs[2]`") && e.contains("192.168.1.1/24"), "{e}");
+        assert!(e.contains("waf.allowedIPs[2]: ") && e.contains("192.168.1.1/24"), "{e}");
         assert!(e.contains("did you mean \"192.168.1.0/24\""), "suggests the network: {e}");
         let e = waf("waf: {allowedIPs: [x, 10.0.0.0/99]}").unwrap_err().to_string();
-        assert!(e.contains("`waf.allowedIPs[0]`") && e.contains("and 1 more"), "{e}");
+        assert!(e.contains("2 problems:") && e.contains("waf.allowedIPs[0]: \"x\"") && e.contains("waf.allowedIPs[1]: \"10.0.0.0/99\""), "every entry: {e}");
         let e = waf("waf: {allowedPorts: [80, 70000]}").unwrap_err().to_string();
-        assert!(e.contains("`waf.allowedPorts[1]`") && e.contains("70000") && e.contains("1..=65535"), "{e}");
+        assert!(e.contains("waf.allowedPorts[1]: ") && e.contains("70000") && e.contains("1..=65535"), "{e}");
         let e = waf("waf: {allowedPorts: [http]}").unwrap_err().to_string();
-        assert!(e.contains("`waf.allowedPorts[0]`") && e.contains("\"http\""), "{e}");
+        assert!(e.contains("waf.allowedPorts[0]: ") && e.contains("\"http\""), "{e}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `alb --config FILE`: a thin wrapper over the library.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
+use lb_common::report::{self, Exit};
 
 /// TLS/mTLS-terminating HTTP load balancer.
 ///
@@ -14,7 +16,8 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Example:\n  certgen demo --out certs\n  alb --config alb/examples/alb.yaml\n  alb --config app_loadbalancer_config.yaml --check"
+    after_help = "Example:\n  certgen demo --out certs\n  alb --config alb/examples/alb.yaml\n  alb --config app_loadbalancer_config.yaml --check\n\n\
+                  Exit status: 0 done, 1 runtime error, 2 usage error, 78 config error (see docs/alb.md)"
 )]
 struct Cli {
     /// Configuration file (YAML).
@@ -25,18 +28,34 @@ struct Cli {
     check: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    let cfg = alb::Config::load(&cli.config)?;
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((err, code)) => report::exit("alb", err.as_ref(), code),
+    }
+}
+
+/// The error and its exit status: [`Exit::Config`] for what the config
+/// file says (and, with --check, for the certificate files it names),
+/// [`Exit::Runtime`] for everything else.
+fn run(cli: &Cli) -> Result<(), (anyhow::Error, Exit)> {
+    let config = |e: anyhow::Error| (e, Exit::Config);
+    let cfg = alb::Config::load(&cli.config).map_err(|e| config(e.into()))?;
     if cli.check {
-        alb::state::State::new(cfg)?;
+        alb::state::State::new(cfg).map_err(config)?;
         println!("{}: OK", cli.config.display());
         return Ok(());
     }
-    let rt = tokio::runtime::Runtime::new()?;
+    let runtime = |e: anyhow::Error| {
+        let code = if e.chain().any(|c| c.is::<alb::config::ConfigError>()) { Exit::Config } else { Exit::Runtime };
+        (e, code)
+    };
+    let rt = tokio::runtime::Runtime::new().map_err(|e| runtime(anyhow::Error::new(e).context("starting the Tokio runtime")))?;
     rt.block_on(async {
         let r = alb::start(cfg, Some(cli.config.clone())).await?;
         alb::run_until_signal(r).await
     })
+    .map_err(runtime)
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use lb_common::report::{self, Exit};
 
 use certgen::{
     files, Ca, CaOptions, ClientOptions, Inspected, Issued, KeyType, ServerOptions, Validity, DEFAULT_CA_CN, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS,
@@ -32,7 +33,9 @@ Examples:
   certgen server --ca pki --name alb --dns alb.xdplb.test --ip 198.18.2.11 --ip fd00:198:18:2::11
   certgen client --ca pki --name alice --cn alice@lab
   certgen revoke --ca pki --cert pki/alice.crt && certgen crl --ca pki
-  certgen inspect pki/alb.crt pki/crl.pem";
+  certgen inspect pki/alb.crt pki/crl.pem
+
+Exit status: 0 done, 1 error, 2 usage error (see docs/certgen.md)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -221,10 +224,10 @@ fn main() -> ExitCode {
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Library errors already carry file/argument and cause; `{e}`
-            // rather than `{e:#}` avoids printing the OS error twice.
-            eprintln!("certgen: error: {e}");
-            ExitCode::FAILURE
+            // A value clap let through but certgen refuses (`--days 0`) is
+            // a usage error like clap's own.
+            let usage = e.chain().any(|c| matches!(c.downcast_ref::<certgen::Error>(), Some(certgen::Error::InvalidArg { .. })));
+            report::exit("certgen", e.as_ref(), if usage { Exit::Usage } else { Exit::Runtime })
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Code shared by the xdplb XDP program (`lb-ebpf`), its control plane
-//! (`lb-user`) and the TLS tier (`alb`), in two module trees:
+//! (`lb-user`) and the TLS tier (`alb`), in three module trees:
 //!
 //! - [`abi`] (always, `no_std`): the `#[repr(C)]` map types, the flow hash
 //!   and the map names. The kernel side writes these into BPF maps and
@@ -10,13 +10,18 @@
 //!   builder that fills the BPF maps), health checking, the allowlist, the
 //!   duration grammar, config-file watching and signal handling — written
 //!   once so lb-user (maps and `lb-user proxy`) and alb behave the same.
+//! - [`report`] (feature `report`, `std`, no dependencies): the one way
+//!   lb-user, alb and certgen print the error they exit with, and their
+//!   exit codes.
 //!
 //! One crate rather than two: the selection code hashes with
 //! [`abi::hash`] exactly as the kernel does, and keeping both in one place
 //! keeps the hash, the table layout and their users from drifting apart.
-#![cfg_attr(not(feature = "userspace"), no_std)]
+#![cfg_attr(not(any(feature = "userspace", feature = "report")), no_std)]
 
 pub mod abi;
+#[cfg(feature = "report")]
+pub mod report;
 #[cfg(feature = "userspace")]
 pub mod userspace;
 

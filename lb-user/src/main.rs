@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use lb_common::report::{self, Exit};
 use lb_user::{config::Config, netns, stats::Report, AttachMode, Attachment};
 
 /// Load, attach and inspect the xdplb XDP load balancer.
@@ -17,7 +18,8 @@ use lb_user::{config::Config, netns, stats::Report, AttachMode, Attachment};
     lb-user attach --iface eth0               # count and pass, run until Ctrl-C\n  \
     lb-user attach --config xdplb.yaml        # balance the config's VIPs\n  \
     lb-user stats --iface eth0                # counters, from another shell\n  \
-    lb-user --netns xldemo-lb stats --iface xldemo-lc --json")]
+    lb-user --netns xldemo-lb stats --iface xldemo-lc --json\n\n\
+    Exit status: 0 done, 1 runtime error, 2 usage error, 78 config error (see docs/lb-user.md)")]
 struct Cli {
     /// Run inside this named network namespace (from `ip netns list`). Only the
     /// network namespace changes, so pins under /sys/fs/bpf stay shared.
@@ -93,8 +95,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("lb-user: error: {err:#}");
-            ExitCode::FAILURE
+            // A config file that cannot be read or is invalid exits 78, so
+            // a supervisor can tell it from a failure it may retry.
+            let code = if err.chain().any(|c| c.is::<lb_user::config::ConfigError>()) { Exit::Config } else { Exit::Runtime };
+            report::exit("lb-user", err.as_ref(), code)
         }
     }
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-fn invalid(key: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), value: value.to_string(), reason: reason.into() }
+fn invalid(key: impl Into<String>, value: impl fmt::Display, reason: impl Into<String>) -> Problem {
+    Problem { key: key.into(), value: value.to_string(), reason: reason.into() }
 }
 
 /// Default identity header.
@@ -22,20 +22,26 @@ impl Config {
     /// resolved against the config file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let mut cfg = Config::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { msg, .. } => ConfigError::Parse { path: path.display().to_string(), msg },
-            other => other,
-        })?;
+        let mut cfg = Config::parse_named(&text, &path.display().to_string())?;
         if let Some(dir) = path.parent() {
             cfg.resolve_paths(dir);
         }
         Ok(cfg)
     }
 
-    /// Parses and validates YAML text (paths stay as written).
+    /// Parses and validates YAML text (paths stay as written); errors
+    /// name the source `<config>`.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = yaml_serde::from_str(text).map_err(|e| ConfigError::Parse { path: "<config>".into(), msg: e.to_string() })?;
-        cfg.validate()?;
+        Config::parse_named(text, "<config>")
+    }
+
+    /// [`Config::parse`], naming `source` (a file name) in errors.
+    pub fn parse_named(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = yaml_serde::from_str(text).map_err(|e| ConfigError::Parse { path: source.into(), msg: e.to_string() })?;
+        let problems = cfg.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid { file: source.into(), problems });
+        }
         Ok(cfg)
     }
 
@@ -80,7 +86,7 @@ impl Config {
 
     /// The listener addresses: `listen`, or `host` (its address part;
     /// `localhost` resolves to loopback) with `port` (or `host`'s port).
-    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, Problem> {
         if !self.listen.is_empty() {
             return self
                 .listen
@@ -126,74 +132,108 @@ impl Config {
         v
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addrs()?;
+    /// Every problem of the parsed file, in file order (empty: valid).
+    fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if let Err(p) = self.listen_addrs() {
+            out.push(p);
+        }
         if self.protocol == Protocol::Https {
             if self.cert_location.is_none() && self.certificates.is_empty() {
-                return Err(invalid("cert_location", "(missing)", "protocol https needs a certificate"));
+                out.push(invalid("cert_location", "(missing)", "protocol https needs a certificate"));
             }
             if self.cert_location.is_some() != self.key_location.is_some() {
-                return Err(invalid("key_location", "(missing)", "cert_location and key_location go together"));
+                out.push(invalid("key_location", "(missing)", "cert_location and key_location go together"));
             }
         } else if self.mtls_mode() != MtlsMode::Off && self.mtls.mode.is_some() {
-            return Err(invalid("mtls.mode", format!("{:?}", self.mtls_mode()), "mTLS needs protocol https"));
+            out.push(invalid("mtls.mode", format!("{:?}", self.mtls_mode()), "mTLS needs protocol https"));
         }
         if self.mtls_mode() != MtlsMode::Off && self.client_ca().is_none() {
-            return Err(invalid("mtls.ca", "(missing)", "mTLS needs a client CA (mtls.ca or ca_location)"));
+            out.push(invalid("mtls.ca", "(missing)", "mTLS needs a client CA (mtls.ca or ca_location)"));
         }
         if let Some(h) = &self.mtls.identity_header {
-            hyper::header::HeaderName::from_bytes(h.as_bytes()).map_err(|_| invalid("mtls.identity_header", h, "not a valid header name"))?;
+            if hyper::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                out.push(invalid("mtls.identity_header", h, "not a valid header name"));
+            }
         }
-        crate::allowlist::from_waf(&self.waf)?;
+        if let Err(p) = crate::allowlist::check(&self.waf) {
+            out.extend(p);
+        }
         let pools = self.all_pools();
         if pools.is_empty() {
-            return Err(invalid("backend_servers", "[]", "no backends: set backend_servers or pools"));
+            out.push(invalid("backend_servers", "[]", "no backends: set backend_servers or pools"));
         }
         let mut names = std::collections::HashSet::new();
+        let seed_pool = usize::from(!self.backend_servers.is_empty());
         for (i, p) in pools.iter().enumerate() {
-            if !names.insert(p.name.clone()) {
-                return Err(invalid(format!("pools[{i}].name"), &p.name, "duplicate pool name"));
-            }
-            let key = if p.name == DEFAULT_POOL && i == 0 && !self.backend_servers.is_empty() {
-                "backend_servers".to_string()
+            // Where this pool is in the file: the seed's top-level keys,
+            // or its entry of `pools`.
+            let (backends, health) = if i < seed_pool {
+                ("backend_servers".to_string(), "health".to_string())
             } else {
-                format!("pools[{}].backends", i - usize::from(!self.backend_servers.is_empty()))
+                (format!("pools[{}].backends", i - seed_pool), format!("pools[{}].health", i - seed_pool))
             };
+            if !names.insert(p.name.clone()) {
+                out.push(invalid(format!("pools[{}].name", i - seed_pool), &p.name, "duplicate pool name"));
+            }
             let mut seen = std::collections::HashSet::new();
             for (j, b) in p.backends.iter().enumerate() {
-                let authority = parse_backend_url(b.url()).map_err(|r| invalid(format!("{key}[{j}]"), b.url(), r))?;
-                if p.algorithm.needs_distinct_addresses() && !seen.insert(authority.clone()) {
-                    return Err(invalid(
-                        format!("{key}[{j}]"),
-                        b.url(),
-                        format!("another backend of this pool has the address {authority}; {} needs distinct ones", p.algorithm.select()),
-                    ));
+                match parse_backend_url(b.url()) {
+                    Err(r) => out.push(invalid(format!("{backends}[{j}]"), b.url(), r)),
+                    Ok(authority) => {
+                        if p.algorithm.needs_distinct_addresses() && !seen.insert(authority.clone()) {
+                            let reason = format!("another backend of this pool has the address {authority}; {} needs distinct ones", p.algorithm.select());
+                            out.push(invalid(format!("{backends}[{j}]"), b.url(), reason));
+                        }
+                    }
                 }
                 if b.weight() == 0 {
-                    return Err(invalid(format!("{key}[{j}].weight"), 0, "weight must be >= 1"));
+                    out.push(invalid(format!("{backends}[{j}].weight"), 0, "weight must be >= 1"));
                 }
             }
-            if p.health.rise == 0 || p.health.fall == 0 {
-                return Err(invalid("health.rise/fall", 0, "must be >= 1"));
+            let h = &p.health;
+            for (key, v) in [("rise", h.rise), ("fall", h.fall)] {
+                if v == 0 {
+                    out.push(invalid(format!("{health}.{key}"), v, "must be >= 1"));
+                }
             }
-            if !p.health.path.starts_with('/') {
-                return Err(invalid("health.path", &p.health.path, "must start with /"));
+            if !h.path.starts_with('/') {
+                out.push(invalid(format!("{health}.path"), &h.path, "must start with /"));
             }
+            positive(&mut out, &format!("{health}.interval"), h.interval);
+            if positive(&mut out, &format!("{health}.timeout"), h.timeout) && h.timeout.0 >= h.interval.0 && !h.interval.0.is_zero() {
+                let reason = format!("must be less than the interval ({}), or a check would still run when the next is due", duration::show(h.interval.0));
+                out.push(invalid(format!("{health}.timeout"), duration::show(h.timeout.0), reason));
+            }
+        }
+        positive(&mut out, "passive_health.cooldown", self.passive_health.cooldown);
+        let t = &self.timeouts;
+        for (key, d) in [("header_read", t.header_read), ("idle", t.idle), ("backend_connect", t.backend_connect), ("backend_response", t.backend_response)] {
+            positive(&mut out, &format!("timeouts.{key}"), d);
         }
         if self.limits.max_header_bytes < 8192 {
-            return Err(invalid("limits.max_header_bytes", self.limits.max_header_bytes, "minimum is 8192"));
+            out.push(invalid("limits.max_header_bytes", self.limits.max_header_bytes, "minimum is 8192"));
         }
         if self.limits.rate_limit_rps < 0.0 {
-            return Err(invalid("limits.rate_limit_rps", self.limits.rate_limit_rps, "must be >= 0"));
+            out.push(invalid("limits.rate_limit_rps", self.limits.rate_limit_rps, "must be >= 0"));
         }
         if !(0.0..=100.0).contains(&self.retries.budget_percent) {
-            return Err(invalid("retries.budget_percent", self.retries.budget_percent, "0..=100"));
+            out.push(invalid("retries.budget_percent", self.retries.budget_percent, "0..=100"));
         }
-        if self.admin.enabled {
-            self.admin.listen.parse::<SocketAddr>().map_err(|_| invalid("admin.listen", &self.admin.listen, "expected IP:PORT"))?;
+        if self.admin.enabled && self.admin.listen.parse::<SocketAddr>().is_err() {
+            out.push(invalid("admin.listen", &self.admin.listen, "expected IP:PORT"));
         }
-        Ok(())
+        out
     }
+}
+
+/// Refuses a zero duration at `key` (negative ones do not parse); true if
+/// `d` is positive.
+fn positive(out: &mut Vec<Problem>, key: &str, d: Dur) -> bool {
+    if d.0.is_zero() {
+        out.push(invalid(key, duration::show(d.0), "must be greater than zero"));
+    }
+    !d.0.is_zero()
 }
 
 fn split_host_port(s: &str) -> (&str, Option<u16>) {
@@ -304,6 +344,73 @@ mod tests {
         assert!(e.contains("fastest"), "{e}");
         let e = Config::parse(&format!("{SEED}\ntimeouts:\n  idle: 5 parsecs\n")).unwrap_err().to_string();
         assert!(e.contains("parsecs"), "{e}");
+    }
+
+    /// A typo in a `{url, weight, id}` backend is an error naming the
+    /// backend and the key, in `backend_servers` and in `pools`.
+    #[test]
+    fn unknown_backend_keys_are_named() {
+        let bad = SEED.replace("  - http://localhost:8081", "  - {url: http://localhost:8081, wieght: 3}");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("backend_servers[1]") && e.contains("unknown field `wieght`") && e.contains("`weight`"), "{e}");
+        let pools = format!("{SEED}pools:\n  - name: api\n    backends:\n      - {{url: http://localhost:9000, id: a, weigth: 2}}\n");
+        let e = Config::parse(&pools).unwrap_err().to_string();
+        assert!(e.contains("pools[0].backends[0]") && e.contains("unknown field `weigth`"), "{e}");
+        let e = Config::parse(&SEED.replace("  - http://localhost:8081", "  - {weight: 3}")).unwrap_err().to_string();
+        assert!(e.contains("backend_servers[1]") && e.contains("missing field `url`"), "{e}");
+        let ok = Config::parse(&SEED.replace("  - http://localhost:8081", "  - {url: http://localhost:8081, weight: 3, id: b}")).unwrap();
+        assert_eq!((ok.backend_servers[1].url(), ok.backend_servers[1].weight(), ok.backend_servers[1].id()), ("http://localhost:8081", 3, Some("b")));
+    }
+
+    /// Every problem is reported, each naming its key and value, after the
+    /// file name and a count, one per line (lb-user's layout).
+    #[test]
+    fn every_problem_is_reported_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alb.yaml");
+        let text = SEED.replace("http://localhost:8080", "ftp://x") + "limits:\n  max_header_bytes: 100\nadmin:\n  listen: nowhere\n";
+        std::fs::write(&path, text).unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines[0], format!("{}: 3 problems:", path.display()), "{e}");
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(lines[1].starts_with("  backend_servers[0]: ") && lines[1].contains("\"ftp://x\""), "{e}");
+        assert!(lines[2].starts_with("  limits.max_header_bytes: ") && lines[2].contains("100") && lines[2].contains("8192"), "{e}");
+        assert!(lines[3].starts_with("  admin.listen: ") && lines[3].contains("nowhere"), "{e}");
+        // One problem: one line, still after the file name.
+        std::fs::write(&path, SEED.replace("http://localhost:8080", "ftp://x")).unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: backend_servers[0]: ", path.display())) && !e.contains('\n'), "{e}");
+        // Several bad allowlist entries are each reported.
+        let e = Config::parse(&SEED.replace("10.0.0.0/8", "10.0.0.1/8").replace("172.16.0.0/12", "x")).unwrap_err().to_string();
+        assert!(e.contains("2 problems:") && e.contains("waf.allowedIPs[0]") && e.contains("waf.allowedIPs[2]"), "{e}");
+    }
+
+    /// Zero where zero makes no sense, and a health timeout not below the
+    /// interval, are refused; the drain and the reload poll may be 0.
+    #[test]
+    fn zero_durations_and_health_timeout() {
+        let with = |extra: &str| Config::parse(&format!("{SEED}{extra}")).map_err(|e| e.to_string());
+        for (yaml, key) in [
+            ("timeouts:\n  header_read: 0s\n", "timeouts.header_read"),
+            ("timeouts:\n  idle: 0\n", "timeouts.idle"),
+            ("timeouts:\n  backend_connect: 0ms\n", "timeouts.backend_connect"),
+            ("timeouts:\n  backend_response: 0\n", "timeouts.backend_response"),
+            ("passive_health:\n  cooldown: 0s\n", "passive_health.cooldown"),
+            ("health:\n  interval: 0s\n", "health.interval"),
+            ("health:\n  timeout: 0s\n", "health.timeout"),
+            ("health:\n  interval: 2s\n  timeout: 2s\n", "health.timeout"),
+            ("health:\n  interval: 1s\n", "health.timeout"),
+            ("pools:\n  - name: api\n    backends: [http://localhost:9000]\n    health: {interval: 1s, timeout: 3s}\n", "pools[0].health.timeout"),
+        ] {
+            let e = with(yaml).expect_err(yaml);
+            assert!(e.contains(&format!("{key}: ")), "{yaml}: names {key}: {e}");
+        }
+        let e = with("timeouts:\n  idle: 0\n  backend_connect: 0\n").unwrap_err();
+        assert!(e.contains("2 problems:") && e.contains("timeouts.idle") && e.contains("timeouts.backend_connect"), "{e}");
+        let c = with("timeouts:\n  drain: 0s\nreload:\n  poll_interval: 0\nhealth:\n  interval: 1s\n  timeout: 500ms\n").unwrap();
+        assert_eq!(c.timeouts.drain.0, Duration::ZERO);
+        assert!(with("health:\n  interval: -1s\n").is_err(), "negative durations do not parse");
     }
 
     fn dur(v: &str) -> Result<Duration, String> {

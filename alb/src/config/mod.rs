@@ -17,20 +17,63 @@ use serde::Deserialize;
 
 use lb_common::userspace::{duration, select};
 
-/// A configuration problem, always naming the offending key and value.
+/// Why a configuration was refused. The Display form starts with the file
+/// (`<config>` for text given to [`Config::parse`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot read the config file: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// YAML syntax, an unknown key or a wrongly typed value. yaml_serde's
     /// message carries the key path (`mtls.mode: unknown variant ...`) and
     /// the line.
     #[error("{path}: {msg}")]
     Parse { path: String, msg: String },
-    /// A value that parsed but makes no sense.
-    #[error("invalid value for `{key}`: {value:?}: {reason}")]
-    Invalid { key: String, value: String, reason: String },
+    /// Values that parsed but make no sense: every one validation found,
+    /// one per line after a count when there are several (lb-user's
+    /// layout).
+    #[error("{file}: {}", display_problems(.problems))]
+    Invalid { file: String, problems: Vec<Problem> },
+}
+
+/// One value that parsed but makes no sense, naming its key and value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {value:?}: {reason}")]
+pub struct Problem {
+    /// Like `pools[1].backends[0].weight`.
+    pub key: String,
+    /// The value as written (or `(missing)`).
+    pub value: String,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
+
+fn display_problems(problems: &[Problem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut s = format!("{} problems:", many.len());
+            for p in many {
+                s.push_str("\n  ");
+                s.push_str(&p.to_string());
+            }
+            s
+        }
+    }
+}
+
+impl ConfigError {
+    /// The problems validation found (empty for read and syntax errors).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
 }
 
 /// A duration in the shared grammar (`250ms`, `5s`, `1m30s`, `1h`, `1d`),
@@ -194,16 +237,47 @@ impl Default for HealthConfig {
 }
 
 /// A backend: a URL string, or `{url, weight, id}`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+///
+/// Deserialized by hand rather than as an untagged enum: serde's untagged
+/// enums cannot deny unknown fields (a `wieght:` typo would be ignored)
+/// and report every mistake as "did not match any variant". Here a wrong
+/// key or value gets the same message, with the key path, as any other
+/// struct of the file.
+#[derive(Clone, Debug)]
 pub enum BackendSpec {
     Url(String),
-    Full {
-        url: String,
-        #[serde(default = "one")]
-        weight: u32,
-        id: Option<String>,
-    },
+    Full { url: String, weight: u32, id: Option<String> },
+}
+
+impl<'de> Deserialize<'de> for BackendSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const FIELDS: &[&str] = &["url", "weight", "id"];
+        struct Visit;
+        impl<'de> de::Visitor<'de> for Visit {
+            type Value = BackendSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a backend URL or a mapping {url, weight, id}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BackendSpec, E> {
+                Ok(BackendSpec::Url(v.to_owned()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<BackendSpec, A::Error> {
+                let (mut url, mut weight, mut id) = (None, None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "url" if url.is_none() => url = Some(map.next_value::<String>()?),
+                        "weight" if weight.is_none() => weight = Some(map.next_value::<u32>()?),
+                        "id" if id.is_none() => id = Some(map.next_value::<Option<String>>()?),
+                        "url" | "weight" | "id" => return Err(de::Error::custom(format_args!("duplicate field `{key}`"))),
+                        _ => return Err(de::Error::unknown_field(&key, FIELDS)),
+                    }
+                }
+                let url = url.ok_or_else(|| de::Error::missing_field("url"))?;
+                Ok(BackendSpec::Full { url, weight: weight.unwrap_or_else(one), id: id.flatten() })
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl BackendSpec {

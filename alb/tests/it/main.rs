@@ -2,6 +2,7 @@
 //! module per concern; `common` holds the fixtures they share.
 
 mod balancing;
+mod cli_errors;
 mod common;
 mod limits_reload;
 mod shared_core;

@@ -223,3 +223,22 @@ fn file_modes_ignore_the_umask() {
         }
     }
 }
+
+/// The shared error report (docs/certgen.md): `certgen: error: …`, one line
+/// per cause, no backtrace even with RUST_BACKTRACE=1; 2 for usage errors
+/// (clap's and refused argument values), 1 for the rest.
+#[test]
+fn error_report_and_exit_status() {
+    let run_bt = |args: &[&str]| Command::new(BIN).args(args).env("RUST_BACKTRACE", "1").output().expect("spawn certgen");
+    let o = run_bt(&["server", "--ca", "/nonexistent/pki", "--name", "web"]);
+    let (_, err) = text(&o);
+    assert_eq!(err, "certgen: error: cannot open CA directory (--ca) /nonexistent/pki: No such file or directory (os error 2)\n");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_bt(&["ca", "--out", s(&dir.path().join("pki")), "--days", "0"]);
+    let (_, err) = text(&o);
+    assert!(err.starts_with("certgen: error: invalid --days value \"0\": ") && err.lines().count() == 1, "{err}");
+    assert!(!err.contains("stack backtrace") && !err.contains("Caused by"), "{err}");
+    assert_eq!(o.status.code(), Some(2), "a refused argument value is a usage error: {err}");
+    assert_eq!(run_bt(&["ca", "--bogus"]).status.code(), Some(2));
+}

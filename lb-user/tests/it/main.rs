@@ -2,6 +2,7 @@
 //! one test binary, one module per concern; `proxy_support` holds the
 //! fixtures they share.
 
+mod cli_errors;
 mod proxy_admission;
 mod proxy_drain;
 mod proxy_forwarding;

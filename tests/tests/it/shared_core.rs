@@ -65,7 +65,9 @@ fn lb_user_and_alb_accept_and_refuse_the_same_duration_strings() {
         let check = format!("    health_check: {{ type: tcp, interval: \"{d}\", timeout: 100ms }}\n");
         lb_user::config::Config::parse(&lb_user_config("maglev", &check), "lb.yaml").map(|c| c.vips[0].health_check.as_ref().unwrap().interval)
     };
-    let alb = |d: &str| alb::config::Config::parse(&alb_config("round_robin", &format!("health: {{ interval: \"{d}\" }}\n"))).map(|c| c.health.interval.0);
+    let alb = |d: &str| {
+        alb::config::Config::parse(&alb_config("round_robin", &format!("health: {{ interval: \"{d}\", timeout: 100ms }}\n"))).map(|c| c.health.interval.0)
+    };
     for good in ["2s", "500ms", "1m30s", "1h", "1m 5s", "90s"] {
         let (a, b) = (lb_user(good), alb(good));
         assert!(a.is_ok() && b.is_ok(), "{good}: lb-user {a:?}, alb {b:?}");

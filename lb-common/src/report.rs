@@ -1,0 +1,113 @@
+//! How every xdplb binary (lb-user, alb, certgen) reports the error it
+//! exits with (feature `report`, std only, no dependencies):
+//!
+//! ```text
+//! <binary>: error: <what went wrong>
+//!   caused by: <its cause>
+//!   caused by: <the cause's cause>
+//! ```
+//!
+//! A cause whose text the line before already contains is left out, so an
+//! error that embeds its source (`cannot read x.yaml: No such file or
+//! directory (os error 2)`) is not followed by the same OS error again.
+//! Only the `Display` texts are printed, never `Debug`: an anyhow error
+//! keeps its backtrace to itself even with `RUST_BACKTRACE=1`. The exit
+//! codes are the [`Exit`] values, documented with each binary.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+/// Exit statuses shared by the binaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// 1: the command was well formed but failed while running (an
+    /// interface is missing, a port is taken, a file cannot be written).
+    Runtime,
+    /// 2: the command line is wrong (clap's own status for usage errors,
+    /// and certgen's for an argument value it refuses).
+    Usage,
+    /// 78 (`EX_CONFIG` of sysexits.h): a config file cannot be read or is
+    /// invalid. Retrying without editing it will fail again.
+    Config,
+}
+
+impl Exit {
+    /// The numeric status.
+    pub const fn code(self) -> u8 {
+        match self {
+            Exit::Runtime => 1,
+            Exit::Usage => 2,
+            Exit::Config => 78,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e.code())
+    }
+}
+
+/// The report for `err`, one line per cause (a multi-line message, such
+/// as a list of config problems, keeps its own lines), ending in a newline.
+pub fn render(binary: &str, err: &(dyn Error + 'static)) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{binary}: error: {err}");
+    let mut previous = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !previous.contains(&text) {
+            let _ = writeln!(out, "  caused by: {text}");
+        }
+        previous = text;
+        cause = c.source();
+    }
+    out
+}
+
+/// Prints [`render`] to stderr and returns `exit` as the process status.
+pub fn exit(binary: &str, err: &(dyn Error + 'static), exit: Exit) -> ExitCode {
+    eprint!("{}", render(binary, err));
+    exit.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt;
+
+    #[derive(Debug)]
+    struct E(String, Option<Box<E>>);
+    impl fmt::Display for E {
+        fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl Error for E {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+    fn chain(texts: &[&str]) -> E {
+        texts.iter().rev().fold(None, |inner, t| Some(E(t.to_string(), inner.map(Box::new)))).unwrap()
+    }
+
+    #[test]
+    fn one_line_per_cause_and_no_repeats() {
+        assert_eq!(render("x", &chain(&["top"])), "x: error: top\n");
+        assert_eq!(render("x", &chain(&["a.yaml: cannot read: gone (os error 2)", "gone (os error 2)"])), "x: error: a.yaml: cannot read: gone (os error 2)\n");
+        assert_eq!(
+            render("x", &chain(&["starting", "cannot listen on 1.2.3.4:5", "denied"])),
+            "x: error: starting\n  caused by: cannot listen on 1.2.3.4:5\n  caused by: denied\n"
+        );
+        // Only the line before counts: a cause repeated further up is kept.
+        assert_eq!(render("x", &chain(&["a: b", "c", "b"])), "x: error: a: b\n  caused by: c\n  caused by: b\n");
+    }
+
+    #[test]
+    fn codes() {
+        assert_eq!([Exit::Runtime, Exit::Usage, Exit::Config].map(Exit::code), [1, 2, 78]);
+    }
+}
