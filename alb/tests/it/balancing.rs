@@ -192,7 +192,7 @@ async fn active_checks_take_backend_out_and_back() {
     let dir = tmp();
     let y = format!(
         "protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{enabled: false}}\n\
-         health: {{path: /healthz, interval: 100ms, timeout: 90ms, rise: 2, fall: 2}}\nbackend_servers:\n{}",
+         health: {{path: /healthz, interval: 200ms, timeout: 150ms, rise: 2, fall: 2}}\nbackend_servers:\n{}",
         backends_yaml(&[&b1, &b2])
     );
     let alb = start_alb(dir.path(), &y).await;

@@ -40,14 +40,14 @@ async fn down_backend_stays_down_across_reload() {
         format!(
             "protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{listen: \"127.0.0.1:0\"}}\n\
              reload: {{poll_interval: 0}}\n\
-             health: {{path: /healthz, interval: {interval}, timeout: 90ms, rise: 2, fall: 2}}\n\
+             health: {{path: /healthz, interval: {interval}, timeout: 150ms, rise: 2, fall: 2}}\n\
              backend_servers:\n  - {}\n  - {{url: \"{}\", id: b2, weight: {weight}}}\n",
             b1.url(),
             b2.url()
         )
     };
     // Bare seconds, as alb's file always took them.
-    let alb = start_alb(dir.path(), &config("0.1", 1)).await;
+    let alb = start_alb(dir.path(), &config("0.2", 1)).await;
     let (addr, admin) = (alb.listen_addrs()[0], alb.admin_addr().unwrap());
     b2.health_ok.store(false, Ordering::Relaxed);
     let pool = || alb.state.pools()[0].clone();
