@@ -8,12 +8,15 @@ fn lb_user() -> std::path::PathBuf {
     workspace::binary("lb-user").expect("lb-user is built")
 }
 
-/// stderr of a failed run, which must be exactly one line.
+/// The error line of a failed run: stderr is exactly one `lb-user: error:`
+/// line, followed only by its `  caused by:` lines (lb_common::report's
+/// style), and nothing else (no log noise, no backtrace).
 fn one_error_line(out: std::process::Output) -> String {
     assert!(!out.status.success(), "expected failure, got {}", out.status);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got {stderr:?}");
+    assert!(lines.first().is_some_and(|l| l.starts_with("lb-user: error: ")), "expected one error line first, got {stderr:?}");
+    assert!(lines[1..].iter().all(|l| l.starts_with("  caused by: ")), "expected only cause lines after it, got {stderr:?}");
     lines[0].to_owned()
 }
 
