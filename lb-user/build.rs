@@ -9,9 +9,9 @@
 //! `cargo:warning`, so a fresh build showed ~20 `warning: lb-user@…` lines
 //! although nothing was wrong, and it has no option to keep quiet. Here the
 //! output is captured: a clean build prints one line, a build with compiler
-//! warnings prints them, a failed one prints everything. The command line,
-//! flags and target directory are the ones aya-build 0.2.0 uses, so its
-//! build cache stays valid; keep them in step when aya is upgraded.
+//! warnings prints them, a failed one prints everything. The command line
+//! and flags are the ones aya-build 0.2.0 uses; keep them in step when aya is
+//! upgraded.
 
 use std::{
     env,
@@ -68,9 +68,15 @@ fn build_ebpf(ebpf_dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
     // for kprobe-style programs; aya-build folds riscv64 variants the same way.
     let arch = env::var("CARGO_CFG_TARGET_ARCH")?;
     let arch = if arch.starts_with("riscv64") { "riscv64" } else { arch.as_str() };
-    // Separate from OUT_DIR's own files (aya-build's layout, so an existing
-    // cache is reused).
-    let target_dir = out_dir.join("aya-build").join("target").join(PACKAGE);
+    // One nested target directory per outer profile directory
+    // (`target/debug/lb-ebpf-target`), not one per OUT_DIR: `cargo clippy`
+    // and feature variants give lb-user's build script other OUT_DIRs, and a
+    // fresh nested directory would rebuild the whole object (half a minute)
+    // for each. OUT_DIR is `<profile dir>/build/lb-user-<hash>/out`.
+    let target_dir = match out_dir.ancestors().nth(3) {
+        Some(profile_dir) => profile_dir.join("lb-ebpf-target"),
+        None => out_dir.join("lb-ebpf-target"),
+    };
 
     let mut cmd = Command::new("rustup");
     cmd.args(["run", "nightly", "cargo", "build", "--package", PACKAGE, "--bins", "--release", "--target", target])
