@@ -73,6 +73,22 @@ pub fn exit(binary: &str, err: &(dyn Error + 'static), exit: Exit) -> ExitCode {
     exit.into()
 }
 
+/// Several config problems as one message, the same way in every binary:
+/// a single problem as it is, more as `N problems:` then one indented line
+/// each.
+pub fn problem_list<T: std::fmt::Display>(problems: &[T]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => {
+            let mut s = format!("{} problems:", many.len());
+            for p in many {
+                let _ = write!(s, "\n  {p}");
+            }
+            s
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +125,11 @@ mod tests {
     #[test]
     fn codes() {
         assert_eq!([Exit::Runtime, Exit::Usage, Exit::Config].map(Exit::code), [1, 2, 78]);
+    }
+
+    #[test]
+    fn problem_lists_are_one_line_or_counted() {
+        assert_eq!(problem_list(&["a: bad"]), "a: bad");
+        assert_eq!(problem_list(&["a: bad", "b: worse"]), "2 problems:\n  a: bad\n  b: worse");
     }
 }

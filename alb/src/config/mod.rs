@@ -53,17 +53,7 @@ pub struct Problem {
 }
 
 fn display_problems(problems: &[Problem]) -> String {
-    match problems {
-        [one] => one.to_string(),
-        many => {
-            let mut s = format!("{} problems:", many.len());
-            for p in many {
-                s.push_str("\n  ");
-                s.push_str(&p.to_string());
-            }
-            s
-        }
-    }
+    lb_common::report::problem_list(problems)
 }
 
 impl ConfigError {

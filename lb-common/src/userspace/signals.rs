@@ -1,18 +1,12 @@
 //! The one signal mechanism of every xdplb binary: tokio's signal streams.
 //!
 //! `SIGINT`/`SIGTERM` ask for a stop (drain, detach), `SIGHUP` for a reload.
-//! Async code awaits [`Signals::recv`]; synchronous tools (xtask) take a
-//! [`stop_flag`], which a small thread with its own runtime sets. One
+//! Async code awaits [`Signals::recv`]; synchronous tools (xtask) give
+//! [`on_stop`] a callback, which a small thread with its own runtime calls. One
 //! mechanism means one set of rules: no handler library that turns SIGHUP
 //! into a stop, and no two handlers fighting over the same signal.
 
-use std::{
-    io,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-};
+use std::io;
 
 use tokio::signal::unix::{signal, Signal as Stream, SignalKind};
 
@@ -87,14 +81,6 @@ pub fn on_stop(mut f: impl FnMut(Signal) + Send + 'static) -> io::Result<()> {
         })
     })?;
     Ok(())
-}
-
-/// A flag set by the first SIGINT or SIGTERM (see [`on_stop`]).
-pub fn stop_flag() -> io::Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    on_stop(move |_| set.store(true, Ordering::SeqCst))?;
-    Ok(flag)
 }
 
 #[cfg(test)]

@@ -358,17 +358,7 @@ pub enum ConfigError {
 }
 
 fn display_field_errors(errors: &[FieldError]) -> String {
-    match errors {
-        [one] => one.to_string(),
-        many => {
-            let mut s = format!("{} problems:", many.len());
-            for e in many {
-                s.push_str("\n  ");
-                s.push_str(&e.to_string());
-            }
-            s
-        }
-    }
+    lb_common::report::problem_list(errors)
 }
 
 impl ConfigError {

@@ -158,12 +158,6 @@ impl Algorithm {
             Algorithm::SourceHash => "ip_hash",
         }
     }
-
-    /// Whether a flow's or client's choice depends only on the key and the
-    /// candidate set (not on earlier picks, load or chance).
-    pub fn is_hash(self) -> bool {
-        matches!(self, Algorithm::Maglev | Algorithm::MaglevSrc | Algorithm::SourceHash)
-    }
 }
 
 impl fmt::Display for Algorithm {
