@@ -56,6 +56,20 @@ pub fn fill(template: &str, c: &Certs) -> String {
         .replace("{crl}", &f.crl.display().to_string())
 }
 
+/// A TLS listener on an ephemeral port with the demo server certificate,
+/// no admin API and no active checks, balancing `bs`; `extra` is appended
+/// (placeholders such as `{ca}` are filled there too).
+pub fn tls_config(c: &Certs, bs: &[&Backend], extra: &str) -> String {
+    fill(
+        &format!(
+            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\nadmin: {{enabled: false}}\n\
+             health: {{enabled: false}}\nbackend_servers:\n{}{extra}",
+            backends_yaml(bs)
+        ),
+        c,
+    )
+}
+
 pub fn backends_yaml(bs: &[&Backend]) -> String {
     bs.iter().map(|b| format!("  - {}\n", b.url())).collect()
 }

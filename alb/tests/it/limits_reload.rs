@@ -10,17 +10,6 @@ use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn tls_config(c: &Certs, bs: &[&Backend], extra: &str) -> String {
-    fill(
-        &format!(
-            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\nadmin: {{enabled: false}}\n\
-             health: {{enabled: false}}\nbackend_servers:\n{}{extra}",
-            backends_yaml(bs)
-        ),
-        c,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_cut_at_header_timeout() {
     let c = certs();

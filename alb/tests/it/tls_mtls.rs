@@ -103,13 +103,7 @@ async fn http2_and_http11_via_alpn_and_websocket() {
     let c = certs();
     let b1 = backend("b1").await;
     let dir = tmp();
-    let y = fill(
-        &format!(
-            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers:\n{}",
-            backends_yaml(&[&b1])
-        ),
-        &c,
-    );
+    let y = tls_config(&c, &[&b1], "");
     let alb = start_alb(dir.path(), &y).await;
     let port = alb.listen_addrs()[0].port();
     let url = format!("https://localhost:{port}/x?y=1");
@@ -163,13 +157,7 @@ async fn the_server_cipher_order_wins() {
     let c = certs();
     let b1 = backend("b1").await;
     let dir = tmp();
-    let y = fill(
-        &format!(
-            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers:\n{}",
-            backends_yaml(&[&b1])
-        ),
-        &c,
-    );
+    let y = tls_config(&c, &[&b1], "");
     let alb = start_alb(dir.path(), &y).await;
     let port = alb.listen_addrs()[0].port();
     let mut roots = rustls::RootCertStore::empty();
@@ -221,15 +209,8 @@ async fn the_certificate_is_chosen_by_sni() {
         .issue_server(&certgen::ServerOptions { out_dir: Some(dir.path().to_owned()), ..certgen::ServerOptions::new("other", &["other.test"], &[]) })
         .unwrap();
     let b1 = backend("b1").await;
-    let y = fill(
-        &format!(
-            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\ncertificates:\n  - {{cert: {}, key: {}}}\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers:\n{}",
-            path_str(&other.cert_path),
-            path_str(&other.key_path),
-            backends_yaml(&[&b1])
-        ),
-        &c,
-    );
+    let extra = format!("certificates:\n  - {{cert: {}, key: {}}}\n", path_str(&other.cert_path), path_str(&other.key_path));
+    let y = tls_config(&c, &[&b1], &extra);
     let alb = start_alb(dir.path(), &y).await;
     let port = alb.listen_addrs()[0].port();
     let served = |t: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| t.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec();
@@ -247,13 +228,7 @@ async fn optional_mtls_serves_both_and_passes_the_identity_when_there_is_one() {
     let c = certs();
     let b1 = backend("b1").await;
     let dir = tmp();
-    let y = fill(
-        &format!(
-            "listen: [\"127.0.0.1:0\"]\ncert_location: {{cert}}\nkey_location: {{key}}\nca_location: {{ca}}\nmtls: {{mode: optional}}\nadmin: {{enabled: false}}\nhealth: {{enabled: false}}\nbackend_servers:\n{}",
-            backends_yaml(&[&b1])
-        ),
-        &c,
-    );
+    let y = tls_config(&c, &[&b1], "ca_location: {ca}\nmtls: {mode: optional}\n");
     let alb = start_alb(dir.path(), &y).await;
     let url = format!("https://localhost:{}/", alb.listen_addrs()[0].port());
     let mut anonymous = tls_args(&c, None);
