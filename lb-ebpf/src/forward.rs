@@ -82,11 +82,33 @@ fn route_action(ctx: &XdpContext, p: &Packet, dst: &[u8; 16], hop: &mut NextHop,
     }
 }
 
+/// Sends the packet towards backend `id`. In DSR mode a backend with a
+/// configured MAC is on the segment the packet arrived on: the frame goes
+/// back out of that interface (XDP_TX) with the backend's MAC as destination
+/// and the old destination (this interface's own MAC) as source, no route or
+/// neighbour lookup. Otherwise the next hop comes from [`route`].
+#[inline(always)]
+pub fn towards_backend(ctx: &XdpContext, p: &Packet, id: u32, backend: &BackendInfo, dsr: bool, now: u64) -> Egress {
+    if dsr && mem::mac_is_set(&backend.mac) {
+        let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else { return Egress::NoRoute };
+        // SAFETY: bounds checked by ptr_at; source and destination are
+        // distinct fields.
+        unsafe {
+            mem::copy_mac(&mut (*eth).src, &(*eth).dst);
+            mem::copy_mac(&mut (*eth).dst, &backend.mac);
+        }
+        decrement_ttl(ctx, p);
+        return Egress::Sent(xdp_action::XDP_TX);
+    }
+    let Some(hop) = backend_hop(id, &backend.addr, ctx.ingress_ifindex() as u32) else { return Egress::NoRoute };
+    route(ctx, p, &backend.addr, hop, now)
+}
+
 /// This CPU's remembered next hop towards backend `id` at `addr`, for
 /// packets arriving on `ingress`; emptied when the slot was remembered for
 /// another address (a reused backend id) or another ingress interface.
 #[inline(always)]
-pub fn backend_hop(id: u32, addr: &[u8; 16], ingress: u32) -> Option<&'static mut NextHop> {
+fn backend_hop(id: u32, addr: &[u8; 16], ingress: u32) -> Option<&'static mut NextHop> {
     let slot = BACKEND_HOPS.get_ptr_mut(id)?;
     // SAFETY: this CPU's slot from a successful lookup; XDP programs do not
     // preempt each other.

@@ -102,8 +102,7 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
     }
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    let Some(hop) = forward::backend_hop(state.backend_id, &backend.addr, ctx.ingress_ifindex() as u32) else { return false };
-    let (action, stat) = match forward::route(ctx, p, &backend.addr, hop, now) {
+    let (action, stat) = match forward::towards_backend(ctx, p, state.backend_id, backend, vip.mode == MODE_DSR, now) {
         Egress::Sent(action) => (action, Stat::IcmpToBackend),
         Egress::Kernel if vip.mode != MODE_DSR => (xdp_action::XDP_PASS, Stat::PassKernelForward),
         Egress::Kernel | Egress::NoRoute => (xdp_action::XDP_DROP, Stat::DropNoRoute),

@@ -130,10 +130,7 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
             return (xdp_action::XDP_DROP, Stat::DropMalformedVip);
         }
     }
-    let Some(hop) = forward::backend_hop(backend_id, &backend.addr, ctx.ingress_ifindex() as u32) else {
-        return (xdp_action::XDP_DROP, Stat::DropNoRoute);
-    };
-    let result = match forward::route(ctx, p, &backend.addr, hop, now) {
+    let result = match forward::towards_backend(ctx, p, backend_id, backend, !nat, now) {
         Egress::Sent(action) => (action, forward::sent_stat(nat)),
         // DSR cannot hand the packet to the kernel: it is still addressed to the VIP.
         Egress::Kernel if nat => (xdp_action::XDP_PASS, Stat::PassKernelForward),

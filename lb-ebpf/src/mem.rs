@@ -73,6 +73,15 @@ pub fn addr_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
     unsafe { (x.read() ^ y.read()) | (x.add(1).read() ^ y.add(1).read()) | (x.add(2).read() ^ y.add(2).read()) | (x.add(3).read() ^ y.add(3).read()) == 0 }
 }
 
+/// Whether a MAC address (at an even offset) is not all zero: zero is
+/// `BackendInfo::mac`'s "none configured".
+#[inline(always)]
+pub fn mac_is_set(mac: &[u8; 6]) -> bool {
+    let m = mac.as_ptr() as *const u16;
+    // SAFETY: 6 bytes at an even offset, read as three u16.
+    unsafe { (m.read() | m.add(1).read() | m.add(2).read()) != 0 }
+}
+
 /// Copies a MAC address as three 16-bit words (both places at even offsets:
 /// Ethernet header fields and `bpf_fib_lookup`'s `smac`/`dmac`).
 #[inline(always)]
