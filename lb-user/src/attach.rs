@@ -92,8 +92,11 @@ impl Attachment {
     /// to every interface the config lists (backend-side ones first, so reply
     /// translation is in place before client traffic arrives). If a previous
     /// lb-user left the program attached, its maps and links are adopted and
-    /// brought to this config without disturbing established flows.
-    pub fn attach_config(config: &Config, mode: AttachMode) -> Result<Attachment> {
+    /// brought to this config without disturbing established flows. `start`
+    /// says which backends go into the first tables (all up, but for DSR
+    /// backends whose next hop is not resolved yet, see
+    /// [`crate::neighbours`]).
+    pub fn attach_config(config: &Config, mode: AttachMode, start: &HealthSnapshot) -> Result<Attachment> {
         let mut ifaces: Vec<&crate::config::Interface> = config.interfaces.iter().collect();
         ifaces.sort_by_key(|i| i.role == InterfaceRole::Client);
         let names: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
@@ -101,9 +104,9 @@ impl Attachment {
         let mut applied = None;
         let mut attachment = Attachment::attach_all(&names, mode, &load, |dp, adopted| {
             let (mut ids, old) = if adopted { IdBook::adopt(dp, load).map(|(i, d)| (i, Some(d)))? } else { (IdBook::default(), None) };
-            let desired = Desired::build(config, &mut ids, &|_, _| true)?;
+            let desired = Desired::build(config, &mut ids, &|v, b| start.is_up(v, b))?;
             desired.apply(old.as_ref(), config, dp)?;
-            applied = Some(Applied { config: config.clone(), desired, ids, health: HealthSnapshot::all_up(config) });
+            applied = Some(Applied { config: config.clone(), desired, ids, health: start.clone() });
             Ok(())
         })?;
         attachment.state = applied;

@@ -10,6 +10,7 @@ pub mod desired;
 pub mod exporter;
 pub mod health;
 pub mod metrics_endpoint;
+pub mod neighbours;
 pub mod netns;
 pub mod privileges;
 pub mod program;

@@ -5,7 +5,13 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use lb_common::report::{self, Exit};
-use lb_user::{config::Config, netns, stats::Report, AttachMode, Attachment};
+use lb_user::{
+    config::Config,
+    neighbours::{self, Neighbours},
+    netns,
+    stats::Report,
+    AttachMode, Attachment,
+};
 
 /// Load, attach and inspect the xdplb XDP load balancer.
 ///
@@ -125,14 +131,16 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMode>) -> Result<()> {
+    let mut neighbours = Neighbours::new();
     let attachment = match (iface, &config) {
         (Some(iface), _) => Attachment::attach(&iface, mode.unwrap_or_default())?,
         (None, Some(path)) => {
             let config = Config::from_file(path)?;
-            Attachment::attach_config(&config, mode.unwrap_or(config.attach_mode))?
+            let start = neighbours.settle(&config, neighbours::SETTLE)?;
+            Attachment::attach_config(&config, mode.unwrap_or(config.attach_mode), &start)?
         }
         (None, None) => anyhow::bail!("give --iface or --config"),
     };
     println!("xdplb attached to {}; press Ctrl-C to detach", attachment.ifaces().join(", "));
-    lb_user::supervisor::run_until_signalled(attachment, config)
+    lb_user::supervisor::run_until_signalled(attachment, config, neighbours)
 }

@@ -22,7 +22,7 @@ use lb_common::userspace::{
 };
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
-use crate::{attach::interface_index, config::Config, exporter, health::HealthChecks, Attachment};
+use crate::{attach::interface_index, config::Config, exporter, health::HealthChecks, neighbours::Neighbours, Attachment};
 
 /// How often the config file and the interfaces are looked at.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -42,13 +42,17 @@ pub struct Supervisor {
     config_path: Option<PathBuf>,
     watch: Option<FileWatch>,
     health: HealthChecks,
+    /// DSR next hops: gated backends stay out of the tables until resolved.
+    neighbours: Neighbours,
     _exporter: Option<exporter::ExporterHandle>,
 }
 
 impl Supervisor {
     /// Starts the health checks and the metrics endpoint of the attached
     /// config. Must run inside a tokio runtime.
-    pub fn new(attachment: Attachment, config_path: Option<PathBuf>) -> Result<Supervisor> {
+    /// `neighbours` is what the first tables were gated by (see
+    /// [`Neighbours::settle`]).
+    pub fn new(attachment: Attachment, config_path: Option<PathBuf>, neighbours: Neighbours) -> Result<Supervisor> {
         let ifaces = attachment.ifaces().to_vec();
         // Prometheus: the BPF counters and health gauges, read from the pins
         // on every scrape.
@@ -65,7 +69,7 @@ impl Supervisor {
             health.sync(c);
         }
         let watch = config_path.as_ref().map(|p| FileWatch::new([p]));
-        Ok(Supervisor { attachment, config_path, watch, health, _exporter: exporter })
+        Ok(Supervisor { attachment, config_path, watch, health, neighbours, _exporter: exporter })
     }
 
     /// Runs until a [`Command::Stop`] (or the sender is dropped) or an
@@ -92,19 +96,25 @@ impl Supervisor {
                     if self.watch.as_mut().is_some_and(FileWatch::changed) {
                         self.reload("file changed");
                     }
+                    match self.neighbours.refresh() {
+                        Ok(true) => self.follow_health(),
+                        Ok(false) => {}
+                        Err(err) => log::warn!("checking DSR next hops: {err:#}"),
+                    }
                 }
             }
         }
         drop(self.health);
+        self.neighbours.release();
         self.attachment.detach()
     }
 
     fn follow_health(&mut self) {
         let Some(config) = self.attachment.config() else { return };
-        let snapshot = self.health.snapshot(config);
+        let snapshot = self.neighbours.gate(config, self.health.snapshot(config));
         match self.attachment.set_health(&snapshot) {
-            Ok(()) => log::info!("tables rebuilt after a health change"),
-            Err(err) => log::error!("rebuilding tables after a health change: {err:#}"),
+            Ok(()) => log::info!("tables rebuilt after a health or next-hop change"),
+            Err(err) => log::error!("rebuilding tables after a health or next-hop change: {err:#}"),
         }
     }
 
@@ -119,7 +129,10 @@ impl Supervisor {
         let result = Config::from_file(&path).map_err(anyhow::Error::from).and_then(|c| {
             // The new config's backends as the checks see them now: those
             // that stay keep their verdicts.
-            let health = self.health.snapshot(&c);
+            if let Err(err) = self.neighbours.sync(&c) {
+                log::warn!("checking DSR next hops: {err:#}");
+            }
+            let health = self.neighbours.gate(&c, self.health.snapshot(&c));
             self.attachment.reload(&c, &health).map(|()| c)
         });
         match result {
@@ -127,20 +140,28 @@ impl Supervisor {
                 self.health.sync(&c);
                 log::info!("reload applied ({why}): {}", path.display());
             }
-            Err(err) => log::error!("reload refused ({why}), previous config stays in force: {err:#}"),
+            Err(err) => {
+                // The next hops of the config that stays.
+                if let Some(running) = self.attachment.config() {
+                    if let Err(err) = self.neighbours.sync(&running.clone()) {
+                        log::warn!("checking DSR next hops: {err:#}");
+                    }
+                }
+                log::error!("reload refused ({why}), previous config stays in force: {err:#}");
+            }
         }
     }
 }
 
 /// The binary's entry: SIGHUP reloads, SIGINT/SIGTERM stop. Blocks until
 /// detached.
-pub fn run_until_signalled(attachment: Attachment, config_path: Option<PathBuf>) -> Result<()> {
+pub fn run_until_signalled(attachment: Attachment, config_path: Option<PathBuf>, neighbours: Neighbours) -> Result<()> {
     // One worker: the checks and this loop are light, and a second thread
     // would only compete with the data path's softirqs.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().context("starting the supervisor's runtime")?;
     runtime.block_on(async move {
         let mut signals = Signals::new().context("installing the signal handlers")?;
-        let supervisor = Supervisor::new(attachment, config_path)?;
+        let supervisor = Supervisor::new(attachment, config_path, neighbours)?;
         let (tx, rx) = mpsc::channel(4);
         let forward = tokio::spawn(async move {
             loop {

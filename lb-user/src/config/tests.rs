@@ -377,7 +377,9 @@ fn backend_fields() {
     err(&b("{ address: backend1, port: 8080 }"), &["vips[0].backends[0].address", "\"backend1\""]);
     err(&b("{ address: 198.18.1.11, port: 8080, mac: \"02:00:00:00:11\" }"), &["vips[0].backends[0].mac", "\"02:00:00:00:11\"", "six hex bytes"]);
     err(&b("{ address: 198.18.1.11, port: 8080, mac: \"ff:ff:ff:ff:ff:ff\" }"), &["vips[0].backends[0].mac", "\"ff:ff:ff:ff:ff:ff\"", "unicast"]);
-    let c = parse(&b("{ address: 198.18.1.11, port: 8080, weight: 100, mac: \"02:AB:00:00:00:11\" }")).unwrap();
+    err(&b("{ address: 198.18.1.11, port: 8080, mac: \"02:AB:00:00:00:11\" }"), &["vips[0].backends[0].mac", "only with forwarding: dsr"]);
+    let dsr = |backend: &str| with_vip(&format!("    address: 198.18.100.1\n    port: 8080\n    forwarding: dsr\n    backends:\n      - {backend}\n"));
+    let c = parse(&dsr("{ address: 198.18.1.11, port: 8080, weight: 100, mac: \"02:AB:00:00:00:11\" }")).unwrap();
     assert_eq!((c.vips[0].backends[0].weight, c.vips[0].backends[0].mac), (100, Some([2, 0xab, 0, 0, 0, 0x11])));
     assert_eq!(c.vips[0].backends[0].key(), "198.18.1.11:8080");
 }

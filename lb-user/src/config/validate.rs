@@ -351,6 +351,12 @@ fn vip(c: &mut Check, i: usize, r: &RawVip) -> Option<Vip> {
                         );
                     }
                 }
+                if forwarding == Forwarding::Nat && b.mac.is_some() {
+                    c.err(
+                        format!("{bp}.mac"),
+                        "is used only with forwarding: dsr (a NAT backend's next hop comes from the kernel's route and neighbour tables); drop it or set forwarding: dsr",
+                    );
+                }
                 if let (Forwarding::Dsr, Some(vp)) = (forwarding, port) {
                     if b.port != vp {
                         c.err(

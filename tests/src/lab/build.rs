@@ -41,7 +41,7 @@ pub(super) fn build(lab: &Lab) -> Result<()> {
     let bridge = format!("{name}-br");
     ip(&["-n", &sw, "link", "add", &bridge, "type", "bridge"])?;
     ip(&["-n", &sw, "link", "set", &bridge, "up"])?;
-    let sw_lb = format!("{name}-sl");
+    let sw_lb = super::switch_lb_iface(name);
     veth(&lb, &lb_backend_if, &sw, &sw_lb)?;
     ip(&["-n", &sw, "link", "set", &sw_lb, "master", &bridge])?;
     for i in 1..=lab.backend_count() {

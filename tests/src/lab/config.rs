@@ -45,7 +45,8 @@ pub struct Vip {
     keys: Vec<(&'static str, String)>,
     /// Lines under the VIP, indented, each ending in a newline.
     extra: String,
-    backends: Vec<SocketAddr>,
+    /// Each with the `mac` to configure, if any.
+    backends: Vec<(SocketAddr, Option<[u8; 6]>)>,
 }
 
 impl LbConfig {
@@ -154,14 +155,20 @@ impl Vip {
     pub fn backends(mut self, ids: impl IntoIterator<Item = u8>, port: u16, v6: bool) -> Vip {
         for i in ids {
             let ip = if v6 { addr::backend_v6(i).into() } else { addr::backend_v4(i).into() };
-            self.backends.push(SocketAddr::new(ip, port));
+            self.backends.push((SocketAddr::new(ip, port), None));
         }
         self
     }
 
     /// One backend at any address.
     pub fn backend(mut self, addr: SocketAddr) -> Vip {
-        self.backends.push(addr);
+        self.backends.push((addr, None));
+        self
+    }
+
+    /// One backend with a configured `mac` (DSR's next hop for it).
+    pub fn backend_with_mac(mut self, addr: SocketAddr, mac: [u8; 6]) -> Vip {
+        self.backends.push((addr, Some(mac)));
         self
     }
 
@@ -177,8 +184,9 @@ impl Vip {
         }
         out.push_str(&self.extra);
         out.push_str("    backends:\n");
-        for b in &self.backends {
-            let _ = writeln!(out, "      - {{ address: \"{}\", port: {} }}", b.ip(), b.port());
+        for (b, mac) in &self.backends {
+            let mac = mac.map(|m| format!(", mac: \"{}\"", m.map(|x| format!("{x:02x}")).join(":"))).unwrap_or_default();
+            let _ = writeln!(out, "      - {{ address: \"{}\", port: {}{mac} }}", b.ip(), b.port());
         }
     }
 }

@@ -116,6 +116,13 @@ impl Lab {
         lb_backend_iface(&self.name)
     }
 
+    /// The switch's port facing the lb (the peer of
+    /// [`Lab::lb_backend_iface`]). XDP_TX on the lb's side delivers frames
+    /// to it only while it has an XDP program of its own (a veth property).
+    pub fn switch_lb_iface(&self) -> String {
+        switch_lb_iface(&self.name)
+    }
+
     /// The client's only interface.
     pub fn client_iface(&self) -> String {
         client_iface(&self.name)
@@ -373,6 +380,11 @@ pub fn lb_client_iface(lab: &str) -> String {
 /// The lb's interface facing the backend segment in lab `lab`.
 pub fn lb_backend_iface(lab: &str) -> String {
     format!("{lab}-lb")
+}
+
+/// The switch's port facing the lb in lab `lab`.
+pub fn switch_lb_iface(lab: &str) -> String {
+    format!("{lab}-sl")
 }
 
 /// The client's only interface in lab `lab`.
