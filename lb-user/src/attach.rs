@@ -5,7 +5,7 @@
 //! pinned under `/sys/fs/bpf/xdplb/<iface>/` so `lb-user stats` can read them
 //! from another process.
 
-use std::ffi::CString;
+use std::{collections::BTreeMap, ffi::CString, net::SocketAddr};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
@@ -164,6 +164,21 @@ impl Attachment {
         desired.apply(Some(&state.desired), config, &mut Dataplane::new(&mut self.ebpf))?;
         *state = Applied { config: config.clone(), desired, ids, health };
         Ok(())
+    }
+
+    /// Live conntrack flows (see [`Dataplane::live_flows`]) of every backend
+    /// of the config in force, by (VIP name, backend address).
+    pub fn live_flows(&mut self) -> Result<BTreeMap<(String, SocketAddr), u64>> {
+        let Some(state) = self.state.as_ref() else { return Ok(BTreeMap::new()) };
+        let by_id = Dataplane::new(&mut self.ebpf).live_flows(monotonic_ns())?;
+        let mut out = BTreeMap::new();
+        // Desired VIPs and their backend ids are in config order.
+        for (vip, desired) in state.config.vips.iter().zip(&state.desired.vips) {
+            for (b, id) in vip.backends.iter().zip(&desired.backend_ids) {
+                out.insert((vip.name.clone(), b.socket_addr()), by_id.get(id).copied().unwrap_or(0));
+            }
+        }
+        Ok(out)
     }
 
     /// The config in force, if attached with one.
@@ -352,4 +367,13 @@ fn attach_error(iface: &str, mode: AttachMode, err: ProgramError) -> anyhow::Err
         format!("attaching XDP to {iface} in mode {mode:?}")
     };
     anyhow::Error::new(err).context(context)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, which
+/// stamps conntrack entries.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

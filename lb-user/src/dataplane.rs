@@ -5,7 +5,7 @@
 //! written first and the VIP entry, which names the active half, is replaced
 //! last in one map update.
 
-use std::net::IpAddr;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 use lb_common::userspace::select::addr16;
 use lb_common::{
-    lb::{BackendInfo, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND},
+    lb::{BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND, TCP_CLOSING},
     map_names as names,
 };
 
@@ -40,6 +40,8 @@ pub struct Dataplane<'a> {
 fn map_mut<'e>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut aya::maps::Map> {
     ebpf.map_mut(name).with_context(|| format!("eBPF object has no map {name}"))
 }
+
+const IPPROTO_TCP: u8 = 6;
 
 /// Writes `values` into slots `first..` of the u32 array `map` with one
 /// BPF_MAP_UPDATE_BATCH: a Maglev table half is 65537 slots by default, and a
@@ -261,6 +263,27 @@ impl<'a> Dataplane<'a> {
         }
         let ports = HashMap::<&MapData, u16, u8>::try_from(self.ebpf.map(names::ALLOW_PORTS).context("no ALLOW_PORTS")?)?;
         Ok((nets, ports.keys().collect::<Result<_, _>>()?))
+    }
+
+    /// Live conntrack entries per backend id: open (no FIN/RST seen) and
+    /// younger than their idle timeout at `now_ns` (bpf_ktime_get_ns time).
+    /// Walks the whole table: one lookup per entry, so it is for occasional
+    /// use (draining backends), not for every tick of a busy balancer.
+    pub fn live_flows(&self, now_ns: u64) -> Result<BTreeMap<u32, u64>> {
+        let global = Array::<&MapData, GlobalConfig>::try_from(self.ebpf.map(names::CONFIG).context("no CONFIG map")?)?.get(&0, 0)?;
+        let conntrack = HashMap::<&MapData, FlowKey, FlowState>::try_from(self.ebpf.map(names::CONNTRACK).context("no CONNTRACK map")?)?;
+        let mut out = BTreeMap::new();
+        for entry in conntrack.iter() {
+            // An entry evicted between listing and lookup is simply skipped.
+            let Ok((key, state)) = entry else { continue };
+            let tcp = key.protocol == IPPROTO_TCP;
+            let timeout_s = if tcp { global.tcp_timeout_s } else { global.udp_timeout_s };
+            let fresh = now_ns.saturating_sub(state.last_seen_ns) < u64::from(timeout_s) * 1_000_000_000;
+            if fresh && !(tcp && state.tcp_state == TCP_CLOSING) {
+                *out.entry(state.backend_id).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// Lets XDP_REDIRECT send out of interface `ifindex`.

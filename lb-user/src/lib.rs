@@ -7,6 +7,7 @@ pub mod bpffs;
 pub mod config;
 pub mod dataplane;
 pub mod desired;
+pub mod drain;
 pub mod exporter;
 pub mod health;
 pub mod metrics_endpoint;

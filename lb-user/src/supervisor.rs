@@ -8,12 +8,18 @@
 //!   applied all or nothing; backends that stay keep their health state (and
 //!   their running check), new ones start up; a refused reload keeps the
 //!   running config;
+//! - **draining backends** (removed by a reload with `conntrack.drain_timeout`):
+//!   removed when their last flow ends or the timeout passes;
+//! - **DSR next hops**: backends follow their neighbour entries;
 //! - **a vanished interface**: detach;
 //! - **stop** (SIGINT/SIGTERM): detach and remove the pins.
 //!
 //! The binary and the tests run this same code ([`Supervisor::run`]).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
 use lb_common::userspace::{
@@ -22,10 +28,22 @@ use lb_common::userspace::{
 };
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
-use crate::{attach::interface_index, config::Config, exporter, health::HealthChecks, neighbours::Neighbours, Attachment};
+use crate::{
+    attach::interface_index,
+    config::Config,
+    drain::{self, Drains},
+    exporter,
+    health::{HealthChecks, HealthSnapshot},
+    neighbours::Neighbours,
+    Attachment,
+};
 
 /// How often the config file and the interfaces are looked at.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often the flows of draining backends are counted (a walk over the
+/// whole conntrack table).
+pub const DRAIN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the supervisor is asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +62,12 @@ pub struct Supervisor {
     health: HealthChecks,
     /// DSR next hops: gated backends stay out of the tables until resolved.
     neighbours: Neighbours,
+    /// The config file as last applied; the attachment holds the effective
+    /// config (this plus the draining backends).
+    file: Option<Config>,
+    /// Backends a reload removed, keeping their flows for a while.
+    drains: Drains,
+    last_drain_check: Instant,
     _exporter: Option<exporter::ExporterHandle>,
 }
 
@@ -69,7 +93,18 @@ impl Supervisor {
             health.sync(c);
         }
         let watch = config_path.as_ref().map(|p| FileWatch::new([p]));
-        Ok(Supervisor { attachment, config_path, watch, health, neighbours, _exporter: exporter })
+        let file = attachment.config().cloned();
+        Ok(Supervisor {
+            attachment,
+            config_path,
+            watch,
+            health,
+            neighbours,
+            file,
+            drains: Drains::new(),
+            last_drain_check: Instant::now(),
+            _exporter: exporter,
+        })
     }
 
     /// Runs until a [`Command::Stop`] (or the sender is dropped) or an
@@ -101,6 +136,7 @@ impl Supervisor {
                         Ok(false) => {}
                         Err(err) => log::warn!("checking DSR next hops: {err:#}"),
                     }
+                    self.follow_drains();
                 }
             }
         }
@@ -109,9 +145,58 @@ impl Supervisor {
         self.attachment.detach()
     }
 
+    /// Which backends of `effective` may get new flows: up by their health
+    /// check, next hop resolved (DSR), not draining.
+    fn verdicts(&self, effective: &Config) -> HealthSnapshot {
+        self.drains_then(&self.drains, effective)
+    }
+
+    /// Ends the drains whose flows ended or whose timeout passed (the
+    /// conntrack walk runs at most every [`DRAIN_CHECK_INTERVAL`]) and
+    /// removes those backends from the maps.
+    fn follow_drains(&mut self) {
+        if self.drains.is_empty() || self.last_drain_check.elapsed() < DRAIN_CHECK_INTERVAL {
+            return;
+        }
+        self.last_drain_check = Instant::now();
+        let flows = match self.attachment.live_flows() {
+            Ok(f) => Some(f),
+            Err(err) => {
+                log::warn!("counting the flows of draining backends: {err:#}");
+                None
+            }
+        };
+        let done = self.drains.expire(Instant::now(), &mut |vip, b| flows.as_ref().and_then(|f| f.get(&(vip.to_owned(), b.socket_addr())).copied()));
+        if done.is_empty() {
+            return;
+        }
+        for (vip, b, why) in &done {
+            let why = match why {
+                drain::Done::FlowsEnded => "its last flow ended",
+                drain::Done::Timeout => "drain_timeout passed",
+            };
+            log::info!("backend removed after draining vip={vip} backend={} reason={why:?}", b.socket_addr());
+        }
+        let Some(file) = self.file.clone() else { return };
+        let effective = self.drains.effective(&file);
+        let health = self.verdicts(&effective);
+        if let Err(err) = self.attachment.reload(&effective, &health) {
+            log::error!("removing drained backends: {err:#}");
+        }
+        if let Err(err) = self.neighbours.sync(&effective) {
+            log::warn!("checking DSR next hops: {err:#}");
+        }
+    }
+
+    /// [`Supervisor::verdicts`] with `drains` in place of the current ones
+    /// (a reload's candidate).
+    fn drains_then(&self, drains: &Drains, effective: &Config) -> HealthSnapshot {
+        drains.gate(effective, self.neighbours.gate(effective, self.health.snapshot(effective)))
+    }
+
     fn follow_health(&mut self) {
         let Some(config) = self.attachment.config() else { return };
-        let snapshot = self.neighbours.gate(config, self.health.snapshot(config));
+        let snapshot = self.verdicts(config);
         match self.attachment.set_health(&snapshot) {
             Ok(()) => log::info!("tables rebuilt after a health or next-hop change"),
             Err(err) => log::error!("rebuilding tables after a health or next-hop change: {err:#}"),
@@ -126,18 +211,27 @@ impl Supervisor {
         if let Some(w) = &mut self.watch {
             w.rearm();
         }
+        let mut drains = self.drains.clone();
         let result = Config::from_file(&path).map_err(anyhow::Error::from).and_then(|c| {
-            // The new config's backends as the checks see them now: those
-            // that stay keep their verdicts.
-            if let Err(err) = self.neighbours.sync(&c) {
+            // Backends the file dropped drain (their flows stay) when
+            // conntrack.drain_timeout is set.
+            if let Some(old) = self.attachment.config() {
+                drains.follow_reload(old, &c, Instant::now());
+            }
+            let effective = drains.effective(&c);
+            if let Err(err) = self.neighbours.sync(&effective) {
                 log::warn!("checking DSR next hops: {err:#}");
             }
-            let health = self.neighbours.gate(&c, self.health.snapshot(&c));
-            self.attachment.reload(&c, &health).map(|()| c)
+            // The new config's backends as the checks see them now: those
+            // that stay keep their verdicts.
+            let health = self.drains_then(&drains, &effective);
+            self.attachment.reload(&effective, &health).map(|()| c)
         });
         match result {
             Ok(c) => {
                 self.health.sync(&c);
+                self.file = Some(c);
+                self.drains = drains;
                 log::info!("reload applied ({why}): {}", path.display());
             }
             Err(err) => {

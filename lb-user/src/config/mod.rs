@@ -116,11 +116,19 @@ pub struct ConntrackConfig {
     pub tcp_timeout: Duration,
     /// Whole seconds.
     pub udp_timeout: Duration,
+    /// How long a backend that a reload removed keeps its established flows
+    /// (it gets no new ones); 0 cuts them at once. See `crate::drain`.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ConntrackConfig {
     fn default() -> Self {
-        ConntrackConfig { max_flows: limits::DEFAULT_MAX_FLOWS, tcp_timeout: limits::DEFAULT_TCP_TIMEOUT, udp_timeout: limits::DEFAULT_UDP_TIMEOUT }
+        ConntrackConfig {
+            max_flows: limits::DEFAULT_MAX_FLOWS,
+            tcp_timeout: limits::DEFAULT_TCP_TIMEOUT,
+            udp_timeout: limits::DEFAULT_UDP_TIMEOUT,
+            drain_timeout: Duration::ZERO,
+        }
     }
 }
 

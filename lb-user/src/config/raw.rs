@@ -48,6 +48,7 @@ pub(super) struct RawConntrack {
     pub max_flows: Option<i64>,
     pub tcp_timeout: Option<RawDuration>,
     pub udp_timeout: Option<RawDuration>,
+    pub drain_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -124,7 +124,10 @@ fn defaults_are_applied() {
     assert_eq!(c.attach_mode, AttachMode::Auto);
     assert_eq!(c.interfaces[0].role, InterfaceRole::Client);
     assert_eq!(c.maglev, MaglevConfig { size: 65537, seed: 0 });
-    assert_eq!(c.conntrack, ConntrackConfig { max_flows: 65536, tcp_timeout: Duration::from_secs(300), udp_timeout: Duration::from_secs(30) });
+    assert_eq!(
+        c.conntrack,
+        ConntrackConfig { max_flows: 65536, tcp_timeout: Duration::from_secs(300), udp_timeout: Duration::from_secs(30), drain_timeout: Duration::ZERO }
+    );
     assert_eq!(c.allowlist, None);
     assert_eq!(c.metrics, None);
     assert_eq!(c.proxy, ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: Duration::from_secs(10) });

@@ -211,7 +211,8 @@ fn conntrack(c: &mut Check, raw: Option<&RawConntrack>) -> Option<ConntrackConfi
     };
     let tcp_timeout = timeout(c, "conntrack.tcp_timeout", raw.tcp_timeout.as_ref(), d.tcp_timeout);
     let udp_timeout = timeout(c, "conntrack.udp_timeout", raw.udp_timeout.as_ref(), d.udp_timeout);
-    Some(ConntrackConfig { max_flows: max_flows?, tcp_timeout: tcp_timeout?, udp_timeout: udp_timeout? })
+    let drain_timeout = c.duration_in("conntrack.drain_timeout", raw.drain_timeout.as_ref(), d.drain_timeout, Duration::ZERO..=CONNTRACK_TIMEOUT_MAX);
+    Some(ConntrackConfig { max_flows: max_flows?, tcp_timeout: tcp_timeout?, udp_timeout: udp_timeout?, drain_timeout: drain_timeout? })
 }
 
 fn allowlist(c: &mut Check, raw: &RawAllowlist) -> Option<Allowlist> {
