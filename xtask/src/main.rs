@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for xdplb's developers and users.
 
 mod bench;
+mod fuzz;
 mod lab;
 mod run;
 mod setup;
@@ -91,6 +92,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<std::path::PathBuf>,
     },
+    /// Fuzz the XDP program, the config loaders or alb's request heads for
+    /// longer than `cargo xtask test` does (docs/reliability.md).
+    Fuzz(fuzz::FuzzArgs),
     /// The network-namespace lab by hand.
     Lab {
         #[command(subcommand)]
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Run { duration, mode, lb_user_args } => run_command(duration, mode, lb_user_args),
         Command::Test { cargo_test_args } => test::test(&cargo_test_args),
         Command::Lab { command } => lab::lab(command),
+        Command::Fuzz(args) => fuzz::fuzz(args),
         Command::Bench { quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
             quick,
             duration,
