@@ -62,7 +62,10 @@ enum Command {
     /// Benchmark: XDP vs lb-user proxy vs nftables/HAProxy/nginx, and alb vs
     /// HAProxy/nginx TLS; writes report.md, results.json, chart.svg
     /// (docs/benchmarks.md).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        mode: Option<BenchMode>,
         /// Smoke test: a few seconds per case, one repetition.
         #[arg(long)]
         quick: bool,
@@ -102,6 +105,14 @@ enum Command {
     },
 }
 
+/// Benchmarks other than the default comparison.
+#[derive(Subcommand, Debug)]
+enum BenchMode {
+    /// Load and memory figures for docs/reliability.md: idle TLS
+    /// connections, slowloris, a soak through XDP and alb, a full conntrack.
+    Reliability(bench::reliability::ReliabilityArgs),
+}
+
 /// `cargo build --workspace`.
 pub fn build(release: bool) -> Result<()> {
     println!("[build] cargo build --workspace{}", if release { " --release" } else { "" });
@@ -122,7 +133,8 @@ fn main() -> ExitCode {
         Command::Test { cargo_test_args } => test::test(&cargo_test_args),
         Command::Lab { command } => lab::lab(command),
         Command::Fuzz(args) => fuzz::fuzz(args),
-        Command::Bench { quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
+        Command::Bench { mode: Some(BenchMode::Reliability(args)), .. } => bench::reliability::reliability(args),
+        Command::Bench { mode: None, quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
             quick,
             duration,
             conns,
