@@ -93,6 +93,20 @@ impl Chain {
         Ok(chain)
     }
 
+    /// Stops lb-user the way Ctrl-C does (it detaches and removes its pins;
+    /// a failed exit is an error), then the albs and the lab.
+    pub fn stop(self) -> Result<()> {
+        let Chain { lb, tier, _config, mut lab } = self;
+        lab.check_children()?;
+        let status = lb.stop()?;
+        drop(tier);
+        drop(lab);
+        if !status.success() {
+            anyhow::bail!("lb-user attach exited with {status}");
+        }
+        Ok(())
+    }
+
     /// lb-user's view of every backend of both VIPs, from its metrics
     /// (run it inside the lb namespace): `"<vip> <backend>"` → up.
     pub fn lb_user_health() -> Result<BTreeMap<String, bool>> {

@@ -88,7 +88,7 @@ fn transitions(seen: &Seen) -> (usize, usize) {
 #[test]
 fn two_percent_loss_on_the_backend_segment_neither_flaps_health_nor_fails_requests() {
     require_root!();
-    let mut c = chain("xf", 2, 3);
+    let c = chain("xf", 2, 3);
     let (lb_ns, client_ns) = (c.lab.ns(Host::Lb), c.lab.ns(Host::Client));
     let watch_limit = LOSS_TIME + Duration::from_secs(30);
     let lb_watch = Watch::start(&lb_ns, SAMPLE, watch_limit, Chain::lb_user_health);
@@ -112,7 +112,12 @@ fn two_percent_loss_on_the_backend_segment_neither_flaps_health_nor_fails_reques
     let tls = tls.finish().unwrap();
     let counts = loss.counts().unwrap();
     let loss_time = loss_start.elapsed();
+    let table = loss.table().to_owned();
     drop(loss);
+    let tables = xdplb_tests::sys::run_stdout("ip", &["netns", "exec", &c.lab.ns(Host::Switch), "nft", "list", "tables"]).unwrap();
+    assert!(!tables.contains(&table), "the loss table outlived its guard: {tables}");
+    let err = Loss::on_backend_segment(&c.lab, 0).unwrap_err().to_string();
+    assert!(err.contains("1 to 100 percent, not 0"), "{err}");
 
     // After the loss every backend is (back) up in both tiers.
     for w in std::iter::once(&lb_watch).chain(&alb_watches) {
@@ -120,7 +125,6 @@ fn two_percent_loss_on_the_backend_segment_neither_flaps_health_nor_fails_reques
     }
     let lb_seen = lb_watch.stop().unwrap();
     let alb_seen: Vec<Seen> = alb_watches.into_iter().map(|w| w.stop().unwrap()).collect();
-    c.lab.check_children().unwrap();
 
     // The loss was real: close to 2 % of the frames crossing the segment.
     eprintln!("loss: {} of {} frames dropped ({:.2} %)", counts.dropped, counts.seen, counts.ratio() * 100.0);
@@ -172,4 +176,15 @@ fn two_percent_loss_on_the_backend_segment_neither_flaps_health_nor_fails_reques
     assert_eq!(lb_downs, lb_log_downs, "lb-user logged {lb_log_downs} down transitions, its metrics showed {lb_downs}");
     // The checks did meet the loss (else the bound proves nothing).
     assert!(lb_failed > 0 && alb_failed > 0, "no check failed at {LOSS_PERCENT} % loss: is the loss on their path?");
+    c.stop().unwrap();
+}
+
+#[test]
+fn the_flap_bound_is_the_poisson_quantile_of_fall_failures_in_a_row() {
+    // No root needed: the arithmetic behind the bound.
+    assert!((check_failure(0.02, 4) - 0.0776).abs() < 1e-4);
+    assert_eq!(poisson_quantile(0.0, TAIL), 0);
+    // P(X > 5) = 5.9e-4 and P(X > 6) = 8.3e-5 for mean 1.
+    assert_eq!(poisson_quantile(1.0, TAIL), 6);
+    assert_eq!(poisson_quantile(1.0, 1e-3), 5);
 }
