@@ -1,13 +1,17 @@
 //! A deliberately tiny blocking HTTP/1.1 client for tests: one request per
-//! connection, so each request is a new TCP flow (what L4 balancing sees).
+//! connection, so each request is a new TCP flow (what L4 balancing sees),
+//! in plain text or over TLS (rustls, verifying the server against a CA).
 
 use std::{
-    io::{Read, Write},
+    io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
+    path::Path,
+    sync::Arc,
     time::Duration,
 };
 
 use anyhow::{bail, Context as _, Result};
+use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
 
 /// Status code and body of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,25 +62,83 @@ impl KeepAlive {
     /// `GET path` on this connection; the response must carry Content-Length.
     pub fn get(&mut self, path: &str) -> Result<Response> {
         write!(self.stream, "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr)?;
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            anyhow::ensure!(head.len() < 16384, "response headers too long");
-            self.stream.read_exact(&mut byte).with_context(|| format!("reading response headers from {}", self.addr))?;
-            head.push(byte[0]);
-        }
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let length = text
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-            .context("response without Content-Length")?
-            .parse::<usize>()?;
-        let mut body = vec![0u8; length];
-        self.stream.read_exact(&mut body)?;
-        let mut raw = head;
-        raw.extend_from_slice(&body);
+        let raw = read_response(&mut self.stream, true).with_context(|| format!("response from {}", self.addr))?;
         parse(&raw)
     }
+}
+
+/// Reads one response: the head, then Content-Length bytes of body, or
+/// (`keep_alive` false, no Content-Length) everything until the peer closes.
+fn read_response(stream: &mut impl Read, keep_alive: bool) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        anyhow::ensure!(raw.len() < 16384, "response headers too long");
+        stream.read_exact(&mut byte).context("reading response headers")?;
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let length = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()));
+    match length {
+        Some(n) => {
+            let n: usize = n.parse().with_context(|| format!("bad Content-Length {n:?}"))?;
+            let start = raw.len();
+            raw.resize(start + n, 0);
+            stream.read_exact(&mut raw[start..]).context("reading the response body")?;
+        }
+        None if keep_alive => bail!("response without Content-Length on a kept-alive connection"),
+        // A TLS peer that closes without close_notify ends the body too.
+        None => match stream.read_to_end(&mut raw) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(e).context("reading the response body"),
+        },
+    }
+    Ok(raw)
+}
+
+/// What [`get_tls`] trusts and checks: a CA and the name the server's
+/// certificate must carry (also sent as SNI). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    config: Arc<rustls::ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl Tls {
+    /// Trusts the certificates in the PEM file `ca` and expects `server_name`.
+    pub fn new(ca: &Path, server_name: &str) -> Result<Tls> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading CA certificates from {}", ca.display()))? {
+            roots.add(cert.with_context(|| format!("parsing {}", ca.display()))?).with_context(|| format!("adding a CA from {}", ca.display()))?;
+        }
+        // The provider alb uses (one crypto provider in the workspace).
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name = ServerName::try_from(server_name.to_owned()).with_context(|| format!("bad TLS server name {server_name:?}"))?;
+        Ok(Tls { config: Arc::new(config), server_name })
+    }
+}
+
+/// `GET path` over TLS (HTTP/1.1) on a new connection to `addr`, with
+/// `Connection: close`: a new TCP flow and a full handshake per request.
+pub fn get_tls(addr: SocketAddr, tls: &Tls, path: &str, timeout: Duration) -> Result<Response> {
+    let tcp = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let conn = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone()).context("TLS client")?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let host = match &tls.server_name {
+        ServerName::DnsName(name) => name.as_ref().to_owned(),
+        _ => addr.to_string(),
+    };
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").with_context(|| format!("TLS handshake or request to {addr}"))?;
+    let raw = read_response(&mut stream, false).with_context(|| format!("response from {addr}"))?;
+    parse(&raw).with_context(|| format!("response from {addr}"))
 }
 
 #[cfg(test)]

@@ -37,19 +37,26 @@ impl LbUser {
     pub fn attach(netns: &str, iface: &str, extra: &[&str]) -> Result<LbUser> {
         let mut args = vec!["--iface", iface];
         args.extend_from_slice(extra);
-        LbUser::start(netns, iface, &args)
+        LbUser::start(netns, iface, &args, &[])
     }
 
     /// Starts `attach --config FILE`; `iface` is one of the config's
     /// interfaces, used to see when the maps are pinned and for `stats`.
     pub fn attach_config(netns: &str, iface: &str, config: &std::path::Path) -> Result<LbUser> {
-        let config = config.to_str().context("non-UTF-8 config path")?;
-        LbUser::start(netns, iface, &["--config", config])
+        LbUser::attach_config_env(netns, iface, config, &[])
     }
 
-    fn start(netns: &str, iface: &str, attach_args: &[&str]) -> Result<LbUser> {
+    /// Like [`LbUser::attach_config`] with extra environment (e.g.
+    /// `RUST_LOG=info,lb_common=debug` to log every failed health check).
+    pub fn attach_config_env(netns: &str, iface: &str, config: &std::path::Path, env: &[(&str, &str)]) -> Result<LbUser> {
+        let config = config.to_str().context("non-UTF-8 config path")?;
+        LbUser::start(netns, iface, &["--config", config], env)
+    }
+
+    fn start(netns: &str, iface: &str, attach_args: &[&str], env: &[(&str, &str)]) -> Result<LbUser> {
         let binary = workspace::binary("lb-user")?;
         let child = Command::new(&binary)
+            .envs(env.iter().copied())
             .args(["--netns", netns, "attach"])
             .args(attach_args)
             .stdin(Stdio::null())
@@ -147,6 +154,16 @@ impl LbUser {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The process id while it runs (for /proc/PID/status).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Every stderr line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Number of stderr lines so far.

@@ -1,13 +1,17 @@
 //! Test infrastructure shared by the integration tests, `cargo xtask` and the
-//! benchmarks: the network-namespace lab, running code inside a namespace, a
-//! tiny HTTP client, locating workspace binaries, the privileged-test gate,
-//! the one mock backend and (feature `testrun`) the BPF_PROG_TEST_RUN harness.
+//! benchmarks: the network-namespace lab (with its alb tier and fault
+//! injection), running code inside a namespace, a tiny HTTP(S) client,
+//! bounded request loops, watching health states, reading metrics, locating
+//! workspace binaries, the privileged-test gate, the one mock backend and
+//! (feature `testrun`) the BPF_PROG_TEST_RUN harness.
 
 pub mod backend;
 pub mod counters;
 pub mod http;
 pub mod lab;
 pub mod lbuser;
+pub mod load;
+pub mod metrics;
 pub mod netns;
 pub mod packet;
 pub mod pins;
@@ -15,4 +19,5 @@ pub mod privileged;
 pub mod sys;
 #[cfg(feature = "testrun")]
 pub mod testrun;
+pub mod watch;
 pub mod workspace;

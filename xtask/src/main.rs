@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for xdplb's developers and users.
 
 mod bench;
+mod fuzz;
 mod lab;
 mod run;
 mod setup;
@@ -61,7 +62,10 @@ enum Command {
     /// Benchmark: XDP vs lb-user proxy vs nftables/HAProxy/nginx, and alb vs
     /// HAProxy/nginx TLS; writes report.md, results.json, chart.svg
     /// (docs/benchmarks.md).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        mode: Option<BenchMode>,
         /// Smoke test: a few seconds per case, one repetition.
         #[arg(long)]
         quick: bool,
@@ -91,11 +95,22 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<std::path::PathBuf>,
     },
+    /// Fuzz the XDP program, the config loaders or alb's request heads for
+    /// longer than `cargo xtask test` does (docs/reliability.md).
+    Fuzz(fuzz::FuzzArgs),
     /// The network-namespace lab by hand.
     Lab {
         #[command(subcommand)]
         command: lab::LabCommand,
     },
+}
+
+/// Benchmarks other than the default comparison.
+#[derive(Subcommand, Debug)]
+enum BenchMode {
+    /// Load and memory figures for docs/reliability.md: idle TLS
+    /// connections, slowloris, a soak through XDP and alb, a full conntrack.
+    Reliability(bench::reliability::ReliabilityArgs),
 }
 
 /// `cargo build --workspace`.
@@ -117,7 +132,9 @@ fn main() -> ExitCode {
         Command::Run { duration, mode, lb_user_args } => run_command(duration, mode, lb_user_args),
         Command::Test { cargo_test_args } => test::test(&cargo_test_args),
         Command::Lab { command } => lab::lab(command),
-        Command::Bench { quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
+        Command::Fuzz(args) => fuzz::fuzz(args),
+        Command::Bench { mode: Some(BenchMode::Reliability(args)), .. } => bench::reliability::reliability(args),
+        Command::Bench { mode: None, quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
             quick,
             duration,
             conns,

@@ -17,6 +17,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result};
@@ -188,6 +189,54 @@ impl Vip {
             let mac = mac.map(|m| format!(", mac: \"{}\"", m.map(|x| format!("{x:02x}")).join(":"))).unwrap_or_default();
             let _ = writeln!(out, "      - {{ address: \"{}\", port: {}{mac} }}", b.ip(), b.port());
         }
+    }
+}
+
+/// Health-check timing, written the same way into lb-user's `health_check`
+/// and alb's `health`, so both tiers of a lab check on one schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+impl Check {
+    /// lb-user's TCP-connect check, as a YAML flow mapping for [`Vip::health_check`].
+    pub fn lb_user_tcp(&self) -> String {
+        format!("{{ type: tcp, {} }}", self.timing())
+    }
+
+    /// lb-user's HTTP check of `GET path` expecting 200.
+    pub fn lb_user_http(&self, path: &str) -> String {
+        format!("{{ type: http, path: {path}, expect_status: 200, {} }}", self.timing())
+    }
+
+    /// alb's `health:` section (`GET path` expecting 200), as a flow mapping.
+    pub fn alb(&self, path: &str) -> String {
+        format!("{{ enabled: true, path: {path}, expected_status: 200, {} }}", self.timing())
+    }
+
+    /// The longest a dead backend can stay in: `fall` failed checks, the
+    /// last of which may take its whole timeout (a check that was already
+    /// under way when the backend died still passes).
+    pub fn removal_bound(&self) -> Duration {
+        self.interval * self.fall + self.timeout
+    }
+
+    /// The longest a recovered backend can stay out: `rise` good checks,
+    /// the first as much as an interval away.
+    pub fn return_bound(&self) -> Duration {
+        self.interval * self.rise + self.timeout
+    }
+
+    fn timing(&self) -> String {
+        format!("interval: {}, timeout: {}, rise: {}, fall: {}", ms(self.interval), ms(self.timeout), self.rise, self.fall)
     }
 }
 

@@ -7,20 +7,23 @@
 //! called. See docs/lab.md.
 
 pub mod addr;
+pub mod alb_tier;
+mod backends;
 mod build;
+pub mod chain;
 pub mod config;
+pub mod faults;
+mod process;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    os::unix::process::CommandExt,
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Child,
 };
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::{sys, workspace};
+use crate::sys;
 
 /// Longest lab name: interface names are `<name>-xx` and must fit in 15 bytes.
 pub const MAX_NAME_LEN: usize = 8;
@@ -160,129 +163,6 @@ impl Lab {
         self.persist = true;
     }
 
-    /// Starts `program args…` inside `host`'s namespace as a tracked child,
-    /// stopped when the lab goes down. `label` names it in errors.
-    pub fn spawn(&mut self, host: Host, label: &str, program: &std::path::Path, args: &[String]) -> Result<u32> {
-        let ns = self.ns(host);
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            // Own process group: Ctrl-C in a terminal reaches only the
-            // orchestrator, which tears the lab down in order.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {label} in {ns}"))?;
-        let pid = child.id();
-        self.children.push((label.to_owned(), child));
-        Ok(pid)
-    }
-
-    /// Starts `lab-backend` in every backend namespace and waits until each
-    /// answers `/health` from the lb namespace (at most 10 s).
-    pub fn start_backends(&mut self) -> Result<()> {
-        self.start_backends_also_on(&[])
-    }
-
-    /// Puts a DSR VIP on every backend's loopback (with the ARP settings that
-    /// keep backends from answering for it on the segment). Call before
-    /// [`Lab::start_backends_also_on`] so the backends can listen on it.
-    pub fn add_dsr_vip(&self, vip: IpAddr) -> Result<()> {
-        if !addr::is_lab_address(vip) {
-            bail!("{vip} is outside the lab ranges");
-        }
-        let prefix = if vip.is_ipv4() { 32 } else { 128 };
-        for i in 1..=self.backends {
-            let ns = self.ns(Host::Backend(i));
-            sys::ip(&["-n", &ns, "addr", "add", &format!("{vip}/{prefix}"), "dev", "lo"])?;
-            for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
-                let path = format!("/proc/sys/net/ipv4/conf/all/{key}");
-                crate::netns::run_in(&ns, move || std::fs::write(&path, value).with_context(|| format!("writing {path}")))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Like [`Lab::start_backends`], each backend also listening on `extra`
-    /// addresses (e.g. a DSR VIP it holds on loopback).
-    pub fn start_backends_also_on(&mut self, extra: &[SocketAddr]) -> Result<()> {
-        for i in 1..=self.backends {
-            self.spawn_backend(i, extra)?;
-        }
-        for i in 1..=self.backends {
-            self.wait_backend(i)?;
-        }
-        Ok(())
-    }
-
-    fn spawn_backend(&mut self, i: u8, extra: &[SocketAddr]) -> Result<()> {
-        let binary = workspace::binary("lab-backend")?;
-        let mut args = vec![
-            "--name".into(),
-            format!("be{i}"),
-            "--listen".into(),
-            self.backend_addr(i, false).to_string(),
-            "--listen".into(),
-            self.backend_addr(i, true).to_string(),
-        ];
-        for a in extra {
-            args.push("--listen".into());
-            args.push(a.to_string());
-        }
-        self.spawn(Host::Backend(i), &format!("backend be{i}"), &binary, &args)?;
-        Ok(())
-    }
-
-    fn wait_backend(&mut self, i: u8) -> Result<()> {
-        for v6 in [false, true] {
-            let addr = self.backend_addr(i, v6);
-            self.wait_http_ready(Host::Lb, addr, Duration::from_secs(10))?;
-        }
-        Ok(())
-    }
-
-    /// Stops backend `i`'s server (SIGKILL: it vanishes like a crashed process).
-    pub fn stop_backend(&mut self, i: u8) -> Result<()> {
-        let label = format!("backend be{i}");
-        let pos = self.children.iter().position(|(l, _)| *l == label).with_context(|| format!("{label} is not running"))?;
-        let (_, mut child) = self.children.remove(pos);
-        child.kill()?;
-        child.wait()?;
-        Ok(())
-    }
-
-    /// Starts backend `i`'s server again and waits until it answers.
-    pub fn start_backend(&mut self, i: u8) -> Result<()> {
-        self.spawn_backend(i, &[])?;
-        self.wait_backend(i)
-    }
-
-    /// Polls `GET /health` on `addr` from `from` until it answers 200.
-    pub fn wait_http_ready(&mut self, from: Host, addr: SocketAddr, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            self.check_children()?;
-            let ns = self.ns(from);
-            let attempt = crate::netns::run_in(&ns, move || crate::http::get(addr, "/health", Duration::from_millis(500)));
-            match attempt {
-                Ok(r) if r.status == 200 => return Ok(()),
-                _ if Instant::now() >= deadline => bail!("{addr} did not answer /health within {limit:?}"),
-                _ => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-
-    /// Fails if a tracked child has exited (it was meant to run until teardown).
-    pub fn check_children(&mut self) -> Result<()> {
-        for (label, child) in &mut self.children {
-            if let Some(status) = child.try_wait()? {
-                bail!("{label} exited early ({status})");
-            }
-        }
-        Ok(())
-    }
-
     /// The names of the existing namespaces of lab `name`.
     pub fn namespaces(name: &str) -> Result<Vec<String>> {
         let prefix = format!("{name}-");
@@ -334,25 +214,6 @@ impl Lab {
             }
         }
         Ok(out)
-    }
-
-    fn stop_children(&mut self) {
-        for (_, child) in &mut self.children {
-            // SAFETY: plain kill(2) on our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        for (label, child) in &mut self.children {
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if matches!(child.try_wait(), Ok(None)) {
-                eprintln!("lab: {label} ignored SIGTERM; killing it");
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        self.children.clear();
     }
 }
 

@@ -5,6 +5,9 @@
 //! each module covers.
 
 mod dataplane_tables;
+mod faults_alb_kill;
+mod faults_loss;
+mod faults_setup;
 mod lab;
 mod lab_config;
 mod lb_user_cli;

@@ -3,9 +3,8 @@
 //! by `lb-user attach`) and `lb-user stats --watch --json`.
 
 use std::{
-    collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
+    io::Read as _,
+    net::SocketAddr,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -17,7 +16,7 @@ use xdplb_tests::{
         Host, Lab,
     },
     lbuser::LbUser,
-    netns, require_root, workspace,
+    metrics, netns, require_root, workspace,
 };
 
 const REQUESTS: usize = 24;
@@ -49,19 +48,14 @@ fn requests(lab: &Lab, n: usize) {
 
 /// A plain `GET /metrics`; returns the body, panicking on anything but 200.
 fn scrape(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{response}");
-    body.to_owned()
+    let r = http::get(addr, "/metrics", Duration::from_secs(10)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
 }
 
 /// Samples (metric name with labels → value) of a scrape.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap()))).collect()
+fn samples(text: &str) -> metrics::Samples {
+    metrics::parse(text).unwrap()
 }
 
 fn backend_series(name: &str, backend: &str) -> String {
@@ -166,7 +160,7 @@ fn exporter_reports_a_failed_backend_down() {
     let exporter = lb_user::exporter::spawn("127.0.0.1:0".parse().unwrap(), iface.clone()).unwrap();
     lab.stop_backend(3).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let up = |s: &BTreeMap<String, f64>, b: &str| s.get(&backend_series("xdplb_backend_up", b)).copied();
+    let up = |s: &metrics::Samples, b: &str| s.get(&backend_series("xdplb_backend_up", b)).copied();
     loop {
         let now = samples(&scrape(exporter.local_addr()));
         if up(&now, BACKENDS[2]) == Some(0.0) {

@@ -11,6 +11,7 @@ pub mod cases;
 pub mod cpu;
 pub mod load;
 pub mod peers;
+pub mod reliability;
 pub mod report;
 pub mod stage;
 

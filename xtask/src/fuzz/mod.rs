@@ -1,0 +1,41 @@
+//! `cargo xtask fuzz <target>`: the fuzzers, for longer runs than the short
+//! ones inside `cargo xtask test`. `xdp` drives the XDP program through
+//! BPF_PROG_TEST_RUN and judges it with an independent packet parser; the
+//! other targets are libFuzzer (cargo-fuzz) targets over the config loaders
+//! and alb's request-head handling.
+
+mod libfuzzer;
+mod xdp;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+/// What to fuzz.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The XDP program, frames judged by an independent parser (needs root).
+    Xdp,
+    /// lb-user's config loader (libFuzzer).
+    LbUserConfig,
+    /// alb's config loader (libFuzzer).
+    AlbConfig,
+    /// alb's request-head handling (libFuzzer).
+    AlbRequestHead,
+}
+
+#[derive(Args, Debug)]
+pub struct FuzzArgs {
+    /// The fuzz target.
+    #[arg(value_enum)]
+    pub target: Target,
+    /// How long to fuzz: a duration (`90s`, `10m`) or whole seconds.
+    #[arg(long, value_name = "DURATION", value_parser = crate::whole_seconds, default_value = "60")]
+    pub duration: u64,
+}
+
+pub fn fuzz(args: FuzzArgs) -> Result<()> {
+    match args.target {
+        Target::Xdp => xdp::run(args.duration),
+        other => libfuzzer::run(other, args.duration),
+    }
+}
