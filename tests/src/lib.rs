@@ -1,10 +1,13 @@
 //! Test infrastructure shared by the integration tests, `cargo xtask` and the
 //! benchmarks: the network-namespace lab, running code inside a namespace, a
 //! tiny HTTP client, locating workspace binaries, the privileged-test gate,
-//! the one mock backend and (feature `testrun`) the BPF_PROG_TEST_RUN harness.
+//! the one mock backend and (feature `testrun`) the BPF_PROG_TEST_RUN harness
+//! and the XDP fuzzer built on it.
 
 pub mod backend;
 pub mod counters;
+#[cfg(feature = "testrun")]
+pub mod fuzz;
 pub mod http;
 pub mod lab;
 pub mod lbuser;

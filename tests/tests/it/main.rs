@@ -11,6 +11,7 @@ mod lb_user_cli;
 mod shared_core;
 mod xdp_fixtures;
 mod xdp_flows;
+mod xdp_fuzz;
 mod xdp_lab_forwarding;
 mod xdp_lab_health;
 mod xdp_lab_metrics;
