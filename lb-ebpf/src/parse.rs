@@ -192,8 +192,10 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
                 // SAFETY: bounds checked by ptr_at.
                 let (nh, off_flags) = unsafe { ((*frag).next_header, u16::from_be((*frag).frag_off_flags)) };
                 next = nh;
-                // Offset (high 13 bits) or the M flag (bit 0).
-                fragment = off_flags & 0xfff9 != 0;
+                // Offset (high 13 bits) or the M flag (bit 0), in any
+                // fragment header of the chain (a later atomic one does not
+                // undo an earlier real one).
+                fragment |= off_flags & 0xfff9 != 0;
                 l4 += core::mem::size_of::<Ipv6FragHdr>();
             }
             _ => break,
