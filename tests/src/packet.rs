@@ -202,8 +202,8 @@ impl<'a> Spec<'a> {
 
 /// Checks every checksum of an Ethernet/IP/TCP-or-UDP frame with the
 /// independent routine above; returns a description of the first bad one.
-/// The L4 checksum covers the datagram the IP header declares, so Ethernet
-/// padding after it is not summed.
+/// The L4 checksum covers the datagram the IP header declares (a UDP one
+/// its UDP length), so Ethernet padding after it is not summed.
 pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     let ether_type = u16::from_be_bytes([frame[12], frame[13]]);
     let (l3, l4_off, l3_end, src, dst, protocol) = match ether_type {
@@ -238,6 +238,10 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     if protocol == IPPROTO_UDP && l3 == 4 && seg[6..8] == [0, 0] {
         return Ok(());
     }
+    // A UDP checksum covers the UDP length, which may end before the
+    // datagram (the rest is trailing bytes, RFC 768).
+    let udp_len = if protocol == IPPROTO_UDP && seg.len() >= 8 { usize::from(u16::from_be_bytes([seg[4], seg[5]])) } else { 0 };
+    let seg = if (8..=seg.len()).contains(&udp_len) { &seg[..udp_len] } else { seg };
     if l4_checksum(&src, &dst, protocol, seg) != 0 {
         return Err(format!("bad L4 checksum (protocol {protocol})"));
     }
