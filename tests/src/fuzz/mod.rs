@@ -75,7 +75,7 @@ pub fn clock_seed() -> u64 {
 /// Bytes from hex text (whitespace ignored), for replaying a finding.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         bail!("the frame hex has an odd number of digits ({})", digits.len());
     }
     digits
@@ -142,6 +142,10 @@ pub struct Report {
     pub seed: u64,
     pub frames: u64,
     pub elapsed: Duration,
+    /// CPU time of the fuzzing thread, user and kernel (the program runs in
+    /// its syscalls): frames per CPU-second do not depend on what else the
+    /// machine is busy with, frames per second do.
+    pub cpu: Duration,
     pub verdicts: BTreeMap<String, u64>,
     pub judged: BTreeMap<Judged, u64>,
     /// Packets per `Stat` name, as the program counted them.
@@ -157,16 +161,22 @@ impl Report {
         self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    pub fn frames_per_cpu_second(&self) -> f64 {
+        self.frames as f64 / self.cpu.as_secs_f64().max(1e-9)
+    }
+
     /// A few lines: totals, verdicts, what the frames amounted to, the
     /// program's counters, the findings kept.
     pub fn summary(&self) -> String {
         let join = |items: Vec<String>| items.join(", ");
         let mut out = format!(
-            "seed {}: {} frames in {:.1} s ({:.0} frames/s), {} findings\n",
+            "seed {}: {} frames in {:.1} s ({:.0} frames/s; {:.1} CPU-s, {:.0} frames per CPU-second), {} findings\n",
             self.seed,
             self.frames,
             self.elapsed.as_secs_f64(),
             self.frames_per_second(),
+            self.cpu.as_secs_f64(),
+            self.frames_per_cpu_second(),
             self.findings_total
         );
         out += &format!("verdicts: {}\n", join(self.verdicts.iter().map(|(k, v)| format!("{k} {v}")).collect()));
@@ -210,7 +220,7 @@ impl<'a> Engine<'a> {
     }
 
     fn run(mut self, mut progress: impl FnMut(&Progress)) -> Report {
-        let start = Instant::now();
+        let (start, cpu_start) = (Instant::now(), thread_cpu());
         let before = self.xdp.stats();
         let pool = seeds::all(&FuzzNet::standard(), self.env);
         for s in &pool {
@@ -224,7 +234,7 @@ impl<'a> Engine<'a> {
         }
         while replay.is_empty() {
             // The clock every 256 frames (a few milliseconds) is fine enough.
-            if self.frames % 256 == 0 {
+            if self.frames.is_multiple_of(256) {
                 let now = Instant::now();
                 if now - start >= self.opts.duration || self.opts.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
                     break;
@@ -237,10 +247,10 @@ impl<'a> Engine<'a> {
             let (side, frame) = generate(&mut rng, &pool);
             self.one(side, frame);
         }
-        let elapsed = start.elapsed();
+        let (elapsed, cpu) = (start.elapsed(), thread_cpu().saturating_sub(cpu_start));
         let after = self.xdp.stats();
         self.check_counters(&before, &after);
-        self.report(elapsed, &before, &after)
+        self.report(elapsed, cpu, &before, &after)
     }
 
     /// Runs one frame and judges it.
@@ -310,11 +320,19 @@ impl<'a> Engine<'a> {
         }
         for p in problems {
             let seed = self.opts.seed;
-            self.finding(Finding { seed, frame_no: 0, side: Side::Client, verdict: 0, input: Vec::new(), output: Vec::new(), problem: format!("counters disagree: {p}") });
+            self.finding(Finding {
+                seed,
+                frame_no: 0,
+                side: Side::Client,
+                verdict: 0,
+                input: Vec::new(),
+                output: Vec::new(),
+                problem: format!("counters disagree: {p}"),
+            });
         }
     }
 
-    fn report(self, elapsed: Duration, before: &[PacketCounter; STAT_COUNT as usize], after: &[PacketCounter; STAT_COUNT as usize]) -> Report {
+    fn report(self, elapsed: Duration, cpu: Duration, before: &[PacketCounter; STAT_COUNT as usize], after: &[PacketCounter; STAT_COUNT as usize]) -> Report {
         let mut verdicts = BTreeMap::new();
         for (i, n) in self.verdicts.iter().enumerate() {
             verdicts.insert(verdict_name(i as u32), *n);
@@ -327,6 +345,7 @@ impl<'a> Engine<'a> {
             seed: self.opts.seed,
             frames: self.frames,
             elapsed,
+            cpu,
             verdicts,
             judged: self.judged,
             stats,
@@ -335,6 +354,17 @@ impl<'a> Engine<'a> {
             model: self.oracle.model_size(),
         }
     }
+}
+
+/// CPU time of the calling thread (user and system).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and out pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The next frame: mostly a mutated seed, sometimes a seed as it is (keeps

@@ -312,7 +312,11 @@ pub fn fix_checksums(f: &mut [u8]) {
     if l.l4 > l.end || l.end > f.len() {
         return;
     }
-    let (src, dst) = if l.v6 { (f[l.l3 + 8..l.l3 + 24].to_vec(), f[l.l3 + 24..l.l3 + 40].to_vec()) } else { (f[l.l3 + 12..l.l3 + 16].to_vec(), f[l.l3 + 16..l.l3 + 20].to_vec()) };
+    let (src, dst) = if l.v6 {
+        (f[l.l3 + 8..l.l3 + 24].to_vec(), f[l.l3 + 24..l.l3 + 40].to_vec())
+    } else {
+        (f[l.l3 + 12..l.l3 + 16].to_vec(), f[l.l3 + 16..l.l3 + 20].to_vec())
+    };
     let mut seg_end = l.end;
     let field = match l.proto {
         packet::IPPROTO_TCP => 16,

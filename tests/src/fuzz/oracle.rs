@@ -199,7 +199,11 @@ impl Oracle {
         // Which backend the program chose, read from the output.
         let chosen = if vip.nat() {
             let out_dst = SocketAddr::new(ip_at(output, d, n), u16::from_be_bytes([output[t.off + 2], output[t.off + 3]]));
-            candidates.iter().copied().find(|id| self.net.backend(*id) == Some(out_dst)).ok_or_else(|| format!("NAT to {out_dst}, expected backend id(s) {candidates:?}"))?
+            candidates
+                .iter()
+                .copied()
+                .find(|id| self.net.backend(*id) == Some(out_dst))
+                .ok_or_else(|| format!("NAT to {out_dst}, expected backend id(s) {candidates:?}"))?
         } else {
             if !routed {
                 return Err("DSR cannot hand a frame to the kernel".into());
@@ -274,8 +278,7 @@ impl Oracle {
     fn check(&self, p: &Packet, input: &[u8], output: &[u8], want: &Want) -> Result<(), String> {
         let mut expected = input.to_vec();
         if want.routed {
-            let (dmac, smac) =
-                if want.to_client { (self.env.client_mac, self.env.lc_mac) } else { (self.env.be_mac[want.backend_host - 1], self.env.lbe_mac) };
+            let (dmac, smac) = if want.to_client { (self.env.client_mac, self.env.lc_mac) } else { (self.env.be_mac[want.backend_host - 1], self.env.lbe_mac) };
             expected[..6].copy_from_slice(&dmac);
             expected[6..12].copy_from_slice(&smac);
             let ttl = p.ip.ttl_off();
@@ -285,8 +288,11 @@ impl Oracle {
             expected[*off..off + bytes.len()].copy_from_slice(bytes);
         }
         let masked = |i: usize| want.checksums.iter().any(|&c| i == c || i == c + 1);
-        let wrong: Vec<String> =
-            (0..output.len()).filter(|&i| !masked(i) && output[i] != expected[i]).take(8).map(|i| format!("byte {i} is {:02x}, expected {:02x}", output[i], expected[i])).collect();
+        let wrong: Vec<String> = (0..output.len())
+            .filter(|&i| !masked(i) && output[i] != expected[i])
+            .take(8)
+            .map(|i| format!("byte {i} is {:02x}, expected {:02x}", output[i], expected[i]))
+            .collect();
         if !wrong.is_empty() {
             return Err(format!("output differs from the expected rewrite: {}", wrong.join(", ")));
         }

@@ -134,12 +134,20 @@ pub fn parse(frame: &[u8]) -> Result<Packet, String> {
             }
             L4::Transport(Transport { proto: UDP, off: offset_in(frame, u.slice()), len: u.slice().len(), sport: u.source_port(), dport: u.destination_port() })
         }
-        Some(TransportSlice::Icmpv4(i)) if !ip.v6 => {
-            L4::Icmp(Icmp { off: offset_in(frame, i.slice()), len: i.slice().len(), kind: i.type_u8(), code: i.code_u8(), quote: quote(frame, i.payload(), false) })
-        }
-        Some(TransportSlice::Icmpv6(i)) if ip.v6 => {
-            L4::Icmp(Icmp { off: offset_in(frame, i.slice()), len: i.slice().len(), kind: i.type_u8(), code: i.code_u8(), quote: quote(frame, i.payload(), true) })
-        }
+        Some(TransportSlice::Icmpv4(i)) if !ip.v6 => L4::Icmp(Icmp {
+            off: offset_in(frame, i.slice()),
+            len: i.slice().len(),
+            kind: i.type_u8(),
+            code: i.code_u8(),
+            quote: quote(frame, i.payload(), false),
+        }),
+        Some(TransportSlice::Icmpv6(i)) if ip.v6 => L4::Icmp(Icmp {
+            off: offset_in(frame, i.slice()),
+            len: i.slice().len(),
+            kind: i.type_u8(),
+            code: i.code_u8(),
+            quote: quote(frame, i.payload(), true),
+        }),
         Some(TransportSlice::Icmpv4(_) | TransportSlice::Icmpv6(_)) => return Err("ICMP of the other IP family".into()),
         Some(TransportSlice::Igmp(_)) => return Err("IGMP".into()),
         None => return Err("no TCP, UDP or ICMP header".into()),

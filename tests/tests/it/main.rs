@@ -12,6 +12,7 @@ mod shared_core;
 mod xdp_fixtures;
 mod xdp_flows;
 mod xdp_fuzz;
+mod xdp_fuzz_findings;
 mod xdp_lab_forwarding;
 mod xdp_lab_health;
 mod xdp_lab_metrics;

@@ -349,37 +349,3 @@ fn icmp_mtu_errors_about_tracked_flows_skip_the_allowlist_others_do_not() {
         assert_eq!(xdp.stat(Stat::DropAllowlistCidr).packets, 6);
     });
 }
-
-/// ICMP the XDP fuzzer (docs/reliability.md) found forwarded to a tracked
-/// flow's backend although it is no path-MTU error of the packet's family,
-/// minimized: an error whose quote is no IP header of the outer family
-/// (version nibble of the other), and the error's bytes carried with the
-/// other family's ICMP protocol number (IPv4 protocol 58, IPv6 next header
-/// 1). None names the flow: they go to the kernel like other ICMP.
-#[test]
-fn fuzzer_findings_icmp_quotes_and_protocols_of_the_wrong_family() {
-    require_root!();
-    with_program(|xdp, env| {
-        let mut rows = Vec::new();
-        for v6 in [false, true] {
-            let vip = if v6 { vip6() } else { vip4() };
-            let c = client(v6, 49500);
-            assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT, "v6={v6}: flow set up");
-            let router: IpAddr = if v6 { "fd00:198:18::fe".parse().unwrap() } else { "198.18.0.254".parse().unwrap() };
-            let error = mtu_error((&env.lc_mac, &env.client_mac), router, vip.ip(), 64, vip, c);
-            let (quote, proto) = if v6 { (54 + 8, 20) } else { (34 + 8, 23) };
-            let mut wrong_version = error.clone();
-            wrong_version[quote] = if v6 { 0x45 } else { 0x65 };
-            let mut wrong_protocol = error.clone();
-            wrong_protocol[proto] = if v6 { 1 } else { 58 };
-            if !v6 {
-                fix_ipv4_checksum(&mut wrong_protocol);
-            }
-            let row = |d: &str, input: Vec<u8>| Fixture::new(format!("v6={v6}: {d}: the kernel's"), input, XDP_PASS, Output::Unchanged, Stat::PassNotVip).on(env.lc);
-            rows.push(row("MTU error about a tracked flow whose quote has the other IP version", wrong_version));
-            rows.push(row("an MTU error's bytes under the other family's ICMP protocol number", wrong_protocol));
-        }
-        run_table(xdp, &rows);
-        assert_eq!(xdp.stat(Stat::IcmpToBackend).packets, 0);
-    });
-}
