@@ -154,6 +154,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Flows and reverse-NAT entries the oracle learned.
     pub model: (usize, usize),
+    /// For each `Options::replay` frame: its verdict and what the oracle made of it.
+    pub replayed: Vec<String>,
 }
 
 impl Report {
@@ -183,6 +185,9 @@ impl Report {
         out += &format!("judged: {}\n", join(self.judged.iter().map(|(k, v)| format!("{k:?} {v}")).collect()));
         out += &format!("program counters: {}\n", join(self.stats.iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k} {v}")).collect()));
         out += &format!("oracle model: {} flows, {} reverse-NAT entries\n", self.model.0, self.model.1);
+        for r in &self.replayed {
+            out += &format!("replayed frame: {r}\n");
+        }
         for f in &self.findings {
             out += &format!("FINDING {f}\n");
         }
@@ -224,13 +229,18 @@ impl<'a> Engine<'a> {
         let before = self.xdp.stats();
         let pool = seeds::all(&FuzzNet::standard(), self.env);
         for s in &pool {
-            self.one(s.side, s.frame.clone());
+            let _ = self.one(s.side, s.frame.clone());
         }
         let mut rng = Rng::with_seed(self.opts.seed);
         let mut next_report = start + self.opts.progress_every;
         let replay = std::mem::take(&mut self.opts.replay);
+        let mut replayed = Vec::new();
         for (side, frame) in replay.iter().cloned() {
-            self.one(side, frame);
+            let (verdict, judged) = self.one(side, frame);
+            replayed.push(match judged {
+                Ok(j) => format!("{}, judged {j:?}", verdict_name(verdict)),
+                Err(problem) => format!("{}: FINDING: {problem}", verdict_name(verdict)),
+            });
         }
         while replay.is_empty() {
             // The clock every 256 frames (a few milliseconds) is fine enough.
@@ -245,16 +255,18 @@ impl<'a> Engine<'a> {
                 }
             }
             let (side, frame) = generate(&mut rng, &pool);
-            self.one(side, frame);
+            let _ = self.one(side, frame);
         }
         let (elapsed, cpu) = (start.elapsed(), thread_cpu().saturating_sub(cpu_start));
         let after = self.xdp.stats();
         self.check_counters(&before, &after);
-        self.report(elapsed, cpu, &before, &after)
+        let mut report = self.report(elapsed, cpu, &before, &after);
+        report.replayed = replayed;
+        report
     }
 
-    /// Runs one frame and judges it.
-    fn one(&mut self, side: Side, mut frame: Vec<u8>) {
+    /// Runs one frame and judges it: its verdict and judgement.
+    fn one(&mut self, side: Side, mut frame: Vec<u8>) -> (u32, Result<Judged, String>) {
         frame.truncate(MAX_FRAME);
         if frame.len() < MIN_FRAME {
             frame.resize(MIN_FRAME, 0);
@@ -272,13 +284,14 @@ impl<'a> Engine<'a> {
             v @ 0..=4 => self.verdicts[v as usize] += 1,
             _ => self.other_verdicts += 1,
         }
-        match judgement {
-            Ok(j) => *self.judged.entry(j).or_default() += 1,
+        match &judgement {
+            Ok(j) => *self.judged.entry(*j).or_default() += 1,
             Err(problem) => {
                 let frame_no = self.frames;
-                self.finding(Finding { seed: self.opts.seed, frame_no, side, verdict, input: frame, output, problem });
+                self.finding(Finding { seed: self.opts.seed, frame_no, side, verdict, input: frame, output, problem: problem.clone() });
             }
         }
+        (verdict, judgement)
     }
 
     fn finding(&mut self, f: Finding) {
@@ -352,6 +365,7 @@ impl<'a> Engine<'a> {
             findings_total: self.findings_total,
             findings: self.findings,
             model: self.oracle.model_size(),
+            replayed: Vec::new(),
         }
     }
 }

@@ -64,6 +64,8 @@ fn main() -> ExitCode {
 
 /// Ok(true) when nothing was found.
 fn run(args: Args) -> Result<bool> {
+    // Bad input fails before a lab is brought up.
+    let replay = args.replay.as_deref().map(fuzz::parse_hex).transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     lb_common::userspace::signals::on_stop(move |s| {
@@ -83,12 +85,12 @@ fn run(args: Args) -> Result<bool> {
     let seed = args.seed.unwrap_or_else(fuzz::clock_seed);
     let mut opts = Options::new(seed, Duration::from_secs(args.duration));
     opts.stop = Some(stop);
-    if let Some(hex) = &args.replay {
+    if let Some(frame) = replay {
         let side = match args.side {
             SideArg::Client => Side::Client,
             SideArg::Backend => Side::Backend,
         };
-        opts.replay = vec![(side, fuzz::parse_hex(hex)?)];
+        opts.replay = vec![(side, frame)];
         println!("[fuzz xdp] replaying one frame after the seeds, in lab {}", env.lab);
     } else {
         println!("[fuzz xdp] seed {seed}, {} s, lab {} (repeat with --seed {seed})", args.duration, env.lab);
