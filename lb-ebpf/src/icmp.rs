@@ -64,7 +64,8 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
         // SAFETY: bounds checked by ptr_at.
         let (vihl, proto, src, dst) = unsafe { ((*ip).version_ihl, (*ip).protocol, (*ip).src, (*ip).dst) };
         let ihl = ((vihl & 0x0f) as usize) * 4;
-        if ihl < 20 {
+        // A quote that is no IPv4 header names no flow.
+        if vihl >> 4 != 4 || ihl < 20 {
             return false;
         }
         inner_l4 = inner + ihl;
@@ -73,6 +74,10 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
         mem::set_v4(&mut flow.src, dst);
     } else {
         let Some(ip) = ptr_in::<Ipv6Hdr>(ctx, inner, &p.l3_end) else { return false };
+        // SAFETY: bounds checked by ptr_at.
+        if unsafe { (*ip).version_class_flow[0] } >> 4 != 6 {
+            return false;
+        }
         // SAFETY: bounds checked by ptr_at.
         unsafe {
             flow.protocol = (*ip).next_header;

@@ -79,7 +79,9 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
     let Some(cfg) = balance::config() else {
         return (xdp_action::XDP_PASS, Stat::PassNotVip);
     };
-    let is_icmp = p.key.protocol == headers::IPPROTO_ICMP || p.key.protocol == headers::IPPROTO_ICMPV6;
+    // ICMP of the packet's own family only: ICMPv6 over IPv4 (or ICMPv4 over
+    // IPv6) is no error message either stack would accept.
+    let is_icmp = if p.key.family == lb_common::lb::FAMILY_V4 { p.key.protocol == headers::IPPROTO_ICMP } else { p.key.protocol == headers::IPPROTO_ICMPV6 };
     // ICMP MTU errors about a tracked flow skip the allowlist: the flow was
     // admitted already, and the router on the reply's path that sends them
     // is usually outside the client prefixes (path-MTU discovery). Errors

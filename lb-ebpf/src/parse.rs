@@ -15,7 +15,9 @@
 //! declares (`Packet::l3_end`), not merely inside the frame: a frame may be
 //! longer than its datagram (Ethernet padding of short packets), and bytes
 //! past the datagram's end are no part of the packet. A TCP/UDP header that
-//! does not end inside the datagram is `Ports::Truncated`.
+//! does not end inside the datagram is `Ports::Truncated`, and so is one
+//! whose own length field is inconsistent: a TCP data offset below 5 or
+//! reaching past the datagram, a UDP length below 8 or past the datagram.
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::lb::{FlowKey, FAMILY_V4, FAMILY_V6};
@@ -56,7 +58,8 @@ pub enum Ports {
     /// Not TCP/UDP, or a fragment: no ports to read.
     None,
     Present,
-    /// TCP/UDP whose header is cut short by the frame or the datagram's end.
+    /// TCP/UDP whose header is cut short by the frame or the datagram's end,
+    /// or whose TCP data offset / UDP length does not fit the datagram.
     Truncated,
 }
 
@@ -172,8 +175,11 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
     // Where `ptr_in` reads it; `reset` writes the same value again.
     p.l3_end = end;
     let mut fragment = false;
-    for _ in 0..MAX_IPV6_EXT {
+    for i in 0..MAX_IPV6_EXT {
         match next {
+            // Hop-by-hop options may only come first, right after the fixed
+            // header (RFC 8200 4.1); receivers reject them anywhere else.
+            IPPROTO_HOPOPTS if i > 0 => return None,
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
                 let ext = ptr_in::<Ipv6ExtHdr>(ctx, l4, &p.l3_end)?;
                 // SAFETY: bounds checked by ptr_at.
@@ -186,8 +192,10 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
                 // SAFETY: bounds checked by ptr_at.
                 let (nh, off_flags) = unsafe { ((*frag).next_header, u16::from_be((*frag).frag_off_flags)) };
                 next = nh;
-                // Offset (high 13 bits) or the M flag (bit 0).
-                fragment = off_flags & 0xfff9 != 0;
+                // Offset (high 13 bits) or the M flag (bit 0), in any
+                // fragment header of the chain (a later atomic one does not
+                // undo an earlier real one).
+                fragment |= off_flags & 0xfff9 != 0;
                 l4 += core::mem::size_of::<Ipv6FragHdr>();
             }
             _ => break,
@@ -220,10 +228,18 @@ fn parse_ports(ctx: &XdpContext, p: &mut Packet) {
             return;
         };
         // SAFETY: bounds checked by ptr_at.
-        unsafe {
+        let off_flags = unsafe {
             p.key.sport = u16::from_be((*tcp).sport);
             p.key.dport = u16::from_be((*tcp).dport);
-            p.tcp_flags = u16::from_be((*tcp).off_flags) & 0x01ff;
+            u16::from_be((*tcp).off_flags)
+        };
+        p.tcp_flags = off_flags & 0x01ff;
+        // The data offset must cover the fixed header and end inside the
+        // datagram (options included), or the receiver drops the segment.
+        let header_len = ((off_flags >> 12) as usize) * 4;
+        if header_len < core::mem::size_of::<TcpHdr>() || p.l4_off + header_len > p.l3_end {
+            p.ports = Ports::Truncated;
+            return;
         }
     } else {
         let Some(udp) = ptr_in::<UdpHdr>(ctx, p.l4_off, &p.l3_end) else {
@@ -231,9 +247,17 @@ fn parse_ports(ctx: &XdpContext, p: &mut Packet) {
             return;
         };
         // SAFETY: bounds checked by ptr_at.
-        unsafe {
+        let len = unsafe {
             p.key.sport = u16::from_be((*udp).sport);
             p.key.dport = u16::from_be((*udp).dport);
+            u16::from_be((*udp).len) as usize
+        };
+        // The UDP length covers at least its header and ends inside the
+        // datagram (it may end before it: the rest is trailing bytes). A
+        // length of 0 (jumbograms) is not handled.
+        if len < core::mem::size_of::<UdpHdr>() || p.l4_off + len > p.l3_end {
+            p.ports = Ports::Truncated;
+            return;
         }
     }
     p.ports = Ports::Present;

@@ -2,7 +2,7 @@
 //! routine written independently of the eBPF code so tests can check what the
 //! program rewrites.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -202,8 +202,8 @@ impl<'a> Spec<'a> {
 
 /// Checks every checksum of an Ethernet/IP/TCP-or-UDP frame with the
 /// independent routine above; returns a description of the first bad one.
-/// The L4 checksum covers the datagram the IP header declares, so Ethernet
-/// padding after it is not summed.
+/// The L4 checksum covers the datagram the IP header declares (a UDP one
+/// its UDP length), so Ethernet padding after it is not summed.
 pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     let ether_type = u16::from_be_bytes([frame[12], frame[13]]);
     let (l3, l4_off, l3_end, src, dst, protocol) = match ether_type {
@@ -238,6 +238,10 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     if protocol == IPPROTO_UDP && l3 == 4 && seg[6..8] == [0, 0] {
         return Ok(());
     }
+    // A UDP checksum covers the UDP length, which may end before the
+    // datagram (the rest is trailing bytes, RFC 768).
+    let udp_len = if protocol == IPPROTO_UDP && seg.len() >= 8 { usize::from(u16::from_be_bytes([seg[4], seg[5]])) } else { 0 };
+    let seg = if (8..=seg.len()).contains(&udp_len) { &seg[..udp_len] } else { seg };
     if l4_checksum(&src, &dst, protocol, seg) != 0 {
         return Err(format!("bad L4 checksum (protocol {protocol})"));
     }
@@ -259,6 +263,87 @@ pub fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &
     let mut f = ethernet(ETH_P_IPV6);
     f.extend(ipv6(src, dst, IPPROTO_UDP, seg.len()));
     f.extend(seg);
+    f
+}
+
+/// An ICMP "fragmentation needed" (IPv4) or "packet too big" (IPv6) from
+/// `router` to `to`, quoting a TCP packet `quoted_src` → `quoted_dst`; every
+/// checksum computed from scratch.
+pub fn mtu_error(eth: (&[u8; 6], &[u8; 6]), router: IpAddr, to: IpAddr, ttl: u8, quoted_src: SocketAddr, quoted_dst: SocketAddr) -> Vec<u8> {
+    mtu_error_about(eth, router, to, ttl, (quoted_src, quoted_dst, IPPROTO_TCP))
+}
+
+/// [`mtu_error`] quoting a `(source, destination, protocol)` TCP or UDP
+/// packet: its IP header and the first 8 bytes of its TCP/UDP header, as
+/// routers send them.
+pub fn mtu_error_about(eth: (&[u8; 6], &[u8; 6]), router: IpAddr, to: IpAddr, ttl: u8, quoted: (SocketAddr, SocketAddr, u8)) -> Vec<u8> {
+    let (quoted_src, quoted_dst, protocol) = quoted;
+    // Ports, then the TCP sequence number or the UDP length and checksum.
+    let (l4_len, rest) = if protocol == IPPROTO_UDP { (8, [0, 8, 0x12, 0x34]) } else { (20, 1000u32.to_be_bytes()) };
+    let tcp8 = {
+        let mut t = quoted_src.port().to_be_bytes().to_vec();
+        t.extend_from_slice(&quoted_dst.port().to_be_bytes());
+        t.extend_from_slice(&rest);
+        t
+    };
+    let mut f = eth.0.to_vec();
+    f.extend_from_slice(eth.1);
+    match (router, to, quoted_src.ip(), quoted_dst.ip()) {
+        (IpAddr::V4(r), IpAddr::V4(t), IpAddr::V4(qs), IpAddr::V4(qd)) => {
+            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78]; // MTU 1400
+            icmp.extend(ipv4(qs, qd, protocol, l4_len));
+            icmp.extend_from_slice(&tcp8);
+            let sum = checksum(&icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&ETH_P_IPV4.to_be_bytes());
+            let mut ip = ipv4(r, t, IPPROTO_ICMP, icmp.len());
+            ip[8] = ttl;
+            ip[10..12].copy_from_slice(&[0, 0]);
+            let sum = checksum(&ip);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            f.extend(ip);
+            f.extend(icmp);
+        }
+        (IpAddr::V6(r), IpAddr::V6(t), IpAddr::V6(qs), IpAddr::V6(qd)) => {
+            let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
+            icmp.extend(ipv6(qs, qd, protocol, l4_len));
+            icmp.extend_from_slice(&tcp8);
+            let sum = l4_checksum(&r.octets(), &t.octets(), 58, &icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+            let mut ip = ipv6(r, t, 58, icmp.len());
+            ip[7] = ttl;
+            f.extend(ip);
+            f.extend(icmp);
+        }
+        _ => panic!("mixed families"),
+    }
+    f
+}
+
+/// An ICMP echo request (IPv4) or ICMPv6 echo request from `from` to `to`.
+pub fn echo_request(eth: (&[u8; 6], &[u8; 6]), from: IpAddr, to: IpAddr) -> Vec<u8> {
+    let mut f = eth.0.to_vec();
+    f.extend_from_slice(eth.1);
+    match (from, to) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut icmp = vec![8, 0, 0, 0, 0, 1, 0, 1];
+            let sum = checksum(&icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&ETH_P_IPV4.to_be_bytes());
+            f.extend(ipv4(s, d, IPPROTO_ICMP, icmp.len()));
+            f.extend(icmp);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut icmp = vec![128, 0, 0, 0, 0, 1, 0, 1];
+            let sum = l4_checksum(&s.octets(), &d.octets(), 58, &icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+            f.extend(ipv6(s, d, 58, icmp.len()));
+            f.extend(icmp);
+        }
+        _ => panic!("mixed families"),
+    }
     f
 }
 

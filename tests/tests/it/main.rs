@@ -14,6 +14,8 @@ mod lb_user_cli;
 mod shared_core;
 mod xdp_fixtures;
 mod xdp_flows;
+mod xdp_fuzz;
+mod xdp_fuzz_findings;
 mod xdp_lab_drain;
 mod xdp_lab_dsr_next_hop;
 mod xdp_lab_forwarding;

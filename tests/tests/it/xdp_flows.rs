@@ -10,7 +10,7 @@ use aya::maps::{MapData, PerCpuArray};
 use lb_common::{lb, map_names, Stat};
 use lb_user::dataplane::vip_key;
 use xdplb_tests::{
-    packet::{self, Spec},
+    packet::{echo_request, mtu_error, Spec},
     require_root,
     testrun::{
         table::{run_table, Fixture, Output},
@@ -96,51 +96,6 @@ fn round_robin_cycles_through_healthy_backends() {
         assert_eq!(seen[1], seen[3]);
         assert_ne!(seen[0], seen[1], "round robin must alternate");
     });
-}
-
-/// An ICMP "fragmentation needed" (IPv4) or "packet too big" (IPv6) from
-/// `router` to `to`, quoting a TCP packet `quoted_src` → `quoted_dst`; every
-/// checksum computed from scratch.
-fn mtu_error(eth: (&[u8; 6], &[u8; 6]), router: IpAddr, to: IpAddr, ttl: u8, quoted_src: SocketAddr, quoted_dst: SocketAddr) -> Vec<u8> {
-    let tcp8 = {
-        let mut t = quoted_src.port().to_be_bytes().to_vec();
-        t.extend_from_slice(&quoted_dst.port().to_be_bytes());
-        t.extend_from_slice(&1000u32.to_be_bytes());
-        t
-    };
-    let mut f = eth.0.to_vec();
-    f.extend_from_slice(eth.1);
-    match (router, to, quoted_src.ip(), quoted_dst.ip()) {
-        (IpAddr::V4(r), IpAddr::V4(t), IpAddr::V4(qs), IpAddr::V4(qd)) => {
-            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78]; // MTU 1400
-            icmp.extend(packet::ipv4(qs, qd, packet::IPPROTO_TCP, 20));
-            icmp.extend_from_slice(&tcp8);
-            let sum = packet::checksum(&icmp);
-            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-            f.extend_from_slice(&packet::ETH_P_IPV4.to_be_bytes());
-            let mut ip = packet::ipv4(r, t, packet::IPPROTO_ICMP, icmp.len());
-            ip[8] = ttl;
-            ip[10..12].copy_from_slice(&[0, 0]);
-            let sum = packet::checksum(&ip);
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            f.extend(ip);
-            f.extend(icmp);
-        }
-        (IpAddr::V6(r), IpAddr::V6(t), IpAddr::V6(qs), IpAddr::V6(qd)) => {
-            let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
-            icmp.extend(packet::ipv6(qs, qd, packet::IPPROTO_TCP, 20));
-            icmp.extend_from_slice(&tcp8);
-            let sum = packet::l4_checksum(&r.octets(), &t.octets(), 58, &icmp);
-            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-            f.extend_from_slice(&packet::ETH_P_IPV6.to_be_bytes());
-            let mut ip = packet::ipv6(r, t, 58, icmp.len());
-            ip[7] = ttl;
-            f.extend(ip);
-            f.extend(icmp);
-        }
-        _ => panic!("mixed families"),
-    }
-    f
 }
 
 #[test]
@@ -278,32 +233,6 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
         assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
         assert_eq!(reverse_nat(xdp).get(&rev_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
     });
-}
-
-/// An ICMP echo request (IPv4) or ICMPv6 echo request from `from` to `to`.
-fn echo_request(eth: (&[u8; 6], &[u8; 6]), from: IpAddr, to: IpAddr) -> Vec<u8> {
-    let mut f = eth.0.to_vec();
-    f.extend_from_slice(eth.1);
-    match (from, to) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut icmp = vec![8, 0, 0, 0, 0, 1, 0, 1];
-            let sum = packet::checksum(&icmp);
-            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-            f.extend_from_slice(&packet::ETH_P_IPV4.to_be_bytes());
-            f.extend(packet::ipv4(s, d, packet::IPPROTO_ICMP, icmp.len()));
-            f.extend(icmp);
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let mut icmp = vec![128, 0, 0, 0, 0, 1, 0, 1];
-            let sum = packet::l4_checksum(&s.octets(), &d.octets(), 58, &icmp);
-            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-            f.extend_from_slice(&packet::ETH_P_IPV6.to_be_bytes());
-            f.extend(packet::ipv6(s, d, 58, icmp.len()));
-            f.extend(icmp);
-        }
-        _ => panic!("mixed families"),
-    }
-    f
 }
 
 /// An MTU error from `mtu_error` whose outer datagram (IP total length /

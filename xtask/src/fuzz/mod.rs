@@ -31,11 +31,14 @@ pub struct FuzzArgs {
     /// How long to fuzz: a duration (`90s`, `10m`) or whole seconds.
     #[arg(long, value_name = "DURATION", value_parser = crate::whole_seconds, default_value = "60")]
     pub duration: u64,
+    /// `xdp` only: the PRNG seed, to repeat a run (default: from the clock).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 pub fn fuzz(args: FuzzArgs) -> Result<()> {
     match args.target {
-        Target::Xdp => xdp::run(args.duration),
+        Target::Xdp => xdp::run(args.duration, args.seed),
         other => libfuzzer::run(other, args.duration),
     }
 }
