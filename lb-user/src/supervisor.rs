@@ -170,18 +170,22 @@ impl Supervisor {
         if done.is_empty() {
             return;
         }
-        for (vip, b, why) in &done {
-            let why = match why {
-                drain::Done::FlowsEnded => "its last flow ended",
-                drain::Done::Timeout => "drain_timeout passed",
-            };
-            log::info!("backend removed after draining vip={vip} backend={} reason={why:?}", b.socket_addr());
-        }
         let Some(file) = self.file.clone() else { return };
         let effective = self.drains.effective(&file);
         let health = self.verdicts(&effective);
-        if let Err(err) = self.attachment.reload(&effective, &health) {
-            log::error!("removing drained backends: {err:#}");
+        // Logged once the maps say so: a reader of the log (or a test) may
+        // look at the maps right away.
+        match self.attachment.reload(&effective, &health) {
+            Ok(()) => {
+                for (vip, b, why) in &done {
+                    let why = match why {
+                        drain::Done::FlowsEnded => "its last flow ended",
+                        drain::Done::Timeout => "drain_timeout passed",
+                    };
+                    log::info!("backend removed after draining vip={vip} backend={} reason={why:?}", b.socket_addr());
+                }
+            }
+            Err(err) => log::error!("removing drained backends: {err:#}"),
         }
         if let Err(err) = self.neighbours.sync(&effective) {
             log::warn!("checking DSR next hops: {err:#}");
