@@ -12,6 +12,7 @@ mod lab;
 mod lab_config;
 mod lb_user_cli;
 mod shared_core;
+mod xdp_dsr_fixtures;
 mod xdp_fixtures;
 mod xdp_flows;
 mod xdp_fuzz;
