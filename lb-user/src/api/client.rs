@@ -58,10 +58,13 @@ pub fn call(api: SocketAddr, method: Method, path: &str, body: Option<&Value>) -
             Ok(Err(source)) => return Err(NotListening { addr: api, source }.into()),
             Err(_) => anyhow::bail!("connecting to the lb-user API on {api} timed out after {} s", TIMEOUT.as_secs()),
         };
-        tokio::time::timeout(TIMEOUT, exchange(stream, api, method.clone(), path, body))
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {} s", TIMEOUT.as_secs())))
-            .with_context(|| format!("{method} http://{api}{path}"))
+        match tokio::time::timeout(TIMEOUT, exchange(stream, api, method.clone(), path, body)).await {
+            Ok(Ok(v)) => Ok(v),
+            // The API's own message is the error, not a cause of one.
+            Ok(Err(e)) if e.is::<Refused>() => Err(e),
+            Ok(Err(e)) => Err(e.context(format!("{method} http://{api}{path}"))),
+            Err(_) => anyhow::bail!("{method} http://{api}{path}: no answer within {} s", TIMEOUT.as_secs()),
+        }
     })
 }
 
