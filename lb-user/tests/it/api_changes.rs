@@ -21,7 +21,10 @@ fn add_weight_drain_undrain_and_remove_go_through_the_tables() {
     let h = Harness::start(&two_vips("conntrack: { drain_timeout: 30s }"));
     assert_eq!(h.in_tables("web"), set(&["198.18.1.11:80", "198.18.1.12:80"]));
     let b = h.backend("web", "198.18.1.11:80");
-    assert_eq!((b["drain"].as_str(), b["health"].as_str(), b["in_file"].as_bool(), b["weight"].as_u64()), (Some("active"), Some("unchecked"), Some(true), Some(1)));
+    assert_eq!(
+        (b["drain"].as_str(), b["health"].as_str(), b["in_file"].as_bool(), b["weight"].as_u64()),
+        (Some("active"), Some("unchecked"), Some(true), Some(1))
+    );
 
     // Add.
     let a = h.call(Method::POST, WEB, Some(json!({"address": "198.18.1.13", "port": 80, "weight": 2}))).unwrap();
@@ -83,14 +86,32 @@ fn refused_changes_name_the_problem_and_change_nothing() {
     h.call(Method::DELETE, &format!("{WEB}/198.18.1.12:80"), None).unwrap();
     let rebuilds = h.seen.lock().unwrap().rebuilds;
     let cases: Vec<(Method, String, Option<serde_json::Value>, u16, &str)> = vec![
-        (Method::POST, "/api/vips/nope/backends".into(), Some(json!({"address": "198.18.1.13", "port": 80})), 404, "no vip named \"nope\"; the vips are web, rr"),
+        (
+            Method::POST,
+            "/api/vips/nope/backends".into(),
+            Some(json!({"address": "198.18.1.13", "port": 80})),
+            404,
+            "no vip named \"nope\"; the vips are web, rr",
+        ),
         (Method::PATCH, format!("{WEB}/198.18.1.99:80"), Some(json!({"drain": true})), 404, "vip web has no backend 198.18.1.99:80"),
         (Method::DELETE, "/api/vips/nope/backends/198.18.1.11:80".into(), None, 404, "no vip named \"nope\""),
         (Method::GET, "/api/vips".into(), None, 404, "no endpoint /api/vips; the API has GET /api/state"),
         (Method::GET, WEB.into(), None, 405, "GET is not allowed here; use POST"),
         (Method::PATCH, format!("{WEB}/198.18.1.11"), Some(json!({"drain": true})), 400, "\"198.18.1.11\" is not a backend address:port"),
-        (Method::POST, WEB.into(), Some(json!({"address": "198.18.1.13", "port": 80, "weight": 500})), 400, "weight: 500 is out of range; a weight must be 1..=100"),
-        (Method::POST, WEB.into(), Some(json!({"address": "198.18.1.13", "port": 80, "mac": "02:00:00:00:00:13"})), 400, "mac: is used only with forwarding: dsr"),
+        (
+            Method::POST,
+            WEB.into(),
+            Some(json!({"address": "198.18.1.13", "port": 80, "weight": 500})),
+            400,
+            "weight: 500 is out of range; a weight must be 1..=100",
+        ),
+        (
+            Method::POST,
+            WEB.into(),
+            Some(json!({"address": "198.18.1.13", "port": 80, "mac": "02:00:00:00:00:13"})),
+            400,
+            "mac: is used only with forwarding: dsr",
+        ),
         (Method::POST, WEB.into(), Some(json!({"address": "fd00::13", "port": 80})), 400, "address: fd00::13 is IPv6 but the VIP 198.18.100.1 is IPv4"),
         (Method::POST, WEB.into(), Some(json!({"address": "198.18.1.13", "port": 80, "name": "x"})), 400, "request body: unknown field `name`"),
         (Method::POST, WEB.into(), Some(json!({"address": "198.18.1.11", "port": 80})), 409, "vip web already has backend 198.18.1.11:80"),

@@ -82,10 +82,7 @@ fn errors_say_what_is_wrong_and_exit_by_kind() {
     let o = Command::new(LB_USER).args(["health", "--api", &free.to_string()]).env("RUST_LOG", "off").output().unwrap();
     let (e, code) = fails(o);
     let first = e.lines().next().unwrap();
-    assert_eq!(
-        first,
-        format!("lb-user: error: no lb-user is listening on {free} (is lb-user attach running with an api listener? see docs/operations.md)")
-    );
+    assert_eq!(first, format!("lb-user: error: no lb-user is listening on {free} (is lb-user attach running with an api listener? see docs/operations.md)"));
     assert!(e.lines().skip(1).all(|l| l.starts_with("  caused by: ")), "{e}");
     assert_eq!(code, 69);
 }

@@ -57,7 +57,8 @@ impl Fake {
         let mut ids = IdBook::default();
         let health = HealthSnapshot::all_up(&config);
         let desired = Desired::build(&config, &mut ids, &|_, _| true).unwrap();
-        let seen = Arc::new(Mutex::new(Seen { config: config.clone(), desired, rebuilds: 0, flows: BTreeMap::new(), default_flows: 1, counters: Report::default() }));
+        let seen =
+            Arc::new(Mutex::new(Seen { config: config.clone(), desired, rebuilds: 0, flows: BTreeMap::new(), default_flows: 1, counters: Report::default() }));
         let ifaces = config.interfaces.iter().map(|i| i.name.clone()).collect();
         (Fake { ids, health, ifaces, seen: seen.clone(), config }, seen)
     }

@@ -9,6 +9,7 @@
 pub mod addr;
 mod build;
 pub mod config;
+mod traffic;
 
 use std::{
     net::{IpAddr, SocketAddr},

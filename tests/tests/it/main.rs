@@ -11,6 +11,7 @@ mod lb_user_cli;
 mod shared_core;
 mod xdp_fixtures;
 mod xdp_flows;
+mod xdp_lab_api;
 mod xdp_lab_drain;
 mod xdp_lab_dsr_next_hop;
 mod xdp_lab_forwarding;
