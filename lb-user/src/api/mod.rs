@@ -51,6 +51,19 @@ pub enum Request {
     Remove { vip: String, backend: SocketAddr },
 }
 
+/// For the log: `drain vip=web backend=198.18.1.12:8080 drain=true`.
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Request::State => f.write_str("state"),
+            Request::Add { vip, spec } => write!(f, "add vip={vip} body={spec:?}"),
+            Request::Weight { vip, backend, weight } => write!(f, "weight vip={vip} backend={backend} weight={weight}"),
+            Request::Drain { vip, backend, drain } => write!(f, "drain vip={vip} backend={backend} drain={drain}"),
+            Request::Remove { vip, backend } => write!(f, "remove vip={vip} backend={backend}"),
+        }
+    }
+}
+
 /// The supervisor's answer.
 #[derive(Debug)]
 pub enum Reply {

@@ -26,10 +26,10 @@ impl<T: Tables> Supervisor<T> {
         let Some(file) = self.file.clone() else {
             return Err(ApiError::new(StatusCode::CONFLICT, "lb-user was attached without --config: there are no VIPs to change"));
         };
-        let what = format!("{request:?}");
+        let what = request.to_string();
         let result = self.change(file, request);
         if let Err(e) = &result {
-            log::info!("api: change refused status={} request={what} reason={:?}", e.status.as_u16(), e.message);
+            log::info!("api: change refused status={} request=\"{what}\" reason={:?}", e.status.as_u16(), e.message);
         }
         result
     }

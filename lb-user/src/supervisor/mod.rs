@@ -202,8 +202,9 @@ impl<T: Tables> Supervisor<T> {
         self.api.as_ref().map(api::ApiHandle::local_addr)
     }
 
-    /// Runs until a [`Command::Stop`] (or the sender is dropped) or an
-    /// interface disappears, then detaches.
+    /// Runs until a [`Command::Stop`] (or every sender is dropped; the
+    /// control API holds one while it runs) or an interface disappears,
+    /// then detaches.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> Result<()> {
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

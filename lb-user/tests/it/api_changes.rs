@@ -134,6 +134,12 @@ fn refused_changes_name_the_problem_and_change_nothing() {
     assert!(body.contains("request body: EOF while parsing"), "{body}");
     let (status, body) = raw(h.api, "POST", WEB, &vec![b' '; 70 * 1024]);
     assert_eq!(status, 413, "{body}");
+    // IPv6 backends in a path, brackets as they are or percent-encoded.
+    for path in [format!("{WEB}/[fd00::11]:80"), format!("{WEB}/%5Bfd00::11%5D:80")] {
+        let (status, body) = raw(h.api, "DELETE", &path, b"");
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains("vip web has no backend [fd00::11]:80"), "{body}");
+    }
     let (status, body) = raw(h.api, "GET", "/api/state", b"");
     assert_eq!(status, 200, "keep the connection's framing right: {body}");
     assert_eq!(h.seen.lock().unwrap().rebuilds, rebuilds, "no refused change reached the tables");
