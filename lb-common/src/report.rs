@@ -30,6 +30,9 @@ pub enum Exit {
     /// 78 (`EX_CONFIG` of sysexits.h): a config file cannot be read or is
     /// invalid. Retrying without editing it will fail again.
     Config,
+    /// 69 (`EX_UNAVAILABLE`): the service the command talks to is not
+    /// running (lb-user's operator CLI with no lb-user on `--api`).
+    Unavailable,
 }
 
 impl Exit {
@@ -39,6 +42,7 @@ impl Exit {
             Exit::Runtime => 1,
             Exit::Usage => 2,
             Exit::Config => 78,
+            Exit::Unavailable => 69,
         }
     }
 }
@@ -124,7 +128,7 @@ mod tests {
 
     #[test]
     fn codes() {
-        assert_eq!([Exit::Runtime, Exit::Usage, Exit::Config].map(Exit::code), [1, 2, 78]);
+        assert_eq!([Exit::Runtime, Exit::Usage, Exit::Config, Exit::Unavailable].map(Exit::code), [1, 2, 78, 69]);
     }
 
     #[test]

@@ -139,6 +139,10 @@ impl Attachment {
                 show(&config.metrics)
             );
         }
+        if config.api != state.config.api {
+            let show = |a: &Option<crate::config::ApiConfig>| a.map_or("none".to_owned(), |a| a.listen.to_string());
+            bail!("api.listen cannot change while attached ({} -> {}); restart lb-user to move the control API", show(&state.config.api), show(&config.api));
+        }
         if config.attach_mode != state.config.attach_mode {
             bail!("attach_mode cannot change while attached ({:?} -> {:?}); detach and attach again", state.config.attach_mode, config.attach_mode);
         }
@@ -179,6 +183,13 @@ impl Attachment {
             }
         }
         Ok(out)
+    }
+
+    /// The VIP id and backend ids of every VIP of the config in force, in
+    /// config order (empty without a config).
+    pub fn ids(&self) -> Vec<(u32, Vec<u32>)> {
+        let Some(state) = self.state.as_ref() else { return Vec::new() };
+        state.desired.vips.iter().map(|v| (v.info.vip_id, v.backend_ids.clone())).collect()
     }
 
     /// The config in force, if attached with one.

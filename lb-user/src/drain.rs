@@ -133,6 +133,12 @@ impl Drains {
         done
     }
 
+    /// When leaving backend `backend` of `vip` is removed at the latest
+    /// (`None`: not leaving).
+    pub fn deadline(&self, vip: &str, backend: std::net::SocketAddr) -> Option<Instant> {
+        self.leaving.get(vip)?.iter().find(|l| l.backend.socket_addr() == backend).map(|l| l.deadline)
+    }
+
     /// Time until the earliest deadline (for tests and logs).
     pub fn next_deadline(&self, now: Instant) -> Option<Duration> {
         self.leaving.values().flatten().map(|l| l.deadline.saturating_duration_since(now)).min()

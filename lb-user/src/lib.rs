@@ -2,8 +2,10 @@
 //! its counters. The binary (`src/main.rs`) is a thin CLI over this library so
 //! the integration tests drive exactly the same code.
 
+pub mod api;
 pub mod attach;
 pub mod bpffs;
+pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod desired;
@@ -13,6 +15,7 @@ pub mod health;
 pub mod metrics_endpoint;
 pub mod neighbours;
 pub mod netns;
+pub mod overrides;
 pub mod privileges;
 pub mod program;
 pub mod proxy;

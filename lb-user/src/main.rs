@@ -24,8 +24,10 @@ use lb_user::{
     lb-user attach --iface eth0               # count and pass, run until Ctrl-C\n  \
     lb-user attach --config xdplb.yaml        # balance the config's VIPs\n  \
     lb-user stats --iface eth0                # counters, from another shell\n  \
-    lb-user --netns xldemo-lb stats --iface xldemo-lc --json\n\n\
-    Exit status: 0 done, 1 runtime error, 2 usage error, 78 config error (see docs/lb-user.md)")]
+    lb-user --netns xldemo-lb stats --iface xldemo-lc --json\n  \
+    lb-user backends list                     # through the control API (docs/operations.md)\n  \
+    lb-user backends drain web 198.18.1.11:8080\n\n\
+    Exit status: 0 done, 1 runtime error, 2 usage error, 69 no lb-user on --api, 78 config error (see docs/lb-user.md)")]
 struct Cli {
     /// Run inside this named network namespace (from `ip netns list`). Only the
     /// network namespace changes, so pins under /sys/fs/bpf stay shared.
@@ -85,6 +87,21 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "1s", requires = "watch", value_parser = lb_user::stats::parse_interval)]
         interval: std::time::Duration,
     },
+    /// Show or change the backends of a running `lb-user attach` through its
+    /// control API (the config's `api:` block; docs/operations.md). Changes
+    /// last until the config file changes.
+    Backends {
+        #[command(flatten)]
+        api: lb_user::cli::ApiArgs,
+        #[command(subcommand)]
+        command: lb_user::cli::backends::BackendsCommand,
+    },
+    /// One line per backend of a running `lb-user attach`: health check
+    /// verdict and drain state (through the control API).
+    Health {
+        #[command(flatten)]
+        api: lb_user::cli::ApiArgs,
+    },
     /// Run the userspace L4 forwarder (the baseline for XDP; docs/proxy.md):
     /// serve the config's VIPs with the same selection, allowlist and health
     /// checks, in the foreground. SIGINT/SIGTERM drain and exit. No root needed.
@@ -103,7 +120,14 @@ fn main() -> ExitCode {
         Err(err) => {
             // A config file that cannot be read or is invalid exits 78, so
             // a supervisor can tell it from a failure it may retry.
-            let code = if err.chain().any(|c| c.is::<lb_user::config::ConfigError>()) { Exit::Config } else { Exit::Runtime };
+            let code = if err.chain().any(|c| c.is::<lb_user::config::ConfigError>()) {
+                Exit::Config
+            } else if err.chain().any(|c| c.is::<lb_user::api::client::NotListening>()) {
+                // No lb-user to talk to: a script may start one and retry.
+                Exit::Unavailable
+            } else {
+                Exit::Runtime
+            };
             report::exit("lb-user", err.as_ref(), code)
         }
     }
@@ -117,6 +141,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Attach { iface, config, mode } => attach(iface, config, mode),
         Command::Detach { iface } => lb_user::attach::detach_pinned(&iface),
         Command::Proxy { config } => lb_user::proxy::run_cli(&config),
+        Command::Backends { api, command } => lb_user::cli::backends::run(&api, command),
+        Command::Health { api } => lb_user::cli::backends::health(&api),
         Command::Stats { iface, json, watch: true, interval } => lb_user::stats::watch(&iface, interval, json),
         Command::Stats { iface, json, .. } => {
             let report = Report::read_pinned(&iface)?;

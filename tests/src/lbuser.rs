@@ -106,10 +106,15 @@ impl LbUser {
         Ok(me)
     }
 
+    /// Runs `lb-user --netns NS <args>` to completion (whatever its exit).
+    pub fn cli_output(&self, args: &[&str]) -> Result<std::process::Output> {
+        let binary = workspace::binary("lb-user")?;
+        Ok(Command::new(&binary).args(["--netns", &self.netns]).args(args).env("RUST_LOG", "off").output()?)
+    }
+
     /// Runs `lb-user --netns NS <args>` to completion and returns stdout.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let binary = workspace::binary("lb-user")?;
-        let out = Command::new(&binary).args(["--netns", &self.netns]).args(args).output()?;
+        let out = self.cli_output(args)?;
         if !out.status.success() {
             bail!("lb-user {args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }

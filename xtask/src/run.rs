@@ -71,10 +71,13 @@ fn demo_until(opts: RunOptions, stop_rx: &mpsc::Receiver<()>) -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     println!("\n[run] counters (lb-user --netns {lb_ns} stats --iface {iface}):");
     print!("{}", lb.cli(&["stats", "--iface", &iface])?);
+    println!("\n[run] backends (lb-user --netns {lb_ns} backends list):");
+    print!("{}", lb.cli(&["backends", "list"])?);
     println!(
-        "\n[run] running; in another shell try:\n  ip netns exec {client_ns} curl http://198.18.100.1/\n  {bin}/lb-user --netns {lb_ns} stats --iface {iface} --watch\n  edit {cfg} (it is reloaded on change)",
+        "\n[run] running; in another shell try:\n  ip netns exec {client_ns} curl http://198.18.100.1/\n  {bin}/lb-user --netns {lb_ns} stats --iface {iface} --watch\n  {bin}/lb-user --netns {lb_ns} backends list          (the control API, docs/operations.md)\n  {bin}/lb-user --netns {lb_ns} backends drain web {be1}\n  edit {cfg} (it is reloaded on change)",
         bin = util::workspace_root().join("target/debug").display(),
         cfg = config.display(),
+        be1 = lab.backend_addr(1, false),
     );
     match opts.duration {
         Some(secs) => println!("[run] stopping in {secs} s (or Ctrl-C)"),
@@ -106,14 +109,15 @@ const VIP_V6: &str = "[fd00:198:18:100::1]:80";
 const VIP_UDP: &str = "198.18.100.1:8080";
 
 /// The demo's balancer config: HTTP VIPs over IPv4 and IPv6 and a UDP echo
-/// VIP, NAT mode, health-checked, in target/ so it can be read afterwards.
+/// VIP, NAT mode, health-checked, with the control API on the lb's
+/// loopback, in target/ so it can be read afterwards.
 fn demo_config(lab: &Lab, mode: &str) -> Result<std::path::PathBuf> {
     let backends = |v6: bool| -> String {
         (1..=lab.backend_count()).map(|i| format!("      - {{ address: \"{}\", port: 8080 }}\n", lab.backend_addr(i, v6).ip())).collect()
     };
     let check = "    health_check: { type: http, path: /health, expect_status: 200, interval: 1s, timeout: 500ms, rise: 2, fall: 2 }\n";
     let text = format!(
-        "# Written by `cargo xtask run` for lab {name}.\ninterfaces:\n  - {{ name: {lc}, role: client }}\n  - {{ name: {lb}, role: backend }}\nattach_mode: {mode}\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n{b4}{check}  - name: web6\n    address: \"fd00:198:18:100::1\"\n    port: 80\n    backends:\n{b6}{check}  - name: echo\n    address: 198.18.100.1\n    port: 8080\n    protocol: udp\n    algorithm: round_robin\n    backends:\n{b4}",
+        "# Written by `cargo xtask run` for lab {name}.\ninterfaces:\n  - {{ name: {lc}, role: client }}\n  - {{ name: {lb}, role: backend }}\nattach_mode: {mode}\napi: {{ listen: \"127.0.0.1:9901\" }}\nvips:\n  - name: web\n    address: 198.18.100.1\n    port: 80\n    backends:\n{b4}{check}  - name: web6\n    address: \"fd00:198:18:100::1\"\n    port: 80\n    backends:\n{b6}{check}  - name: echo\n    address: 198.18.100.1\n    port: 8080\n    protocol: udp\n    algorithm: round_robin\n    backends:\n{b4}",
         name = lab.name(),
         lc = lab.lb_client_iface(),
         lb = lab.lb_backend_iface(),

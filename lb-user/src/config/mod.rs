@@ -7,12 +7,14 @@
 //! `vips[1].backends[0].weight`), the offending value and what is allowed.
 //! Validation reports all the problems it finds, not only the first.
 
+mod backends;
+mod listen;
 mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -51,6 +53,9 @@ pub mod limits {
     pub const MAX_VIPS: u32 = lb_common::lb::MAX_VIPS;
     pub const MAX_BACKENDS: u32 = lb_common::lb::MAX_BACKENDS;
     pub const MAX_BACKENDS_PER_VIP: u32 = lb_common::lb::MAX_RR_BACKENDS;
+    /// Where the control API listens without `api.listen` (and where the
+    /// operator CLI looks without `--api`).
+    pub const DEFAULT_API_LISTEN: std::net::SocketAddr = std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
 }
 
 /// A validated configuration.
@@ -76,6 +81,8 @@ pub struct Config {
     /// At least one, at most `MAX_VIPS`; index = VIP id order of the file.
     pub vips: Vec<Vip>,
     pub metrics: Option<MetricsConfig>,
+    /// The control API of `lb-user attach` (`None`: no API).
+    pub api: Option<ApiConfig>,
     pub proxy: ProxyConfig,
 }
 
@@ -238,7 +245,7 @@ impl fmt::Display for Protocol {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     /// Maglev over the 5-tuple hash.
@@ -274,7 +281,7 @@ impl Algorithm {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Forwarding {
     #[default]
@@ -315,6 +322,14 @@ pub enum HealthCheckKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetricsConfig {
     pub listen: SocketAddr,
+}
+
+/// `api:`: where `lb-user attach` serves its control API (docs/operations.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Loopback unless `allow_remote`.
+    pub listen: SocketAddr,
+    pub allow_remote: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -391,7 +406,54 @@ fn plain_serde_message(msg: &str) -> String {
     out
 }
 
+/// A backend as given at runtime (the body of the control API's add
+/// request): the same keys as a backend in the file (`address`, `port`,
+/// `weight`, `mac`; unknown keys are errors), checked by the same rules
+/// ([`Vip::check_backend`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct BackendSpec(raw::RawBackend);
+
+impl BackendSpec {
+    /// Reads a JSON request body; the error is serde's message made plain
+    /// (it names the key and the line).
+    pub fn from_json(body: &[u8]) -> Result<BackendSpec, String> {
+        serde_json::from_slice(body).map_err(|e| plain_serde_message(&e.to_string()))
+    }
+
+    /// `backend` with another weight (a weight change is checked as the
+    /// backend with its new weight).
+    pub fn with_weight(backend: &Backend, weight: i64) -> BackendSpec {
+        BackendSpec(raw::RawBackend {
+            address: Some(backend.address.to_string()),
+            port: Some(i64::from(backend.port)),
+            weight: Some(weight),
+            mac: backend.mac.map(|m| m.map(|b| format!("{b:02x}")).join(":")),
+        })
+    }
+}
+
+impl Vip {
+    /// `spec` as a backend of this VIP, by the rules of a backend listed
+    /// under it in the file; the problems name the spec's keys.
+    pub fn check_backend(&self, spec: &BackendSpec) -> Result<Backend, Vec<FieldError>> {
+        backends::runtime_backend(&spec.0, self)
+    }
+}
+
 impl Config {
+    /// The rules over all backends that a runtime change can break: at
+    /// most 256 per VIP and 1024 in all, and `maglev.size` at least every
+    /// Maglev VIP's total weight. The file's validation applies the same.
+    pub fn check_capacity(&self) -> Result<(), Vec<FieldError>> {
+        let errors = backends::capacity_errors(self);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
     /// Reads and validates the YAML file at `path`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();

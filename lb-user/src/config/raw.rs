@@ -17,6 +17,7 @@ pub(super) struct RawConfig {
     pub allowlist: Option<RawAllowlist>,
     pub vips: Option<Vec<RawVip>>,
     pub metrics: Option<RawMetrics>,
+    pub api: Option<RawApi>,
     pub proxy: Option<RawProxy>,
 }
 
@@ -72,7 +73,9 @@ pub(super) struct RawVip {
     pub health_check: Option<RawHealthCheck>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Also the body of the control API's add request (`crate::api`), so a
+/// backend added at runtime is read and checked exactly as one in the file.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBackend {
     pub address: Option<String>,
@@ -105,6 +108,13 @@ pub(super) struct RawHealthCheck {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub listen: Option<String>,
+    pub allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

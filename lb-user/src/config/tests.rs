@@ -60,6 +60,7 @@ fn example_file_parses() {
     assert_eq!(allow.rules.sources.len(), 2);
     assert_eq!(allow.rules.ports, AllowedPorts::Only(vec![80, 8080]));
     assert_eq!(c.metrics.unwrap().listen, "127.0.0.1:9100".parse().unwrap());
+    assert_eq!(c.api, Some(ApiConfig { listen: limits::DEFAULT_API_LISTEN, allow_remote: false }));
     assert_eq!(c.backend_count(), 12);
 }
 

@@ -1,5 +1,6 @@
 //! Raw config → validated [`Config`]: every rule of `docs/config.md`.
 
+use super::backends::{backend, backend_in_vip, capacity};
 use super::limits::*;
 use super::raw::*;
 use super::*;
@@ -8,17 +9,21 @@ use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
 /// Collects field errors.
-struct Check {
-    errors: Vec<FieldError>,
+pub(super) struct Check {
+    pub(super) errors: Vec<FieldError>,
 }
 
 impl Check {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn new() -> Check {
+        Check { errors: Vec::new() }
+    }
+
+    pub(super) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError { path: path.into(), message: message.into() });
     }
 
     /// `value` as u32 within `range`, or an error naming both.
-    fn int(&mut self, path: &str, value: i64, range: RangeInclusive<u32>, what: &str) -> Option<u32> {
+    pub(super) fn int(&mut self, path: &str, value: i64, range: RangeInclusive<u32>, what: &str) -> Option<u32> {
         match u32::try_from(value) {
             Ok(v) if range.contains(&v) => Some(v),
             _ => {
@@ -28,7 +33,7 @@ impl Check {
         }
     }
 
-    fn port(&mut self, path: &str, value: Option<i64>) -> Option<u16> {
+    pub(super) fn port(&mut self, path: &str, value: Option<i64>) -> Option<u16> {
         match value {
             None => {
                 self.err(path, "missing; give a port number 1..=65535");
@@ -62,7 +67,7 @@ impl Check {
         }
     }
 
-    fn ip(&mut self, path: &str, raw: Option<&String>, what: &str) -> Option<IpAddr> {
+    pub(super) fn ip(&mut self, path: &str, raw: Option<&String>, what: &str) -> Option<IpAddr> {
         let Some(text) = raw else {
             self.err(path, format!("missing; give the {what}'s IPv4 or IPv6 address"));
             return None;
@@ -81,16 +86,8 @@ impl Check {
     }
 }
 
-fn family(a: IpAddr) -> &'static str {
-    if a.is_ipv4() {
-        "IPv4"
-    } else {
-        "IPv6"
-    }
-}
-
 pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
-    let mut c = Check { errors: Vec::new() };
+    let mut c = Check::new();
 
     let interfaces = interfaces(&mut c, raw.interfaces.as_deref());
     let attach_mode = match raw.attach_mode {
@@ -103,25 +100,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     let allowlist = raw.allowlist.as_ref().and_then(|a| allowlist(&mut c, a));
     let vips = vips(&mut c, raw.vips.as_deref());
     if let (Some(m), Some(vips)) = (&maglev, &vips) {
-        for (i, v) in vips.iter().enumerate() {
-            let total = v.total_weight();
-            if v.algorithm.uses_maglev() && m.size < total {
-                c.err(
-                    "maglev.size",
-                    format!(
-                        "{} is smaller than the total backend weight {total} of vips[{i}] ({}); the table needs at least one slot per unit of weight: use a larger prime (≥ 100 × {total} recommended) or lower the weights",
-                        m.size, v.name
-                    ),
-                );
-            }
-        }
+        capacity(&mut c, m, vips);
     }
-    let metrics = raw.metrics.as_ref().and_then(|m| metrics(&mut c, m));
+    let metrics = raw.metrics.as_ref().and_then(|m| super::listen::metrics(&mut c, m));
+    let api = raw.api.as_ref().and_then(|a| super::listen::api(&mut c, a));
     let proxy = proxy(&mut c, raw.proxy.as_ref());
 
     match (interfaces, maglev, conntrack, vips, proxy) {
         (Some(interfaces), Some(maglev), Some(conntrack), Some(vips), Some(proxy)) if c.errors.is_empty() => {
-            Ok(Config { interfaces, attach_mode, maglev, conntrack, allowlist, vips, metrics, proxy })
+            Ok(Config { interfaces, attach_mode, maglev, conntrack, allowlist, vips, metrics, api, proxy })
         }
         _ => {
             debug_assert!(!c.errors.is_empty());
@@ -291,10 +278,6 @@ fn vips(c: &mut Check, raw: Option<&[RawVip]>) -> Option<Vec<Vip>> {
         }
         out.push(v);
     }
-    let total: usize = raw.iter().map(|v| v.backends.as_ref().map_or(0, Vec::len)).sum();
-    if total > MAX_BACKENDS as usize {
-        c.err("vips", format!("has {total} backends over all VIPs; at most {MAX_BACKENDS} are supported"));
-    }
     (c.errors.len() == before).then_some(out)
 }
 
@@ -327,48 +310,15 @@ fn vip(c: &mut Check, i: usize, r: &RawVip) -> Option<Vip> {
             None
         }
         Some(list) => {
-            if list.len() > MAX_BACKENDS_PER_VIP as usize {
-                c.err(p("backends"), format!("has {} backends; at most {MAX_BACKENDS_PER_VIP} per VIP are supported", list.len()));
-            }
             let mut out = Vec::new();
             let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
             for (j, b) in list.iter().enumerate() {
-                let Some(b) = backend(c, i, j, b, algorithm) else { continue };
                 let bp = format!("vips[{i}].backends[{j}]");
+                let Some(b) = backend(c, &bp, b, algorithm) else { continue };
                 if let Some(first) = seen.insert(b.socket_addr(), j) {
                     c.err(bp.clone(), format!("{} is already listed as backends[{first}]; list each backend once", b.socket_addr()));
                 }
-                if let Some(vip_addr) = address {
-                    if vip_addr.is_ipv4() != b.address.is_ipv4() {
-                        c.err(
-                            format!("{bp}.address"),
-                            format!(
-                                "{} is {} but the VIP {} is {}; a backend must have its VIP's address family",
-                                b.address,
-                                family(b.address),
-                                vip_addr,
-                                family(vip_addr)
-                            ),
-                        );
-                    }
-                }
-                if forwarding == Forwarding::Nat && b.mac.is_some() {
-                    c.err(
-                        format!("{bp}.mac"),
-                        "is used only with forwarding: dsr (a NAT backend's next hop comes from the kernel's route and neighbour tables); drop it or set forwarding: dsr",
-                    );
-                }
-                if let (Forwarding::Dsr, Some(vp)) = (forwarding, port) {
-                    if b.port != vp {
-                        c.err(
-                            format!("{bp}.port"),
-                            format!(
-                                "{} differs from the VIP's port {vp}; forwarding dsr only rewrites the destination MAC and cannot rewrite ports: set port: {vp} or use forwarding: nat",
-                                b.port
-                            ),
-                        );
-                    }
-                }
+                backend_in_vip(c, &bp, &b, address, port, forwarding);
                 out.push(b);
             }
             Some(out)
@@ -379,54 +329,6 @@ fn vip(c: &mut Check, i: usize, r: &RawVip) -> Option<Vip> {
         return None;
     }
     Some(Vip { name: name?, address: address?, port: port?, protocol, algorithm, forwarding, backends: backends?, health_check })
-}
-
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.trim().split(':');
-    for byte in &mut mac {
-        let part = parts.next()?;
-        if part.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
-fn backend(c: &mut Check, i: usize, j: usize, r: &RawBackend, algorithm: Algorithm) -> Option<Backend> {
-    let before = c.errors.len();
-    let p = |field: &str| format!("vips[{i}].backends[{j}].{field}");
-    let address = c.ip(&p("address"), r.address.as_ref(), "backend");
-    let port = c.port(&p("port"), r.port);
-    let weight = match r.weight {
-        None => Some(1),
-        Some(w) => match c.int(&p("weight"), w, WEIGHT_MIN..=WEIGHT_MAX, "a weight") {
-            Some(w) if w != 1 && algorithm == Algorithm::RoundRobin => {
-                c.err(p("weight"), format!("{w} has no effect: round_robin treats backends equally; drop the weight or use algorithm: maglev"));
-                None
-            }
-            w => w,
-        },
-    };
-    let mac = match r.mac.as_deref() {
-        None => None,
-        Some(text) => match parse_mac(text) {
-            Some(m) if m == [0; 6] || m[0] & 1 == 1 => {
-                c.err(p("mac"), format!("{text:?} is not a unicast MAC address (all-zero, multicast or broadcast)"));
-                None
-            }
-            Some(m) => Some(m),
-            None => {
-                c.err(p("mac"), format!("{text:?} is not a MAC address; write six hex bytes like \"02:00:00:00:00:11\""));
-                None
-            }
-        },
-    };
-    if c.errors.len() != before {
-        return None;
-    }
-    Some(Backend { address: address?, port: port?, weight: weight?, mac })
 }
 
 fn health_check(c: &mut Check, i: usize, r: &RawHealthCheck) -> Option<HealthCheck> {
@@ -482,20 +384,6 @@ fn health_check(c: &mut Check, i: usize, r: &RawHealthCheck) -> Option<HealthChe
         return None;
     }
     Some(HealthCheck { kind: kind?, interval: interval?, timeout: timeout?, rise: rise?, fall: fall? })
-}
-
-fn metrics(c: &mut Check, r: &RawMetrics) -> Option<MetricsConfig> {
-    let Some(text) = r.listen.as_deref() else {
-        c.err("metrics.listen", "missing; give address:port, e.g. \"127.0.0.1:9100\"");
-        return None;
-    };
-    match text.trim().parse::<SocketAddr>() {
-        Ok(listen) => Some(MetricsConfig { listen }),
-        Err(_) => {
-            c.err("metrics.listen", format!("{text:?} is not address:port; write e.g. \"127.0.0.1:9100\" or \"[::1]:9100\""));
-            None
-        }
-    }
 }
 
 fn proxy(c: &mut Check, raw: Option<&RawProxy>) -> Option<ProxyConfig> {

@@ -289,6 +289,11 @@ impl Proxy {
                 bail!("a {what} was given for VIP {name:?}, which is not a {proto} VIP of the config");
             }
         }
+        if let Some(api) = config.api {
+            // The control API drives the XDP tables; saying so beats a
+            // silently missing listener.
+            log::warn!("api: the control API ({}) is served by lb-user attach only; lb-user proxy ignores it", api.listen);
+        }
         let metrics = Metrics::new().context("creating the metrics")?;
         let metrics_listener = match (options.metrics_listener.take(), config.metrics) {
             (Some(l), _) => {

@@ -1,7 +1,12 @@
-//! lb-user's integration tests (`lb-user proxy`, loopback only, no root) as
-//! one test binary, one module per concern; `proxy_support` holds the
-//! fixtures they share.
+//! lb-user's integration tests (`lb-user proxy`, and the control API over a
+//! stand-in attachment; loopback only, no root) as one test binary, one
+//! module per concern; `proxy_support` and `api_support` hold the fixtures
+//! they share.
 
+mod api_changes;
+mod api_cli;
+mod api_overrides;
+mod api_support;
 mod cli_errors;
 mod proxy_admission;
 mod proxy_drain;

@@ -80,6 +80,12 @@ impl LbConfig {
         self.extra(&format!("metrics: {{ listen: \"{listen}\" }}"))
     }
 
+    /// `api: { listen }`: lb-user serves its control API there (in the lb's
+    /// namespace, so loopback addresses of different labs do not meet).
+    pub fn api(self, listen: SocketAddr) -> LbConfig {
+        self.extra(&format!("api: {{ listen: \"{listen}\" }}"))
+    }
+
     /// Any other top-level YAML, as written.
     pub fn extra(mut self, yaml: &str) -> LbConfig {
         self.top.push(format!("{}\n", yaml.trim_end_matches('\n')));

@@ -14,6 +14,7 @@ pub mod chain;
 pub mod config;
 pub mod faults;
 mod process;
+mod traffic;
 
 use std::{
     net::{IpAddr, SocketAddr},

@@ -17,6 +17,7 @@ mod xdp_fixtures;
 mod xdp_flows;
 mod xdp_fuzz;
 mod xdp_fuzz_findings;
+mod xdp_lab_api;
 mod xdp_lab_drain;
 mod xdp_lab_dsr_next_hop;
 mod xdp_lab_forwarding;

@@ -3,7 +3,7 @@
 //! (it gets no new ones) until they end or the timeout passes, then removes
 //! it.
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use lb_user::stats::Report;
 use xdplb_tests::{
@@ -13,7 +13,7 @@ use xdplb_tests::{
         Host, Lab,
     },
     lbuser::LbUser,
-    netns, require_root,
+    require_root,
 };
 
 const VIP: &str = "198.18.100.1:80";
@@ -28,24 +28,12 @@ fn web(lab: &Lab, backends: &[u8], drain: &str) -> LbConfig {
 
 /// Who served each of `n` requests, each on a new connection.
 fn served_by(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
-    let vip: SocketAddr = VIP.parse().unwrap();
-    netns::run_in(&lab.ns(Host::Client), move || {
-        let mut seen = BTreeMap::new();
-        for _ in 0..n {
-            let r = http::get(vip, "/", Duration::from_secs(5))?;
-            *seen.entry(r.body.trim().to_owned()).or_insert(0) += 1;
-        }
-        Ok(seen)
-    })
-    .unwrap()
+    lab.served_by(VIP.parse().unwrap(), n).unwrap()
 }
 
 /// A kept-alive connection from the client and the backend (1-based) it reached.
 fn long_lived(lab: &Lab) -> (http::KeepAlive, u8) {
-    let vip: SocketAddr = VIP.parse().unwrap();
-    let mut conn = netns::run_in(&lab.ns(Host::Client), move || http::KeepAlive::connect(vip, Duration::from_secs(5))).unwrap();
-    let name = conn.get("/").unwrap().body.trim().to_owned();
-    (conn, name.trim_start_matches("be").parse().unwrap())
+    lab.keep_alive(VIP.parse().unwrap()).unwrap()
 }
 
 fn backend_active(lab: &Lab, i: u8) -> bool {

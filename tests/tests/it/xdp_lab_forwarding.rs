@@ -27,17 +27,7 @@ fn config(lab: &Lab) -> LbConfig {
 
 /// Who served each of `n` requests to `vip`, each on a new connection.
 fn served_by(lab: &Lab, vip: SocketAddr, n: usize) -> BTreeMap<String, usize> {
-    let client = lab.ns(Host::Client);
-    netns::run_in(&client, move || {
-        let mut seen = BTreeMap::new();
-        for _ in 0..n {
-            let r = http::get(vip, "/", Duration::from_secs(5))?;
-            anyhow::ensure!(r.status == 200, "status {} from {vip}", r.status);
-            *seen.entry(r.body.trim().to_owned()).or_insert(0) += 1;
-        }
-        Ok(seen)
-    })
-    .unwrap()
+    lab.served_by(vip, n).unwrap()
 }
 
 #[test]

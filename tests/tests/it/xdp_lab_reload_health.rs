@@ -57,7 +57,7 @@ fn a_backend_that_is_down_stays_down_across_a_reload() {
 }
 
 #[test]
-fn a_reload_that_moves_the_metrics_endpoint_or_the_attach_mode_is_refused() {
+fn a_reload_that_moves_the_metrics_endpoint_the_api_or_the_attach_mode_is_refused() {
     require_root!();
     let mut lab = Lab::up_unique("xr", 2).unwrap();
     lab.start_backends().unwrap();
@@ -75,6 +75,11 @@ fn a_reload_that_moves_the_metrics_endpoint_or_the_attach_mode_is_refused() {
     config.replace(&base.clone().extra("attach_mode: skb\n").yaml()).unwrap();
     lb.wait_for_log("reload refused", seen, Duration::from_secs(10)).unwrap();
     lb.wait_for_log("attach_mode cannot change while attached", seen, Duration::from_secs(2)).unwrap();
+
+    let seen = lb.log_len();
+    config.replace(&base.clone().api("127.0.0.1:9901".parse().unwrap()).yaml()).unwrap();
+    lb.wait_for_log("reload refused", seen, Duration::from_secs(10)).unwrap();
+    lb.wait_for_log("api.listen cannot change while attached (none -> 127.0.0.1:9901)", seen, Duration::from_secs(2)).unwrap();
 
     // The running config is untouched: the same file back is no change at all.
     let seen = lb.log_len();
