@@ -156,12 +156,26 @@ impl Lab {
     /// Starts `program args…` inside `host`'s namespace as a tracked child,
     /// stopped when the lab goes down. `label` names it in errors.
     pub fn spawn(&mut self, host: Host, label: &str, program: &std::path::Path, args: &[String]) -> Result<u32> {
+        self.spawn_with(host, label, program, args, Stdio::inherit(), Stdio::inherit())
+    }
+
+    /// Like [`Lab::spawn`], with the program's stdout and stderr appended to
+    /// `log` (for chatty servers under load).
+    pub fn spawn_logged(&mut self, host: Host, label: &str, program: &std::path::Path, args: &[String], log: &std::path::Path) -> Result<u32> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+        let err = file.try_clone().with_context(|| format!("opening {}", log.display()))?;
+        self.spawn_with(host, label, program, args, Stdio::from(file), Stdio::from(err))
+    }
+
+    fn spawn_with(&mut self, host: Host, label: &str, program: &std::path::Path, args: &[String], stdout: Stdio, stderr: Stdio) -> Result<u32> {
         let ns = self.ns(host);
         let child = Command::new("ip")
             .args(["netns", "exec", &ns])
             .arg(program)
             .args(args)
             .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             // Own process group: Ctrl-C in a terminal reaches only the
             // orchestrator, which tears the lab down in order.
             .process_group(0)
