@@ -226,7 +226,7 @@ fn raise_nofile(conns: u64) -> Result<()> {
     }
     // stdio, the runtime's epoll and eventfd, slack.
     let needed = conns + 32;
-    if needed > lim.rlim_max as u64 {
+    if needed > lim.rlim_max {
         bail!("--conns {conns} needs about {needed} open files and the hard limit is {}: spread the connections over several processes", lim.rlim_max);
     }
     Ok(())
@@ -324,8 +324,11 @@ async fn trickle(tls: &mut TlsStream<TcpStream>, t: &Target) {
     }
 }
 
+/// One report line on stdout. A reader that went away (closed pipe) is
+/// not an error worth a panic: the run is bounded and ends by itself.
 fn print(line: &Line) {
-    println!("{}", line.to_json());
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{}", line.to_json());
 }
 
 async fn run(args: Args) -> Result<()> {

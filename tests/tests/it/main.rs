@@ -9,6 +9,8 @@ mod lab;
 mod lab_config;
 mod lb_user_cli;
 mod shared_core;
+#[cfg(feature = "tls-clients")]
+mod tls_clients;
 mod xdp_fixtures;
 mod xdp_flows;
 mod xdp_lab_forwarding;
