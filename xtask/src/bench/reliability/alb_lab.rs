@@ -31,7 +31,7 @@ impl AlbLab {
         let work = ctx.work(case)?;
         let alb = ctx.bin("alb")?;
         let tls_clients = ctx.bin("tls-clients")?;
-        let demo = certgen::demo(&work.join("certs"), &certgen::DemoOptions { force: true, ..Default::default() }).context("certgen demo")?;
+        let demo = certgen::demo(work.join("certs"), &certgen::DemoOptions { force: true, ..Default::default() }).context("certgen demo")?;
         let certs = demo.files;
         let mut lab = Lab::up_unique("xr", 1)?;
         super::say(case, format!("lab {} up", lab.name()));
