@@ -247,6 +247,7 @@ where
 /// them buffered in rustls (nothing is consumed). Not an `async fn`: that
 /// would keep the stream twice (the argument and its binding in the body),
 /// where the `async move` block below holds it once.
+#[allow(clippy::manual_async_fn)]
 fn first_plaintext<'a>(mut stream: Tls, st: &'a State, shutdown: &'a mut watch::Receiver<bool>) -> impl Future<Output = Option<Tls>> + Send + 'a {
     async move {
         use tokio::io::AsyncBufRead as _;

@@ -258,7 +258,7 @@ async fn connection(t: Arc<Target>, s: Arc<Shared>) {
     s.open.fetch_add(1, Relaxed);
     let established = Instant::now();
     match t.then {
-        Then::Close => unreachable!("handled above"),
+        Then::Close => {}
         Then::Idle => idle(&mut tls).await,
         Then::Request => request(tls, &t, &s).await,
         Then::Trickle => trickle(&mut tls, &t).await,
