@@ -2,6 +2,7 @@
 //! reload (SIGHUP, file polling, [`Running::reload`]) and graceful
 //! shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -198,41 +199,101 @@ async fn accept_loop(l: TcpListener, st: Arc<State>, mut shutdown: watch::Receiv
     }
 }
 
-async fn serve_conn(st: &Arc<State>, tcp: TcpStream, peer: SocketAddr, local: SocketAddr, shutdown: watch::Receiver<bool>) {
-    let cfg = st.cfg();
+async fn serve_conn(st: &Arc<State>, tcp: TcpStream, peer: SocketAddr, local: SocketAddr, mut shutdown: watch::Receiver<bool>) {
     let _ = tcp.set_nodelay(true);
     let clock = Arc::new(AtomicU64::new(0));
     let io = Activity::new(tcp, clock.clone());
+    // Memory per connection (docs/reliability.md): each stage — handshake,
+    // waiting for the first bytes, HTTP — runs in an allocation of its own
+    // that lives only as long as the stage, and this task holds just the
+    // pointer. An async fn keeps a slot for every value that may be live
+    // across an await, temporaries of the statement included, so one future
+    // for the whole connection was the largest stage plus leftovers: 10 KB
+    // per idle connection. Each boxed future is therefore made in a
+    // statement of its own, before the one that awaits it.
     let Some(tls) = st.tls() else {
-        let ci = ConnInfo::new(peer, local, false, None);
-        return serve_http(st, TokioIo::new(io), ci, clock, shutdown).await;
+        let wait = Box::pin(first_bytes(io.inner.readable(), st, &mut shutdown));
+        if !wait.await {
+            return;
+        }
+        return serve_http(st, TokioIo::new(io), ConnInfo::new(peer, local, false, None), clock, shutdown).await;
     };
+    let hs = Box::pin(handshake(st, tls, io, peer));
+    let Some((stream, identity)) = hs.await else { return };
+    let wait = Box::pin(first_plaintext(stream, st, &mut shutdown));
+    let Some(stream) = wait.await else { return };
+    serve_http(st, TokioIo::new(stream), ConnInfo::new(peer, local, true, identity), clock, shutdown).await
+}
+
+type Tls = tokio_rustls::server::TlsStream<Activity<TcpStream>>;
+
+/// Waits until `readable` (the client sent its first bytes) and says
+/// whether to go on: false after `timeouts.idle` without a byte, on
+/// shutdown, or when the client closed. Until then a connection holds no
+/// HTTP state at all: hyper's connection and its read buffer are made only
+/// once there is something to read, which keeps idle connections small.
+async fn first_bytes<F, T>(readable: F, st: &State, shutdown: &mut watch::Receiver<bool>) -> bool
+where
+    F: Future<Output = std::io::Result<T>>,
+{
+    tokio::select! {
+        r = readable => r.is_ok(),
+        () = tokio::time::sleep(st.cfg().timeouts.idle.0) => false,
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// [`first_bytes`] on a TLS stream's plaintext; returns the stream with
+/// them buffered in rustls (nothing is consumed). Not an `async fn`: that
+/// would keep the stream twice (the argument and its binding in the body),
+/// where the `async move` block below holds it once.
+#[allow(clippy::manual_async_fn)]
+fn first_plaintext<'a>(mut stream: Tls, st: &'a State, shutdown: &'a mut watch::Receiver<bool>) -> impl Future<Output = Option<Tls>> + Send + 'a {
+    async move {
+        use tokio::io::AsyncBufRead as _;
+        // An empty buffer is the client's close.
+        let data = std::future::poll_fn(|cx| {
+            Pin::new(&mut stream).poll_fill_buf(cx).map(|r| r.and_then(|b| if b.is_empty() { Err(std::io::ErrorKind::UnexpectedEof.into()) } else { Ok(()) }))
+        });
+        if !first_bytes(data, st, shutdown).await {
+            return None;
+        }
+        Some(stream)
+    }
+}
+
+/// The TLS handshake within the header-read budget; failures are logged
+/// and counted. Returns the stream and the client certificate's subject.
+async fn handshake(st: &State, tls: Arc<rustls::ServerConfig>, io: Activity<TcpStream>, peer: SocketAddr) -> Option<(Tls, Option<String>)> {
     // The handshake shares the header-read budget: a client trickling its
     // ClientHello is a slowloris too.
-    let hs = tokio::time::timeout(cfg.timeouts.header_read.0, TlsAcceptor::from(tls).accept(io)).await;
+    let hs = tokio::time::timeout(st.cfg().timeouts.header_read.0, TlsAcceptor::from(tls).accept(io)).await;
     let stream = match hs {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             let reason = failure_reason(&e);
             st.metrics.tls_failures.with_label_values(&[reason]).inc();
             log::warn!("TLS handshake from {peer} rejected: reason={reason} ({e})");
-            return;
+            return None;
         }
         Err(_) => {
             st.metrics.tls_failures.with_label_values(&["timeout"]).inc();
             log::warn!("TLS handshake from {peer} rejected: reason=timeout");
-            return;
+            return None;
         }
     };
     let identity = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| ClientIdentity::from_der(c.as_ref())).map(|id| id.subject);
     if let Some(id) = &identity {
         log::debug!("client {peer} authenticated as {id}");
     }
-    let ci = ConnInfo::new(peer, local, true, identity);
-    serve_http(st, TokioIo::new(stream), ci, clock, shutdown).await
+    Some((stream, identity))
 }
 
-async fn serve_http<I>(st: &Arc<State>, io: I, ci: ConnInfo, clock: Arc<AtomicU64>, mut shutdown: watch::Receiver<bool>)
+/// HTTP over `io` until the connection ends, the idle timeout or a
+/// shutdown. Built synchronously and returned boxed: hyper's connection
+/// (which holds `io`) lives in one allocation, the loop below in another,
+/// and neither keeps a moved-from copy of the other (see [`serve_conn`]).
+fn serve_http<I>(st: &Arc<State>, io: I, ci: ConnInfo, clock: Arc<AtomicU64>, mut shutdown: watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -247,35 +308,36 @@ where
         let (st, ci) = (st2.clone(), ci.clone());
         async move { Ok::<_, std::convert::Infallible>(proxy::handle(st, ci, req).await) }
     });
-    let conn = b.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
+    let mut conn = Box::pin(b.serve_connection_with_upgrades(io, svc).into_owned());
     let idle = cfg.timeouts.idle.0;
-    let start = Instant::now();
-    let mut tick = tokio::time::interval((idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    log::debug!("connection from {peer}: {e}");
+    Box::pin(async move {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval((idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        log::debug!("connection from {peer}: {e}");
+                    }
+                    return;
                 }
-                return;
-            }
-            _ = tick.tick(), if !closing => {
-                let last = Duration::from_millis(clock.load(Ordering::Relaxed));
-                if start.elapsed().saturating_sub(last) >= idle {
-                    // Graceful: an HTTP/1 response in progress still
-                    // completes; HTTP/2 gets a GOAWAY.
+                _ = tick.tick(), if !closing => {
+                    let last = Duration::from_millis(clock.load(Ordering::Relaxed));
+                    if start.elapsed().saturating_sub(last) >= idle {
+                        // Graceful: an HTTP/1 response in progress still
+                        // completes; HTTP/2 gets a GOAWAY.
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+                _ = shutdown.changed(), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
-            _ = shutdown.changed(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
         }
-    }
+    })
 }
 
 /// Records the time of the last byte read or written (milliseconds since

@@ -49,17 +49,34 @@ const IPPROTO_TCP: u8 = 6;
 /// milliseconds per VIP.
 fn write_slots(map: &mut aya::maps::Map, name: &str, first: u32, values: &[u32]) -> Result<()> {
     use aya::maps::IterableMap as _;
-    use std::os::fd::{AsFd as _, AsRawFd as _};
     // Checks the map's type and value size.
     let array = Array::<&mut MapData, u32>::try_from(map)?;
     let end = u64::from(first) + values.len() as u64;
     if end > u64::from(array.len()) {
         bail!("writing {name}: slots {first}..{end} beyond its {} entries", array.len());
     }
-    if values.is_empty() {
+    let keys: Vec<u32> = (first..).take(values.len()).collect();
+    update_batch(array.map(), &keys, values).with_context(|| format!("writing {name} slots {first}..{end}"))
+}
+
+/// Writes `keys[i] → values[i]` into `map` with one BPF_MAP_UPDATE_BATCH
+/// (any map type whose kernel side has batch ops: arrays, hashes, LRU
+/// hashes). `K` and `V` must be the map's plain-data key and value types;
+/// their sizes are checked against the map.
+pub fn update_batch<K: aya::Pod, V: aya::Pod>(map: &MapData, keys: &[K], values: &[V]) -> Result<()> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    if keys.len() != values.len() {
+        bail!("{} keys but {} values", keys.len(), values.len());
+    }
+    let info = map.info()?;
+    let (k, v) = (std::mem::size_of::<K>() as u32, std::mem::size_of::<V>() as u32);
+    if (info.key_size(), info.value_size()) != (k, v) {
+        bail!("the map has {}/{} byte keys/values, the caller {k}/{v}", info.key_size(), info.value_size());
+    }
+    if keys.is_empty() {
         return Ok(());
     }
-    let keys: Vec<u32> = (first..).take(values.len()).collect();
+    let count = u32::try_from(keys.len()).context("too many entries for one batch")?;
     // union bpf_attr for the batch commands.
     #[repr(C)]
     struct Batch {
@@ -77,18 +94,19 @@ fn write_slots(map: &mut aya::maps::Map, name: &str, first: u32, values: &[u32])
         out_batch: 0,
         keys: keys.as_ptr() as u64,
         values: values.as_ptr() as u64,
-        count: values.len() as u32,
-        map_fd: array.map().fd().as_fd().as_raw_fd() as u32,
+        count,
+        map_fd: map.fd().as_fd().as_raw_fd() as u32,
         elem_flags: 0,
         flags: 0,
     };
     // SAFETY: bpf(2) with a correctly laid out attribute; keys and values
-    // hold `count` u32s each and outlive the call.
+    // hold `count` plain-data entries of the map's key and value sizes
+    // (checked above) and outlive the call.
     let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_BATCH, &mut attr as *mut Batch, std::mem::size_of::<Batch>()) };
     if rc < 0 {
         let err = std::io::Error::last_os_error();
-        // The kernel reports how many slots it wrote before failing.
-        bail!("writing {name} slots {first}..{end}: {err} after {} of {} slots", attr.count, values.len());
+        // The kernel reports how many entries it wrote before failing.
+        bail!("{err} after {} of {count} entries", attr.count);
     }
     Ok(())
 }

@@ -27,8 +27,9 @@ pub struct LbUser {
     child: Option<Child>,
     iface: String,
     netns: String,
-    /// stderr lines so far (also echoed to the test's stderr).
-    log: Arc<Mutex<Vec<String>>>,
+    /// stderr lines so far with the time each arrived (also echoed to the
+    /// test's stderr).
+    log: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl LbUser {
@@ -75,7 +76,7 @@ impl LbUser {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("{line}");
-                sink.lock().unwrap().push(line);
+                sink.lock().unwrap().push((Instant::now(), line));
             }
         });
         // lb-user prints its "attached" line on stdout only once every map
@@ -127,6 +128,11 @@ impl LbUser {
         serde_json::from_str(&text).with_context(|| format!("parsing stats JSON {text:?}"))
     }
 
+    /// The lb-user process id (for /proc figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: i32) {
         if let Some(child) = &self.child {
@@ -138,12 +144,19 @@ impl LbUser {
     /// Waits (at most `limit`) for a stderr line containing `needle` that
     /// appeared after the first `skip` lines; returns the number of lines seen.
     pub fn wait_for_log(&self, needle: &str, skip: usize, limit: Duration) -> Result<usize> {
+        self.wait_for_log_at(needle, skip, limit).map(|(n, _)| n)
+    }
+
+    /// Like [`LbUser::wait_for_log`], also returning when the line arrived
+    /// (read by a thread blocked on the pipe, so within scheduling delay of
+    /// lb-user writing it): for timing what lb-user logs.
+    pub fn wait_for_log_at(&self, needle: &str, skip: usize, limit: Duration) -> Result<(usize, Instant)> {
         let deadline = Instant::now() + limit;
         loop {
             {
                 let lines = self.log.lock().unwrap();
-                if let Some(pos) = lines.iter().skip(skip).position(|l| l.contains(needle)) {
-                    return Ok(skip + pos + 1);
+                if let Some(pos) = lines.iter().skip(skip).position(|(_, l)| l.contains(needle)) {
+                    return Ok((skip + pos + 1, lines[skip + pos].0));
                 }
             }
             if Instant::now() > deadline {
@@ -161,14 +174,9 @@ impl LbUser {
         }
     }
 
-    /// The process id while it runs (for /proc/PID/status).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// Every stderr line so far.
     pub fn log_lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.log.lock().unwrap().iter().map(|(_, l)| l.clone()).collect()
     }
 
     /// Number of stderr lines so far.

@@ -2,9 +2,9 @@
 //! benchmarks: the network-namespace lab (with its alb tier and fault
 //! injection), running code inside a namespace, a tiny HTTP(S) client,
 //! bounded request loops, watching health states, reading metrics, locating
-//! workspace binaries, the privileged-test gate, the one mock backend and
-//! (feature `testrun`) the BPF_PROG_TEST_RUN harness and the XDP fuzzer built
-//! on it.
+//! workspace binaries, the privileged-test gate, the one mock backend, the
+//! report format of the `tls-clients` tool and (feature `testrun`) the
+//! BPF_PROG_TEST_RUN harness and the XDP fuzzer built on it.
 
 pub mod backend;
 pub mod counters;
@@ -22,5 +22,6 @@ pub mod privileged;
 pub mod sys;
 #[cfg(feature = "testrun")]
 pub mod testrun;
+pub mod tls_clients;
 pub mod watch;
 pub mod workspace;

@@ -187,6 +187,39 @@ async fn graceful_shutdown_finishes_in_flight() {
     assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
 
+/// Before its first request a connection waits in a stage of its own
+/// (no HTTP state yet, for memory): it is closed after `timeouts.idle`, a
+/// request that comes within it is served, and a shutdown closes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_without_a_request_is_closed_at_idle_timeout() {
+    let c = certs();
+    let b = backend("b1").await;
+    let dir = tmp();
+    let alb = start_alb(dir.path(), &tls_config(&c, &[&b], "timeouts: {idle: 400ms}\n")).await;
+    let port = alb.listen_addrs()[0].port();
+    let mut silent = tls_connect(&c, port, None, "localhost", &["http/1.1"]).await.unwrap();
+    let mut late = tls_connect(&c, port, None, "localhost", &["http/1.1"]).await.unwrap();
+    let start = Instant::now();
+    // Within the idle timeout: the first request, sent late, is answered.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    late.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), late.read_to_end(&mut resp)).await.expect("answered in time").ok();
+    assert!(resp.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&resp));
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buf)).await.expect("silent connection closed");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(start.elapsed() >= Duration::from_millis(350), "closed after {:?}", start.elapsed());
+    // A shutdown ends a waiting connection without waiting for the drain timeout.
+    let mut waiting = tls_connect(&c, port, None, "localhost", &["http/1.1"]).await.unwrap();
+    let stop = Instant::now();
+    let left = alb.shutdown().await;
+    assert_eq!(left, 0, "a connection without a request was left to the drain timeout");
+    assert!(stop.elapsed() < Duration::from_secs(2), "{:?}", stop.elapsed());
+    let r = tokio::time::timeout(Duration::from_secs(3), waiting.read(&mut buf)).await.expect("closed on shutdown");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keepalive_connection_is_closed() {
     let c = certs();

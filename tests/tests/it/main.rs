@@ -12,6 +12,8 @@ mod lab;
 mod lab_config;
 mod lb_user_cli;
 mod shared_core;
+#[cfg(feature = "tls-clients")]
+mod tls_clients;
 mod xdp_dsr_fixtures;
 mod xdp_fixtures;
 mod xdp_flows;

@@ -108,7 +108,7 @@ pub fn bench(mut opts: BenchOptions) -> Result<()> {
     Ok(())
 }
 
-fn timestamp() -> String {
+pub fn timestamp() -> String {
     let out = Command::new("date").arg("+%Y%m%d-%H%M%S").output().ok();
     out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).filter(|s| !s.is_empty()).unwrap_or_else(|| "run".into())
 }
