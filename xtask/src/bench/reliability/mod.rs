@@ -111,6 +111,11 @@ impl Ctx<'_> {
 /// torn down, and no later case runs.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Whether Ctrl-C was pressed (for loops that stop early and still report).
+pub fn stopped() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Fails once Ctrl-C was pressed; cases call it between steps and in waits.
 pub fn check_stop() -> Result<()> {
     if STOP.load(Ordering::SeqCst) {
@@ -175,7 +180,7 @@ pub fn reliability(args: ReliabilityArgs) -> Result<()> {
         let result = match case {
             Case::IdleTls => idle_tls::run(&ctx),
             Case::Slowloris => slowloris::run(&ctx),
-            Case::Soak => soak::run(&args),
+            Case::Soak => soak::run(&ctx),
             Case::Conntrack => conntrack::run(&ctx),
         };
         // One failed case must not cost the others' figures (unless it was Ctrl-C).

@@ -22,7 +22,6 @@
 
 use std::{
     path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -35,10 +34,9 @@ use xdplb_tests::{
         Host,
     },
     watch::Watch,
-    workspace,
 };
 
-use super::{Figure, ReliabilityArgs};
+use super::{Ctx, Figure};
 use crate::{
     bench::load::{self, LoadResult, LoadSpec, Tool},
     util,
@@ -57,15 +55,11 @@ const DAMPING: f64 = 0.5;
 const CHECK: Check = Check { interval: Duration::from_secs(1), timeout: Duration::from_millis(500), rise: 2, fall: 3 };
 
 /// Set by Ctrl-C: end after the current segment and report what was measured.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-pub fn run(args: &ReliabilityArgs) -> Result<Vec<Figure>> {
-    util::require_root("bench reliability")?;
+pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
+    let args = ctx.args;
     if which("wrk").is_none() {
         bail!("wrk not found on PATH: `cargo xtask setup` installs it");
     }
-    use_release_binaries()?;
-    lb_common::userspace::signals::on_stop(|_| STOP.store(true, Ordering::SeqCst)).context("installing the SIGINT/SIGTERM handler")?;
     let work = tempfile::Builder::new().prefix("xdplb-soak-").tempdir().context("creating the soak's work directory")?;
     let mut spec = ChainSpec::new("xs", 2, 3, CHECK);
     spec.attach_mode = Some(crate::bench::stage::DEFAULT_XDP_MODE.into());
@@ -112,7 +106,7 @@ pub fn run(args: &ReliabilityArgs) -> Result<Vec<Figure>> {
     // Planned segments (the last one shorter), so wrk's start-up time per
     // segment does not turn into a stub segment at the end.
     let mut planned = 0;
-    while planned < duration.as_secs() && !STOP.load(Ordering::SeqCst) {
+    while planned < duration.as_secs() && !super::stopped() {
         let len = (duration.as_secs() - planned).min(SEGMENT);
         planned += len;
         let r = wrk.run(conns, Some(pace), Duration::from_secs(len))?;
@@ -140,7 +134,7 @@ pub fn run(args: &ReliabilityArgs) -> Result<Vec<Figure>> {
     let end_rss: Vec<u64> = procs.iter().map(|(_, pid)| rss_kib(*pid)).collect::<Result<_>>()?;
     let transitions = lb_watch.stop()?.changes.len() + alb_watches.into_iter().map(|w| w.stop().map(|s| s.changes.len())).sum::<Result<usize>>()?;
     chain.stop()?;
-    if STOP.load(Ordering::SeqCst) {
+    if super::stopped() {
         println!("[soak] stopped early after {} s (Ctrl-C)", elapsed.as_secs());
     }
 
@@ -200,7 +194,7 @@ fn find_peak(wrk: &Wrk) -> Result<Peak> {
         if r.errors == 0 && r.rps > best.as_ref().map_or(0.0, |b| b.rps) {
             best = Some(Peak { rps: r.rps, p50_ms: r.p50_ms, conns });
         }
-        if STOP.load(Ordering::SeqCst) {
+        if super::stopped() {
             break;
         }
     }
@@ -239,19 +233,6 @@ impl Wrk {
         let (k6, scripts) = (crate::setup::k6_path(), util::workspace_root().join("bench/k6"));
         load::start(Tool::Wrk, &self.ns, &spec, &k6, &scripts, &self.work)?.finish()
     }
-}
-
-/// The soak measures the release build (as `cargo xtask bench` does)
-/// unless `XDPLB_BIN_DIR` names other binaries.
-fn use_release_binaries() -> Result<()> {
-    if std::env::var_os(workspace::BIN_DIR_ENV).is_some() {
-        println!("[soak] binaries from ${} = {}", workspace::BIN_DIR_ENV, workspace::bin_dir()?.display());
-        return Ok(());
-    }
-    crate::build(true)?;
-    // Before any thread that reads the environment is started.
-    std::env::set_var(workspace::BIN_DIR_ENV, util::workspace_root().join("target/release"));
-    Ok(())
 }
 
 /// The 1-minute load average: the soak shares the machine.
