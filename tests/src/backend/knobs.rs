@@ -34,12 +34,24 @@ impl Delay {
         match *self {
             Delay::Fixed(d) => d,
             Delay::Range(lo, hi) => {
-                // Nanoseconds fit u64 for ~584 years; parse_duration keeps ranges far below that.
+                // MAX_DELAY in nanoseconds fits u64 many times over.
                 let (lo_ns, hi_ns) = (lo.as_nanos() as u64, hi.as_nanos() as u64);
                 Duration::from_nanos(fastrand::u64(lo_ns..=hi_ns))
             }
         }
     }
+}
+
+/// The longest delay: an answer held longer is a hang, which has its own
+/// knob (and the bound keeps a range's nanoseconds well inside u64).
+pub const MAX_DELAY: Duration = Duration::from_secs(600);
+
+fn delay(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > MAX_DELAY {
+        return Err(format!("delay {} is above the maximum {} (for no answer at all, use hang)", show(d), show(MAX_DELAY)));
+    }
+    Ok(d)
 }
 
 /// `50ms` (fixed) or `10ms..200ms` (a range), in the shared duration grammar.
@@ -48,9 +60,9 @@ impl FromStr for Delay {
 
     fn from_str(text: &str) -> Result<Delay, String> {
         match text.split_once("..") {
-            None => Ok(Delay::Fixed(parse_duration(text)?)),
+            None => Ok(Delay::Fixed(delay(text)?)),
             Some((lo, hi)) => {
-                let (lo, hi) = (parse_duration(lo)?, parse_duration(hi)?);
+                let (lo, hi) = (delay(lo)?, delay(hi)?);
                 if lo > hi {
                     return Err(format!("{text:?} is not a delay range: its low end {} is above its high end {}", show(lo), show(hi)));
                 }
@@ -150,6 +162,8 @@ mod tests {
         assert_eq!("1s..1s".parse::<Delay>().unwrap().to_string(), "1s..1s");
         let err = "200ms..10ms".parse::<Delay>().unwrap_err();
         assert!(err.contains("low end 200ms is above its high end 10ms"), "{err}");
+        assert!("11m".parse::<Delay>().unwrap_err().contains("above the maximum 600s"));
+        assert!("1s..1000000d".parse::<Delay>().unwrap_err().contains("above the maximum"));
         for bad in ["", "50", "10ms..", "..5s", "fast"] {
             assert!(bad.parse::<Delay>().unwrap_err().contains("not a duration"), "{bad}");
         }

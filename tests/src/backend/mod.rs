@@ -136,7 +136,7 @@ impl Builder {
         self
     }
 
-    /// Start with the health forced down (`/health` answers 503).
+    /// What `/health` answers at start: 200 when `up` (the default), 503 (forced down) when not.
     pub fn healthy(mut self, up: bool) -> Builder {
         self.healthy = up;
         self
@@ -144,6 +144,10 @@ impl Builder {
 
     /// Binds every address and starts serving on the current tokio runtime.
     pub fn start(self) -> Result<Backend> {
+        // Every answer carries the name in `x-backend`; refuse it here rather than fail each request.
+        if hyper::header::HeaderValue::from_str(&self.name).is_err() {
+            anyhow::bail!("backend name {:?} cannot be sent in an HTTP header (use visible ASCII)", self.name);
+        }
         let mut addrs = self.addrs;
         if addrs.is_empty() {
             addrs.push(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -204,7 +208,7 @@ pub struct Backend {
     /// HTTP requests served, health checks not included.
     pub hits: Arc<AtomicUsize>,
     pub posts: Arc<AtomicUsize>,
-    /// What `/health` answers: 200 when true, 500 when false.
+    /// What `/health` answers: 200 when true, 503 when false (forced down).
     pub health_ok: Arc<AtomicBool>,
     /// With [`Reply::Json`], the headers of every request counted in `hits`,
     /// in order (other backends keep none: they serve benchmarks).
