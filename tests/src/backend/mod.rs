@@ -13,8 +13,20 @@
 //!
 //! HTTP paths are described in `http.rs`; an optional UDP echo on the same
 //! addresses answers `<name>:<datagram>`.
+//!
+//! It is also the backend simulator (docs/simulators.md): the knobs of
+//! `knobs.rs` (delay, max connections, idle timeout, chaos, hang; applied in
+//! `conn.rs`), an optional REQ/ACK line echo on its own port (`echo.rs`), and
+//! an optional control endpoint on another (`control.rs`) that changes the
+//! knobs and health at runtime and serves the counters of `stats.rs`.
 
+mod chunks;
+mod conn;
+mod control;
+mod echo;
 mod http;
+pub mod knobs;
+pub mod stats;
 mod stream;
 
 use std::{
@@ -27,6 +39,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use conn::Kind;
+pub use knobs::{Delay, Knobs, Settings};
+pub use stats::Stats;
 use tokio::{
     net::{TcpSocket, TcpStream, UdpSocket},
     sync::watch,
@@ -53,6 +68,15 @@ pub(crate) struct Shared {
     pub(crate) posts: Arc<AtomicUsize>,
     pub(crate) health_ok: Arc<AtomicBool>,
     pub(crate) seen: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    pub(crate) knobs: Knobs,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// Which listener a bound address is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Conn(Kind),
+    Control,
 }
 
 /// How to start a backend; see [`Backend::builder`].
@@ -62,6 +86,10 @@ pub struct Builder {
     addrs: Vec<SocketAddr>,
     udp_echo: bool,
     drops_requests: bool,
+    tcp_echo: Vec<SocketAddr>,
+    control: Vec<SocketAddr>,
+    settings: Settings,
+    healthy: bool,
 }
 
 impl Builder {
@@ -90,8 +118,36 @@ impl Builder {
         self
     }
 
+    /// Also serve the REQ/ACK line echo (`echo.rs`) on `addr`; repeat for several.
+    pub fn tcp_echo(mut self, addr: SocketAddr) -> Builder {
+        self.tcp_echo.push(addr);
+        self
+    }
+
+    /// Also serve the control endpoint (`control.rs`) on `addr`; repeat for several.
+    pub fn control(mut self, addr: SocketAddr) -> Builder {
+        self.control.push(addr);
+        self
+    }
+
+    /// The knobs at start (default: all off).
+    pub fn settings(mut self, settings: Settings) -> Builder {
+        self.settings = settings;
+        self
+    }
+
+    /// What `/health` answers at start: 200 when `up` (the default), 503 (forced down) when not.
+    pub fn healthy(mut self, up: bool) -> Builder {
+        self.healthy = up;
+        self
+    }
+
     /// Binds every address and starts serving on the current tokio runtime.
     pub fn start(self) -> Result<Backend> {
+        // Every answer carries the name in `x-backend`; refuse it here rather than fail each request.
+        if hyper::header::HeaderValue::from_str(&self.name).is_err() {
+            anyhow::bail!("backend name {:?} cannot be sent in an HTTP header (use visible ASCII)", self.name);
+        }
         let mut addrs = self.addrs;
         if addrs.is_empty() {
             addrs.push(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -102,8 +158,10 @@ impl Builder {
             drops_requests: self.drops_requests,
             hits: Arc::default(),
             posts: Arc::default(),
-            health_ok: Arc::new(AtomicBool::new(true)),
+            health_ok: Arc::new(AtomicBool::new(self.healthy)),
             seen: Arc::default(),
+            knobs: Knobs::new(self.settings),
+            stats: Arc::default(),
         });
         let (kill_tx, kill_rx) = watch::channel(false);
         let mut backend = Backend {
@@ -114,6 +172,9 @@ impl Builder {
             posts: shared.posts.clone(),
             health_ok: shared.health_ok.clone(),
             seen: shared.seen.clone(),
+            stats: shared.stats.clone(),
+            echo_addrs: Vec::new(),
+            control_addrs: Vec::new(),
             udp_echo: self.udp_echo,
             shared,
             kill_tx,
@@ -122,8 +183,16 @@ impl Builder {
             listener_handles: Vec::new(),
         };
         for addr in addrs {
-            let bound = backend.bind(addr)?;
+            let bound = backend.bind(addr, Listener::Conn(Kind::Main))?;
             backend.addrs.push(bound);
+        }
+        for addr in self.tcp_echo {
+            let bound = backend.bind(addr, Listener::Conn(Kind::Echo))?;
+            backend.echo_addrs.push(bound);
+        }
+        for addr in self.control {
+            let bound = backend.bind(addr, Listener::Control)?;
+            backend.control_addrs.push(bound);
         }
         backend.addr = backend.addrs[0];
         Ok(backend)
@@ -139,11 +208,16 @@ pub struct Backend {
     /// HTTP requests served, health checks not included.
     pub hits: Arc<AtomicUsize>,
     pub posts: Arc<AtomicUsize>,
-    /// What `/health` answers: 200 when true, 500 when false.
+    /// What `/health` answers: 200 when true, 503 when false (forced down).
     pub health_ok: Arc<AtomicBool>,
     /// With [`Reply::Json`], the headers of every request counted in `hits`,
     /// in order (other backends keep none: they serve benchmarks).
     pub seen: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    /// What the backend saw (also `GET /stats` on the control endpoint).
+    pub stats: Arc<Stats>,
+    /// The REQ/ACK echo and control addresses, with the ports actually bound.
+    pub echo_addrs: Vec<SocketAddr>,
+    pub control_addrs: Vec<SocketAddr>,
     udp_echo: bool,
     shared: Arc<Shared>,
     kill_tx: watch::Sender<bool>,
@@ -157,7 +231,27 @@ pub struct Backend {
 impl Backend {
     /// A backend called `name`, answering [`Reply::Name`] until told otherwise.
     pub fn builder(name: &str) -> Builder {
-        Builder { name: name.to_owned(), reply: Reply::Name, addrs: Vec::new(), udp_echo: false, drops_requests: false }
+        Builder {
+            name: name.to_owned(),
+            reply: Reply::Name,
+            addrs: Vec::new(),
+            udp_echo: false,
+            drops_requests: false,
+            tcp_echo: Vec::new(),
+            control: Vec::new(),
+            settings: Settings::default(),
+            healthy: true,
+        }
+    }
+
+    /// The live knobs: a change applies to new and open connections.
+    pub fn knobs(&self) -> &Knobs {
+        &self.shared.knobs
+    }
+
+    /// The `GET /stats` document.
+    pub fn stats_json(&self) -> serde_json::Value {
+        control::stats_json(&self.shared)
     }
 
     pub fn url(&self) -> String {
@@ -165,8 +259,9 @@ impl Backend {
     }
 
     /// Binds `addr` with SO_REUSEADDR (so a restarted backend gets its port
-    /// back at once) and starts its accept loop (and UDP echo).
-    fn bind(&mut self, addr: SocketAddr) -> Result<SocketAddr> {
+    /// back at once) and starts its accept loop (and, for the main
+    /// addresses, the UDP echo).
+    fn bind(&mut self, addr: SocketAddr, role: Listener) -> Result<SocketAddr> {
         let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
         socket.set_reuseaddr(true)?;
         socket.bind(addr).with_context(|| format!("binding TCP {addr}"))?;
@@ -176,11 +271,14 @@ impl Backend {
         let handle = self.listeners.spawn(async move {
             loop {
                 let (tcp, _) = listener.accept().await?;
-                tokio::spawn(serve(shared.clone(), kill.clone(), tcp));
+                match role {
+                    Listener::Conn(kind) => tokio::spawn(conn::serve(shared.clone(), kill.clone(), tcp, kind)),
+                    Listener::Control => tokio::spawn(serve_control(shared.clone(), kill.clone(), tcp)),
+                };
             }
         });
         self.listener_handles.push(handle);
-        if self.udp_echo {
+        if self.udp_echo && role == Listener::Conn(Kind::Main) {
             let udp = std::net::UdpSocket::bind(bound).with_context(|| format!("binding UDP {bound}"))?;
             udp.set_nonblocking(true)?;
             let udp = UdpSocket::from_std(udp)?;
@@ -207,8 +305,11 @@ impl Backend {
         self.stop();
         self.listener_handles.clear();
         self.kill_tx.send_replace(false);
-        for addr in self.addrs.clone() {
-            self.bind(addr)?;
+        let main = self.addrs.iter().map(|a| (*a, Listener::Conn(Kind::Main)));
+        let echo = self.echo_addrs.iter().map(|a| (*a, Listener::Conn(Kind::Echo)));
+        let control = self.control_addrs.iter().map(|a| (*a, Listener::Control));
+        for (addr, role) in main.chain(echo).chain(control).collect::<Vec<_>>() {
+            self.bind(addr, role)?;
         }
         Ok(())
     }
@@ -228,27 +329,10 @@ impl Drop for Backend {
     }
 }
 
-/// One TCP connection, until it ends or the backend is killed.
-async fn serve(shared: Arc<Shared>, mut kill: watch::Receiver<bool>, tcp: TcpStream) {
-    let conn = async {
-        match shared.reply {
-            Reply::GreetEcho => stream::greet_echo(&shared.name, tcp).await,
-            Reply::Name | Reply::Json => http::serve(shared.clone(), tcp).await,
-        }
-    };
+/// One control connection, until it ends or the backend is killed.
+async fn serve_control(shared: Arc<Shared>, mut kill: watch::Receiver<bool>, tcp: TcpStream) {
     tokio::select! {
-        _ = conn => {}
+        _ = control::serve(shared, tcp) => {}
         _ = kill.wait_for(|killed| *killed) => {}
     }
-}
-
-/// Serves HTTP ([`Reply::Name`]) and UDP echo on every address until an error.
-pub async fn run(name: &str, addrs: &[SocketAddr]) -> Result<()> {
-    let mut builder = Backend::builder(name).udp_echo();
-    for addr in addrs {
-        builder = builder.listen(*addr);
-    }
-    let backend = builder.start()?;
-    eprintln!("lab-backend {name}: serving HTTP and UDP echo on {:?}", backend.addrs);
-    backend.wait().await
 }

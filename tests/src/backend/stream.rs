@@ -2,18 +2,26 @@
 
 use anyhow::Result;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpStream, UdpSocket},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::UdpSocket,
 };
 
-/// `<name>\n` on connect, then every byte back until EOF.
-pub(super) async fn greet_echo(name: &str, mut tcp: TcpStream) {
-    if tcp.write_all(format!("{name}\n").as_bytes()).await.is_err() {
+use super::conn::Conn;
+
+/// `<name>\n` on connect, then every byte back until EOF; each write waits
+/// for the knobs' hang and delay first.
+pub(super) async fn greet_echo<S: AsyncRead + AsyncWrite + Unpin>(conn: Conn, mut tcp: S) {
+    conn.before_answer().await;
+    if tcp.write_all(format!("{}\n", conn.shared.name).as_bytes()).await.is_err() {
         return;
     }
     let mut buf = [0u8; 4096];
     while let Ok(n) = tcp.read(&mut buf).await {
-        if n == 0 || tcp.write_all(&buf[..n]).await.is_err() {
+        if n == 0 {
+            return;
+        }
+        conn.before_answer().await;
+        if tcp.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }

@@ -4,6 +4,7 @@
 //! XDPLB_REQUIRE_PRIVILEGED=1 so none can skip. docs/testing.md lists what
 //! each module covers.
 
+mod backend_sim;
 mod dataplane_tables;
 mod faults_alb_kill;
 mod faults_loss;
