@@ -3,11 +3,12 @@
 //! origin-form URI the backend is sent.
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::request::Parts;
 use hyper::http::uri::PathAndQuery;
-use hyper::{Uri, Version};
+use hyper::{Request, Uri, Version};
 
-use super::ConnInfo;
+use std::net::Ipv6Addr;
+
+use super::{ConnInfo, Refusal};
 use crate::config::ForwardedMode;
 
 // Header names used on every request, parsed once (a `&str` name is
@@ -30,22 +31,69 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHENTICATE,
 ];
 
+/// The header names a message's `Connection` lines list (RFC 9110 §7.6.1),
+/// read as bytes: a line with one non-ASCII token still names the others.
+pub(super) fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+    h.get_all(header::CONNECTION).iter().flat_map(|v| v.as_bytes().split(|&b| b == b',')).filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+}
+
 pub(super) fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = h
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            h.remove(n);
-        }
+    let named: Vec<HeaderName> = connection_tokens(h).collect();
+    for n in named {
+        h.remove(n);
     }
     for n in &HOP_BY_HOP {
         h.remove(n);
     }
+}
+
+/// The host a request is routed by and sent to the backend with: the
+/// target's authority (an absolute-form target's, or HTTP/2's `:authority`)
+/// over `Host`, as RFC 9112 §3.2.2 asks of a proxy; `None` for none (no
+/// `Host`, or the empty one RFC 9112 §3.2 allows). Refused, as RFC 9112 §3.2
+/// asks, when there are several `Host` lines or the host is not
+/// `host[:port]` (userinfo, a port that is not digits, a broken IPv6
+/// literal, bytes outside visible ASCII).
+pub(super) fn routing_host<B>(req: &Request<B>) -> Result<Option<HeaderValue>, Refusal> {
+    let mut lines = req.headers().get_all(header::HOST).iter();
+    let host = lines.next();
+    if lines.next().is_some() {
+        return Err(Refusal::BadHost);
+    }
+    let host = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).map_err(|_| Refusal::BadHost)?,
+        None => match host {
+            Some(h) if !h.is_empty() => h.clone(),
+            _ => return Ok(None),
+        },
+    };
+    if is_host_port(host.as_bytes()) {
+        Ok(Some(host))
+    } else {
+        Err(Refusal::BadHost)
+    }
+}
+
+/// `uri-host [":" port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IPv6
+/// address, or a name or IPv4 address of reg-name characters; the port is
+/// digits (possibly none). Percent-encoded names are refused, as hyper's
+/// URI parser refuses them in an HTTP/2 `:authority`.
+fn is_host_port(b: &[u8]) -> bool {
+    let port = if let Some(rest) = b.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&c| c == b']') else { return false };
+        if std::str::from_utf8(&rest[..end]).ok().and_then(|a| a.parse::<Ipv6Addr>().ok()).is_none() {
+            return false;
+        }
+        &rest[end + 1..]
+    } else {
+        let end = b.iter().position(|&c| c == b':').unwrap_or(b.len());
+        let name = &b[..end];
+        if name.is_empty() || !name.iter().all(|c| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(c)) {
+            return false;
+        }
+        &b[end..]
+    };
+    port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit))
 }
 
 /// Total size of the request head, as counted against `max_header_bytes`
@@ -56,13 +104,14 @@ pub(super) fn header_bytes(h: &HeaderMap) -> usize {
 
 /// Turns the client's request head into the one sent to the backend and
 /// returns the origin-form path (also used in log lines). `host` is the
-/// routing host, `upgrade` whether this is an HTTP/1.1 Upgrade request.
-pub(super) fn rewrite_request(parts: &mut Parts, cfg: &crate::config::Config, ci: &ConnInfo, host: Option<HeaderValue>, upgrade: bool) -> PathAndQuery {
-    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
-    strip_hop_by_hop(&mut parts.headers);
+/// routing host ([`routing_host`]), `upgrade` whether this is an HTTP/1.1 Upgrade request.
+pub(super) fn rewrite_request<B>(req: &mut Request<B>, cfg: &crate::config::Config, ci: &ConnInfo, host: Option<HeaderValue>, upgrade: bool) -> PathAndQuery {
+    let headers = req.headers_mut();
+    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(headers);
     if let Some(u) = upgrade_value.filter(|_| upgrade) {
-        parts.headers.insert(header::UPGRADE, u);
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     // TE: trailers is the one TE value a proxy may pass on; hyper's
     // HTTP/1 client does not need it, so it is simply dropped.
@@ -73,35 +122,38 @@ pub(super) fn rewrite_request(parts: &mut Parts, cfg: &crate::config::Config, ci
         HeaderName::from_bytes(id_name.as_bytes()).expect("validated")
     };
     // Never trust an identity the client wrote itself.
-    parts.headers.remove(&id_header);
+    headers.remove(&id_header);
     if let Some(id) = ci.identity_value.clone() {
-        parts.headers.insert(id_header, id);
+        headers.insert(id_header, id);
     }
-    let prev_xff = match cfg.headers.x_forwarded_for {
-        ForwardedMode::Append => parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
-        ForwardedMode::Replace => None,
+    // Appending keeps the client's whole chain: every X-Forwarded-For line
+    // in order (RFC 9110 §5.3 lets a list span lines), without empty ones.
+    let chain: Vec<&str> = match cfg.headers.x_forwarded_for {
+        ForwardedMode::Append => headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).collect(),
+        ForwardedMode::Replace => Vec::new(),
     };
-    let xff = match (prev_xff, &ci.peer_ip_value) {
-        (Some(prev), Some(ip)) => HeaderValue::from_str(&format!("{prev}, {}", ip.to_str().unwrap_or(""))).ok(),
+    let xff = match (chain.is_empty(), &ci.peer_ip_value) {
+        (false, Some(ip)) => HeaderValue::from_str(&format!("{}, {}", chain.join(", "), ip.to_str().unwrap_or(""))).ok(),
         (_, ip) => ip.clone(),
     };
     if let Some(v) = xff {
-        parts.headers.insert(X_FORWARDED_FOR, v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    parts.headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if ci.tls { "https" } else { "http" }));
-    parts.headers.remove(&X_FORWARDED_HOST);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if ci.tls { "https" } else { "http" }));
+    headers.remove(&X_FORWARDED_HOST);
     if let Some(h) = host {
-        parts.headers.insert(X_FORWARDED_HOST, h.clone());
-        // HTTP/2 carries the host in :authority; backends speak HTTP/1.1
-        // and need a Host header.
-        parts.headers.entry(header::HOST).or_insert(h);
+        headers.insert(X_FORWARDED_HOST, h.clone());
+        // The backend sees the host alb routed by: HTTP/2 carries it in
+        // :authority and backends speak HTTP/1.1, and an absolute-form
+        // target's authority replaces the client's Host (RFC 9112 §3.2.2).
+        headers.insert(header::HOST, h);
     }
     // Origin form for the backend; PathAndQuery shares the request's bytes.
     // An empty one (absolute form without a path) reads as "/" but would be
     // written as nothing.
-    let path = parts.uri.path_and_query().filter(|p| p.as_str() != "/").cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::from(path.clone());
-    parts.version = Version::HTTP_11;
+    let path = req.uri().path_and_query().filter(|p| p.as_str() != "/").cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(path.clone());
+    *req.version_mut() = Version::HTTP_11;
     path
 }
 
