@@ -174,4 +174,90 @@ mod tests {
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
     }
+
+    /// Found by the alb-request-head fuzz target: one non-ASCII token made
+    /// the whole Connection line unreadable, so the headers it named
+    /// reached the backend.
+    #[test]
+    fn connection_tokens_are_read_past_a_non_ascii_one() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_bytes(b"x-a, \xff, x-b").unwrap());
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-b", HeaderValue::from_static("2"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+    }
+
+    fn req(target: &str, hosts: &[&[u8]]) -> Request<()> {
+        let mut r = Request::builder().uri(target).body(()).unwrap();
+        for h in hosts {
+            r.headers_mut().append(header::HOST, HeaderValue::from_bytes(h).unwrap());
+        }
+        r
+    }
+
+    fn host_of(r: &Request<()>) -> Result<Option<String>, Refusal> {
+        routing_host(r).map(|h| h.map(|v| v.to_str().unwrap().to_owned()))
+    }
+
+    /// Found by the alb-request-head fuzz target: a second Host line, or a
+    /// Host alb could not route by, was forwarded to the backend as sent.
+    #[test]
+    fn several_or_malformed_hosts_are_refused() {
+        for good in [&b"a.test"[..], b"A.Test:8443", b"a.test:", b"198.18.0.1:80", b"[::1]", b"[::1]:8443", b"[fd00:198:18::1]:443"] {
+            assert_eq!(host_of(&req("/", &[good])), Ok(Some(String::from_utf8(good.to_vec()).unwrap())), "{good:?}");
+        }
+        for bad in [&b"[::1"[..], b"[::1]:x", b"[::1]x", b"[zz::1]", b"::1", b"a.test:80:80", b"user@a.test", b"a%41.test", b"a[b]", b"www.\xe9xample.test", b":80"] {
+            assert_eq!(host_of(&req("/", &[bad])), Err(Refusal::BadHost), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(host_of(&req("/", &[b"a.test", b"a.test"])), Err(Refusal::BadHost), "two Host lines");
+        assert_eq!(host_of(&req("http://u@a.test/", &[])), Err(Refusal::BadHost), "userinfo in the target");
+        // No Host, or the empty one RFC 9112 allows: no routing host.
+        assert_eq!(host_of(&req("/", &[])), Ok(None));
+        assert_eq!(host_of(&req("/", &[b""])), Ok(None));
+    }
+
+    fn config(extra: &str) -> crate::config::Config {
+        crate::config::Config::parse(&format!("protocol: http\nlisten: [\"127.0.0.1:8080\"]\nbackend_servers: [http://198.18.1.11:8080]\n{extra}")).unwrap()
+    }
+
+    fn rewritten(mut r: Request<()>, cfg: &crate::config::Config) -> HeaderMap {
+        let ci = ConnInfo::new("198.18.0.10:40000".parse().unwrap(), "198.18.0.1:443".parse().unwrap(), false, None);
+        let host = routing_host(&r).unwrap();
+        rewrite_request(&mut r, cfg, &ci, host, false);
+        r.headers().clone()
+    }
+
+    /// Found by the alb-request-head fuzz target: an absolute-form target
+    /// was routed by its authority but forwarded with the client's other
+    /// Host (RFC 9112 §3.2.2: the authority replaces it).
+    #[test]
+    fn the_backend_gets_the_host_alb_routed_by() {
+        let h = rewritten(req("http://alt.test:8443/x", &[b"other.test"]), &config(""));
+        assert_eq!(h.get_all(header::HOST).iter().collect::<Vec<_>>(), ["alt.test:8443"]);
+        assert_eq!(h.get_all(&X_FORWARDED_HOST).iter().collect::<Vec<_>>(), ["alt.test:8443"]);
+        let h = rewritten(req("/", &[b""]), &config(""));
+        assert!(!h.contains_key(&X_FORWARDED_HOST), "no X-Forwarded-Host for an empty Host: {h:?}");
+    }
+
+    /// Found by the alb-request-head fuzz target: appending kept only the
+    /// first of several X-Forwarded-For lines, and an empty one became ", ".
+    #[test]
+    fn appending_keeps_every_forwarded_for_line() {
+        let mut r = req("/", &[b"a.test"]);
+        for v in ["198.19.0.7", "", "198.19.0.8, 198.19.0.9 "] {
+            r.headers_mut().append(&X_FORWARDED_FOR, HeaderValue::from_static(v));
+        }
+        let h = rewritten(clone(&r), &config("headers: {x_forwarded_for: append}\n"));
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(), ["198.19.0.7, 198.19.0.8, 198.19.0.9, 198.18.0.10"]);
+        let h = rewritten(r, &config(""));
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(), ["198.18.0.10"], "replace");
+    }
+
+    fn clone(r: &Request<()>) -> Request<()> {
+        let mut c = Request::builder().uri(r.uri().clone()).body(()).unwrap();
+        *c.headers_mut() = r.headers().clone();
+        c
+    }
 }

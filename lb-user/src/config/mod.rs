@@ -371,18 +371,6 @@ impl ConfigError {
     }
 }
 
-/// serde's messages name Rust types ("expected struct RawVip", "expected
-/// i64"); say what the YAML should hold instead.
-fn plain_serde_message(msg: &str) -> String {
-    let mut out = msg.replace("expected i64", "expected an integer");
-    while let Some(at) = out.find("struct Raw") {
-        let name = at + "struct ".len();
-        let end = out[name..].find(|c: char| !c.is_alphanumeric()).map_or(out.len(), |e| name + e);
-        out.replace_range(at..end, "a mapping of keys");
-    }
-    out
-}
-
 impl Config {
     /// Reads and validates the YAML file at `path`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
@@ -397,7 +385,11 @@ impl Config {
         let raw: raw::RawConfig = if text.trim().is_empty() {
             raw::RawConfig::default()
         } else {
-            yaml_serde::from_str(text).map_err(|e| ConfigError::Syntax { file: source.to_owned(), message: plain_serde_message(&e.to_string()) })?
+            // In YAML's terms, with the position even at the file's start.
+            yaml_serde::from_str(text).map_err(|e| ConfigError::Syntax {
+                file: source.to_owned(),
+                message: lb_common::report::yaml_message(&e.to_string(), e.location().map(|l| (l.line(), l.column()))),
+            })?
         };
         validate::validate(raw).map_err(|errors| ConfigError::Invalid { file: source.to_owned(), errors })
     }

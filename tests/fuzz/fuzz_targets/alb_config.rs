@@ -13,7 +13,7 @@ use alb::config::{Config, ConfigError};
 use alb::pool::Pool;
 use lb_common::userspace::select::Flow;
 use libfuzzer_sys::fuzz_target;
-use xdplb_fuzz::messages::{assert_names_source, assert_points_at_problem};
+use xdplb_fuzz::messages::{assert_names_source, assert_points_at_problem, rust_type_in};
 
 const SOURCE: &str = "fuzz.yaml";
 
@@ -24,6 +24,9 @@ fuzz_target!(init: xdplb_fuzz::sandbox::without_network(), |data: &[u8]| {
         Err(err) => {
             let shown = err.to_string();
             assert_names_source(&shown, SOURCE);
+            if let Some(t) = rust_type_in(&shown) {
+                panic!("the error speaks Rust ({t:?}), not YAML: {shown:?}");
+            }
             match &err {
                 ConfigError::Read { .. } => panic!("parsing text read a file: {shown:?}"),
                 ConfigError::Parse { msg, .. } => assert_points_at_problem(msg, &shown),

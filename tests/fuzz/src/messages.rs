@@ -1,18 +1,27 @@
 //! What a clear config error is, as the fuzz targets judge it: it starts
 //! with the file's name, says something after it, and points at the
 //! problem by a field path (`vips[0].port: …`, ``unknown field `x` ``) or a
-//! YAML position (`at line 3 column 5`). lb-user also promises messages in
-//! YAML terms, not Rust's (`expected an integer`, not `expected i64`).
+//! YAML position (`at line 3 column 5`), in YAML's terms rather than Rust's
+//! (`expected an integer`, not `expected i64`; see
+//! `lb_common::report::yaml_message`).
 
-/// Whether `message` names a YAML position (`line 3 column 5`).
+/// Whether `message` names a YAML position: `line 3 column 5`, or the
+/// byte `position 29` of the reader's errors (control characters, bad
+/// UTF-8), which come before any line is counted.
 pub fn names_position(message: &str) -> bool {
-    message.match_indices("line ").any(|(at, _)| message[at + 5..].starts_with(|c: char| c.is_ascii_digit()))
+    ["line ", "position "].iter().any(|w| message.match_indices(w).any(|(at, _)| message[at + w.len()..].starts_with(|c: char| c.is_ascii_digit())))
 }
 
 /// Whether `message` starts with a field path and `: `, like
 /// `vips[1].backends[0].weight: …` or `.: …` (the whole file).
 pub fn starts_with_field(message: &str) -> bool {
     message.split_once(": ").is_some_and(|(path, _)| !path.is_empty() && path.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]-".contains(c)))
+}
+
+/// Whether `message` is about the file as a whole, where no one position
+/// or field is to blame.
+pub fn names_document_problem(message: &str) -> bool {
+    message.contains("more than one document")
 }
 
 /// Whether `message` names a key in backticks (serde's ``unknown field `x` ``,
@@ -22,8 +31,21 @@ pub fn names_key(message: &str) -> bool {
 }
 
 /// Rust type names that would leak from serde into a message.
-const RUST_TYPES: &[&str] =
-    &["expected i64", "expected u64", "expected u32", "expected u16", "expected u8", "expected usize", "expected f64", "expected i32", "struct ", "enum ", "Raw"];
+/// (Only as serde writes them: a key or value the input names may say
+/// "struct" too.)
+const RUST_TYPES: &[&str] = &[
+    "expected i64",
+    "expected u64",
+    "expected u32",
+    "expected u16",
+    "expected u8",
+    "expected usize",
+    "expected f64",
+    "expected i32",
+    "expected struct ",
+    "expected enum ",
+    "untagged enum ",
+];
 
 /// The first Rust type name in `message`, if any.
 pub fn rust_type_in(message: &str) -> Option<&'static str> {
@@ -40,7 +62,7 @@ pub fn assert_names_source(shown: &str, source: &str) {
 pub fn assert_points_at_problem(message: &str, shown: &str) {
     assert!(!message.trim().is_empty(), "empty error message: {shown:?}");
     assert!(
-        names_position(message) || starts_with_field(message) || names_key(message),
+        names_position(message) || starts_with_field(message) || names_key(message) || names_document_problem(message),
         "the error names neither a field nor a YAML position: {shown:?}"
     );
 }
@@ -52,6 +74,7 @@ mod tests {
     #[test]
     fn judges_messages() {
         assert!(names_position("vips[0]: invalid type at line 3 column 5"));
+        assert!(names_position("control characters are not allowed at position 29"));
         assert!(!names_position("no line here"));
         assert!(starts_with_field("vips[1].backends[0].weight: 0 is out of range"));
         assert!(!starts_with_field("did not find expected key"));
