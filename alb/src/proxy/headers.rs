@@ -208,7 +208,9 @@ mod tests {
         for good in [&b"a.test"[..], b"A.Test:8443", b"a.test:", b"198.18.0.1:80", b"[::1]", b"[::1]:8443", b"[fd00:198:18::1]:443"] {
             assert_eq!(host_of(&req("/", &[good])), Ok(Some(String::from_utf8(good.to_vec()).unwrap())), "{good:?}");
         }
-        for bad in [&b"[::1"[..], b"[::1]:x", b"[::1]x", b"[zz::1]", b"::1", b"a.test:80:80", b"user@a.test", b"a%41.test", b"a[b]", b"www.\xe9xample.test", b":80"] {
+        for bad in
+            [&b"[::1"[..], b"[::1]:x", b"[::1]x", b"[zz::1]", b"::1", b"a.test:80:80", b"user@a.test", b"a%41.test", b"a[b]", b"www.\xe9xample.test", b":80"]
+        {
             assert_eq!(host_of(&req("/", &[bad])), Err(Refusal::BadHost), "{:?}", String::from_utf8_lossy(bad));
         }
         assert_eq!(host_of(&req("/", &[b"a.test", b"a.test"])), Err(Refusal::BadHost), "two Host lines");

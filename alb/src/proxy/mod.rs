@@ -113,11 +113,11 @@ pub struct Prepared {
 }
 
 /// Everything alb does with a request head before it is forwarded, with
-/// no I/O: the head-size limit, the routing host (the URI's authority, else
-/// `Host`; refused when malformed), the pool by host and path, and the rewrite for the backend
-/// (hop-by-hop removal, the client identity, X-Forwarded-*, Host, origin
-/// form). [`handle`] runs it on every request; the fuzz targets run it on
-/// arbitrary heads.
+/// no I/O: the head-size limit, the routing host (the URI's authority,
+/// else `Host`; refused when malformed), the pool by host and path, and the
+/// rewrite for the backend (hop-by-hop removal, the client identity,
+/// X-Forwarded-*, Host, origin form). [`handle`] runs it on every request;
+/// the fuzz targets (tests/fuzz) run it on arbitrary heads.
 pub fn prepare<B>(req: &mut Request<B>, cfg: &Config, pools: &[Arc<Pool>], ci: &ConnInfo) -> Result<Prepared, Refusal> {
     if headers::header_bytes(req.headers()) > cfg.limits.max_header_bytes {
         return Err(Refusal::HeadTooLarge);
@@ -144,6 +144,8 @@ pub async fn handle(st: Arc<State>, ci: Arc<ConnInfo>, mut req: Request<Incoming
         Ok(p) => p,
         Err(refusal) => {
             let (status, msg) = refusal.response();
+            // Refusals of the client's head are counted (431 always was);
+            // a missing pool is the config's state, not the request's.
             if refusal != Refusal::NoPool {
                 st.metrics.requests.with_label_values(&["none", "none", method_label(&method), status.as_str()]).inc();
             }

@@ -47,9 +47,27 @@ const RUST_TYPES: &[&str] = &[
     "untagged enum ",
 ];
 
-/// The first Rust type name in `message`, if any.
+/// `message` without what it quotes from the input (`"…"` values,
+/// `` `…` `` keys), which may hold any text.
+fn own_words(message: &str) -> String {
+    let (mut out, mut quote, mut escaped) = (String::new(), None, false);
+    for c in message.chars() {
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some(q) if c == '\\' && q == '"' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '`' => quote = Some(c),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// The first Rust type name in `message` outside what it quotes, if any.
 pub fn rust_type_in(message: &str) -> Option<&'static str> {
-    RUST_TYPES.iter().copied().find(|t| message.contains(t))
+    let own = own_words(message);
+    RUST_TYPES.iter().copied().find(|t| own.contains(t))
 }
 
 /// Panics with `shown` unless it starts with `source: ` and has a message.
@@ -81,5 +99,7 @@ mod tests {
         assert!(names_key("unknown field `wieght`, expected one of `url`"));
         assert_eq!(rust_type_in("invalid value: integer `70000`, expected u16"), Some("expected u16"));
         assert_eq!(rust_type_in("expected an integer"), None);
+        assert_eq!(rust_type_in("unknown field `expected i64x`, expected one of `a`"), None);
+        assert_eq!(rust_type_in("invalid type: string \"a \\\" expected u8\", expected a mapping of keys"), None);
     }
 }
