@@ -24,7 +24,7 @@ fuzz_target!(init: xdplb_fuzz::sandbox::without_network(), |data: &[u8]| {
         Err(err) => {
             let shown = err.to_string();
             assert_names_source(&shown, SOURCE);
-            if let Some(t) = rust_type_in(&shown) {
+            if let Some(t) = rust_type_in(&shown, text) {
                 panic!("the error speaks Rust ({t:?}), not YAML: {shown:?}");
             }
             match &err {

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let shown = err.to_string();
     assert_names_source(&shown, SOURCE);
-    if let Some(t) = rust_type_in(&shown) {
+    if let Some(t) = rust_type_in(&shown, text) {
         panic!("the error speaks Rust ({t:?}), not YAML: {shown:?}");
     }
     match &err {
