@@ -126,7 +126,8 @@ fn short_fuzz_runs(tally: &mut Tally) -> bool {
     all
 }
 
-/// `cargo fmt --check` (the workspace and lb-ebpf, which is outside it) and
+/// `cargo fmt --check` (the workspace, and lb-ebpf and tests/fuzz, which are
+/// outside it) and
 /// `cargo clippy -D warnings` over every target. Both run before the tests
 /// and are reported with them, so a style slip does not hide a test result.
 fn style_checks() -> Result<bool> {
@@ -135,6 +136,7 @@ fn style_checks() -> Result<bool> {
     for (title, dir, args) in [
         ("fmt", root.clone(), vec!["fmt", "--all", "--check"]),
         ("fmt (lb-ebpf)", root.join("lb-ebpf"), vec!["fmt", "--check"]),
+        ("fmt (tests/fuzz)", root.join("tests/fuzz"), vec!["fmt", "--check"]),
         ("clippy", root.clone(), vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     ] {
         println!("\n[test] {title}: cargo {}", args.join(" "));
