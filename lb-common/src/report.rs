@@ -93,6 +93,57 @@ pub fn problem_list<T: std::fmt::Display>(problems: &[T]) -> String {
     }
 }
 
+/// Rust type names serde puts in its messages, and what the YAML should
+/// hold instead.
+const RUST_TYPES: [(&str, &str); 9] = [
+    ("expected i64", "expected an integer"),
+    ("expected i32", "expected an integer"),
+    ("expected u64", "expected a whole number >= 0"),
+    ("expected u32", "expected a whole number >= 0"),
+    ("expected u16", "expected a whole number 0..=65535"),
+    ("expected u8", "expected a whole number 0..=255"),
+    ("expected usize", "expected a whole number >= 0"),
+    ("expected f64", "expected a number"),
+    ("expected f32", "expected a number"),
+];
+
+/// A config file's YAML/schema error as the binaries show it: in YAML's
+/// terms rather than Rust's (`expected an integer`, not `expected i64`;
+/// `expected a mapping of keys`, not `expected struct RawVip`), and with the
+/// parser's `line_column` when its message leaves the position out (the
+/// YAML parser does for a problem at the very start of the file, such as a
+/// file that is a list or a plain word instead of keys).
+pub fn yaml_message(message: &str, line_column: Option<(usize, usize)>) -> String {
+    let mut out = message.to_owned();
+    for (rust, yaml) in RUST_TYPES {
+        // Whole words only: `expected u8` is not the start of `expected u16`.
+        let mut from = 0;
+        while let Some(at) = out[from..].find(rust).map(|i| from + i) {
+            let end = at + rust.len();
+            if out[end..].starts_with(|c: char| c.is_alphanumeric()) {
+                from = end;
+                continue;
+            }
+            out.replace_range(at..end, yaml);
+            from = at + yaml.len();
+        }
+    }
+    while let Some(at) = out.find("expected struct ") {
+        let name = at + "expected struct ".len();
+        let end = out[name..].find(|c: char| !c.is_alphanumeric() && c != '_').map_or(out.len(), |e| name + e);
+        out.replace_range(at..end, "expected a mapping of keys");
+    }
+    if let Some((line, column)) = line_column {
+        // The parser ends its message with the position when it gives one;
+        // the message's text (a key or value from the file) may hold anything.
+        let at = format!(" at line {line} column {column}");
+        if !out.ends_with(&at) {
+            out.push_str(&at);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +180,33 @@ mod tests {
     #[test]
     fn codes() {
         assert_eq!([Exit::Runtime, Exit::Usage, Exit::Config, Exit::Unavailable].map(Exit::code), [1, 2, 78, 69]);
+    }
+
+    #[test]
+    fn yaml_messages_speak_yaml_and_say_where() {
+        assert_eq!(
+            yaml_message("invalid type: sequence, expected struct Config", Some((1, 1))),
+            "invalid type: sequence, expected a mapping of keys at line 1 column 1"
+        );
+        assert_eq!(
+            yaml_message("vips[0]: invalid type: map, expected struct RawVip at line 3 column 5", Some((3, 5))),
+            "vips[0]: invalid type: map, expected a mapping of keys at line 3 column 5"
+        );
+        assert_eq!(
+            yaml_message("port: invalid value: integer `70000`, expected u16 at line 2 column 7", None),
+            "port: invalid value: integer `70000`, expected a whole number 0..=65535 at line 2 column 7"
+        );
+        assert_eq!(
+            yaml_message("x: invalid type: string \"a\", expected i64, expected u8", None),
+            "x: invalid type: string \"a\", expected an integer, expected a whole number 0..=255"
+        );
+        assert_eq!(yaml_message("unknown anchor", Some((1, 1))), "unknown anchor at line 1 column 1");
+        assert_eq!(
+            yaml_message("invalid type: string \"a line 2 b\", expected struct Config", Some((1, 1))),
+            "invalid type: string \"a line 2 b\", expected a mapping of keys at line 1 column 1",
+            "a value that mentions a line is no position"
+        );
+        assert_eq!(yaml_message("more than one document", None), "more than one document");
     }
 
     #[test]

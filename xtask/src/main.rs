@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Install what the build and tests need (idempotent): Debian packages,
-    /// nightly rust-src, bpf-linker, k6.
+    /// nightly rust-src, bpf-linker, cargo-fuzz, k6.
     Setup,
     /// Build the workspace (the eBPF object is built by lb-user's build script).
     Build {
@@ -53,7 +53,8 @@ enum Command {
         #[arg(last = true)]
         lb_user_args: Vec<String>,
     },
-    /// Setup, build, unit tests, privileged integration tests, leak check.
+    /// Setup, build, unit tests, privileged integration tests, short fuzz
+    /// runs, leak check.
     Test {
         /// Extra arguments for every `cargo test` run (e.g. a test name filter).
         #[arg(last = true)]

@@ -33,11 +33,12 @@ enum Outcome {
 type Step = (&'static str, fn() -> Result<Outcome>);
 
 pub fn setup() -> Result<()> {
-    let steps: [Step; 5] = [
+    let steps: [Step; 6] = [
         ("Debian packages", debian_packages),
         ("rustfmt and clippy", style_tools),
         ("nightly toolchain with rust-src", nightly_rust_src),
         ("bpf-linker", bpf_linker),
+        ("cargo-fuzz", cargo_fuzz),
         ("k6 in the project venv", k6),
     ];
     let total = steps.len();
@@ -172,6 +173,22 @@ fn bpf_linker() -> Result<Outcome> {
     )?;
     let version = bpf_linker_version().context("bpf-linker was built but `bpf-linker --version` does not run (is ~/.cargo/bin on PATH?)")?;
     Ok(Outcome::Installed(format!("{version}, LLVM {major}")))
+}
+
+fn cargo_fuzz_version() -> Option<String> {
+    probe(Command::new("cargo").args(["fuzz", "--version"])).map(|v| v.trim().to_owned())
+}
+
+/// cargo-fuzz runs the libFuzzer targets of tests/fuzz (`cargo xtask fuzz`,
+/// and briefly in `cargo xtask test`) with the nightly toolchain installed
+/// above.
+fn cargo_fuzz() -> Result<Outcome> {
+    if let Some(version) = cargo_fuzz_version() {
+        return Ok(Outcome::Already(version));
+    }
+    run_visible(util::cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    let version = cargo_fuzz_version().context("cargo-fuzz was installed but `cargo fuzz --version` does not run (is ~/.cargo/bin on PATH?)")?;
+    Ok(Outcome::Installed(version))
 }
 
 /// The project-local Python venv holding k6.

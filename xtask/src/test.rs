@@ -1,5 +1,6 @@
 //! `cargo xtask test`: setup, build, unit tests, then the privileged
-//! integration tests, then a check that nothing was left behind.
+//! integration tests, short runs of the libFuzzer targets, then a check
+//! that nothing was left behind.
 
 use std::{
     io::{BufRead, BufReader},
@@ -7,8 +8,10 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
+use clap::ValueEnum as _;
 use xdplb_tests::{privileged, workspace};
 
+use crate::fuzz::{self, FuzzArgs, Target};
 use crate::{setup, util};
 
 /// Counts parsed from cargo test's `test result:` lines.
@@ -82,6 +85,7 @@ pub fn test(extra: &[String]) -> Result<()> {
     let mut args = vec!["--workspace", "--no-fail-fast"];
     args.extend(&extra);
     let tests_ok = cargo_test("unit tests and privileged integration tests (netns, XDP attach, TestRun)", &args, &mut tally)?;
+    let fuzz_ok = short_fuzz_runs(&mut tally);
 
     // Everything a test creates must be gone, whatever happened to the test.
     let leaked_ns: Vec<String> = namespaces()?.into_iter().filter(|n| !ns_before.contains(n)).collect();
@@ -93,13 +97,37 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     let leaked = !(leaked_ns.is_empty() && leaked_pins.is_empty());
     println!("\nxtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
-    if !style_ok || !tests_ok || leaked {
-        bail!("tests failed (fmt/clippy: {}, tests: {}, leak check: {})", ok(style_ok), ok(tests_ok), ok(!leaked));
+    if !style_ok || !tests_ok || !fuzz_ok || leaked {
+        bail!("tests failed (fmt/clippy: {}, tests: {}, fuzz: {}, leak check: {})", ok(style_ok), ok(tests_ok), ok(fuzz_ok), ok(!leaked));
     }
     Ok(())
 }
 
-/// `cargo fmt --check` (the workspace and lb-ebpf, which is outside it) and
+/// Seconds per libFuzzer target in the test command (docs/reliability.md
+/// has the build and run figures).
+const FUZZ_SECONDS: u64 = 20;
+
+/// A short run of every libFuzzer target, each counted as one test in the
+/// summary; `cargo xtask fuzz <target>` runs longer.
+fn short_fuzz_runs(tally: &mut Tally) -> bool {
+    let mut all = true;
+    for target in [Target::LbUserConfig, Target::AlbConfig, Target::AlbRequestHead] {
+        let name = target.to_possible_value().map_or_else(|| format!("{target:?}"), |v| v.get_name().to_owned());
+        println!("\n[test] fuzz {name}: cargo xtask fuzz {name} --duration {FUZZ_SECONDS}s");
+        match fuzz::fuzz(FuzzArgs { target, duration: FUZZ_SECONDS, seed: None }) {
+            Ok(()) => tally.passed += 1,
+            Err(e) => {
+                println!("[test] fuzz {name} FAILED: {e:#}");
+                tally.failed += 1;
+                all = false;
+            }
+        }
+    }
+    all
+}
+
+/// `cargo fmt --check` (the workspace, and lb-ebpf and tests/fuzz, which are
+/// outside it) and
 /// `cargo clippy -D warnings` over every target. Both run before the tests
 /// and are reported with them, so a style slip does not hide a test result.
 fn style_checks() -> Result<bool> {
@@ -108,6 +136,7 @@ fn style_checks() -> Result<bool> {
     for (title, dir, args) in [
         ("fmt", root.clone(), vec!["fmt", "--all", "--check"]),
         ("fmt (lb-ebpf)", root.join("lb-ebpf"), vec!["fmt", "--check"]),
+        ("fmt (tests/fuzz)", root.join("tests/fuzz"), vec!["fmt", "--check"]),
         ("clippy", root.clone(), vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     ] {
         println!("\n[test] {title}: cargo {}", args.join(" "));

@@ -37,7 +37,11 @@ impl Config {
 
     /// [`Config::parse`], naming `source` (a file name) in errors.
     pub fn parse_named(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = yaml_serde::from_str(text).map_err(|e| ConfigError::Parse { path: source.into(), msg: e.to_string() })?;
+        // In YAML's terms and with its position, as lb-user shows it.
+        let cfg: Config = yaml_serde::from_str(text).map_err(|e| ConfigError::Parse {
+            path: source.into(),
+            msg: lb_common::report::yaml_message(&e.to_string(), e.location().map(|l| (l.line(), l.column()))),
+        })?;
         let problems = cfg.problems();
         if !problems.is_empty() {
             return Err(ConfigError::Invalid { file: source.into(), problems });
@@ -322,6 +326,30 @@ mod tests {
         assert!(e.starts_with(&format!("{file}: limits.max_header_bytes: invalid type: string \"lots\"")) && e.ends_with(" at line 21 column 21"), "{e}");
         let e = load("backend_servers: [http://localhost:8080\n");
         assert!(e.starts_with(&format!("{file}: ")) && e.contains(" at line 2 column 1"), "{e}");
+    }
+
+    /// Found by the alb-config fuzz target: a file that is a list or a
+    /// plain word got `expected struct Config` without a position.
+    #[test]
+    fn errors_at_the_start_of_the_file_say_where_in_yaml_terms() {
+        for text in ["- 1\n", "x", "!!binary aGVsbG8=\n"] {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.starts_with("<config>: invalid type: ") && e.ends_with("expected a mapping of keys at line 1 column 1"), "{e}");
+        }
+        let e = Config::parse(&format!("{SEED}limits:\n  max_header_bytes: -1\n")).unwrap_err().to_string();
+        assert!(e.contains("limits.max_header_bytes: ") && e.contains("expected a whole number >= 0") && !e.contains("usize"), "{e}");
+    }
+
+    /// Found by the alb-config fuzz target: a port or duration of another
+    /// type got "data did not match any variant of untagged enum PortSpec".
+    #[test]
+    fn ports_and_durations_of_another_type_say_what_they_take() {
+        let e = Config::parse(&SEED.replace("  allowedPorts:", "  allowedPorts:\n    - {a: 1}")).unwrap_err().to_string();
+        assert!(e.contains("waf.allowedPorts[0]: ") && e.contains("expected a port number or \"*\"") && !e.contains("enum"), "{e}");
+        let e = Config::parse(&SEED.replace("  allowedPorts:", "  allowedPorts:\n    - 80.5")).unwrap_err().to_string();
+        assert!(e.contains("waf.allowedPorts[0]: ") && e.contains("80.5") && e.contains("a port number"), "{e}");
+        let e = Config::parse(&format!("{SEED}timeouts:\n  idle: [5]\n")).unwrap_err().to_string();
+        assert!(e.contains("timeouts.idle: ") && e.contains("a duration") && !e.contains("enum"), "{e}");
     }
 
     #[test]

@@ -73,17 +73,49 @@ impl ConfigError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
+/// A number or a string, as a visitor: written by hand because serde's
+/// untagged enums answer anything else with "did not match any variant of
+/// untagged enum" and a Rust type name; this says what the key takes
+/// (and whether a fractional number is one of them).
+struct NumOrStr {
+    expecting: &'static str,
+    floats: bool,
+}
+
+enum NumOrStrValue {
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl de::Visitor<'_> for NumOrStr {
+    type Value = NumOrStrValue;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumOrStrValue, E> {
+        Ok(NumOrStrValue::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumOrStrValue, E> {
+        Ok(NumOrStrValue::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumOrStrValue, E> {
+        if !self.floats {
+            return Err(de::Error::invalid_value(de::Unexpected::Float(v), &self));
+        }
+        Ok(NumOrStrValue::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<NumOrStrValue, E> {
+        Ok(NumOrStrValue::Str(v.to_owned()))
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(f64),
-            Str(String),
-        }
-        let parsed = match Raw::deserialize(d)? {
-            Raw::Num(n) => duration::seconds(n),
-            Raw::Str(s) => duration::parse_duration_or_seconds(&s),
+        let parsed = match d.deserialize_any(NumOrStr { expecting: "a duration (\"250ms\", \"5s\", \"1m30s\") or a number of seconds", floats: true })? {
+            NumOrStrValue::Int(n) => duration::seconds(n as f64),
+            NumOrStrValue::Float(n) => duration::seconds(n),
+            NumOrStrValue::Str(s) => duration::parse_duration_or_seconds(&s),
         };
         parsed.map(Dur).map_err(de::Error::custom)
     }
@@ -103,11 +135,21 @@ pub enum Protocol {
 /// `waf.allowedPorts` entry: a port number or `"*"` (any). Any integer is
 /// taken here so that 0 or 70000 get the allowlist's range message
 /// instead of serde's "did not match any variant".
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug)]
 pub enum PortSpec {
     Num(i64),
     Str(String),
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_any(NumOrStr { expecting: "a port number or \"*\"", floats: false })? {
+            NumOrStrValue::Int(n) => Ok(PortSpec::Num(n)),
+            // The visitor refuses fractions already (with the key's path).
+            NumOrStrValue::Float(n) => Err(de::Error::invalid_value(de::Unexpected::Float(n), &"a port number or \"*\"")),
+            NumOrStrValue::Str(s) => Ok(PortSpec::Str(s)),
+        }
+    }
 }
 
 /// The seed's mini-WAF: source CIDRs (bare IPs mean /32 or /128) and

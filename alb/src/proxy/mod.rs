@@ -17,9 +17,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::pool::route;
+use crate::config::Config;
+use crate::pool::{route, Pool};
 use crate::state::State;
 use crate::upstream::ProxyBody;
 
@@ -79,6 +81,55 @@ fn error_response(status: StatusCode, msg: &str, pool: &str) -> Response<ProxyBo
     json_response(status, serde_json::json!({"error": msg, "pool": pool}).to_string())
 }
 
+/// Why alb answers a request head itself instead of forwarding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The head is larger than `limits.max_header_bytes` (431).
+    HeadTooLarge,
+    /// Several `Host` lines, or a host that is not `host[:port]` (400).
+    BadHost,
+    /// No pool is configured (503).
+    NoPool,
+}
+
+impl Refusal {
+    fn response(self) -> (StatusCode, &'static str) {
+        match self {
+            Refusal::HeadTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large"),
+            Refusal::BadHost => (StatusCode::BAD_REQUEST, "bad Host header"),
+            Refusal::NoPool => (StatusCode::SERVICE_UNAVAILABLE, "no pool configured"),
+        }
+    }
+}
+
+/// A request head made ready for a backend by [`prepare`].
+pub struct Prepared {
+    /// The pool that serves the request.
+    pub pool: Arc<Pool>,
+    /// The origin-form path the backend is sent (also used in log lines).
+    pub path: PathAndQuery,
+    /// Whether this is an HTTP/1.1 Upgrade (WebSocket and the like).
+    pub upgrade: bool,
+}
+
+/// Everything alb does with a request head before it is forwarded, with
+/// no I/O: the head-size limit, the routing host (the URI's authority,
+/// else `Host`; refused when malformed), the pool by host and path, and the
+/// rewrite for the backend (hop-by-hop removal, the client identity,
+/// X-Forwarded-*, Host, origin form). [`handle`] runs it on every request;
+/// the fuzz targets (tests/fuzz) run it on arbitrary heads.
+pub fn prepare<B>(req: &mut Request<B>, cfg: &Config, pools: &[Arc<Pool>], ci: &ConnInfo) -> Result<Prepared, Refusal> {
+    if headers::header_bytes(req.headers()) > cfg.limits.max_header_bytes {
+        return Err(Refusal::HeadTooLarge);
+    }
+    let host = headers::routing_host(req)?;
+    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+    let pool = route(pools, host_str, req.uri().path()).cloned().ok_or(Refusal::NoPool)?;
+    let upgrade = upgrade::is_upgrade(req);
+    let path = headers::rewrite_request(req, cfg, ci, host, upgrade);
+    Ok(Prepared { pool, path, upgrade })
+}
+
 /// The request handler behind every client connection.
 pub async fn handle(st: Arc<State>, ci: Arc<ConnInfo>, mut req: Request<Incoming>) -> Response<ProxyBody> {
     let cfg = st.cfg();
@@ -88,27 +139,21 @@ pub async fn handle(st: Arc<State>, ci: Arc<ConnInfo>, mut req: Request<Incoming
         st.metrics.requests.with_label_values(&["none", "none", method_label(&method), "429"]).inc();
         return error_response(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded", "none");
     }
-    if headers::header_bytes(req.headers()) > cfg.limits.max_header_bytes {
-        st.metrics.requests.with_label_values(&["none", "none", method_label(&method), "431"]).inc();
-        return error_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large", "none");
-    }
-    // As a header value: from the Host header that is a cheap clone, not a
-    // copy. A value that is not visible ASCII is no host for routing.
-    let host: Option<HeaderValue> = match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
-    }
-    .filter(|h| h.to_str().is_ok());
-    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
     let pools = st.pools();
-    let Some(pool) = route(&pools, host_str, req.uri().path()).cloned() else {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "no pool configured", "none");
+    let Prepared { pool, path, upgrade } = match prepare(&mut req, &cfg, &pools, &ci) {
+        Ok(p) => p,
+        Err(refusal) => {
+            let (status, msg) = refusal.response();
+            // Refusals of the client's head are counted (431 always was);
+            // a missing pool is the config's state, not the request's.
+            if refusal != Refusal::NoPool {
+                st.metrics.requests.with_label_values(&["none", "none", method_label(&method), status.as_str()]).inc();
+            }
+            return error_response(status, msg, "none");
+        }
     };
-
-    let upgrade = upgrade::is_upgrade(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    let path = headers::rewrite_request(&mut parts, &cfg, &ci, host, upgrade);
+    let (parts, body) = req.into_parts();
     let out = retry::Outbound { parts, body, path, client_upgrade };
     retry::forward(&st, &ci, &cfg, &pool, &method, out).await
 }

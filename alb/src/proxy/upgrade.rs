@@ -11,15 +11,8 @@ use hyper_util::rt::TokioIo;
 use super::body::InFlight;
 use crate::upstream::ProxyBody;
 
-pub(super) fn is_upgrade(req: &Request<Incoming>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+pub(super) fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11 && req.headers().contains_key(header::UPGRADE) && super::headers::connection_tokens(req.headers()).any(|t| t == "upgrade")
 }
 
 /// Joins the client's upgraded connection to the backend's once both

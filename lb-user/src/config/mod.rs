@@ -394,18 +394,6 @@ impl ConfigError {
     }
 }
 
-/// serde's messages name Rust types ("expected struct RawVip", "expected
-/// i64"); say what the YAML should hold instead.
-fn plain_serde_message(msg: &str) -> String {
-    let mut out = msg.replace("expected i64", "expected an integer");
-    while let Some(at) = out.find("struct Raw") {
-        let name = at + "struct ".len();
-        let end = out[name..].find(|c: char| !c.is_alphanumeric()).map_or(out.len(), |e| name + e);
-        out.replace_range(at..end, "a mapping of keys");
-    }
-    out
-}
-
 /// A backend as given at runtime (the body of the control API's add
 /// request): the same keys as a backend in the file (`address`, `port`,
 /// `weight`, `mac`; unknown keys are errors), checked by the same rules
@@ -415,10 +403,11 @@ fn plain_serde_message(msg: &str) -> String {
 pub struct BackendSpec(raw::RawBackend);
 
 impl BackendSpec {
-    /// Reads a JSON request body; the error is serde's message made plain
-    /// (it names the key and the line).
+    /// Reads a JSON request body; the error is serde's message in plain
+    /// words (the shared wording of the config loaders: it names the key and
+    /// the line).
     pub fn from_json(body: &[u8]) -> Result<BackendSpec, String> {
-        serde_json::from_slice(body).map_err(|e| plain_serde_message(&e.to_string()))
+        serde_json::from_slice(body).map_err(|e| lb_common::report::yaml_message(&e.to_string(), None))
     }
 
     /// `backend` with another weight (a weight change is checked as the
@@ -467,7 +456,11 @@ impl Config {
         let raw: raw::RawConfig = if text.trim().is_empty() {
             raw::RawConfig::default()
         } else {
-            yaml_serde::from_str(text).map_err(|e| ConfigError::Syntax { file: source.to_owned(), message: plain_serde_message(&e.to_string()) })?
+            // In YAML's terms, with the position even at the file's start.
+            yaml_serde::from_str(text).map_err(|e| ConfigError::Syntax {
+                file: source.to_owned(),
+                message: lb_common::report::yaml_message(&e.to_string(), e.location().map(|l| (l.line(), l.column()))),
+            })?
         };
         validate::validate(raw).map_err(|errors| ConfigError::Invalid { file: source.to_owned(), errors })
     }

@@ -469,3 +469,14 @@ fn several_problems_are_all_reported() {
     let msg = e.to_string();
     assert!(msg.starts_with("test.yaml: 3 problems:\n  maglev.size: 1000"), "{msg}");
 }
+
+/// Found by the lb-user-config fuzz target: a file that is a list, a plain
+/// word or an unknown alias at its very start got an error without a
+/// position (the YAML parser leaves out "line 1 column 1").
+#[test]
+fn errors_at_the_start_of_the_file_say_where() {
+    for (text, what) in [("- 1\n", "invalid type: sequence, expected a mapping of keys"), ("x", "invalid type: string \"x\""), ("*x\n", "unknown anchor")] {
+        let e = err(text, &[what, "at line 1 column 1"]);
+        assert!(!e.contains("struct") && !e.contains("Raw"), "{e}");
+    }
+}
