@@ -61,7 +61,7 @@ impl Metrics {
             ),
             &["vip", "reason"],
         )?;
-        let backend_up = IntGaugeVec::new(Opts::new("xdplb_backend_up", "1 when the health checks consider the backend up."), &["vip", "backend"])?;
+        let backend_up = IntGaugeVec::new(Opts::new("xdplb_proxy_backend_up", "1 when the health checks consider the backend up."), &["vip", "backend"])?;
         let connect_errors = IntCounterVec::new(
             Opts::new("xdplb_proxy_backend_connect_errors_total", "Failed connection attempts to a backend (each attempt)."),
             &["vip", "backend"],

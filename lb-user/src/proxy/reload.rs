@@ -301,7 +301,7 @@ impl Control {
         Slot { cell, stop, task, udp }
     }
 
-    /// Rebuilds the selections and the `xdplb_backend_up` gauges after a
+    /// Rebuilds the selections and the `xdplb_proxy_backend_up` gauges after a
     /// health change, then publishes the snapshot.
     fn follow_health(&mut self) {
         let snap = self.health.snapshot(&self.config);

@@ -104,7 +104,7 @@ async fn a_stopped_backend_is_avoided_and_comes_back() {
         assert_ne!(request("127.0.0.1", vip).await.unwrap(), "b1");
     }
     let m = p.metrics();
-    assert_eq!(metric(&m, "xdplb_backend_up", &[("vip", "web"), ("backend", &b1)]), Some(0.0));
+    assert_eq!(metric(&m, "xdplb_proxy_backend_up", &[("vip", "web"), ("backend", &b1)]), Some(0.0));
     // Each failed attempt on b1 before the checks noticed (if any) is counted.
     assert!(metric(&m, "xdplb_proxy_backend_connect_errors_total", &[("vip", "web"), ("backend", &b1)]).is_some());
     assert_eq!(metric(&m, "xdplb_proxy_rejected_total", &[("vip", "web"), ("reason", "connect_failed")]), Some(0.0));
@@ -123,7 +123,7 @@ async fn a_stopped_backend_is_avoided_and_comes_back() {
     let took = back.elapsed();
     assert!(got_b1, "b1 never got traffic again");
     assert!(took <= limit, "b1 back after {took:?}, limit {limit:?}");
-    assert_eq!(metric(&p.metrics(), "xdplb_backend_up", &[("vip", "web"), ("backend", &b1)]), Some(1.0));
+    assert_eq!(metric(&p.metrics(), "xdplb_proxy_backend_up", &[("vip", "web"), ("backend", &b1)]), Some(1.0));
     p.stop();
     p.handle.wait().await.unwrap();
 }
@@ -260,7 +260,7 @@ async fn metrics_endpoint_exports_plausible_values() {
     for reason in ["limit_concurrent", "limit_rate", "no_backend", "connect_failed"] {
         assert_eq!(get("xdplb_proxy_rejected_total", &[("vip", "web"), ("reason", reason)]), 0.0);
     }
-    assert_eq!(get("xdplb_backend_up", &[("vip", "web"), ("backend", &k0)]), 1.0);
+    assert_eq!(get("xdplb_proxy_backend_up", &[("vip", "web"), ("backend", &k0)]), 1.0);
     assert!(body.contains("# TYPE xdplb_proxy_connections_total counter"));
 
     assert!(http_get(p.handle.metrics_addr().unwrap(), "/").await.starts_with("HTTP/1.1 404"));

@@ -84,7 +84,7 @@ async fn an_added_backend_gets_new_connections() {
     assert_eq!((seen["b0"], seen["b1"]), (3, 3), "round robin over both: {seen:?}");
     let m = p.metrics();
     assert_eq!(metric(&m, "xdplb_proxy_connections_total", &[("vip", "web"), ("backend", &b1.addr.to_string())]), Some(3.0));
-    assert_eq!(metric(&m, "xdplb_backend_up", &[("vip", "web"), ("backend", &b1.addr.to_string())]), Some(1.0));
+    assert_eq!(metric(&m, "xdplb_proxy_backend_up", &[("vip", "web"), ("backend", &b1.addr.to_string())]), Some(1.0));
     // The same config again: applied, nothing to do.
     assert_eq!(p.handle.reload(parse(&yaml2)).await.unwrap(), "no change");
     p.stop();
@@ -272,7 +272,7 @@ async fn a_down_backend_stays_down_across_a_reload() {
     p.handle.reload(parse(&yaml2)).await.unwrap();
     assert_eq!(p.handle.health().borrow().up, vec![vec![true, false, true]], "b1 keeps its state, b2 starts up");
     let b1 = bs[1].addr.to_string();
-    assert_eq!(metric(&p.metrics(), "xdplb_backend_up", &[("vip", "web"), ("backend", &b1)]), Some(0.0));
+    assert_eq!(metric(&p.metrics(), "xdplb_proxy_backend_up", &[("vip", "web"), ("backend", &b1)]), Some(0.0));
     let seen = answers("127.0.0.1", p.vip("web"), 6).await;
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ["b0".to_owned(), "b2".to_owned()].into());
     // The restarted checks still work: b1 comes back.
