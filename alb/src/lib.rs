@@ -5,6 +5,7 @@
 //! pool routing and balancing → pooled HTTP/1.1 to the backend. See
 //! `docs/alb.md` for the configuration and operations.
 
+pub mod access_log;
 pub mod admin;
 pub mod allowlist;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 
 pub use config::Config;

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub rate_limited: IntCounter,
     pub reloads: IntCounterVec,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -49,7 +51,22 @@ impl Metrics {
         r.register(Box::new(backend_healthy.clone())).expect("register");
         let rate_limited = IntCounter::new("alb_rate_limited_total", "Requests refused with 429").expect("metric");
         r.register(Box::new(rate_limited.clone())).expect("register");
-        Metrics { registry: r, requests, latency, active_connections, tls_failures, denied, backend_healthy, ejections, retries, rate_limited, reloads }
+        let access_log_dropped = IntCounter::new("alb_access_log_dropped_total", "Access log lines dropped because the writer fell behind").expect("metric");
+        r.register(Box::new(access_log_dropped.clone())).expect("register");
+        Metrics {
+            registry: r,
+            requests,
+            latency,
+            active_connections,
+            tls_failures,
+            denied,
+            backend_healthy,
+            ejections,
+            retries,
+            rate_limited,
+            reloads,
+            access_log_dropped,
+        }
     }
 
     pub fn render(&self) -> String {

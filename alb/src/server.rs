@@ -71,6 +71,9 @@ impl Running {
         } else {
             log::info!("all connections drained");
         }
+        // Writes out the access log's queue before the process ends.
+        let log = self.state.access_log.write().unwrap().take();
+        drop(log);
         left
     }
 

@@ -9,6 +9,7 @@ use lb_common::userspace::health::Scheduler;
 use rustls::ServerConfig;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLog;
 use crate::allowlist::Allowlist;
 use crate::config::Config;
 use crate::health;
@@ -28,6 +29,9 @@ pub struct State {
     pub metrics: Metrics,
     /// Active health checks of the pools' backends; see `crate::health`.
     pub health: Mutex<Scheduler>,
+    /// The open access log, if the config has one (reopened on each reload,
+    /// so a rotated file is followed).
+    pub access_log: RwLock<Option<Arc<AccessLog>>>,
 }
 
 impl State {
@@ -49,6 +53,9 @@ impl State {
     pub fn budget(&self) -> Arc<RetryBudget> {
         self.budget.read().unwrap().clone()
     }
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.access_log.read().unwrap().clone()
+    }
 
     /// Builds every derived part of `cfg`; fails without side effects, so
     /// a bad reload leaves the running state untouched.
@@ -67,10 +74,21 @@ impl State {
         // A backend object replaced by the reload (same id, new weight)
         // takes its predecessor's health state before it gets traffic.
         health::apply(&pools, &self.health.lock().unwrap().state());
+        // Opened only where requests can run (not for `alb --check`, which
+        // must not create files); a file that cannot be opened refuses the
+        // config like any other problem.
+        let access_log = match (&cfg.access_log, tokio::runtime::Handle::try_current()) {
+            (Some(a), Ok(_)) => Some(Arc::new(AccessLog::open(a, self.metrics.access_log_dropped.clone())?)),
+            _ => None,
+        };
         let old = self.cfg();
         *self.tls.write().unwrap() = tls;
         *self.allowlist.write().unwrap() = Arc::new(allow);
         *self.pools.write().unwrap() = Arc::new(pools);
+        // The old log (if no request still holds it) writes out its queue
+        // and closes here.
+        let old_log = std::mem::replace(&mut *self.access_log.write().unwrap(), access_log);
+        drop(old_log);
         self.sync_health();
         if old.limits.rate_limit_rps != cfg.limits.rate_limit_rps || old.limits.rate_limit_burst != cfg.limits.rate_limit_burst {
             *self.limiter.write().unwrap() = Arc::new(RateLimiter::new(cfg.limits.rate_limit_rps, cfg.limits.rate_limit_burst));
@@ -90,6 +108,7 @@ impl State {
             upstream: Upstream::new(cfg.timeouts.idle.0),
             metrics: Metrics::new(),
             health: Mutex::new(Scheduler::new()),
+            access_log: RwLock::new(None),
             cfg: RwLock::new(Arc::new(cfg.clone())),
         };
         st.apply(cfg)?;

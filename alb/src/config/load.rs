@@ -63,6 +63,9 @@ impl Config {
             fix(&mut c.cert);
             fix(&mut c.key);
         }
+        if let Some(a) = &mut self.access_log {
+            a.resolve(dir);
+        }
     }
 
     /// Every file whose change should trigger a reload (besides the config).
@@ -226,6 +229,9 @@ impl Config {
         }
         if self.admin.enabled && self.admin.listen.parse::<SocketAddr>().is_err() {
             out.push(invalid("admin.listen", &self.admin.listen, "expected IP:PORT"));
+        }
+        if let Some(a) = &self.access_log {
+            out.extend(a.problems());
         }
         out
     }

@@ -533,6 +533,9 @@ pub struct Config {
     /// Offer HTTP/2 via ALPN.
     #[serde(default = "yes")]
     pub http2: bool,
+    /// The per-request log; none when left out.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
 }
 
 fn yes() -> bool {
@@ -593,5 +596,7 @@ fn default_poll() -> Dur {
     Dur(Duration::from_secs(2))
 }
 
+mod access_log;
 mod load;
+pub use access_log::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
 pub use load::*;

@@ -20,9 +20,11 @@ use hyper::header::{self, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::access_log::{Counted, Logged, Record};
 use crate::config::Config;
 use crate::pool::{route, Pool};
 use crate::state::State;
+use crate::trace::TraceParent;
 use crate::upstream::ProxyBody;
 
 /// Per client connection facts the handler needs.
@@ -130,17 +132,33 @@ pub fn prepare<B>(req: &mut Request<B>, cfg: &Config, pools: &[Arc<Pool>], ci: &
     Ok(Prepared { pool, path, upgrade })
 }
 
-/// The request handler behind every client connection.
-pub async fn handle(st: Arc<State>, ci: Arc<ConnInfo>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+/// The request handler behind every client connection. With an access
+/// log, the request's record is filled on the way and logged when the
+/// response body ends (see `crate::access_log`); without one, no record is
+/// made at all.
+pub async fn handle(st: Arc<State>, ci: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let Some(log) = st.access_log() else {
+        return serve(&st, &ci, req, None).await;
+    };
+    let mut record = Record::new(ci.peer, ci.identity.as_deref(), req.method(), req.uri().path_and_query(), req.version());
+    let resp = serve(&st, &ci, req, Some(&mut record)).await;
+    let status = resp.status().as_u16();
+    resp.map(|body| Logged::new(body, record, status, log).boxed())
+}
+
+/// Admission, routing and forwarding of one request; `record` (when the
+/// access log is on) gets the trace context, pool, backend and timings.
+async fn serve(st: &State, ci: &ConnInfo, mut req: Request<Incoming>, mut record: Option<&mut Record>) -> Response<ProxyBody> {
     let cfg = st.cfg();
     let method = req.method().clone();
     if !st.limiter().allow(ci.peer.ip()) {
         st.metrics.rate_limited.inc();
         st.metrics.requests.with_label_values(&["none", "none", method_label(&method), "429"]).inc();
+        trace_only(&mut req, record);
         return error_response(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded", "none");
     }
     let pools = st.pools();
-    let Prepared { pool, path, upgrade } = match prepare(&mut req, &cfg, &pools, &ci) {
+    let Prepared { pool, path, upgrade } = match prepare(&mut req, &cfg, &pools, ci) {
         Ok(p) => p,
         Err(refusal) => {
             let (status, msg) = refusal.response();
@@ -149,11 +167,34 @@ pub async fn handle(st: Arc<State>, ci: Arc<ConnInfo>, mut req: Request<Incoming
             if refusal != Refusal::NoPool {
                 st.metrics.requests.with_label_values(&["none", "none", method_label(&method), status.as_str()]).inc();
             }
+            trace_only(&mut req, record);
             return error_response(status, msg, "none");
         }
     };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // After `prepare`: its hop-by-hop removal must not take the
+    // traceparent the backend is meant to get.
+    if let Some(r) = record.as_deref_mut() {
+        r.trace = Some(TraceParent::apply(req.headers_mut()));
+        r.pool = Some(pool.clone());
+    }
     let (parts, body) = req.into_parts();
+    let body = match record.as_deref() {
+        Some(r) => Counted::new(body, r.bytes_in.clone()).boxed(),
+        None => body.boxed(),
+    };
     let out = retry::Outbound { parts, body, path, client_upgrade };
-    retry::forward(&st, &ci, &cfg, &pool, &method, out).await
+    let (resp, served) = retry::forward(st, ci, &cfg, &pool, &method, out).await;
+    if let Some(r) = record {
+        (r.backend, r.upstream) = served;
+    }
+    resp
+}
+
+/// The trace context of a request alb answers itself, for its log line
+/// (nothing is forwarded).
+fn trace_only(req: &mut Request<Incoming>, record: Option<&mut Record>) {
+    if let Some(r) = record {
+        r.trace = Some(TraceParent::apply(req.headers_mut()));
+    }
 }

@@ -3,10 +3,12 @@
 //! passive health accounting and the request metrics.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper::http::request::Parts;
 use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
@@ -24,7 +26,8 @@ use lb_common::userspace::select::Flow;
 /// A client request whose head has been rewritten for the backend.
 pub(super) struct Outbound {
     pub parts: Parts,
-    pub body: Incoming,
+    /// The client's body (counted for the access log when it is on).
+    pub body: BoxBody<Bytes, hyper::Error>,
     /// The origin-form path, for log lines.
     pub path: PathAndQuery,
     /// The client side of an HTTP/1.1 Upgrade; `Some` only for one.
@@ -44,16 +47,20 @@ fn record_failure(st: &State, pool: &str, backend: &Backend, cfg: &Config, why: 
     }
 }
 
+/// The backend that answered a request and its time to response headers
+/// (both `None` when alb answered itself).
+pub(super) type Served = (Option<Arc<Backend>>, Option<Duration>);
+
 /// Sends `out` to a backend of `pool`, trying others while the request is
 /// retryable and the budget allows; the backend's response, or alb's own
-/// error response.
-pub(super) async fn forward(st: &State, ci: &ConnInfo, cfg: &Config, pool: &Pool, method: &Method, out: Outbound) -> Response<ProxyBody> {
+/// error response, and who served it.
+pub(super) async fn forward(st: &State, ci: &ConnInfo, cfg: &Config, pool: &Pool, method: &Method, out: Outbound) -> (Response<ProxyBody>, Served) {
     let Outbound { parts, body, path, client_upgrade } = out;
     let upgrade = client_upgrade.is_some();
     // A request without a body can be rebuilt for a retry after it may
     // have been sent, if its method is idempotent.
     let replay = (idempotent(&parts.method) && body.is_end_stream() && !upgrade).then(|| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
-    let mut pending = Some(Request::from_parts(parts, body.boxed()));
+    let mut pending = Some(Request::from_parts(parts, body));
 
     let timeouts = Timeouts { connect: cfg.timeouts.backend_connect.0, response: cfg.timeouts.backend_response.0 };
     let mut tried: Vec<Arc<Backend>> = Vec::new();
@@ -68,7 +75,7 @@ pub(super) async fn forward(st: &State, ci: &ConnInfo, cfg: &Config, pool: &Pool
             if !last_err.is_empty() {
                 log::warn!("{} {} from {}: {msg}: {last_err}", method, path, ci.peer);
             }
-            return error_response(status, msg, &pool.name);
+            return (error_response(status, msg, &pool.name), (None, None));
         };
         let req = match pending.take() {
             Some(r) => r,
@@ -86,7 +93,8 @@ pub(super) async fn forward(st: &State, ci: &ConnInfo, cfg: &Config, pool: &Pool
         let result = st.upstream.send(&backend.authority, req, &timeouts, upgrade).await;
         let retryable = match result {
             Ok((resp, lease)) => {
-                st.metrics.latency.with_label_values(&[&pool.name, &backend.id]).observe(start.elapsed().as_secs_f64());
+                let upstream = start.elapsed();
+                st.metrics.latency.with_label_values(&[&pool.name, &backend.id]).observe(upstream.as_secs_f64());
                 let status = resp.status();
                 if status.is_server_error() {
                     record_failure(st, &pool.name, &backend, cfg, "after repeated 5xx");
@@ -96,12 +104,12 @@ pub(super) async fn forward(st: &State, ci: &ConnInfo, cfg: &Config, pool: &Pool
                 st.metrics.requests.with_label_values(&[&pool.name, &backend.id, method_label(method), status.as_str()]).inc();
                 if status == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(cu) = client_upgrade {
-                        return upgrade::tunnel(cu, resp, guard);
+                        return (upgrade::tunnel(cu, resp, guard), (Some(backend), Some(upstream)));
                     }
                 }
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                return Response::from_parts(parts, Tracked::new(body, lease, guard).boxed());
+                return (Response::from_parts(parts, Tracked::new(body, lease, guard).boxed()), (Some(backend), Some(upstream)));
             }
             Err(SendError::NotSent(r, e)) => {
                 last_err = e;
@@ -120,7 +128,7 @@ pub(super) async fn forward(st: &State, ci: &ConnInfo, cfg: &Config, pool: &Pool
         if !retryable || tried.len() > cfg.retries.max_retries as usize || !budget.try_spend() {
             st.metrics.requests.with_label_values(&[&pool.name, "none", method_label(method), "502"]).inc();
             log::warn!("{} {} from {}: giving up: {last_err}", method, path, ci.peer);
-            return error_response(StatusCode::BAD_GATEWAY, "backend failed", &pool.name);
+            return (error_response(StatusCode::BAD_GATEWAY, "backend failed", &pool.name), (None, None));
         }
         st.metrics.retries.with_label_values(&[&pool.name]).inc();
     }
