@@ -10,6 +10,7 @@ pub mod backend;
 pub mod counters;
 #[cfg(feature = "testrun")]
 pub mod fuzz;
+pub mod grafana;
 pub mod http;
 pub mod lab;
 pub mod lbuser;

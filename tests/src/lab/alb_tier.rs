@@ -55,11 +55,15 @@ pub struct TierSpec {
     pub env: Vec<String>,
     /// More top-level alb YAML, appended to each generated config.
     pub extra_yaml: String,
+    /// Bind each alb's admin API (and `/metrics`) on its backend-segment
+    /// address instead of [`ADMIN`] on loopback, so a scraper elsewhere in
+    /// the lab (Prometheus in the lb namespace) reaches every alb.
+    pub admin_on_lab_address: bool,
 }
 
 impl TierSpec {
     pub fn new(albs: u8, backends: u8, check: Check) -> TierSpec {
-        TierSpec { albs, backends, check, cert_ips: Vec::new(), env: Vec::new(), extra_yaml: String::new() }
+        TierSpec { albs, backends, check, cert_ips: Vec::new(), env: Vec::new(), extra_yaml: String::new(), admin_on_lab_address: false }
     }
 }
 
@@ -165,6 +169,16 @@ impl AlbTier {
         self.alb_ids().fold(vip, |vip, i| vip.backend(AlbTier::addr(i)))
     }
 
+    /// Where alb `i`'s admin API and metrics listen: [`ADMIN`] inside its
+    /// namespace, or its backend address with [`TierSpec::admin_on_lab_address`].
+    pub fn admin_addr(&self, i: u8) -> SocketAddr {
+        if self.spec.admin_on_lab_address {
+            SocketAddr::new(addr::backend_v4(i).into(), ADMIN.port())
+        } else {
+            ADMIN
+        }
+    }
+
     /// Alb `i`'s pid while it runs.
     pub fn pid(&self, lab: &Lab, i: u8) -> Option<u32> {
         lab.pid(&AlbTier::label(i))
@@ -192,12 +206,14 @@ impl AlbTier {
     /// Alb `i`'s view of its backends (backend id → healthy), from its
     /// admin API.
     pub fn backend_health(&self, lab: &Lab, i: u8) -> Result<BTreeMap<String, bool>> {
-        crate::netns::run_in(&lab.ns(AlbTier::host(i)), || backend_health(ADMIN))
+        let admin = self.admin_addr(i);
+        crate::netns::run_in(&lab.ns(AlbTier::host(i)), move || backend_health(admin))
     }
 
     /// Alb `i`'s Prometheus samples.
     pub fn metrics(&self, lab: &Lab, i: u8) -> Result<metrics::Samples> {
-        crate::netns::run_in(&lab.ns(AlbTier::host(i)), || metrics::scrape(ADMIN, Duration::from_secs(5)))
+        let admin = self.admin_addr(i);
+        crate::netns::run_in(&lab.ns(AlbTier::host(i)), move || metrics::scrape(admin, Duration::from_secs(5)))
     }
 
     fn spawn(&self, lab: &mut Lab, i: u8) -> Result<u32> {
@@ -214,10 +230,11 @@ impl AlbTier {
         let backends: String = self.backend_ids().map(|b| format!("  - http://{}:{}\n", addr::backend_v4(b), crate::backend::PORT)).collect();
         format!(
             "# alb{i} of lab tier {dir}\nlisten: [\"{v4}\", \"{v6}\"]\ncert_location: {cert}\nkey_location: {key}\n\
-             admin: {{ enabled: true, listen: \"{ADMIN}\" }}\nhealth: {health}\nreload: {{ poll_interval: 0 }}\n\
+             admin: {{ enabled: true, listen: \"{admin}\" }}\nhealth: {health}\nreload: {{ poll_interval: 0 }}\n\
              backend_servers:\n{backends}{extra}",
             dir = self.dir.path().display(),
             v4 = AlbTier::addr(i),
+            admin = self.admin_addr(i),
             cert = self.cert.display(),
             key = self.key.display(),
             health = self.spec.check.alb("/health"),

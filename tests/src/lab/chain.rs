@@ -46,11 +46,22 @@ pub struct ChainSpec {
     pub lb_env: Vec<(String, String)>,
     /// `KEY=VALUE` environment for every alb.
     pub alb_env: Vec<String>,
+    /// See [`TierSpec::admin_on_lab_address`].
+    pub alb_admin_on_lab_address: bool,
 }
 
 impl ChainSpec {
     pub fn new(prefix: &str, albs: u8, backends: u8, check: Check) -> ChainSpec {
-        ChainSpec { prefix: prefix.to_owned(), albs, backends, check, attach_mode: None, lb_env: Vec::new(), alb_env: Vec::new() }
+        ChainSpec {
+            prefix: prefix.to_owned(),
+            albs,
+            backends,
+            check,
+            attach_mode: None,
+            lb_env: Vec::new(),
+            alb_env: Vec::new(),
+            alb_admin_on_lab_address: false,
+        }
     }
 }
 
@@ -70,6 +81,7 @@ impl Chain {
         let mut tier_spec = TierSpec::new(spec.albs, spec.backends, spec.check);
         tier_spec.cert_ips.push(TLS_VIP.ip());
         tier_spec.env.clone_from(&spec.alb_env);
+        tier_spec.admin_on_lab_address = spec.alb_admin_on_lab_address;
         let tier = AlbTier::start(&mut lab, tier_spec)?;
         let mut config = LbConfig::new(&lab).maglev(251, Some(7)).metrics(METRICS);
         if let Some(mode) = &spec.attach_mode {
