@@ -16,9 +16,15 @@ use crate::util::{self, probe, run_visible};
 /// iproute2: namespaces/veth; ethtool: offload settings; util-linux: setpriv
 /// (privilege-drop test); openssl: certgen's cross-check; curl: manual probing
 /// of the lab; python3-venv: the k6 venv; nginx, libnginx-mod-stream,
-/// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`.
+/// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`;
+/// prometheus: the dashboards' test runs a real one (and promtool).
 pub const DEBIAN_PACKAGES: &[&str] =
-    &["iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk"];
+    &["iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk", "prometheus"];
+
+/// Services Debian starts when their package is installed but that the
+/// tests run themselves (own port, own storage): kept stopped and disabled
+/// so nothing on the machine scrapes or listens on their behalf.
+const SERVICES_OFF: &[&str] = &["prometheus"];
 
 /// bpf-linker release line that matches aya 0.14 / aya-ebpf 0.2.1.
 const BPF_LINKER_VERSION: &str = "0.13";
@@ -33,8 +39,9 @@ enum Outcome {
 type Step = (&'static str, fn() -> Result<Outcome>);
 
 pub fn setup() -> Result<()> {
-    let steps: [Step; 6] = [
+    let steps: [Step; 7] = [
         ("Debian packages", debian_packages),
+        ("package services the tests run themselves are off", services_off),
         ("rustfmt and clippy", style_tools),
         ("nightly toolchain with rust-src", nightly_rust_src),
         ("bpf-linker", bpf_linker),
@@ -72,6 +79,41 @@ fn debian_packages() -> Result<Outcome> {
         bail!("apt-get finished but {} are still not installed", still.join(" "));
     }
     Ok(Outcome::Installed(missing.join(" ")))
+}
+
+/// Stops and disables [`SERVICES_OFF`]: with systemd, every one enabled or
+/// running; without it (containers), an init script that reports it
+/// running is stopped (nothing starts it at boot there).
+fn services_off() -> Result<Outcome> {
+    let systemd = Path::new("/run/systemd/system").is_dir();
+    let mut changed = Vec::new();
+    for name in SERVICES_OFF {
+        let unit = format!("{name}.service");
+        let on = if systemd {
+            let state = |verb: &str| probe(Command::new("systemctl").args([verb, &unit])).map(|s| s.trim().to_owned());
+            state("is-enabled").as_deref() == Some("enabled") || state("is-active").as_deref() == Some("active")
+        } else {
+            Path::new("/etc/init.d").join(name).exists() && probe(Command::new("service").args([name, "status"])).is_some()
+        };
+        if !on {
+            continue;
+        }
+        if !util::is_root() {
+            bail!("{unit} is running or enabled; stopping it needs root: run `cargo xtask setup` as root");
+        }
+        if systemd {
+            run_visible(Command::new("systemctl").args(["disable", "--now", &unit]))?;
+        } else {
+            run_visible(Command::new("service").args([name, "stop"]))?;
+        }
+        changed.push(unit);
+    }
+    let all = SERVICES_OFF.join(" ");
+    if changed.is_empty() {
+        Ok(Outcome::Already(format!("{all} not running{}", if systemd { " nor enabled" } else { "" })))
+    } else {
+        Ok(Outcome::Installed(format!("stopped{} {}", if systemd { " and disabled" } else { "" }, changed.join(" "))))
+    }
 }
 
 /// The style checks of `cargo xtask test` need rustfmt and clippy on the
