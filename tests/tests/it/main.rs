@@ -13,6 +13,7 @@ mod grafana_prometheus;
 mod lab;
 mod lab_config;
 mod lb_user_cli;
+mod metric_names;
 mod shared_core;
 #[cfg(feature = "tls-clients")]
 mod tls_clients;
