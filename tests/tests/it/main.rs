@@ -5,6 +5,8 @@
 //! each module covers.
 
 mod backend_sim;
+#[cfg(feature = "tls-clients")]
+mod client_sim;
 mod dataplane_tables;
 mod faults_alb_kill;
 mod faults_loss;
