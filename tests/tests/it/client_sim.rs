@@ -219,9 +219,10 @@ async fn the_binary_prints_live_and_final_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.json");
     let target = b.echo_addrs[0].to_string();
-    let args: Vec<String> = ["--tcp-target", &target, "--mix", "real=1,https=3", "--rate", "20", "--duration", "1500ms", "--iterations", "2", "--live-json", "--json"]
-        .map(String::from)
-        .to_vec();
+    let args: Vec<String> =
+        ["--tcp-target", &target, "--mix", "real=1,https=3", "--rate", "20", "--duration", "1500ms", "--iterations", "2", "--live-json", "--json"]
+            .map(String::from)
+            .to_vec();
     let o = tokio::task::spawn_blocking({
         let out = out.clone();
         move || Command::new(TOOL).args(args).arg(&out).output().unwrap()

@@ -11,6 +11,7 @@ mod dataplane_tables;
 mod faults_alb_kill;
 mod faults_loss;
 mod faults_setup;
+mod k6_scripts;
 mod lab;
 mod lab_config;
 mod lb_user_cli;
