@@ -146,17 +146,31 @@ async fn session(p: &HttpsParams, client: &Client) -> Result<(), Failure> {
     client.protocol(if h2 { "h2" } else { "http/1.1" });
     let io = TokioIo::new(tls);
     let host = p.host();
-    let (mut sender, driver): (Sender, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) = if h2 {
+    type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = hyper::Result<()>> + Send>>;
+    let (mut sender, driver): (Sender, Driver) = if h2 {
         let (s, c) = conn::http2::handshake(TokioExecutor::new(), io).await.map_err(|e| hyper_failure("h2 handshake", &e))?;
-        (Sender::H2(s), Box::pin(async move { drop(c.await) }))
+        (Sender::H2(s), Box::pin(c))
     } else {
         let (s, c) = conn::http1::handshake(io).await.map_err(|e| hyper_failure("HTTP/1.1 handshake", &e))?;
-        (Sender::H1(s), Box::pin(async move { drop(c.await) }))
+        (Sender::H1(s), Box::pin(c))
     };
     // The connection task ends when the sender is dropped (or the server closes).
-    let driver = tokio::spawn(driver);
-    let result = requests(p, client, &mut sender, &host, h2).await;
+    let mut driver = tokio::spawn(driver);
+    let mut result = requests(p, client, &mut sender, &host, h2).await;
     drop(sender);
+    // A request cut by a dead connection only says "canceled" or "closed":
+    // the connection's own error says why (a TLS alert: the client
+    // certificate refused after the handshake, as TLS 1.3 does it).
+    if let Err(f) = &mut result {
+        if f.reason == Reason::RefusedReset {
+            if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_millis(200), &mut driver).await {
+                let cause = hyper_failure("connection", &e);
+                if cause.reason == Reason::Tls {
+                    *f = Failure::new(Reason::Tls, format!("{}; {}", f.detail, cause.detail));
+                }
+            }
+        }
+    }
     driver.abort();
     result
 }

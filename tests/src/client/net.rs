@@ -31,7 +31,10 @@ pub(super) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpSt
 /// The reason an I/O error after connect counts as: TLS when rustls raised
 /// it, a timeout, otherwise the connection was refused, reset or closed.
 pub(super) fn io_failure(what: &str, e: &io::Error) -> Failure {
-    let tls = e.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+    // tokio-rustls reports TLS errors as InvalidData; h2 re-creates the
+    // I/O errors it hands each stream, keeping the kind but not the rustls
+    // error inside, so the kind is what survives.
+    let tls = e.kind() == io::ErrorKind::InvalidData || e.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
     let reason = if tls {
         Reason::Tls
     } else if e.kind() == io::ErrorKind::TimedOut {
