@@ -159,8 +159,10 @@ async fn session(p: &HttpsParams, client: &Client) -> Result<(), Failure> {
     let mut result = requests(p, client, &mut sender, &host, h2).await;
     drop(sender);
     // A request cut by a dead connection only says "canceled" or "closed":
-    // the connection's own error says why (a TLS alert: the client
-    // certificate refused after the handshake, as TLS 1.3 does it).
+    // the connection's own error says why when it read the TLS alert (a
+    // client certificate refused after the handshake, as TLS 1.3 does it).
+    // When its first write met the closed socket before it read the alert
+    // (h2 writes its preface at once) the alert is lost: refused_reset.
     if let Err(f) = &mut result {
         if f.reason == Reason::RefusedReset {
             if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_millis(200), &mut driver).await {

@@ -208,10 +208,13 @@ async fn https_over_h1_and_h2_carries_the_client_identity_to_the_backend() {
     assert_eq!(s.backends.iter().map(|b| b.stats.requests("/echo", 200)).sum::<u64>(), 24);
 
     // Without a client certificate alb refuses the connection: counted as tls, no request reaches a backend.
-    for alpn in [Alpn::H1, Alpn::H2] {
-        let r = go(plan("https=1", 2, None, Some(https(&s, alpn, false)))).await;
-        assert_eq!(kind(&r, "https").failed["tls"], 2, "{alpn:?}: {r:?}");
-    }
+    let r = go(plan("https=1", 2, None, Some(https(&s, Alpn::H1, false)))).await;
+    assert_eq!(kind(&r, "https").failed["tls"], 2, "{r:?}");
+    // h2 writes its preface at once: a write that meets the closed socket
+    // before the alert is read loses the alert (docs/simulators.md).
+    let r = go(plan("https=1", 2, None, Some(https(&s, Alpn::H2, false)))).await;
+    let h2 = kind(&r, "https");
+    assert_eq!((h2.failed_total(), h2.failed["tls"] + h2.failed["refused_reset"]), (2, 2), "{r:?}");
     assert_eq!(s.backends.iter().map(|b| b.hits.load(Ordering::Relaxed)).sum::<usize>(), 24);
 }
 
