@@ -273,3 +273,37 @@ fn the_binary_refuses_bad_flags_and_files() {
         assert!(stderr.contains(want), "{args:?}: wanted {want:?} in {stderr}");
     }
 }
+
+#[tokio::test]
+async fn the_binary_stops_on_sigint_after_the_grace_period() {
+    use std::io::BufRead as _;
+    let b = sim(Settings::default());
+    let target = b.echo_addrs[0].to_string();
+    let o = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(TOOL)
+            .args(["--tcp-target", &target, "--mix", "idle=1", "--idle-for", "1m", "--duration", "1m", "--grace", "200ms", "--live-json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        // The first live line: clients are running.
+        let live: Report = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let asked = Instant::now();
+        // SAFETY: signalling our own child by its pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let rest: Vec<String> = lines.map(Result::unwrap).collect();
+        let status = child.wait().unwrap();
+        (live, rest, status, asked.elapsed())
+    })
+    .await
+    .unwrap();
+    let (live, rest, status, took) = o;
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "stopped {took:?} after SIGINT, not after the 1 m duration");
+    assert!(kind(&live, "idle").active > 0, "{live:?}");
+    let last: Report = serde_json::from_str(rest.last().expect("a final report")).unwrap();
+    let idle = kind(&last, "idle");
+    assert!(last.is_final && idle.cancelled == idle.started && idle.active == 0, "the held connections were cut: {last:?}");
+    until(&b, "cut connections", |s| Stats::get(&s.active) == 0).await;
+}
