@@ -5,11 +5,14 @@
 //! each module covers.
 
 mod backend_sim;
+#[cfg(feature = "tls-clients")]
+mod client_sim;
 mod dataplane_tables;
 mod faults_alb_kill;
 mod faults_loss;
 mod faults_setup;
 mod grafana_prometheus;
+mod k6_scripts;
 mod lab;
 mod lab_config;
 mod lb_user_cli;
