@@ -19,8 +19,6 @@
 //! with a `mac`, and NAT backends (whose packets the kernel can forward and
 //! resolve itself), are not gated.
 
-mod rtnl;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
@@ -29,8 +27,8 @@ use std::{
 
 use anyhow::Result;
 
-pub use self::rtnl::{NextHop, Rtnl};
 use crate::{
+    rtnl::{NextHop, Rtnl},
     config::{Config, Forwarding},
     health::HealthSnapshot,
 };
