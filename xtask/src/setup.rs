@@ -16,9 +16,12 @@ use crate::util::{self, probe, run_visible};
 /// iproute2: namespaces/veth; ethtool: offload settings; util-linux: setpriv
 /// (privilege-drop test); openssl: certgen's cross-check; curl: manual probing
 /// of the lab; python3-venv: the k6 venv; nginx, libnginx-mod-stream,
-/// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`.
+/// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`;
+/// bird2: the BGP daemon of the scale-out lab (docs/scale-out.md), run per
+/// namespace with its own config, socket and pid file, never as the system
+/// service (see [`bird_service`]).
 pub const DEBIAN_PACKAGES: &[&str] =
-    &["iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk"];
+    &["iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk", "bird2"];
 
 /// bpf-linker release line that matches aya 0.14 / aya-ebpf 0.2.1.
 const BPF_LINKER_VERSION: &str = "0.13";
@@ -33,8 +36,9 @@ enum Outcome {
 type Step = (&'static str, fn() -> Result<Outcome>);
 
 pub fn setup() -> Result<()> {
-    let steps: [Step; 6] = [
+    let steps: [Step; 7] = [
         ("Debian packages", debian_packages),
+        ("bird system service off", bird_service),
         ("rustfmt and clippy", style_tools),
         ("nightly toolchain with rust-src", nightly_rust_src),
         ("bpf-linker", bpf_linker),
@@ -72,6 +76,34 @@ fn debian_packages() -> Result<Outcome> {
         bail!("apt-get finished but {} are still not installed", still.join(" "));
     }
     Ok(Outcome::Installed(missing.join(" ")))
+}
+
+/// The bird2 package enables (and, where services may start, starts) a
+/// system-wide BIRD on /etc/bird/bird.conf and /run/bird/bird.ctl. The lab
+/// runs its own instances and must not share a host with one speaking BGP
+/// on every interface, so setup stops and disables it; nothing relies on it.
+fn bird_service() -> Result<Outcome> {
+    let unit = Path::new("/etc/systemd/system/multi-user.target.wants/bird.service");
+    let pid = std::fs::read_to_string("/run/bird/bird.pid").ok().and_then(|p| p.trim().parse::<i32>().ok());
+    // SAFETY: kill(pid, 0) only checks that the process exists.
+    let running = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+    if !unit.exists() && !running {
+        return Ok(Outcome::Already("bird.service disabled and not running".into()));
+    }
+    if !util::is_root() {
+        bail!("the bird system service is enabled or running: disabling it needs root; run `cargo xtask setup` as root");
+    }
+    if Path::new("/run/systemd/system").exists() {
+        run_visible(Command::new("systemctl").args(["disable", "--now", "bird.service"]))?;
+    } else {
+        // No running systemd (a container): disable offline, stop through
+        // the init script if the package managed to start it.
+        run_visible(Command::new("systemctl").args(["disable", "bird.service"]))?;
+        if running {
+            run_visible(Command::new("/etc/init.d/bird").arg("stop"))?;
+        }
+    }
+    Ok(Outcome::Installed("bird.service stopped and disabled".into()))
 }
 
 /// The style checks of `cargo xtask test` need rustfmt and clippy on the

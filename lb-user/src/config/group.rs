@@ -93,7 +93,7 @@ mod tests {
             ("group: { node: lb1, table: 0 }", "group.table: 0 is the kernel's unspec table"),
             ("group: { node: lb1, table: -1 }", "group.table: -1 is out of range"),
             ("group: { node: lb1, table: 4294967296 }", "group.table: 4294967296 is out of range"),
-            ("group: { node: lb1, table: 100, grace: 10m }", "group.grace: \"10m\" is out of range; allowed 0s..=5m"),
+            ("group: { node: lb1, table: 100, grace: 10m }", "group.grace: \"10m\" is out of range; allowed 0s..=300s"),
             ("group: { node: lb1, table: 100, grace: 2 }", "group.grace"),
             ("group: { node: lb1, table: 100, peer: x }", "unknown field `peer`"),
         ];
