@@ -23,12 +23,12 @@ use std::{collections::BTreeSet, net::IpAddr};
 use anyhow::Result;
 
 pub use self::record::{forget, recall, remember, Record};
+pub use crate::rtnl::RTPROT_XDPLB;
 use crate::{
     config::{Config, GroupConfig},
     health::HealthSnapshot,
     rtnl::Rtnl,
 };
-pub use crate::rtnl::RTPROT_XDPLB;
 
 /// Where the hand-off routes live: the kernel (through [`Rtnl`]), or in
 /// tests a stand-in.

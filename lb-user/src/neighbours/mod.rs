@@ -28,9 +28,9 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    rtnl::{NextHop, Rtnl},
     config::{Config, Forwarding},
     health::HealthSnapshot,
+    rtnl::{NextHop, Rtnl},
 };
 
 /// How long `lb-user attach` waits at startup for DSR next hops to resolve

@@ -9,6 +9,7 @@ mod dataplane_tables;
 mod faults_alb_kill;
 mod faults_loss;
 mod faults_setup;
+mod group_handoff;
 mod lab;
 mod lab_config;
 mod lb_user_cli;
