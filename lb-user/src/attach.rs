@@ -143,6 +143,16 @@ impl Attachment {
             let show = |a: &Option<crate::config::ApiConfig>| a.map_or("none".to_owned(), |a| a.listen.to_string());
             bail!("api.listen cannot change while attached ({} -> {}); restart lb-user to move the control API", show(&state.config.api), show(&config.api));
         }
+        // The announcer is bound to one table and node name; grace may change.
+        let node_table = |c: &Config| c.group.as_ref().map(|g| (g.node.clone(), g.table));
+        if node_table(config) != node_table(&state.config) {
+            let show = |g: Option<(String, u32)>| g.map_or("none".to_owned(), |(n, t)| format!("node {n} table {t}"));
+            bail!(
+                "group.node and group.table cannot change while attached ({} -> {}); detach and attach again",
+                show(node_table(&state.config)),
+                show(node_table(config))
+            );
+        }
         if config.attach_mode != state.config.attach_mode {
             bail!("attach_mode cannot change while attached ({:?} -> {:?}); detach and attach again", state.config.attach_mode, config.attach_mode);
         }
@@ -344,17 +354,30 @@ impl Drop for Attachment {
 /// is asked to stop (SIGTERM) first.
 pub fn detach_pinned(iface: &str) -> Result<()> {
     privileges::require_bpf_admin("lb-user detach")?;
+    let group = crate::announce::recall(iface)?;
     if let Some(pid) = bpffs::lock_holder(iface) {
         log::info!("asking lb-user pid {pid} to detach from {iface}");
         // SAFETY: plain kill(2).
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // A member of a group withdraws its VIPs and waits its grace first.
+        let limit = std::time::Duration::from_secs(10) + group.map(|g| g.grace).unwrap_or_default();
+        let deadline = std::time::Instant::now() + limit;
         while bpffs::lock_holder(iface).is_some() {
             if std::time::Instant::now() > deadline {
-                bail!("lb-user pid {pid} did not stop within 10 s");
+                bail!("lb-user pid {pid} did not stop within {}", lb_common::userspace::duration::show(limit));
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+    // A crashed member left its VIPs announced (as it left forwarding):
+    // withdraw them before the program goes.
+    if let Some(record) = crate::announce::recall(iface)? {
+        let mut rtnl = crate::rtnl::Rtnl::open()?;
+        for addr in rtnl.table_routes(record.table)? {
+            rtnl.delete_table_route(record.table, addr)?;
+            log::info!("vip withdrawn address={addr} table={} reason=\"lb-user detach\"", record.table);
+        }
+        crate::announce::forget(iface);
     }
     let dir = bpffs::pin_dir(iface);
     if !dir.exists() {

@@ -2,6 +2,7 @@
 //! its counters. The binary (`src/main.rs`) is a thin CLI over this library so
 //! the integration tests drive exactly the same code.
 
+pub mod announce;
 pub mod api;
 pub mod attach;
 pub mod bpffs;
@@ -19,6 +20,7 @@ pub mod overrides;
 pub mod privileges;
 pub mod program;
 pub mod proxy;
+pub mod rtnl;
 pub mod stats;
 pub mod supervisor;
 

@@ -17,14 +17,20 @@ use crate::util::{self, probe, run_visible};
 /// (privilege-drop test); openssl: certgen's cross-check; curl: manual probing
 /// of the lab; python3-venv: the k6 venv; nginx, libnginx-mod-stream,
 /// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`;
-/// prometheus: the dashboards' test runs a real one (and promtool).
-pub const DEBIAN_PACKAGES: &[&str] =
-    &["iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk", "prometheus"];
+/// prometheus: the dashboards' test runs a real one (and promtool);
+/// bird2: the BGP daemon of the scale-out lab (docs/scale-out.md), run per
+/// namespace with its own config, socket and pid file.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk", "prometheus", "bird2",
+];
 
 /// Services Debian starts when their package is installed but that the
 /// tests run themselves (own port, own storage): kept stopped and disabled
 /// so nothing on the machine scrapes or listens on their behalf.
-const SERVICES_OFF: &[&str] = &["prometheus"];
+///
+/// bird: the lab runs its own instances and must not share a host with one
+/// speaking BGP from /etc/bird/bird.conf.
+const SERVICES_OFF: &[&str] = &["prometheus", "bird"];
 
 /// bpf-linker release line that matches aya 0.14 / aya-ebpf 0.2.1.
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -8,6 +8,7 @@
 //! Validation reports all the problems it finds, not only the first.
 
 mod backends;
+mod group;
 mod listen;
 mod raw;
 #[cfg(test)]
@@ -84,6 +85,9 @@ pub struct Config {
     /// The control API of `lb-user attach` (`None`: no API).
     pub api: Option<ApiConfig>,
     pub proxy: ProxyConfig,
+    /// This node's part in an ECMP group: VIPs announced through a routing
+    /// table a BGP daemon exports (`crate::announce`; `None`: no group).
+    pub group: Option<GroupConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -331,6 +335,8 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     pub allow_remote: bool,
 }
+
+pub use group::GroupConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProxyConfig {

@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     pub api: Option<RawApi>,
     pub proxy: Option<RawProxy>,
+    pub group: Option<RawGroup>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +124,15 @@ pub(super) struct RawProxy {
     pub max_conns_per_ip: Option<i64>,
     pub max_new_conns_per_minute: Option<i64>,
     pub drain_timeout: Option<RawDuration>,
+}
+
+/// `group:` — this node's part in an ECMP group (`super::group`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub node: Option<String>,
+    pub table: Option<i64>,
+    pub grace: Option<RawDuration>,
 }
 
 /// A duration as written ("2s"); parsed during validation so errors can name

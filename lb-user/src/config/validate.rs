@@ -56,7 +56,7 @@ impl Check {
         }
     }
 
-    fn duration_in(&mut self, path: &str, raw: Option<&RawDuration>, default: Duration, range: RangeInclusive<Duration>) -> Option<Duration> {
+    pub(super) fn duration_in(&mut self, path: &str, raw: Option<&RawDuration>, default: Duration, range: RangeInclusive<Duration>) -> Option<Duration> {
         let d = self.duration(path, raw, default)?;
         if range.contains(&d) {
             Some(d)
@@ -105,10 +105,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<FieldError>> {
     let metrics = raw.metrics.as_ref().and_then(|m| super::listen::metrics(&mut c, m));
     let api = raw.api.as_ref().and_then(|a| super::listen::api(&mut c, a));
     let proxy = proxy(&mut c, raw.proxy.as_ref());
+    let group = raw.group.as_ref().and_then(|g| super::group::group(&mut c, g));
 
     match (interfaces, maglev, conntrack, vips, proxy) {
         (Some(interfaces), Some(maglev), Some(conntrack), Some(vips), Some(proxy)) if c.errors.is_empty() => {
-            Ok(Config { interfaces, attach_mode, maglev, conntrack, allowlist, vips, metrics, api, proxy })
+            Ok(Config { interfaces, attach_mode, maglev, conntrack, allowlist, vips, metrics, api, proxy, group })
         }
         _ => {
             debug_assert!(!c.errors.is_empty());

@@ -19,8 +19,6 @@
 //! with a `mac`, and NAT backends (whose packets the kernel can forward and
 //! resolve itself), are not gated.
 
-mod rtnl;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
@@ -29,10 +27,10 @@ use std::{
 
 use anyhow::Result;
 
-pub use self::rtnl::{NextHop, Rtnl};
 use crate::{
     config::{Config, Forwarding},
     health::HealthSnapshot,
+    rtnl::{NextHop, Rtnl},
 };
 
 /// How long `lb-user attach` waits at startup for DSR next hops to resolve

@@ -14,8 +14,12 @@
 //! - **control API requests** ([`crate::api`], answered in `control.rs`):
 //!   runtime changes ([`crate::overrides`]) on top of the file, kept until
 //!   the file changes;
-//! - **a vanished interface**: detach;
-//! - **stop** (SIGINT/SIGTERM): detach and remove the pins.
+//! - **VIP announcement** (with `group:`, [`crate::announce`]): after every
+//!   change of the tables, the hand-off routes follow the verdicts;
+//! - **a vanished interface**: withdraw and detach;
+//! - **stop** (SIGINT/SIGTERM): withdraw the VIPs, wait `group.grace` while
+//!   still forwarding (the routers move the flows to the other nodes), then
+//!   detach and remove the pins.
 //!
 //! Every change of the maps goes through one place, [`Supervisor::apply`]:
 //! the file, with the API's changes, with the backends still draining out;
@@ -45,6 +49,7 @@ use tokio::{
 };
 
 use crate::{
+    announce::{self, Announcer},
     api,
     attach::interface_index,
     config::Config,
@@ -144,6 +149,10 @@ pub struct Supervisor<T: Tables = Attachment> {
     flows: BTreeMap<(String, SocketAddr), u64>,
     _exporter: Option<exporter::ExporterHandle>,
     api: Option<api::ApiHandle>,
+    /// With `group:`: the hand-off routes, and whether the last attempt to
+    /// bring them in line failed (retried every tick).
+    announcer: Option<Announcer>,
+    announce_pending: bool,
 }
 
 impl<T: Tables> Supervisor<T> {
@@ -180,7 +189,17 @@ impl<T: Tables> Supervisor<T> {
         }
         let watch = config_path.as_ref().map(|p| FileWatch::new([p]));
         let file = attachment.config().cloned();
-        Ok(Supervisor {
+        let announcer = match attachment.config().and_then(|c| c.group.as_ref()) {
+            Some(g) => {
+                for iface in &ifaces {
+                    announce::remember(iface, g)?;
+                }
+                log::info!("group node={} hand-off table={} grace={}", g.node, g.table, lb_common::userspace::duration::show(g.grace));
+                Some(Announcer::open(g)?)
+            }
+            None => None,
+        };
+        let mut supervisor = Supervisor {
             attachment,
             config_path,
             watch,
@@ -193,7 +212,39 @@ impl<T: Tables> Supervisor<T> {
             flows: BTreeMap::new(),
             _exporter: exporter,
             api,
-        })
+            announcer,
+            announce_pending: false,
+        };
+        supervisor.announce();
+        Ok(supervisor)
+    }
+
+    /// Brings the hand-off routes in line with the tables in force; a
+    /// failure is logged and retried on the next tick.
+    fn announce(&mut self) {
+        let Some(config) = self.attachment.config() else { return };
+        let verdicts = self.verdicts(config);
+        let Some(announcer) = self.announcer.as_mut() else { return };
+        self.announce_pending = match announcer.sync(config, &verdicts) {
+            Ok(_) => false,
+            Err(err) => {
+                log::warn!("announcing VIPs in routing table {}: {err:#}", announcer.group().table);
+                true
+            }
+        };
+    }
+
+    /// Withdraws every VIP (stop, detach); errors are logged: detaching
+    /// goes on.
+    fn withdraw(&mut self, why: &str) -> bool {
+        let Some(announcer) = self.announcer.as_mut() else { return false };
+        match announcer.withdraw_all(why) {
+            Ok(_) => true,
+            Err(err) => {
+                log::error!("withdrawing VIPs from routing table {}: {err:#}", announcer.group().table);
+                false
+            }
+        }
     }
 
     /// Where the control API listens (the real port when configured with
@@ -213,6 +264,12 @@ impl<T: Tables> Supervisor<T> {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Reload(why)) => self.reload(&why),
                     Some(Command::Stop(why)) => {
+                        if self.withdraw(&format!("stopping ({why})")) {
+                            // The config in force: grace may change on reload.
+                            let grace = self.attachment.config().and_then(|c| c.group.as_ref()).map(|g| g.grace).unwrap_or_default();
+                            log::info!("stopping ({why}): VIPs withdrawn, detaching in {}", lb_common::userspace::duration::show(grace));
+                            tokio::time::sleep(grace).await;
+                        }
                         log::info!("stopping ({why}): detaching");
                         break;
                     }
@@ -227,6 +284,7 @@ impl<T: Tables> Supervisor<T> {
                 _ = tick.tick() => {
                     if let Some(gone) = self.attachment.ifaces().iter().find(|i| interface_index(i).is_err()) {
                         log::warn!("interface {gone} disappeared; detaching");
+                        self.withdraw(&format!("interface {gone} disappeared"));
                         break;
                     }
                     if self.watch.as_mut().is_some_and(FileWatch::changed) {
@@ -238,7 +296,17 @@ impl<T: Tables> Supervisor<T> {
                         Err(err) => log::warn!("checking DSR next hops: {err:#}"),
                     }
                     self.follow_drains();
+                    if self.announce_pending {
+                        self.announce();
+                    }
                 }
+            }
+        }
+        if self.announcer.is_some() {
+            // Ends here too when every command sender went away.
+            self.withdraw("detaching");
+            for iface in self.attachment.ifaces() {
+                announce::forget(iface);
             }
         }
         drop(self.api);
@@ -284,6 +352,14 @@ impl<T: Tables> Supervisor<T> {
         self.file = Some(file);
         self.overrides = overrides;
         self.drains = drains;
+        if let Some(g) = self.attachment.config().and_then(|c| c.group.clone()) {
+            for iface in self.attachment.ifaces() {
+                if let Err(err) = announce::remember(iface, &g) {
+                    log::warn!("{err:#}");
+                }
+            }
+        }
+        self.announce();
         Ok(())
     }
 
@@ -336,6 +412,7 @@ impl<T: Tables> Supervisor<T> {
             Ok(()) => log::info!("tables rebuilt after a health or next-hop change"),
             Err(err) => log::error!("rebuilding tables after a health or next-hop change: {err:#}"),
         }
+        self.announce();
     }
 
     fn reload(&mut self, why: &str) {

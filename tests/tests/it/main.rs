@@ -13,6 +13,7 @@ mod faults_loss;
 mod faults_setup;
 mod grafana_prometheus;
 mod k6_scripts;
+mod group_handoff;
 mod lab;
 mod lab_config;
 mod lb_user_cli;

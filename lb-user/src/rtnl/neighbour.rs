@@ -1,19 +1,18 @@
-//! The few rtnetlink requests lb-user makes for DSR next hops: which
+//! The rtnetlink requests of DSR next hops (`crate::neighbours`): which
 //! interface and gateway the kernel routes a backend through, a managed
 //! neighbour entry for that next hop, removing one, and the neighbour table.
-//! Messages are built and parsed by `netlink-packet-route`; this file only
-//! sends them and collects the replies.
 
-use std::{io, net::IpAddr};
+use std::net::IpAddr;
 
 use anyhow::{bail, Context as _, Result};
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST};
 use netlink_packet_route::{
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourMessage, NeighbourState},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
-    AddressFamily, RouteNetlinkMessage,
+    RouteNetlinkMessage,
 };
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use super::{family, is_errno, Rtnl};
 
 /// Where the kernel sends packets for an address: the egress interface and
 /// the neighbour that must be resolved (the address itself on a directly
@@ -48,20 +47,7 @@ impl Neighbour {
     }
 }
 
-/// A route netlink socket of the current network namespace.
-pub struct Rtnl {
-    socket: Socket,
-    seq: u32,
-}
-
 impl Rtnl {
-    pub fn open() -> Result<Rtnl> {
-        let mut socket = Socket::new(NETLINK_ROUTE).context("opening a route netlink socket")?;
-        socket.bind_auto().context("binding the route netlink socket")?;
-        socket.connect(&SocketAddr::new(0, 0)).context("connecting the route netlink socket")?;
-        Ok(Rtnl { socket, seq: 0 })
-    }
-
     /// The route the kernel takes towards `addr` (`ip route get`).
     pub fn route_to(&mut self, addr: IpAddr) -> Result<NextHop> {
         let mut msg = RouteMessage::default();
@@ -103,7 +89,7 @@ impl Rtnl {
     pub fn delete(&mut self, hop: NextHop) -> Result<()> {
         match self.request(RouteNetlinkMessage::DelNeighbour(neighbour_message(hop)), NLM_F_REQUEST | NLM_F_ACK) {
             Ok(_) => Ok(()),
-            Err(err) if err.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error) == Some(libc::ENOENT) => Ok(()),
+            Err(err) if is_errno(&err, libc::ENOENT) => Ok(()),
             Err(err) => Err(err.context(format!("removing the neighbour entry for {} on interface {}", hop.neighbour, hop.ifindex))),
         }
     }
@@ -130,57 +116,6 @@ impl Rtnl {
             }
         }
         Ok(out)
-    }
-
-    /// Sends one request and collects its replies: until the ACK (or the
-    /// first reply, for a plain get) or, for a dump, until DONE. A netlink
-    /// error comes back as an `io::Error` with the kernel's errno.
-    fn request(&mut self, payload: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = self.seq;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::from(payload));
-        msg.finalize();
-        let mut buf = vec![0; msg.header.length as usize];
-        msg.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-        let (dump, ack) = (flags & NLM_F_DUMP == NLM_F_DUMP, flags & NLM_F_ACK != 0);
-        let mut replies = Vec::new();
-        loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..]).context("parsing a netlink reply")?;
-                let length = reply.header.length as usize;
-                if length == 0 {
-                    break;
-                }
-                offset += length;
-                if reply.header.sequence_number != self.seq {
-                    continue;
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io().into()),
-                    NetlinkPayload::Error(_) | NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::InnerMessage(m) => {
-                        replies.push(m);
-                        if !dump && !ack {
-                            return Ok(replies);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-}
-
-fn family(addr: IpAddr) -> AddressFamily {
-    if addr.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
     }
 }
 
