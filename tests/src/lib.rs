@@ -3,10 +3,12 @@
 //! injection), running code inside a namespace, a tiny HTTP(S) client,
 //! bounded request loops, watching health states, reading metrics, locating
 //! workspace binaries, the privileged-test gate, the one mock backend, the
+//! client simulator, the
 //! report format of the `tls-clients` tool and (feature `testrun`) the
 //! BPF_PROG_TEST_RUN harness and the XDP fuzzer built on it.
 
 pub mod backend;
+pub mod client;
 pub mod counters;
 #[cfg(feature = "testrun")]
 pub mod fuzz;

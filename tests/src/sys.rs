@@ -30,3 +30,24 @@ pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
+
+/// Raises this process's soft open-files limit to the hard one; fails when
+/// even that is below `needed` (sockets a load tool means to hold at once,
+/// plus its own few).
+pub fn raise_nofile(needed: u64) -> Result<()> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            bail!("getrlimit(RLIMIT_NOFILE): {}", std::io::Error::last_os_error());
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            bail!("setrlimit(RLIMIT_NOFILE): {}", std::io::Error::last_os_error());
+        }
+    }
+    if needed > lim.rlim_max {
+        bail!("about {needed} open files are needed and the hard limit is {}: spread the connections over several processes", lim.rlim_max);
+    }
+    Ok(())
+}

@@ -91,18 +91,22 @@ impl Conn {
     }
 }
 
-/// A stream that records every byte it moves in an [`Activity`].
+/// A stream that records every byte it moves in an [`Activity`], and
+/// counts the bytes it receives in the backend's stats.
 pub(super) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+    shared: Arc<Shared>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        let received = buf.filled().len() - before;
+        if matches!(poll, Poll::Ready(Ok(()))) && received > 0 {
             self.activity.touch();
+            self.shared.stats.bytes_in.fetch_add(received as u64, Ordering::Relaxed);
         }
         poll
     }
@@ -154,7 +158,7 @@ pub(super) async fn serve(shared: Arc<Shared>, mut kill: watch::Receiver<bool>, 
         return;
     }
     let activity = Arc::new(Activity::new());
-    let io = Tracked { inner: tcp, activity: activity.clone() };
+    let io = Tracked { inner: tcp, activity: activity.clone(), shared: shared.clone() };
     let conn = Conn { shared: shared.clone(), activity: activity.clone() };
     let protocol = async move {
         match (kind, conn.shared.reply) {

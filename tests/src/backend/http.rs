@@ -8,6 +8,8 @@
 //! - `/status/<code>`: answers with that status (200..=599).
 //! - `/slow`: answers after 400 ms (drain and timeout tests).
 //! - `/ws`: `101` and a minimal WebSocket echo.
+//! - `/echo`: the JSON description of the request (backend name, headers,
+//!   body length) whatever the backend's `Reply`.
 //! - `/drop` on a backend built with `drops_requests`: reads the request, then
 //!   closes the connection without an answer.
 //! - anything else: the backend's name (`Reply::Name`) or the JSON
@@ -140,11 +142,8 @@ async fn route(shared: &Shared, mut req: Request<Incoming>) -> Result<Response<B
         _ => {}
     }
     let response = match shared.reply {
-        Reply::Json => {
-            let body_len = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
-            let json = serde_json::json!({"backend": name, "headers": headers, "body_len": body_len});
-            Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(json.to_string())).boxed())
-        }
+        _ if path == "/echo" => echo(name, headers, req).await,
+        Reply::Json => echo(name, headers, req).await,
         Reply::Name | Reply::GreetEcho => Response::builder().header("content-type", "text/plain").body(Full::new(Bytes::from(format!("{name}\n"))).boxed()),
     };
     let mut response = response.expect("static response parts are valid");
@@ -154,6 +153,15 @@ async fn route(shared: &Shared, mut req: Request<Incoming>) -> Result<Response<B
         response.headers_mut().insert(IDENTITY_HEADER, value);
     }
     Ok(response)
+}
+
+/// The JSON description of a request: the backend's name, the request's
+/// headers and its body length (what the client simulator reads the
+/// client identity from).
+async fn echo(name: &str, headers: BTreeMap<String, String>, req: Request<Incoming>) -> hyper::http::Result<Response<Body>> {
+    let body_len = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let json = serde_json::json!({"backend": name, "headers": headers, "body_len": body_len});
+    Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(json.to_string())).boxed())
 }
 
 /// Minimal RFC 6455 echo: reads masked client frames (payload < 126 bytes)

@@ -31,6 +31,9 @@ pub struct Stats {
     pub echo_lines: AtomicU64,
     /// Echo lines answered `ERR`.
     pub echo_errors: AtomicU64,
+    /// Bytes received on the HTTP/raw and echo connections, counted as
+    /// they arrive (a client trickling a line shows here byte by byte).
+    pub bytes_in: AtomicU64,
     /// HTTP responses by path (without the query) and status.
     requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     /// HTTP requests other than health checks by the client identity a TLS
@@ -110,6 +113,7 @@ impl Stats {
                 "refused": Stats::get(&self.refused),
                 "chaos_closed": Stats::get(&self.chaos_closed),
                 "idle_closed": Stats::get(&self.idle_closed),
+                "bytes_in": Stats::get(&self.bytes_in),
             },
             "requests": requests,
             "identities": self.identities(),

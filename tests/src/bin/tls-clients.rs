@@ -3,7 +3,8 @@
 //! open and how long handshakes (and requests) took, as JSON lines
 //! (`xdplb_tests::tls_clients`). `cargo xtask bench reliability` runs it in
 //! the lab's client namespace for its idle-TLS and slowloris cases
-//! (docs/lab.md); a later client simulator can grow out of it.
+//! (docs/lab.md). The client simulator `lab-client` shares its TLS setup
+//! (`xdplb_tests::client::tls`) and its open-files limit (`xdplb_tests::sys`).
 //!
 //! ```text
 //! tls-clients --connect 198.18.2.11:443 --ca ca.crt --conns 2500 --rate 500 --then idle --until-stdin-closes
@@ -29,13 +30,17 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
 };
 use tokio_rustls::{client::TlsStream, TlsConnector};
-use xdplb_tests::tls_clients::{Dist, Line, Progress, Summary};
+use xdplb_tests::{
+    client::tls::{self, Identity},
+    sys,
+    tls_clients::{Dist, Line, Progress, Summary},
+};
 
 /// What each connection does once its handshake is complete.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,53 +188,12 @@ struct Target {
 }
 
 fn client_config(args: &Args) -> Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&args.ca).with_context(|| format!("reading --ca {}", args.ca.display()))?;
-    for cert in certs {
-        roots.add(cert.with_context(|| format!("--ca {}: bad PEM", args.ca.display()))?).context("--ca: not a usable CA certificate")?;
-    }
-    if roots.is_empty() {
-        bail!("--ca {}: no certificate in the file", args.ca.display());
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(roots);
-    let mut cfg = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .with_context(|| format!("reading --cert {}", cert.display()))?
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("--cert {}: bad PEM", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading --key {}", key.display()))?;
-            builder.with_client_auth_cert(chain, key).context("--cert/--key do not form a usable client identity")?
-        }
-        _ => builder.with_no_client_auth(),
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Some(Identity { cert, key }),
+        _ => None,
     };
-    cfg.alpn_protocols = args.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
-    // Every connection pays a full handshake, as a new client would.
-    cfg.resumption = rustls::client::Resumption::disabled();
-    Ok(cfg)
-}
-
-/// Raises the soft open-files limit to the hard one; fails when even that
-/// cannot hold `conns` connections.
-fn raise_nofile(conns: u64) -> Result<()> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            bail!("getrlimit(RLIMIT_NOFILE): {}", std::io::Error::last_os_error());
-        }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            bail!("setrlimit(RLIMIT_NOFILE): {}", std::io::Error::last_os_error());
-        }
-    }
-    // stdio, the runtime's epoll and eventfd, slack.
-    let needed = conns + 32;
-    if needed > lim.rlim_max {
-        bail!("--conns {conns} needs about {needed} open files and the hard limit is {}: spread the connections over several processes", lim.rlim_max);
-    }
-    Ok(())
+    let alpn: Vec<&str> = args.alpn.iter().map(String::as_str).collect();
+    tls::client_config(&args.ca, identity, &alpn)
 }
 
 async fn handshake(t: &Target) -> Result<TlsStream<TcpStream>> {
@@ -340,7 +304,8 @@ async fn run(args: Args) -> Result<()> {
     }
     // With --then close only the handshakes in flight hold a socket.
     let in_flight = if args.then == Then::Close { (args.rate * args.handshake_timeout.as_secs_f64()).ceil() as u64 + 1 } else { args.conns };
-    raise_nofile(in_flight.min(args.conns))?;
+    // stdio, the runtime's epoll and eventfd, slack.
+    sys::raise_nofile(in_flight.min(args.conns) + 32).map_err(|e| anyhow::anyhow!("--conns {}: {e:#}", args.conns))?;
     let name = args.server_name.clone().unwrap_or_else(|| args.connect.ip().to_string());
     let name = ServerName::try_from(name.clone()).with_context(|| format!("--server-name {name:?} is not a DNS name or IP address"))?;
     let host = match &name {

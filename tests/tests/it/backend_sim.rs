@@ -105,6 +105,16 @@ async fn http_endpoints_name_health_sleep_stream_status() {
     assert_eq!(get(b.addr, "/status/99").await.0, 400);
     assert_eq!(get(b.addr, "/sleep?ms=abc").await.0, 400);
     assert_eq!(get(b.addr, "/stream?chunks=1&interval_ms=999999999").await.0, 400);
+    // /echo is the request as JSON even on a name-answering backend (the client simulator reads it).
+    let (status, body) = request(b.addr, "GET", "/echo", "").await.unwrap();
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, &echo["backend"], &echo["headers"]["host"], &echo["body_len"]), (200, &json!("be-http"), &json!("sim"), &json!(0)), "{echo}");
+    // bytes_in counts every byte received (the control port's not): this request's head and body.
+    let before = stats(&b).await["connections"]["bytes_in"].as_u64().unwrap();
+    let (_, body) = request(b.addr, "POST", "/echo", "12345").await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["body_len"], 5);
+    let sent = "POST /echo HTTP/1.1\r\nhost: sim\r\nconnection: close\r\ncontent-length: 5\r\n\r\n12345".len() as u64;
+    assert_eq!(stats(&b).await["connections"]["bytes_in"].as_u64().unwrap(), before + sent);
 
     let start = Instant::now();
     assert_eq!(get(b.addr, "/sleep?ms=300").await.0, 200);

@@ -5,10 +5,13 @@
 //! each module covers.
 
 mod backend_sim;
+#[cfg(feature = "tls-clients")]
+mod client_sim;
 mod dataplane_tables;
 mod faults_alb_kill;
 mod faults_loss;
 mod faults_setup;
+mod k6_scripts;
 mod lab;
 mod lab_config;
 mod lb_user_cli;
