@@ -74,7 +74,9 @@ impl ClientSim {
         cmd.arg("--live-json").arg("--json").arg(&json);
         // Own process group: Ctrl-C reaches the orchestrator only, which
         // stops the client itself.
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
+        // Its own messages (start line, final table) go to a log, not over the live view.
+        let log = std::fs::File::create(dir.path().join("client.log")).context("creating the client's log")?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log).process_group(0);
         let mut child = cmd.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let stdout = child.stdout.take().context("the client's stdout")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
