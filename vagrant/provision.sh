@@ -16,6 +16,18 @@ export PATH="$HOME/.cargo/bin:$PATH"
 rustup toolchain install stable --profile minimal
 rustup toolchain install nightly --profile minimal --component rust-src
 
+# `vagrant ssh -c 'cd /xdplb && cargo xtask run'` logs in as the vagrant
+# user, but the toolchains are root's and the lab needs root (XDP, network
+# namespaces): this `cargo` runs root's, as root, with root's PATH. Root
+# itself calls it by absolute path below, so it never recurses.
+cat > /usr/local/bin/cargo <<'WRAPPER'
+#!/bin/sh
+# Written by vagrant/provision.sh: cargo as root, with root's toolchains.
+if [ "$(id -u)" = 0 ]; then exec /root/.cargo/bin/cargo "$@"; fi
+exec sudo -H env "PATH=/root/.cargo/bin:$PATH" /root/.cargo/bin/cargo "$@"
+WRAPPER
+chmod 755 /usr/local/bin/cargo
+
 cd /xdplb
-cargo xtask setup
-echo "provisioned: run 'sudo -i', then 'cd /xdplb && cargo xtask run'"
+"$HOME/.cargo/bin/cargo" xtask setup
+echo "provisioned: run 'vagrant ssh -c \"cd /xdplb && cargo xtask run\"' (or sudo -i; cd /xdplb; cargo xtask run)"

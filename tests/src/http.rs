@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 
 /// Status code and body of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,22 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response> 
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).with_context(|| format!("reading response from {addr}"))?;
+    parse(&raw).with_context(|| format!("response from {addr}"))
+}
+
+/// `POST path` with a JSON `body` on a new connection to `addr` (the
+/// backend simulator's control endpoint takes these).
+pub fn post_json(addr: SocketAddr, path: &str, body: &str, timeout: Duration) -> Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).with_context(|| format!("reading response from {addr}"))?;
     parse(&raw).with_context(|| format!("response from {addr}"))
@@ -108,17 +124,35 @@ pub struct Tls {
 impl Tls {
     /// Trusts the certificates in the PEM file `ca` and expects `server_name`.
     pub fn new(ca: &Path, server_name: &str) -> Result<Tls> {
+        Tls::build(ca, server_name, None)
+    }
+
+    /// Like [`Tls::new`], also presenting the client certificate `cert`
+    /// (PEM chain) with its private key `key` (for servers requiring mTLS).
+    pub fn with_client_cert(ca: &Path, server_name: &str, cert: &Path, key: &Path) -> Result<Tls> {
+        Tls::build(ca, server_name, Some((cert, key)))
+    }
+
+    fn build(ca: &Path, server_name: &str, client: Option<(&Path, &Path)>) -> Result<Tls> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading CA certificates from {}", ca.display()))? {
             roots.add(cert.with_context(|| format!("parsing {}", ca.display()))?).with_context(|| format!("adding a CA from {}", ca.display()))?;
         }
         // The provider alb uses (one crypto provider in the workspace).
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS versions")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config =
+            rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().context("TLS versions")?.with_root_certificates(roots);
+        let config = match client {
+            None => config.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .with_context(|| format!("reading the client certificate {}", cert.display()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("parsing {}", cert.display()))?;
+                let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading the client key {}", key.display()))?;
+                config.with_client_auth_cert(chain, key).context("client certificate and key")?
+            }
+        };
         let server_name = ServerName::try_from(server_name.to_owned()).with_context(|| format!("bad TLS server name {server_name:?}"))?;
         Ok(Tls { config: Arc::new(config), server_name })
     }

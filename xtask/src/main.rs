@@ -37,15 +37,26 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
-    /// Demo: lab up, backends, XDP attach, traffic, counters; Ctrl-C stops.
+    /// Demo: the two-tier system (client simulator -> XDP -> 2 albs with
+    /// mTLS -> 3 backend simulators) with a live view; Ctrl-C stops
+    /// (docs/demo.md).
     ///
     /// With arguments after `--`, runs `lb-user <ARGS>` instead, e.g.
     /// `cargo xtask run -- stats --iface eth0`.
     Run {
-        /// Stop after this long instead of waiting for Ctrl-C: a duration
-        /// (`90s`, `2m`) or whole seconds.
-        #[arg(long, value_name = "DURATION", value_parser = whole_seconds)]
-        duration: Option<u64>,
+        /// How long the load runs (Ctrl-C stops earlier): a duration
+        /// (`90s`, `2m`) or whole seconds. Scenario times scale with it.
+        #[arg(long, value_name = "DURATION", value_parser = whole_seconds, default_value = "60")]
+        duration: u64,
+        /// A scripted story: steady, failover, slow-backend, chaos, alb-down.
+        #[arg(long, default_value = "steady")]
+        scenario: xdplb_tests::lab::demo::Scenario,
+        /// New clients per second (the client simulator's --rate).
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// Client kinds and weights (the client simulator's --mix).
+        #[arg(long, default_value = xdplb_tests::lab::demo::traffic::DEFAULT_MIX)]
+        mix: String,
         /// XDP attach mode for the demo (auto, native, skb).
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "skb"])]
         mode: String,
@@ -130,7 +141,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::setup(),
         Command::Build { release } => build(release),
-        Command::Run { duration, mode, lb_user_args } => run_command(duration, mode, lb_user_args),
+        Command::Run { duration, mode, scenario, rate, mix, lb_user_args } => {
+            run_command(run::RunOptions { duration, mode, scenario, rate, mix }, lb_user_args)
+        }
         Command::Test { cargo_test_args } => test::test(&cargo_test_args),
         Command::Lab { command } => lab::lab(command),
         Command::Fuzz(args) => fuzz::fuzz(args),
@@ -155,14 +168,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_command(duration: Option<u64>, mode: String, lb_user_args: Vec<String>) -> Result<()> {
+fn run_command(opts: run::RunOptions, lb_user_args: Vec<String>) -> Result<()> {
     if lb_user_args.is_empty() {
         util::require_root("run")?;
     }
     setup::setup()?;
     build(false)?;
     if lb_user_args.is_empty() {
-        return run::demo(run::RunOptions { duration, mode });
+        return run::demo(opts);
     }
     let binary = util::workspace_root().join("target/debug/lb-user");
     let status = std::process::Command::new(&binary).args(&lb_user_args).status()?;

@@ -13,7 +13,8 @@
 //! - `/drop` on a backend built with `drops_requests`: reads the request, then
 //!   closes the connection without an answer.
 //! - anything else: the backend's name (`Reply::Name`) or the JSON
-//!   description of the request (`Reply::Json`).
+//!   description of the request (`Reply::Json`), with the request's
+//!   `x-client-identity` (what a TLS tier passed on) copied into the answer.
 //!
 //! Every request first waits for the knobs' hang and delay (`conn.rs`),
 //! health checks included: a hung backend fails its checks as a real one would.
@@ -27,7 +28,7 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, R
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{chunks::Chunks, conn::Conn, Reply, Shared};
+use super::{chunks::Chunks, conn::Conn, stats::IDENTITY_HEADER, Reply, Shared};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -82,6 +83,8 @@ async fn route(shared: &Shared, mut req: Request<Incoming>) -> Result<Response<B
         return Ok(if shared.health_ok.load(Ordering::Relaxed) { text(200, "ok\n") } else { text(503, "down\n") });
     }
     shared.hits.fetch_add(1, Ordering::Relaxed);
+    let identity = req.headers().get(IDENTITY_HEADER).map(|v| v.to_str().unwrap_or("?").to_owned());
+    shared.stats.record_identity(identity.as_deref());
     if req.method() == hyper::Method::POST {
         shared.posts.fetch_add(1, Ordering::Relaxed);
     }
@@ -145,6 +148,10 @@ async fn route(shared: &Shared, mut req: Request<Incoming>) -> Result<Response<B
     };
     let mut response = response.expect("static response parts are valid");
     response.headers_mut().insert("x-backend", name.parse().expect("backend names are valid header values"));
+    // Sent back so a client can see which identity the backend received.
+    if let Some(value) = identity.and_then(|id| id.parse().ok()) {
+        response.headers_mut().insert(IDENTITY_HEADER, value);
+    }
     Ok(response)
 }
 

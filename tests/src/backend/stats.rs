@@ -36,7 +36,16 @@ pub struct Stats {
     pub bytes_in: AtomicU64,
     /// HTTP responses by path (without the query) and status.
     requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
+    /// HTTP requests other than health checks by the client identity a TLS
+    /// tier passed on (`x-client-identity`), [`NO_IDENTITY`] without one:
+    /// how a lab shows that every request carried the verified identity.
+    identities: Mutex<BTreeMap<String, u64>>,
 }
+
+/// The [`Stats::identities`] key of requests without an identity header.
+pub const NO_IDENTITY: &str = "(none)";
+/// The header a TLS tier passes the client identity in (alb's default).
+pub const IDENTITY_HEADER: &str = "x-client-identity";
 
 impl Stats {
     pub(super) fn record(&self, path: &str, status: u16) {
@@ -48,6 +57,24 @@ impl Stats {
             None => requests.entry(key.to_owned()).or_default(),
         };
         *by_status.entry(status).or_default() += 1;
+    }
+
+    /// Counts one request by its identity header (bounded as paths are).
+    pub(super) fn record_identity(&self, identity: Option<&str>) {
+        let mut ids = self.identities.lock().unwrap();
+        let id = identity.unwrap_or(NO_IDENTITY);
+        let key = if ids.contains_key(id) || ids.len() < MAX_PATHS { id } else { OTHER };
+        match ids.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                ids.insert(key.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Requests (health checks excluded) by client identity so far.
+    pub fn identities(&self) -> BTreeMap<String, u64> {
+        self.identities.lock().unwrap().clone()
     }
 
     /// HTTP responses with this path and status so far.
@@ -89,6 +116,7 @@ impl Stats {
                 "bytes_in": Stats::get(&self.bytes_in),
             },
             "requests": requests,
+            "identities": self.identities(),
             "echo": {"lines": Stats::get(&self.echo_lines), "errors": Stats::get(&self.echo_errors)},
         })
     }
@@ -120,5 +148,19 @@ mod tests {
         drop(a);
         assert!(stats.admit(2).is_some());
         assert!(stats.admit(0).is_some());
+    }
+
+    #[test]
+    fn identities_are_counted_and_bounded() {
+        let stats = Stats::default();
+        stats.record_identity(Some("CN=a"));
+        stats.record_identity(Some("CN=a"));
+        stats.record_identity(None);
+        assert_eq!(stats.identities(), BTreeMap::from([("CN=a".to_owned(), 2), (NO_IDENTITY.to_owned(), 1)]));
+        for i in 0..(MAX_PATHS + 5) {
+            stats.record_identity(Some(&format!("CN={i}")));
+        }
+        assert!(stats.identities().len() <= MAX_PATHS + 1);
+        assert!(stats.identities()[OTHER] > 0);
     }
 }

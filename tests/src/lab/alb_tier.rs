@@ -59,11 +59,16 @@ pub struct TierSpec {
     /// address instead of [`ADMIN`] on loopback, so a scraper elsewhere in
     /// the lab (Prometheus in the lb namespace) reaches every alb.
     pub admin_on_lab_address: bool,
+    /// mTLS: `Some(cn)` issues a client certificate with that common name
+    /// from the tier's CA and makes every alb require a client certificate
+    /// from that CA, passing the verified subject (`CN=<cn>`) to the
+    /// backends in `X-Client-Identity`. `None`: no client certificates.
+    pub mtls_client: Option<String>,
 }
 
 impl TierSpec {
     pub fn new(albs: u8, backends: u8, check: Check) -> TierSpec {
-        TierSpec { albs, backends, check, cert_ips: Vec::new(), env: Vec::new(), extra_yaml: String::new(), admin_on_lab_address: false }
+        TierSpec { albs, backends, check, cert_ips: Vec::new(), env: Vec::new(), extra_yaml: String::new(), admin_on_lab_address: false, mtls_client: None }
     }
 }
 
@@ -74,6 +79,8 @@ pub struct AlbTier {
     ca_cert: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// The client certificate and key, with mTLS.
+    client: Option<(PathBuf, PathBuf)>,
     alb: PathBuf,
     // Last: removed after everything that names a file in it.
     dir: tempfile::TempDir,
@@ -92,9 +99,12 @@ impl AlbTier {
         }
         let alb = workspace::binary("alb")?;
         let dir = tempfile::Builder::new().prefix(&format!("xdplb-{}-alb-", lab.name())).tempdir().context("creating the alb tier's directory")?;
-        let (ca_cert, cert, key) = make_pki(dir.path(), spec.albs, &spec.cert_ips)?;
-        let tls = http::Tls::new(&ca_cert, SERVER_NAME)?;
-        let tier = AlbTier { spec, tls, ca_cert, cert, key, alb, dir };
+        let pki = make_pki(dir.path(), spec.albs, &spec.cert_ips, spec.mtls_client.as_deref())?;
+        let tls = match &pki.client {
+            Some((cert, key)) => http::Tls::with_client_cert(&pki.ca_cert, SERVER_NAME, cert, key)?,
+            None => http::Tls::new(&pki.ca_cert, SERVER_NAME)?,
+        };
+        let tier = AlbTier { spec, tls, ca_cert: pki.ca_cert, cert: pki.cert, key: pki.key, client: pki.client, alb, dir };
         let backends: Vec<u8> = tier.backend_ids().collect();
         lab.start_backends_on(&backends, &[])?;
         for i in tier.alb_ids() {
@@ -136,7 +146,19 @@ impl AlbTier {
         format!("alb{i}")
     }
 
-    /// A client setup that trusts this tier's CA and expects [`SERVER_NAME`].
+    /// The client certificate and key (PEM files) when the tier requires mTLS.
+    pub fn client_cert(&self) -> Option<(&Path, &Path)> {
+        self.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()))
+    }
+
+    /// The identity alb passes to the backends for the tier's client
+    /// certificate (its subject, `CN=<cn>`), when the tier requires mTLS.
+    pub fn client_identity(&self) -> Option<String> {
+        self.spec.mtls_client.as_ref().map(|cn| format!("CN={cn}"))
+    }
+
+    /// A client setup that trusts this tier's CA and expects [`SERVER_NAME`]
+    /// (presenting the tier's client certificate when it requires mTLS).
     pub fn tls(&self) -> &http::Tls {
         &self.tls
     }
@@ -227,11 +249,15 @@ impl AlbTier {
 
     fn config_yaml(&self, i: u8) -> String {
         let v6 = SocketAddr::new(addr::backend_v6(i).into(), ALB_PORT);
+        let mtls = match &self.client {
+            Some(_) => format!("mtls: {{ mode: required, ca: {} }}\n", self.ca_cert.display()),
+            None => String::new(),
+        };
         let backends: String = self.backend_ids().map(|b| format!("  - http://{}:{}\n", addr::backend_v4(b), crate::backend::PORT)).collect();
         format!(
             "# alb{i} of lab tier {dir}\nlisten: [\"{v4}\", \"{v6}\"]\ncert_location: {cert}\nkey_location: {key}\n\
              admin: {{ enabled: true, listen: \"{admin}\" }}\nhealth: {health}\nreload: {{ poll_interval: 0 }}\n\
-             backend_servers:\n{backends}{extra}",
+             {mtls}backend_servers:\n{backends}{extra}",
             dir = self.dir.path().display(),
             v4 = AlbTier::addr(i),
             admin = self.admin_addr(i),
@@ -258,14 +284,29 @@ pub fn backend_health(admin: SocketAddr) -> Result<BTreeMap<String, bool>> {
     Ok(out)
 }
 
+/// The tier's certificate files.
+struct Pki {
+    ca_cert: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client: Option<(PathBuf, PathBuf)>,
+}
+
 /// A CA and one server certificate for every alb address (v4 and v6), the
-/// extra `ips` and [`SERVER_NAME`]. Returns (CA cert, server cert, key).
-fn make_pki(dir: &Path, albs: u8, ips: &[IpAddr]) -> Result<(PathBuf, PathBuf, PathBuf)> {
+/// extra `ips` and [`SERVER_NAME`]; with `client_cn`, a client certificate too.
+fn make_pki(dir: &Path, albs: u8, ips: &[IpAddr], client_cn: Option<&str>) -> Result<Pki> {
     let ca_dir = dir.join("pki");
     let ca =
         certgen::Ca::create(&ca_dir, &certgen::CaOptions { common_name: "xdplb lab CA".into(), ..Default::default() }).context("creating the tier's CA")?;
     let mut sans: Vec<IpAddr> = (1..=albs).flat_map(|i| [addr::backend_v4(i).into(), addr::backend_v6(i).into()]).collect();
     sans.extend_from_slice(ips);
     let issued = ca.issue_server(&certgen::ServerOptions::new("alb", &[SERVER_NAME], &sans)).context("issuing the albs' certificate")?;
-    Ok((ca.cert_path(), issued.cert_path.clone(), issued.key_path.clone()))
+    let client = match client_cn {
+        Some(cn) => {
+            let c = ca.issue_client(&certgen::ClientOptions::new("client", cn)).with_context(|| format!("issuing the client certificate CN={cn}"))?;
+            Some((c.cert_path.clone(), c.key_path.clone()))
+        }
+        None => None,
+    };
+    Ok(Pki { ca_cert: ca.cert_path(), cert: issued.cert_path.clone(), key: issued.key_path.clone(), client })
 }

@@ -60,6 +60,12 @@ impl Lab {
         Ok(())
     }
 
+    /// More `lab-backend` arguments (e.g. `--tcp-echo 0.0.0.0:9000`) for
+    /// every backend started from now on, restarts included.
+    pub fn set_backend_args(&mut self, args: &[&str]) {
+        self.backend_args = args.iter().map(|a| (*a).to_owned()).collect();
+    }
+
     /// The tracked-child label of backend `i`'s server.
     pub fn backend_label(i: u8) -> String {
         format!("backend be{i}")
@@ -79,6 +85,7 @@ impl Lab {
             args.push("--listen".into());
             args.push(a.to_string());
         }
+        args.extend(self.backend_args.iter().cloned());
         self.spawn(Host::Backend(i), &Lab::backend_label(i), &binary, &args)?;
         Ok(())
     }

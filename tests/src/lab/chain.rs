@@ -29,6 +29,13 @@ use crate::{http, lbuser::LbUser, metrics};
 pub const TLS_VIP: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 100, 2)), 443);
 /// Clients reach the backends directly here (NAT to their 8080).
 pub const L4_VIP: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 100, 1)), 80);
+/// With [`ChainSpec::simulators`]: clients reach the backends' REQ/ACK echo
+/// port directly here (NAT to their [`ECHO_PORT`], TCP-connect checks).
+pub const ECHO_VIP: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 100, 1)), ECHO_PORT);
+/// The backends' REQ/ACK echo port (docs/simulators.md), with [`ChainSpec::simulators`].
+pub const ECHO_PORT: u16 = 9000;
+/// The backends' control port (`GET /stats`, `POST /delay`, …), with [`ChainSpec::simulators`].
+pub const CONTROL_PORT: u16 = 9001;
 /// lb-user's metrics, on the lb's backend-side address.
 pub const METRICS: SocketAddr = SocketAddr::new(IpAddr::V4(addr::LB_BACKEND_V4), 9189);
 
@@ -48,6 +55,12 @@ pub struct ChainSpec {
     pub alb_env: Vec<String>,
     /// See [`TierSpec::admin_on_lab_address`].
     pub alb_admin_on_lab_address: bool,
+    /// mTLS: the client certificate's common name (see [`TierSpec::mtls_client`]).
+    pub mtls_client: Option<String>,
+    /// Backends also run the simulator's REQ/ACK echo ([`ECHO_PORT`]) and
+    /// control endpoint ([`CONTROL_PORT`]), and lb-user balances
+    /// [`ECHO_VIP`] over the echo ports.
+    pub simulators: bool,
 }
 
 impl ChainSpec {
@@ -61,6 +74,8 @@ impl ChainSpec {
             lb_env: Vec::new(),
             alb_env: Vec::new(),
             alb_admin_on_lab_address: false,
+            mtls_client: None,
+            simulators: false,
         }
     }
 }
@@ -78,10 +93,15 @@ impl Chain {
     /// Lab, tier, config, attach; returns once every piece answers.
     pub fn up(spec: &ChainSpec) -> Result<Chain> {
         let mut lab = Lab::up_unique(&spec.prefix, spec.albs.saturating_add(spec.backends))?;
+        if spec.simulators {
+            let (echo, control) = (format!("0.0.0.0:{ECHO_PORT}"), format!("0.0.0.0:{CONTROL_PORT}"));
+            lab.set_backend_args(&["--tcp-echo", &echo, "--control", &control]);
+        }
         let mut tier_spec = TierSpec::new(spec.albs, spec.backends, spec.check);
         tier_spec.cert_ips.push(TLS_VIP.ip());
         tier_spec.env.clone_from(&spec.alb_env);
         tier_spec.admin_on_lab_address = spec.alb_admin_on_lab_address;
+        tier_spec.mtls_client.clone_from(&spec.mtls_client);
         let tier = AlbTier::start(&mut lab, tier_spec)?;
         let mut config = LbConfig::new(&lab).maglev(251, Some(7)).metrics(METRICS);
         if let Some(mode) = &spec.attach_mode {
@@ -90,7 +110,12 @@ impl Chain {
         let l4 = Vip::new("web", L4_VIP.ip(), L4_VIP.port())
             .backends(tier.backend_ids(), crate::backend::PORT, false)
             .health_check(&spec.check.lb_user_http("/health"));
-        let config = config.vip(l4).vip(tier.vip("tls", TLS_VIP.ip(), TLS_VIP.port())).write()?;
+        let mut config = config.vip(l4).vip(tier.vip("tls", TLS_VIP.ip(), TLS_VIP.port()));
+        if spec.simulators {
+            let echo = Vip::new("echo", ECHO_VIP.ip(), ECHO_VIP.port()).backends(tier.backend_ids(), ECHO_PORT, false).health_check(&spec.check.lb_user_tcp());
+            config = config.vip(echo);
+        }
+        let config = config.write()?;
         let env: Vec<(&str, &str)> = spec.lb_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let lb = LbUser::attach_config_env(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path(), &env)?;
         let mut chain = Chain { lb, tier, _config: config, lab };
@@ -136,6 +161,11 @@ impl Chain {
     /// lb-user labels them (`198.18.100.2:443/tcp`, `198.18.1.11:8443`).
     pub fn health_key(vip: &str, backend: &str) -> String {
         format!("{vip} {backend}")
+    }
+
+    /// The [`Chain::lb_user_health`] key of backend `id`'s echo port (behind [`ECHO_VIP`]).
+    pub fn echo_key(id: u8) -> String {
+        Chain::health_key(&format!("{ECHO_VIP}/tcp"), &SocketAddr::new(addr::backend_v4(id).into(), ECHO_PORT).to_string())
     }
 
     /// The [`Chain::lb_user_health`] key of alb `i`.

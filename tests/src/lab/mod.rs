@@ -12,6 +12,7 @@ mod backends;
 mod build;
 pub mod chain;
 pub mod config;
+pub mod demo;
 pub mod faults;
 mod process;
 mod traffic;
@@ -46,6 +47,9 @@ pub struct Lab {
     backends: u8,
     children: Vec<(String, Child)>,
     persist: bool,
+    /// More `lab-backend` arguments for every backend start (see
+    /// [`Lab::set_backend_args`]).
+    backend_args: Vec<String>,
 }
 
 /// Checks a lab name: 1–8 characters of a-z and 0-9, starting with a letter.
@@ -80,7 +84,7 @@ impl Lab {
         if !Lab::namespaces(name)?.is_empty() {
             bail!("lab {name:?} already exists; remove it with `cargo xtask lab down --name {name}`");
         }
-        let lab = Lab { name: name.to_owned(), backends, children: Vec::new(), persist: false };
+        let lab = Lab { name: name.to_owned(), backends, children: Vec::new(), persist: false, backend_args: Vec::new() };
         // If building fails, `lab` is dropped here and removes what was made.
         build::build(&lab).with_context(|| format!("bringing up lab {name:?}"))?;
         Ok(lab)

@@ -8,6 +8,8 @@ mod backend_sim;
 #[cfg(feature = "tls-clients")]
 mod client_sim;
 mod dataplane_tables;
+#[cfg(feature = "tls-clients")]
+mod demo_failover;
 mod faults_alb_kill;
 mod faults_loss;
 mod faults_setup;
