@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod allowlist;
 pub mod config;
+pub mod dashboard;
 pub mod health;
 pub mod limits;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod pool;
 pub mod proxy;
 pub mod server;
 pub mod state;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 
