@@ -7,6 +7,7 @@
 //! BPF_PROG_TEST_RUN harness and the XDP fuzzer built on it.
 
 pub mod backend;
+pub mod browser;
 pub mod counters;
 #[cfg(feature = "testrun")]
 pub mod fuzz;

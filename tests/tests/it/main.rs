@@ -5,6 +5,7 @@
 //! each module covers.
 
 mod backend_sim;
+mod dashboard;
 mod dataplane_tables;
 mod faults_alb_kill;
 mod faults_loss;
