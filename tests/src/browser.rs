@@ -193,6 +193,7 @@ impl Browser {
 
 fn kill_group(driver: &mut Child) {
     // chromedriver leads its own group: its Chromium processes go with it.
+    // SAFETY: a plain kill(2) of the group this code started.
     unsafe { libc::kill(-(driver.id() as i32), libc::SIGKILL) };
     let _ = driver.wait();
 }

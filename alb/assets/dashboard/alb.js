@@ -19,6 +19,10 @@
     return el("div", { class: "figure" }, el("div", { class: "value", "data-field": field, "data-value": raw ?? "" }, value), el("div", { class: "label" }, label));
   }
 
+  // alb matches the id in the path as written (no percent-decoding), and
+  // ids are often host:port: keep the colon.
+  const idPath = (id) => encodeURIComponent(id).replace(/%3A/gi, ":");
+
   const num = (value, text) => el("span", { class: "num", "data-value": value ?? "" }, text);
 
   function renderStats(s) {
@@ -90,7 +94,7 @@
         const [text, cls] = state(b);
         const remove = () => {
           if (!window.confirm(`Remove ${b.id}? It drains first: requests in flight finish.`)) return;
-          act(`remove ${b.id}`, () => api("DELETE", `/api/backends/${encodeURIComponent(b.id)}`), refresh);
+          act(`remove ${b.id}`, () => api("DELETE", `/api/backends/${idPath(b.id)}`), refresh);
         };
         return {
           attrs: { "data-backend": b.id, "data-health": text },

@@ -159,7 +159,8 @@ const Dash = (() => {
         const d = [];
         s.points.forEach((v, i) => {
           if (v === null) return;
-          const x = (i * 400) / (POINTS - 1);
+          // The newest point at the right edge, older ones to its left.
+          const x = 400 - ((s.points.length - 1 - i) * 400) / (POINTS - 1);
           d.push(`${d.length ? "L" : "M"}${x.toFixed(1)},${(115 - v * scale).toFixed(1)}`);
         });
         const path = document.createElementNS(SVG, "path");

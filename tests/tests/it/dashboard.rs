@@ -91,7 +91,8 @@ fn lb_user_dashboard_shows_backends_and_rates_and_drains_on_a_click() {
     lab.start_backends().unwrap();
     let api: SocketAddr = "127.0.0.1:9901".parse().unwrap();
     let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
-    let config = LbConfig::new(&lab).api(api).vip(Vip::new("web", "198.18.100.1", 80).backends([1, 2], 8080, false)).write().unwrap();
+    let config =
+        LbConfig::new(&lab).api(api).vip(Vip::new("web", "198.18.100.1", 80).health_check(&CHECK.lb_user_tcp()).backends([1, 2], 8080, false)).write().unwrap();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let browser = Browser::start_in(&lab.ns(Host::Lb)).unwrap();
     let origin = format!("http://{api}");
@@ -102,13 +103,15 @@ fn lb_user_dashboard_shows_backends_and_rates_and_drains_on_a_click() {
     assert_eq!(shown, Value::Bool(true));
     for i in 1..=2 {
         let b = lab.backend_addr(i, false);
-        let health = browser.wait_for("health up", &format!("return document.querySelector('tr[data-backend=\"{b}\"][data-health=\"up\"]') !== null || null"), WAIT);
+        let health =
+            browser.wait_for("health up", &format!("return document.querySelector('tr[data-backend=\"{b}\"][data-health=\"up\"]') !== null || null"), WAIT);
         assert!(health.is_ok(), "{b} shown up: {health:?}");
     }
 
     // The live rate moves while traffic runs.
     let traffic = Traffic::start(lab.ns(Host::Client), move || http::get(vip, "/", Duration::from_secs(2)));
-    let moving = "return [...document.querySelectorAll('section.vip[data-vip=\"web\"] tr[data-backend] span.num')].some(s => Number(s.dataset.value) > 0) || null";
+    let moving =
+        "return [...document.querySelectorAll('section.vip[data-vip=\"web\"] tr[data-backend] span.num')].some(s => Number(s.dataset.value) > 0) || null";
     browser.wait_for("a backend's rate above zero", moving, WAIT).unwrap();
     let figure = browser.eval("return document.querySelector('[data-field=\"packets\"]').textContent").unwrap();
     assert_ne!(figure.as_str(), Some("-"), "the VIP packets/s figure has a value");
@@ -126,7 +129,13 @@ fn lb_user_dashboard_shows_backends_and_rates_and_drains_on_a_click() {
         assert!(Instant::now() < deadline, "not drained through the page: {row}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    browser.wait_for("the page shows it draining", &format!("return document.querySelector('tr[data-backend=\"{b1}\"][data-drain=\"draining\"] button.undrain') !== null || null"), WAIT).unwrap();
+    browser
+        .wait_for(
+            "the page shows it draining",
+            &format!("return document.querySelector('tr[data-backend=\"{b1}\"][data-drain=\"draining\"] button.undrain') !== null || null"),
+            WAIT,
+        )
+        .unwrap();
     drop(traffic);
     let shot = browser.screenshot("lb-user-dashboard").unwrap();
     assert_clean(&browser, &origin);
@@ -155,11 +164,19 @@ fn alb_dashboard_shows_pools_and_live_figures_and_removes_on_a_click() {
     // Requests/s and the latency percentiles move while traffic runs.
     let (addr, tls) = (AlbTier::addr(1), tier.tls().clone());
     let traffic = Traffic::start(lab.ns(Host::Lb), move || http::get_tls(addr, &tls, "/", Duration::from_secs(2)));
-    let value = |field: &str| format!("const v = document.querySelector('[data-field=\"{field}\"]').dataset.value; return v !== '' && Number(v) > 0 ? Number(v) : null");
+    let value = |field: &str| {
+        format!("const v = document.querySelector('[data-field=\"{field}\"]').dataset.value; return v !== '' && Number(v) > 0 ? Number(v) : null")
+    };
     let rps = browser.wait_for("requests/s above zero", &value("requests"), WAIT).unwrap();
     let p99 = browser.wait_for("a p99 latency", &value("p99"), WAIT).unwrap();
     assert!(rps.as_f64().unwrap() > 0.0 && p99.as_f64().unwrap() > 0.0);
-    browser.wait_for("a 200 series in the chart", "return [...document.querySelectorAll('.legend .series')].some(s => s.textContent.startsWith('200 ')) || null", WAIT).unwrap();
+    browser
+        .wait_for(
+            "a 200 series in the chart",
+            "return [...document.querySelectorAll('.legend .series')].some(s => s.textContent.startsWith('200 ')) || null",
+            WAIT,
+        )
+        .unwrap();
 
     // A click on "remove" (confirmed) drains and removes the backend, as the API says.
     browser.click(&format!("tr[data-backend=\"{}\"] button.remove", ids[0])).unwrap();
