@@ -1,6 +1,8 @@
 //! The admin listener (127.0.0.1:9090 by default; never expose it):
-//! `GET /api/health`, `POST /api/backends`, `DELETE /api/backends/{id}`,
-//! `GET /metrics`.
+//! `GET /api/health`, `GET /api/stats`, `POST /api/backends`,
+//! `DELETE /api/backends/{id}`, `GET /metrics`, and the dashboard at `/`.
+//! A change asked by a web page of another origin is refused (403): the
+//! listener has no authentication (`lb_common::userspace::dashboard`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use lb_common::userspace::dashboard::{foreign_origin, foreign_origin_message};
+use lb_common::userspace::rates::SampleWindow;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,19 +23,22 @@ use tokio::sync::watch;
 use crate::pool::Backend;
 use crate::proxy::json_response;
 use crate::state::State;
+use crate::stats::{self, Sample};
 use crate::upstream::ProxyBody;
 
 pub async fn serve(l: TcpListener, st: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    // The samples `/api/stats` computes rates from, shared by its clients.
+    let window: Arc<SampleWindow<Sample>> = Arc::default();
     loop {
         let (tcp, _) = tokio::select! {
             r = l.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue } },
             _ = shutdown.changed() => return,
         };
-        let st = st.clone();
+        let (st, window) = (st.clone(), window.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let st = st.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(st, req).await) }
+                let (st, window) = (st.clone(), window.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(st, &window, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
         });
@@ -68,9 +75,20 @@ fn backend_json(b: &Backend) -> serde_json::Value {
     })
 }
 
-async fn handle(st: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(st: Arc<State>, window: &SampleWindow<Sample>, req: Request<Incoming>) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
+    if let Some(r) = crate::dashboard::serve(req.method(), &path) {
+        return r;
+    }
+    if req.method() != Method::GET {
+        let text = |name| req.headers().get(name).and_then(|v: &hyper::header::HeaderValue| v.to_str().ok());
+        let (origin, host) = (text(hyper::header::ORIGIN), text(hyper::header::HOST));
+        if let Some(origin) = origin.filter(|_| foreign_origin(origin, host)) {
+            return err(StatusCode::FORBIDDEN, foreign_origin_message(origin));
+        }
+    }
     match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/api/stats") => json_response(StatusCode::OK, stats::render(&st.metrics, window).to_string()),
         (Method::GET, "/metrics") => {
             let mut r = json_response(StatusCode::OK, st.metrics.render());
             r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));

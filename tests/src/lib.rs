@@ -8,6 +8,7 @@
 //! BPF_PROG_TEST_RUN harness and the XDP fuzzer built on it.
 
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod counters;
 #[cfg(feature = "testrun")]

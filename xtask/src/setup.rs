@@ -17,11 +17,27 @@ use crate::util::{self, probe, run_visible};
 /// (privilege-drop test); openssl: certgen's cross-check; curl: manual probing
 /// of the lab; python3-venv: the k6 venv; nginx, libnginx-mod-stream,
 /// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`;
-/// prometheus: the dashboards' test runs a real one (and promtool);
+/// prometheus: the Grafana dashboards' test runs a real one (and promtool);
+/// chromium, chromium-driver: the web dashboards' browser tests (headless,
+/// driven over WebDriver);
 /// bird2: the BGP daemon of the scale-out lab (docs/scale-out.md), run per
 /// namespace with its own config, socket and pid file.
 pub const DEBIAN_PACKAGES: &[&str] = &[
-    "iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk", "prometheus", "bird2",
+    "iproute2",
+    "ethtool",
+    "util-linux",
+    "openssl",
+    "curl",
+    "python3-venv",
+    "nginx",
+    "libnginx-mod-stream",
+    "haproxy",
+    "nftables",
+    "wrk",
+    "prometheus",
+    "bird2",
+    "chromium",
+    "chromium-driver",
 ];
 
 /// Services Debian starts when their package is installed but that the

@@ -342,3 +342,37 @@ async fn backend_connection_reused_after_sized_and_chunked_bodies() {
     assert_eq!(alb.state.upstream.idle_count(), 1);
     alb.shutdown().await;
 }
+
+/// The dashboard at `/` of the admin listener, `/api/stats` from the
+/// metrics, and changes from a web page of another origin refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_dashboard_stats_and_foreign_origins() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b1 = backend("b1").await;
+    let dir = tmp();
+    let alb = start_alb(dir.path(), &http_config(&[&b1], "")).await;
+    let (addr, admin) = (alb.listen_addrs()[0], alb.admin_addr().unwrap());
+    let (st, page) = admin_req(admin, "GET", "/", "").await;
+    assert!(st == StatusCode::OK && page.contains("/dashboard/page.js"), "{page}");
+    let (_, first) = admin_req(admin, "GET", "/api/stats", "").await;
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert!(first["rates"].is_null(), "{first}");
+    tally(addr, 3).await;
+    let (_, stats) = admin_req(admin, "GET", "/api/stats", "").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["counters"]["requests"]["200"], 3, "{stats}");
+    assert_eq!(stats["latency_total"]["count"], 3, "{stats}");
+
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let body = format!("{{\"url\": \"{}\", \"id\": \"x\"}}", b1.url());
+    let req = format!(
+        "POST /api/backends HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://evil.example\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert_eq!(alb.state.pools()[0].snapshot().len(), 1, "nothing added");
+    alb.shutdown().await;
+}

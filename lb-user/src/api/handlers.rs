@@ -10,6 +10,8 @@ use hyper::{body::Incoming, header, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use lb_common::userspace::dashboard;
+
 use super::{parse_backend, server::Shared, state, ApiError, Reply, Request};
 use crate::config::BackendSpec;
 
@@ -19,7 +21,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub type Response = hyper::Response<Full<Bytes>>;
 
 const ENDPOINTS: &str =
-    "the API has GET /api/state, POST /api/vips/{vip}/backends, PATCH and DELETE /api/vips/{vip}/backends/{address:port} (docs/operations.md)";
+    "the API has GET /api/state, POST /api/vips/{vip}/backends, PATCH and DELETE /api/vips/{vip}/backends/{address:port}, and the dashboard at / (docs/operations.md)";
 
 /// What a path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +99,15 @@ pub fn request(method: &Method, route: Route, body: &[u8]) -> Result<Request, Ap
 /// Serves one request.
 pub(super) async fn handle(shared: &Shared, req: hyper::Request<Incoming>) -> Response {
     let method = req.method().clone();
+    if let Some(answer) = super::dashboard::serve(&method, req.uri().path()) {
+        return answer.unwrap_or_else(|e| error(&e));
+    }
+    if method != Method::GET {
+        let text = |name| req.headers().get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+        if let Some(origin) = text(header::ORIGIN).filter(|_| dashboard::foreign_origin(text(header::ORIGIN), text(header::HOST))) {
+            return error(&ApiError::new(StatusCode::FORBIDDEN, dashboard::foreign_origin_message(origin)));
+        }
+    }
     let route = match route(req.uri().path()) {
         Ok(r) => r,
         Err(e) => return error(&e),

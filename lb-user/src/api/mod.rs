@@ -18,16 +18,20 @@
 //! supervisor's command channel with a oneshot for the answer, so API
 //! changes, reloads, health changes and drains are applied one at a time by
 //! the same code (`crate::supervisor`). Errors are `{"error": "..."}` with
-//! 400 (bad request or a value the config rules refuse), 404 (no such VIP,
+//! 400 (bad request or a value the config rules refuse), 403 (a change
+//! asked by a web page of another origin), 404 (no such VIP,
 //! backend or endpoint), 405, 409 (contradicts the current state), 413,
 //! 500 (the maps could not be written) or 503 (lb-user is stopping).
 //!
 //! - `server`: the listener and the connections;
 //! - `handlers`: routes and bodies to [`Request`]s, answers to responses;
 //! - `state`: `GET /api/state`'s JSON and its rates;
+//! - `dashboard`: the web page at `/` (GET only) that shows the state and
+//!   acts through this API;
 //! - `client`: the operator CLI's side (`crate::cli`).
 
 pub mod client;
+mod dashboard;
 mod handlers;
 mod server;
 mod state;

@@ -4,52 +4,29 @@
 //! `rates`: the same shapes, `crate::stats`).
 //!
 //! Rates are computed between this request's sample and an earlier one at
-//! least [`MIN_RATE_WINDOW`] older, kept from an earlier request; so the
+//! least [`MIN_WINDOW`](lb_common::userspace::rates::MIN_WINDOW) older, kept from an earlier request; so the
 //! first request has none (`null`), and clients polling faster than the
 //! window still see rates over at least that long, not noise.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Instant;
 
+use lb_common::userspace::rates::SampleWindow;
 use serde_json::{json, Map, Value};
 
 use super::StateView;
 use crate::stats::{Rate, Rates, Report};
 
-/// The shortest span rates are computed over.
-pub const MIN_RATE_WINDOW: Duration = Duration::from_millis(500);
-
 /// The samples rates are computed from.
 #[derive(Default)]
 pub struct RateBase {
-    samples: Mutex<Samples>,
-}
-
-#[derive(Default)]
-struct Samples {
-    /// The sample rates are computed from.
-    base: Option<(Instant, Report)>,
-    /// The newest sample; becomes the base once it is old enough.
-    latest: Option<(Instant, Report)>,
+    samples: SampleWindow<Report>,
 }
 
 impl RateBase {
     /// Rates from the base sample to `now` (`None` until there is one at
-    /// least [`MIN_RATE_WINDOW`] old), keeping `now` for later requests.
+    /// least [`MIN_WINDOW`](lb_common::userspace::rates::MIN_WINDOW) old), keeping `now` for later requests.
     pub fn rates(&self, now: &Report, at: Instant) -> Option<Rates> {
-        let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        match &s.latest {
-            None => s.latest = Some((at, now.clone())),
-            Some((t, _)) if at.duration_since(*t) >= MIN_RATE_WINDOW => {
-                s.base = s.latest.take();
-                s.latest = Some((at, now.clone()));
-            }
-            Some(_) => {}
-        }
-        let (t, before) = s.base.as_ref()?;
-        Some(Rates::between(before, now, at.duration_since(*t)))
+        self.samples.since_base(now, at, |before, elapsed| Rates::between(before, now, elapsed))
     }
 }
 
@@ -118,6 +95,8 @@ fn to_map(v: &impl serde::Serialize) -> Map<String, Value> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::api::{BackendView, VipView};
 

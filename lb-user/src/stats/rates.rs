@@ -5,6 +5,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+pub use lb_common::userspace::rates::per_second;
 use lb_common::{lb::FlowCounter, PacketCounter, Stat, TrafficClass};
 
 use super::Report;
@@ -15,17 +16,6 @@ pub struct Rate {
     pub packets: f64,
     pub bytes: f64,
     pub new_flows: f64,
-}
-
-/// `(now - before) / seconds`. A counter that went down was reset (the
-/// program was attached anew): its whole current value counts as the
-/// increase, as Prometheus' `rate()` does. Zero when no time passed.
-pub fn per_second(now: u64, before: u64, seconds: f64) -> f64 {
-    if seconds <= 0.0 {
-        return 0.0;
-    }
-    let delta = if now >= before { now - before } else { now };
-    delta as f64 / seconds
 }
 
 /// Rates between two reads of the same interface.

@@ -5,6 +5,7 @@
 
 mod api_changes;
 mod api_cli;
+mod api_dashboard;
 mod api_overrides;
 mod api_support;
 mod cli_errors;

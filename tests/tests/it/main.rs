@@ -7,6 +7,7 @@
 mod backend_sim;
 #[cfg(feature = "tls-clients")]
 mod client_sim;
+mod dashboard;
 mod dataplane_tables;
 #[cfg(feature = "tls-clients")]
 mod demo_failover;
@@ -14,8 +15,8 @@ mod faults_alb_kill;
 mod faults_loss;
 mod faults_setup;
 mod grafana_prometheus;
-mod k6_scripts;
 mod group_handoff;
+mod k6_scripts;
 mod lab;
 mod lab_config;
 mod lb_user_cli;
