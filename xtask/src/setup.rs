@@ -16,9 +16,10 @@ use crate::util::{self, probe, run_visible};
 /// iproute2: namespaces/veth; ethtool: offload settings; util-linux: setpriv
 /// (privilege-drop test); openssl: certgen's cross-check; curl: manual probing
 /// of the lab; python3-venv: the k6 venv; nginx, libnginx-mod-stream,
-/// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`.
+/// haproxy, nftables, wrk: the peers and load generator of `cargo xtask bench`;
+/// bpftool: the instruction counts of the XDP program (docs/xdp.md).
 pub const DEBIAN_PACKAGES: &[&str] =
-    &["iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk"];
+    &["iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk", "bpftool"];
 
 /// bpf-linker release line that matches aya 0.14 / aya-ebpf 0.2.1.
 const BPF_LINKER_VERSION: &str = "0.13";
