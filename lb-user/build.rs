@@ -22,6 +22,8 @@ use std::{
 use anyhow::{bail, Context as _};
 
 const PACKAGE: &str = "lb-ebpf";
+/// The packet-rate bench's generator and sink, a second binary of lb-ebpf.
+const PKTGEN: &str = "xdplb-pktgen";
 
 fn main() -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
@@ -39,9 +41,11 @@ fn main() -> anyhow::Result<()> {
     if skip {
         println!("cargo:warning=AYA_BUILD_SKIP is set: lb-user is built without the eBPF object");
         // Keep `include_bytes!` compiling; the loader refuses an empty object with a clear error.
-        let out = out_dir.join(PACKAGE);
-        if !out.exists() {
-            std::fs::write(&out, b"")?;
+        for name in [PACKAGE, PKTGEN] {
+            let out = out_dir.join(name);
+            if !out.exists() {
+                std::fs::write(&out, b"")?;
+            }
         }
         return Ok(());
     }
@@ -56,7 +60,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Runs the nested `cargo build` of lb-ebpf with its output captured and
-/// copies the object to `out_dir/lb-ebpf`.
+/// copies the objects to `out_dir/lb-ebpf` and `out_dir/xdplb-pktgen`.
 fn build_ebpf(ebpf_dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
     let endian = env::var("CARGO_CFG_TARGET_ENDIAN")?;
     let target = match endian.as_str() {
@@ -111,8 +115,10 @@ fn build_ebpf(ebpf_dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
         }
     }
 
-    let object = target_dir.join(target).join("release").join(PACKAGE);
-    let dst = out_dir.join(PACKAGE);
-    std::fs::copy(&object, &dst).with_context(|| format!("copying {} to {}", object.display(), dst.display()))?;
+    for name in [PACKAGE, PKTGEN] {
+        let object = target_dir.join(target).join("release").join(name);
+        let dst = out_dir.join(name);
+        std::fs::copy(&object, &dst).with_context(|| format!("copying {} to {}", object.display(), dst.display()))?;
+    }
     Ok(())
 }

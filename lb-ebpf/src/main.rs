@@ -75,7 +75,12 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
             return (reply.action, Stat::from_index(reply.stat));
         }
     }
-    let vip_address = balance::is_vip_address(p);
+    // The VIP itself first: for a balanced port it also answers "is this a
+    // VIP address" (lb-user writes an address marker with every VIP), so a
+    // forwarded packet pays one VIPS lookup instead of two; the marker is
+    // looked up only when no VIP matches the port.
+    let vip = if p.ports == Ports::Present { balance::lookup_vip(p) } else { None };
+    let vip_address = vip.is_some() || balance::is_vip_address(p);
     let Some(cfg) = balance::config() else {
         return (xdp_action::XDP_PASS, Stat::PassNotVip);
     };
@@ -112,7 +117,7 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
         Ports::None => return (xdp_action::XDP_PASS, Stat::PassNotVip),
         Ports::Present => {}
     }
-    let Some(vip) = balance::lookup_vip(p) else {
+    let Some(vip) = vip else {
         // A VIP address, but not a port/protocol we balance.
         return (xdp_action::XDP_PASS, Stat::PassNotVip);
     };

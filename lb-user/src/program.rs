@@ -12,9 +12,18 @@ use lb_common::{
 /// The eBPF object built from lb-ebpf by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));
 
+/// The packet-rate bench's generator, sink and trivial XDP_PASS programs
+/// (lb-ebpf/src/pktgen), built by `build.rs` alongside the balancer.
+static PKTGEN_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdplb-pktgen"));
+
 /// The raw ELF object, for tools that want to inspect it.
 pub fn object() -> &'static [u8] {
     OBJECT
+}
+
+/// The pktgen object (`lb_common::pktgen`); empty when built with AYA_BUILD_SKIP=1.
+pub fn pktgen_object() -> &'static [u8] {
+    PKTGEN_OBJECT
 }
 
 /// Sizes fixed when the program is loaded.

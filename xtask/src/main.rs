@@ -123,6 +123,10 @@ enum BenchMode {
     /// Load and memory figures for docs/reliability.md: idle TLS
     /// connections, slowloris, a soak through XDP and alb, a full conntrack.
     Reliability(bench::reliability::ReliabilityArgs),
+    /// Packets per second per core: XDP NAT/DSR vs nftables DNAT vs kernel
+    /// forwarding with a live-frame XDP generator, and the XDP program's
+    /// cost per packet (docs/benchmarks.md, "Packet rate").
+    Pps(bench::pps::PpsArgs),
 }
 
 /// `cargo build --workspace`.
@@ -148,6 +152,7 @@ fn main() -> ExitCode {
         Command::Lab { command } => lab::lab(command),
         Command::Fuzz(args) => fuzz::fuzz(args),
         Command::Bench { mode: Some(BenchMode::Reliability(args)), .. } => bench::reliability::reliability(args),
+        Command::Bench { mode: Some(BenchMode::Pps(args)), .. } => bench::pps::pps(args),
         Command::Bench { mode: None, quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
             quick,
             duration,

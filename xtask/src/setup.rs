@@ -21,7 +21,8 @@ use crate::util::{self, probe, run_visible};
 /// chromium, chromium-driver: the web dashboards' browser tests (headless,
 /// driven over WebDriver);
 /// bird2: the BGP daemon of the scale-out lab (docs/scale-out.md), run per
-/// namespace with its own config, socket and pid file.
+/// namespace with its own config, socket and pid file;
+/// bpftool: the instruction counts of the XDP program (docs/xdp.md).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -38,6 +39,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "bird2",
     "chromium",
     "chromium-driver",
+    "bpftool",
 ];
 
 /// Services Debian starts when their package is installed but that the

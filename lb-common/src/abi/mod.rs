@@ -6,6 +6,7 @@
 pub mod counters;
 pub mod hash;
 pub mod lb;
+pub mod pktgen;
 
 pub use counters::{PacketCounter, Stat, TrafficClass, STAT_COUNT, TRAFFIC_CLASS_COUNT};
 

@@ -11,6 +11,7 @@ pub mod cases;
 pub mod cpu;
 pub mod load;
 pub mod peers;
+pub mod pps;
 pub mod reliability;
 pub mod report;
 pub mod stage;
@@ -87,7 +88,7 @@ pub fn bench(mut opts: BenchOptions) -> Result<()> {
     // alb and examples/bench-xdp-cost (e.g. a copy of an earlier
     // target/release); nothing is built then.
     if let Some(dir) = &opts.bin_dir {
-        for bin in ["lb-user", "alb", "examples/bench-xdp-cost"] {
+        for bin in ["lb-user", "alb", "examples/bench-xdp-cost", "examples/bench-pps"] {
             if !dir.join(bin).is_file() {
                 anyhow::bail!("--bin-dir {}: {bin} is missing (copy it from a target/release)", dir.display());
             }
@@ -97,6 +98,7 @@ pub fn bench(mut opts: BenchOptions) -> Result<()> {
         crate::build(true)?;
         println!("[bench] cargo build --release -p xtask --example bench-xdp-cost");
         util::run_visible(util::cargo().args(["build", "--release", "-p", "xtask", "--example", "bench-xdp-cost"]))?;
+        pps::build_example()?;
         opts.bin_dir = Some(util::workspace_root().join("target/release"));
     }
     lb_common::userspace::signals::on_stop(|_| STOP.store(true, Ordering::SeqCst)).context("installing the SIGINT/SIGTERM handler")?;
@@ -214,6 +216,14 @@ pub fn run(opts: &BenchOptions) -> Result<Summary> {
         }
     };
     drop(stage);
+    // The packet rate in its own lab (bench-pps brings one up and down).
+    let (pps, pps_error) = match pps::measure(&bin_dir, opts.quick) {
+        Ok(v) => (Some(v), None),
+        Err(e) => {
+            println!("[bench] packet rate not measured: {e:#}");
+            (None, Some(format!("{e:#}")))
+        }
+    };
     let summary = Summary {
         started: stamp,
         quick: opts.quick,
@@ -225,6 +235,8 @@ pub fn run(opts: &BenchOptions) -> Result<Summary> {
         cases: results,
         xdp_cost,
         xdp_cost_error,
+        pps,
+        pps_error,
         tls,
         paced,
         wall_s: t0.elapsed().as_secs_f64(),
@@ -365,6 +377,7 @@ mod tests {
     fn quick_bench_runs_every_case_without_errors() {
         xdplb_tests::require_root!();
         let out = std::env::temp_dir().join(format!("xdplb-bench-test-{}", std::process::id()));
+        let _ = pps::tests::test_example();
         let opts = BenchOptions { quick: true, conns: 16, out: Some(out.clone()), ..Default::default() };
         let summary = run(&opts).unwrap();
         let text = std::fs::read_to_string(out.join("results.json")).unwrap();
@@ -390,6 +403,7 @@ mod tests {
         }
         // cargo test builds the examples, so the TestRun figure is there.
         assert!(v["xdp_cost"]["nat_forward_ns"].as_f64().unwrap_or(0.0) > 0.0, "{}", v["xdp_cost_error"]);
+        assert!(v["pps"]["cases"].as_array().is_some_and(|c| !c.is_empty()), "{}", v["pps_error"]);
         assert!(out.join("report.md").is_file() && out.join("chart.svg").is_file());
         assert_eq!(summary.cases.len(), listed.len());
         let _ = std::fs::remove_dir_all(&out);

@@ -46,6 +46,7 @@ pub fn json(s: &Summary) -> Value {
             "runs": x.runs, "nat_forward_ns": x.nat_forward_ns, "reverse_nat_ns": x.reverse_nat_ns, "pass_ns": x.pass_ns,
         })),
         "xdp_cost_error": s.xdp_cost_error,
+        "pps": s.pps, "pps_error": s.pps_error,
         "paced": s.paced.iter().map(|p| json!({
             "lb": p.lb, "target_rps": p.target_rps, "conns": p.conns, "pace_ms": p.pace_ms,
             "rps": p.rep.load.rps, "p50_ms": p.rep.load.p50_ms, "p99_ms": p.rep.load.p99_ms, "errors": p.rep.load.errors,

@@ -89,6 +89,13 @@ the NAT forward costs about {:.0} ns more than passing a packet to the kernel.\n
             let _ = writeln!(m, "Not measured.");
         }
     }
+    match (&s.pps, &s.pps_error) {
+        (Some(v), _) => m.push_str(&crate::bench::pps::markdown(v)),
+        (None, Some(e)) => {
+            let _ = writeln!(m, "\n## Packet rate\n\nNot measured: {e}");
+        }
+        _ => {}
+    }
     if !s.paced.is_empty() {
         let _ = writeln!(
             m,

@@ -8,7 +8,7 @@
 mod json;
 mod markdown;
 mod model;
-mod stats;
+pub(crate) mod stats;
 mod svg;
 mod targets;
 #[cfg(test)]

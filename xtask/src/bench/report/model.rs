@@ -68,6 +68,9 @@ pub struct Summary {
     pub cases: Vec<CaseResult>,
     pub xdp_cost: Option<XdpCost>,
     pub xdp_cost_error: Option<String>,
+    /// The packet-rate bench's summary (`bench::pps::summarize`).
+    pub pps: Option<serde_json::Value>,
+    pub pps_error: Option<String>,
     /// What each TLS listener negotiated (openssl s_client).
     pub tls: Vec<(String, String)>,
     /// alb and HAProxy TLS at the same offered load below saturation.

@@ -1,0 +1,289 @@
+//! `cargo xtask bench pps`: packets per second per core through the lab's lb
+//! (XDP NAT and DSR, nftables DNAT, plain kernel forwarding) and the XDP
+//! program's own cost per established packet. The measuring is done by
+//! `examples/bench-pps` (src/bench/pps_main.rs, which explains the method);
+//! this module runs it, checks the counters and summarises medians, spreads
+//! and ratios for the report (docs/benchmarks.md, "Packet rate").
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+
+use super::report::stats::{median, spread_pct};
+use crate::util;
+
+/// The cases in report order; `baseline` is the generator and one veth hop
+/// with a drop, subtracted from the others.
+pub const CASES: [&str; 5] = ["baseline", "kernel-forward", "nftables-dnat", "xdp-nat", "xdp-dsr"];
+pub const PHASES: [&str; 2] = ["established", "syn"];
+/// A measurement whose frames did not all arrive where expected is reported
+/// as failed: its rate would be that of a shorter path.
+pub const MIN_DELIVERED: f64 = 0.999;
+
+/// `cargo xtask bench pps` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PpsArgs {
+    /// Smoke test: 2 repetitions of 100k packets per case.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output directory (default target/bench/pps-<timestamp>/).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// The CLI entry: setup, release build of lb-user and the example, run, write.
+pub fn pps(args: PpsArgs) -> Result<()> {
+    util::require_root("bench pps")?;
+    crate::setup::setup()?;
+    crate::build(true)?;
+    build_example()?;
+    let out = args.out.unwrap_or_else(|| util::workspace_root().join("target/bench").join(format!("pps-{}", super::timestamp())));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let summary = measure(&util::workspace_root().join("target/release"), args.quick)?;
+    std::fs::write(out.join("pps.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
+    std::fs::write(out.join("pps.md"), markdown(&summary))?;
+    print!("{}", markdown(&summary));
+    println!("[bench pps] {}/pps.md, pps.json", out.display());
+    Ok(())
+}
+
+pub fn build_example() -> Result<()> {
+    println!("[bench] cargo build --release -p xtask --example bench-pps");
+    util::run_visible(util::cargo().args(["build", "--release", "-p", "xtask", "--example", "bench-pps"]))
+}
+
+/// Runs `<bin_dir>/examples/bench-pps` and summarises its output.
+pub fn measure(bin_dir: &Path, quick: bool) -> Result<Value> {
+    let bin = bin_dir.join("examples/bench-pps");
+    if !bin.is_file() {
+        bail!("{} not built (`cargo build --release -p xtask --example bench-pps`)", bin.display());
+    }
+    let mut cmd = Command::new(&bin);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let raw: Value = serde_json::from_slice(&out.stdout).context("bench-pps output")?;
+    summarize(&raw)
+}
+
+fn rows<'a>(raw: &'a Value, case: &'a str, phase: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    raw["rows"].as_array().into_iter().flatten().filter(move |r| r["case"] == case && r["phase"] == phase)
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(0.0)
+}
+
+/// Median and (max − min) / median of values, as JSON.
+fn spread(v: &[f64]) -> Value {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    json!({ "median": median(v), "min": lo, "max": hi, "spread_pct": spread_pct(v), "n": v.len() })
+}
+
+/// Per case and phase: ns/packet of the whole chain, the cost above the
+/// baseline (the forwarder's own, with its egress veth hop), Mpps per core
+/// from it, the delivery check; per phase: the ratios, taken per repetition
+/// (so their spread is the repetitions' spread).
+pub fn summarize(raw: &Value) -> Result<Value> {
+    let mut cases = Vec::new();
+    let mut ratios = serde_json::Map::new();
+    for phase in PHASES {
+        let base: Vec<(u64, f64)> = rows(raw, "baseline", phase).map(|r| (r["rep"].as_u64().unwrap_or(0), f(r, "ns_per_packet"))).collect();
+        if base.is_empty() {
+            bail!("bench-pps output has no baseline rows for {phase}");
+        }
+        let above_of = |case: &str| -> Vec<(u64, f64)> {
+            rows(raw, case, phase)
+                .filter_map(|r| {
+                    let rep = r["rep"].as_u64().unwrap_or(0);
+                    base.iter().find(|(b, _)| *b == rep).map(|(_, b)| (rep, f(r, "ns_per_packet") - b))
+                })
+                .collect()
+        };
+        for case in CASES {
+            let reps: Vec<&Value> = rows(raw, case, phase).collect();
+            if reps.is_empty() {
+                bail!("bench-pps output has no {case}/{phase} rows");
+            }
+            let ns: Vec<f64> = reps.iter().map(|r| f(r, "ns_per_packet")).collect();
+            let delivered: Vec<f64> = reps.iter().map(|r| f(r, "delivered") / f(r, "sent").max(1.0)).collect();
+            let worst = delivered.iter().copied().fold(f64::INFINITY, f64::min);
+            let above: Vec<f64> = above_of(case).into_iter().map(|(_, v)| v).collect();
+            let mpps: Vec<f64> = above.iter().filter(|v| **v > 0.0).map(|v| 1000.0 / v).collect();
+            cases.push(json!({
+                "case": case, "phase": phase, "ns_per_packet": spread(&ns),
+                "above_baseline_ns": if case == "baseline" { Value::Null } else { spread(&above) },
+                "mpps_per_core": if case == "baseline" { spread(&ns.iter().map(|v| 1000.0 / v).collect::<Vec<_>>()) } else { spread(&mpps) },
+                "delivered_min": worst, "delivered_ok": worst >= MIN_DELIVERED,
+                "sent": reps.iter().map(|r| r["sent"].as_u64().unwrap_or(0)).sum::<u64>(),
+                "at_lb": reps.iter().map(|r| r["at_lb"].as_u64().unwrap_or(0)).sum::<u64>(),
+                "delivered": reps.iter().map(|r| r["delivered"].as_u64().unwrap_or(0)).sum::<u64>(),
+                "nft_rule": reps.iter().filter_map(|r| r["nft_rule"].as_u64()).reduce(|a, b| a + b),
+            }));
+        }
+        // Packet-rate ratios: the other forwarder's cost over XDP NAT's.
+        let nat = above_of("xdp-nat");
+        let ratio = |other: &str| -> Value {
+            let o = above_of(other);
+            let v: Vec<f64> = nat.iter().filter_map(|(rep, n)| o.iter().find(|(r, _)| r == rep).filter(|_| *n > 0.0).map(|(_, x)| x / n)).collect();
+            spread(&v)
+        };
+        ratios.insert(phase.into(), json!({ "xdp_nat_vs_nftables": ratio("nftables-dnat"), "xdp_nat_vs_kernel": ratio("kernel-forward") }));
+    }
+    let cost: Vec<&Value> = raw["cost"].as_array().into_iter().flatten().collect();
+    let pick = |k: &str| cost.iter().map(|c| f(c, k)).collect::<Vec<f64>>();
+    let nat_net: Vec<f64> = cost.iter().map(|c| f(c, "nat_forward_ns") - f(c, "prologue_ns")).collect();
+    let pass_net: Vec<f64> = cost.iter().map(|c| f(c, "pass_ns") - f(c, "prologue_ns")).collect();
+    let raw_ratio: Vec<f64> = cost.iter().filter(|c| f(c, "pass_ns") > 0.0).map(|c| f(c, "nat_forward_ns") / f(c, "pass_ns")).collect();
+    Ok(json!({
+        "packets": raw["packets"], "syns": raw["syns"], "flows": raw["flows"], "reps": raw["reps"],
+        "cases": cases, "ratios": ratios, "rows": raw["rows"],
+        "cost": {
+            "repeat": cost.first().map(|c| c["repeat"].clone()).unwrap_or(Value::Null),
+            "prologue_ns": spread(&pick("prologue_ns")), "nat_forward_ns": spread(&pick("nat_forward_ns")), "pass_ns": spread(&pick("pass_ns")),
+            "nat_forward_net_ns": spread(&nat_net), "pass_net_ns": spread(&pass_net), "nat_vs_pass_with_prologue": spread(&raw_ratio),
+        },
+    }))
+}
+
+fn range(v: &Value, digits: usize) -> String {
+    format!("{:.d$} ({:.d$}–{:.d$}, ±{:.0}%)", f(v, "median"), f(v, "min"), f(v, "max"), f(v, "spread_pct") / 2.0, d = digits)
+}
+
+/// The "Packet rate" section of the report.
+pub fn markdown(s: &Value) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "\n## Packet rate (live-frame XDP generator, one pinned core)\n");
+    let _ = writeln!(
+        m,
+        "{} repetitions, interleaved; per repetition and case {} established-flow ACKs cycling over {} flows (each flow seen once before), then {} SYNs \
+of new flows; 54-byte frames. ns/packet is the kernel's timer over generator + forwarder + far-end drop on CPU 0; `above baseline` subtracts the \
+generator-and-drop baseline of the same repetition, and Mpps per core is 1000 / that. Figures are median (min–max, ±half the spread).\n",
+        s["reps"], s["packets"], s["flows"], s["syns"]
+    );
+    let _ = writeln!(m, "| case | phase | ns/packet (chain) | ns/packet above baseline | Mpps per core | sent | at lb | delivered | nft rule |\n|---|---|---|---|---|---|---|---|---|");
+    for c in s["cases"].as_array().into_iter().flatten() {
+        let above = if c["above_baseline_ns"].is_null() { "—".to_string() } else { range(&c["above_baseline_ns"], 0) };
+        let delivered = if c["delivered_ok"] == true {
+            c["delivered"].to_string()
+        } else {
+            format!("**{} (FAILED: {:.1}%)**", c["delivered"], f(c, "delivered_min") * 100.0)
+        };
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c["case"].as_str().unwrap_or(""),
+            c["phase"].as_str().unwrap_or(""),
+            range(&c["ns_per_packet"], 0),
+            above,
+            range(&c["mpps_per_core"], 2),
+            c["sent"],
+            c["at_lb"],
+            delivered,
+            c["nft_rule"].as_u64().map_or("—".into(), |n| n.to_string())
+        );
+    }
+    let _ = writeln!(m, "\n| ratio (packets/s per core, per repetition) | established | SYN |\n|---|---|---|");
+    for (key, label) in [("xdp_nat_vs_nftables", "XDP NAT / nftables DNAT"), ("xdp_nat_vs_kernel", "XDP NAT / kernel forwarding")] {
+        let _ = writeln!(m, "| {label} | {} | {} |", range(&s["ratios"]["established"][key], 2), range(&s["ratios"]["syn"][key], 2));
+    }
+    let c = &s["cost"];
+    let _ = writeln!(
+        m,
+        "\nProgram cost per established NAT packet ({} repetitions per timing, `repeat` with the generator as a frame-restoring prologue that \
+tail-calls the program; not live, so the redirect is not executed):\n",
+        c["repeat"]
+    );
+    let _ = writeln!(m, "| timing | ns/packet |\n|---|---|");
+    for (k, label) in [
+        ("prologue_ns", "prologue alone (header rewrite, empty tail-call slot)"),
+        ("nat_forward_ns", "prologue → balancer, NAT forward (XDP_REDIRECT)"),
+        ("pass_ns", "prologue → trivial XDP_PASS"),
+        ("nat_forward_net_ns", "balancer alone (minus prologue)"),
+        ("pass_net_ns", "trivial XDP_PASS alone (minus prologue)"),
+    ] {
+        let _ = writeln!(m, "| {label} | {} |", range(&c[k], 1));
+    }
+    let _ = writeln!(m, "| ratio NAT forward / XDP_PASS, both with the prologue | {} |", range(&c["nat_vs_pass_with_prologue"], 2));
+    m
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn row(rep: u64, case: &str, phase: &str, ns: f64, delivered: u64) -> Value {
+        json!({"rep": rep, "case": case, "phase": phase, "ns_per_packet": ns, "sent": 100, "at_lb": 100, "delivered": delivered, "nft_rule": null})
+    }
+
+    #[test]
+    fn ratios_are_taken_above_the_baseline_per_repetition() {
+        let mut rows = Vec::new();
+        for phase in PHASES {
+            for rep in 0..2 {
+                let k = 1.0 + rep as f64;
+                rows.push(row(rep, "baseline", phase, 100.0, 100));
+                rows.push(row(rep, "kernel-forward", phase, 100.0 + 800.0 * k, 100));
+                rows.push(row(rep, "nftables-dnat", phase, 100.0 + 1000.0 * k, 100));
+                rows.push(row(rep, "xdp-nat", phase, 100.0 + 250.0 * k, 100));
+                rows.push(row(rep, "xdp-dsr", phase, 100.0 + 200.0 * k, 99));
+            }
+        }
+        let cost = vec![json!({"rep": 0, "repeat": 10, "prologue_ns": 40.0, "nat_forward_ns": 240.0, "pass_ns": 50.0})];
+        let s = summarize(&json!({"rows": rows, "cost": cost, "reps": 2})).unwrap();
+        let r = &s["ratios"]["established"];
+        assert_eq!(f(&r["xdp_nat_vs_nftables"], "median"), 4.0);
+        assert_eq!(f(&r["xdp_nat_vs_kernel"], "median"), 3.2);
+        let nat = s["cases"].as_array().unwrap().iter().find(|c| c["case"] == "xdp-nat" && c["phase"] == "syn").unwrap();
+        assert_eq!(f(&nat["above_baseline_ns"], "min"), 250.0);
+        assert_eq!(f(&nat["mpps_per_core"], "max"), 4.0);
+        assert_eq!(nat["delivered_ok"], true);
+        let dsr = s["cases"].as_array().unwrap().iter().find(|c| c["case"] == "xdp-dsr").unwrap();
+        assert_eq!(dsr["delivered_ok"], false, "1% lost must fail the delivery check");
+        assert!(markdown(&s).contains("FAILED"));
+        assert_eq!(f(&s["cost"]["nat_forward_net_ns"], "median"), 200.0);
+        assert_eq!(f(&s["cost"]["pass_net_ns"], "median"), 10.0);
+    }
+
+    /// Builds the example in this test binary's profile (cargo test builds
+    /// examples only in some invocations) and returns its directory's parent.
+    pub fn test_example() -> PathBuf {
+        let bin_dir = xdplb_tests::workspace::bin_dir().unwrap();
+        let mut cmd = util::cargo();
+        cmd.args(["build", "-p", "xtask", "--example", "bench-pps"]);
+        if bin_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        util::run_visible(&mut cmd).unwrap();
+        bin_dir
+    }
+
+    /// `cargo xtask bench pps --quick` end to end (the example cargo test
+    /// builds): every case and phase delivered every frame to the expected
+    /// destination, the counters agree, the cost was measured.
+    #[test]
+    fn quick_pps_delivers_every_frame() {
+        xdplb_tests::require_root!();
+        let bin_dir = test_example();
+        let s = measure(&bin_dir, true).unwrap();
+        for c in s["cases"].as_array().unwrap() {
+            assert_eq!(c["delivered_ok"], true, "{c}");
+            assert_eq!(c["sent"], c["at_lb"], "{c}");
+            assert!(f(&c["ns_per_packet"], "median") > 0.0, "{c}");
+        }
+        let nft_syn = s["cases"].as_array().unwrap().iter().find(|c| c["case"] == "nftables-dnat" && c["phase"] == "syn").unwrap();
+        assert_eq!(nft_syn["nft_rule"], nft_syn["sent"], "every SYN is a new conntrack through the DNAT rule");
+        assert!(f(&s["cost"]["nat_forward_ns"], "median") > f(&s["cost"]["prologue_ns"], "median"));
+        assert!(markdown(&s).contains("XDP NAT / nftables DNAT"));
+    }
+}
