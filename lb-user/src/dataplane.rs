@@ -14,7 +14,7 @@ use aya::{
 };
 use ipnet::IpNet;
 
-use lb_common::userspace::select::addr16;
+use lb_common::userspace::select::{addr16, fingerprint, TableFingerprint};
 use lb_common::{
     lb::{BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND, TCP_CLOSING},
     map_names as names,
@@ -64,19 +64,55 @@ fn write_slots(map: &mut aya::maps::Map, name: &str, first: u32, values: &[u32])
 /// hashes). `K` and `V` must be the map's plain-data key and value types;
 /// their sizes are checked against the map.
 pub fn update_batch<K: aya::Pod, V: aya::Pod>(map: &MapData, keys: &[K], values: &[V]) -> Result<()> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
     if keys.len() != values.len() {
         bail!("{} keys but {} values", keys.len(), values.len());
     }
+    check_sizes::<K, V>(map)?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let count = u32::try_from(keys.len()).context("too many entries for one batch")?;
+    let done = batch(BPF_MAP_UPDATE_BATCH, map, 0, keys.as_ptr() as u64, values.as_ptr() as u64, count)?;
+    if done != count {
+        bail!("the kernel wrote {done} of {count} entries");
+    }
+    Ok(())
+}
+
+/// Reads slots `first..first + count` of the u32 array `map` with one
+/// BPF_MAP_LOOKUP_BATCH (reading a Maglev table back after writing it).
+pub fn read_slots(map: &MapData, first: u32, count: u32) -> Result<Vec<u32>> {
+    check_sizes::<u32, u32>(map)?;
+    let mut keys = vec![0u32; count as usize];
+    let mut values = vec![0u32; count as usize];
+    if count == 0 {
+        return Ok(values);
+    }
+    // The batch starts after the key `in_batch` points to (none: at 0).
+    let prev = first.wrapping_sub(1);
+    let in_batch = if first == 0 { 0 } else { &prev as *const u32 as u64 };
+    let done = batch(BPF_MAP_LOOKUP_BATCH, map, in_batch, keys.as_mut_ptr() as u64, values.as_mut_ptr() as u64, count)
+        .with_context(|| format!("reading slots {first}..{}", u64::from(first) + u64::from(count)))?;
+    if done != count || keys.first() != Some(&first) {
+        bail!("reading slots from {first}: the kernel returned {done} of {count}, starting at {:?}", keys.first());
+    }
+    Ok(values)
+}
+
+fn check_sizes<K, V>(map: &MapData) -> Result<()> {
     let info = map.info()?;
     let (k, v) = (std::mem::size_of::<K>() as u32, std::mem::size_of::<V>() as u32);
     if (info.key_size(), info.value_size()) != (k, v) {
         bail!("the map has {}/{} byte keys/values, the caller {k}/{v}", info.key_size(), info.value_size());
     }
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let count = u32::try_from(keys.len()).context("too many entries for one batch")?;
+    Ok(())
+}
+
+/// One batch command over `count` entries at `keys`/`values` (user
+/// pointers to plain data of the map's key and value sizes, checked by the
+/// callers, that outlive the call); the number of entries the kernel handled.
+fn batch(cmd: libc::c_long, map: &MapData, in_batch: u64, keys: u64, values: u64, count: u32) -> Result<u32> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
     // union bpf_attr for the batch commands.
     #[repr(C)]
     struct Batch {
@@ -89,29 +125,24 @@ pub fn update_batch<K: aya::Pod, V: aya::Pod>(map: &MapData, keys: &[K], values:
         elem_flags: u64,
         flags: u64,
     }
-    let mut attr = Batch {
-        in_batch: 0,
-        out_batch: 0,
-        keys: keys.as_ptr() as u64,
-        values: values.as_ptr() as u64,
-        count,
-        map_fd: map.fd().as_fd().as_raw_fd() as u32,
-        elem_flags: 0,
-        flags: 0,
-    };
-    // SAFETY: bpf(2) with a correctly laid out attribute; keys and values
-    // hold `count` plain-data entries of the map's key and value sizes
-    // (checked above) and outlive the call.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_BATCH, &mut attr as *mut Batch, std::mem::size_of::<Batch>()) };
+    // Where the kernel reports the last key it handled (lookups only).
+    let mut out_key = [0u8; 64];
+    let mut attr =
+        Batch { in_batch, out_batch: out_key.as_mut_ptr() as u64, keys, values, count, map_fd: map.fd().as_fd().as_raw_fd() as u32, elem_flags: 0, flags: 0 };
+    // SAFETY: bpf(2) with a correctly laid out attribute; the callers pass
+    // buffers of `count` entries of the map's sizes; `out_key` is larger
+    // than any key of these maps.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, &mut attr as *mut Batch, std::mem::size_of::<Batch>()) };
     if rc < 0 {
         let err = std::io::Error::last_os_error();
-        // The kernel reports how many entries it wrote before failing.
+        // The kernel reports how many entries it handled before failing.
         bail!("{err} after {} of {count} entries", attr.count);
     }
-    Ok(())
+    Ok(attr.count)
 }
 
-/// bpf(2) command number (include/uapi/linux/bpf.h).
+/// bpf(2) command numbers (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 impl<'a> Dataplane<'a> {
@@ -141,6 +172,19 @@ impl<'a> Dataplane<'a> {
     /// Installs or updates a VIP with its Maglev table (`maglev_size` slots
     /// of backend ids) and round-robin list, flipping to the other table half.
     pub fn set_vip(&mut self, key: &VipKey, info: &VipInfo, maglev: &[u32], rr: &[u32]) -> Result<()> {
+        self.write_vip(key, info, maglev, rr, None)
+    }
+
+    /// [`Dataplane::set_vip`], and before the flip reads the written half
+    /// back and compares its fingerprint (through the BACKENDS entries, so
+    /// slot → backend address as the data path will resolve it) with
+    /// `expected`, computed from the config. On a mismatch the VIP is not
+    /// flipped (the previous table stays live) and the error says so.
+    pub fn set_vip_checked(&mut self, key: &VipKey, info: &VipInfo, maglev: &[u32], rr: &[u32], expected: TableFingerprint) -> Result<()> {
+        self.write_vip(key, info, maglev, rr, Some(expected))
+    }
+
+    fn write_vip(&mut self, key: &VipKey, info: &VipInfo, maglev: &[u32], rr: &[u32], expected: Option<TableFingerprint>) -> Result<()> {
         let cfg = self.global()?;
         if info.vip_id >= MAX_VIPS {
             bail!("VIP id {} out of range (max {MAX_VIPS})", info.vip_id);
@@ -160,6 +204,16 @@ impl<'a> Dataplane<'a> {
         let half = info.vip_id * 2 + u32::from(table);
         write_slots(map_mut(self.ebpf, names::MAGLEV)?, names::MAGLEV, half * cfg.maglev_size, maglev)?;
         write_slots(map_mut(self.ebpf, names::RR_LIST)?, names::RR_LIST, half * MAX_RR_BACKENDS, rr)?;
+        if let Some(expected) = expected {
+            let live = self.half_fingerprint(half, cfg.maglev_size)?;
+            if live != expected {
+                bail!(
+                    "Maglev table check failed: the table read back from {} has fingerprint {live}, the one computed from the config {expected}; \
+                     the VIP keeps its previous table",
+                    names::MAGLEV
+                );
+            }
+        }
         let mut vips = HashMap::<&mut MapData, VipKey, VipInfo>::try_from(map_mut(self.ebpf, names::VIPS)?)?;
         let active = VipInfo { table, rr_count: rr.len() as u32, ..*info };
         // The flip: one map update makes the new half live.
@@ -167,6 +221,14 @@ impl<'a> Dataplane<'a> {
         let marker = VipKey { port: 0, protocol: 0, ..*key };
         vips.insert(marker, VipInfo { vip_id: info.vip_id, ..Default::default() }, 0).context("writing VIP address marker")?;
         Ok(())
+    }
+
+    /// The fingerprint of table half `half` as the maps hold it, each id
+    /// resolved through the BACKENDS map.
+    fn half_fingerprint(&self, half: u32, size: u32) -> Result<TableFingerprint> {
+        let backends = Array::<&MapData, BackendInfo>::try_from(self.ebpf.map(names::BACKENDS).context("no BACKENDS map")?)?;
+        let maglev = self.ebpf.map(names::MAGLEV).context("no MAGLEV map")?;
+        half_fingerprint(maglev, half, size, |id| backends.get(&id, 0).ok().filter(|b| *b != BackendInfo::default()).map(|b| crate::stats::backend_label(&b)))
     }
 
     /// Installs the allowlist: source prefixes, and ports (`None` = any port).
@@ -309,6 +371,16 @@ impl<'a> Dataplane<'a> {
         let mut ports = DevMapHash::<&mut MapData>::try_from(map_mut(self.ebpf, names::TX_PORTS)?)?;
         ports.insert(ifindex, ifindex, None, 0).with_context(|| format!("TX_PORTS {ifindex}"))
     }
+}
+
+/// The fingerprint of half `half` (`vip_id * 2 + VipInfo::table`) of the
+/// MAGLEV map `maglev` of a program with `size`-slot tables, read back in
+/// one batch; `key_of` gives a backend id's `address:port`.
+pub fn half_fingerprint(maglev: &aya::maps::Map, half: u32, size: u32, key_of: impl FnMut(u32) -> Option<String>) -> Result<TableFingerprint> {
+    use aya::maps::IterableMap as _;
+    let array = Array::<&MapData, u32>::try_from(maglev)?;
+    let slots = read_slots(array.map(), half * size, size)?;
+    fingerprint(&slots, key_of).with_context(|| format!("fingerprinting Maglev table half {half}"))
 }
 
 /// A Maglev-sized table with every slot empty.

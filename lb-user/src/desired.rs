@@ -16,7 +16,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use ipnet::IpNet;
 use lb_common::lb::{BackendInfo, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4, MAX_BACKENDS, MAX_VIPS};
-use lb_common::userspace::select::maglev::{self, MaglevBackend};
+use lb_common::userspace::select::maglev::{self, MaglevBackend, TableFingerprint};
 
 use crate::{
     config::{AllowedPorts, AllowlistScope, Config},
@@ -68,7 +68,15 @@ impl IdBook {
                 continue; // address marker
             }
             ids.vips.insert(key, info.vip_id);
-            vips.push(DesiredVip { name: format!("vip {}", info.vip_id), key, info, maglev: Vec::new(), round_robin: Vec::new(), backend_ids: Vec::new() });
+            vips.push(DesiredVip {
+                name: format!("vip {}", info.vip_id),
+                key,
+                info,
+                maglev: Vec::new(),
+                fingerprint: None,
+                round_robin: Vec::new(),
+                backend_ids: Vec::new(),
+            });
         }
         let mut backends = Vec::new();
         for (id, b) in dp.backends()? {
@@ -110,6 +118,10 @@ pub struct DesiredVip {
     pub key: VipKey,
     pub info: VipInfo,
     pub maglev: Vec<u32>,
+    /// The fingerprint of `maglev` (slot → backend `address:port`), which
+    /// [`Desired::apply`] checks against the table read back from the map;
+    /// `None` for state adopted from a running program (not applied again).
+    pub fingerprint: Option<TableFingerprint>,
     pub round_robin: Vec<u32>,
     /// Backend ids of this VIP, in config order.
     pub backend_ids: Vec<u32>,
@@ -163,8 +175,11 @@ impl Desired {
             }
             let maglev =
                 maglev::build_table(&ring, config.maglev.size, config.maglev.seed).with_context(|| format!("building the Maglev table of VIP {}", vip.name))?;
+            let keys: BTreeMap<u32, &str> = ring.iter().map(|b| (b.id, b.key.as_str())).collect();
+            let fingerprint =
+                maglev::fingerprint(&maglev, |id| keys.get(&id).copied()).with_context(|| format!("fingerprinting the Maglev table of VIP {}", vip.name))?;
             let info = VipInfo { vip_id, algorithm: vip.algorithm.code(), mode: vip.forwarding.code(), hash_seed: config.maglev.seed, ..Default::default() };
-            vips.push(DesiredVip { name: vip.name.clone(), key, info, maglev, round_robin: rr, backend_ids });
+            vips.push(DesiredVip { name: vip.name.clone(), key, info, maglev, fingerprint: Some(fingerprint), round_robin: rr, backend_ids });
         }
         let keep_vips = vips.iter().map(|v| v.key).collect();
         let keep_backends = backends.iter().map(|(id, _)| *id).collect();
@@ -195,7 +210,9 @@ impl Desired {
             dp.set_backend(*id, info)?;
         }
         for vip in &self.vips {
-            dp.set_vip(&vip.key, &vip.info, &vip.maglev, &vip.round_robin).with_context(|| format!("installing VIP {}", vip.name))?;
+            let fingerprint =
+                vip.fingerprint.with_context(|| format!("VIP {} has no table fingerprint (state read from a program is not applied)", vip.name))?;
+            dp.set_vip_checked(&vip.key, &vip.info, &vip.maglev, &vip.round_robin, fingerprint).with_context(|| format!("installing VIP {}", vip.name))?;
         }
         if let Some(old) = old {
             let live: BTreeSet<u32> = self.backends.iter().map(|(id, _)| *id).collect();

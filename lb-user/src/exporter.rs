@@ -126,6 +126,22 @@ pub fn render(report: &Report) -> Result<String> {
         vip_flows.with_label_values(&[vip]).inc_by(c.new_flows);
     }
 
+    // An info metric: the fingerprint is a label, so nodes whose tables
+    // agree show the same series (`count by (vip, fingerprint)`); a changed
+    // table replaces the series at the next scrape.
+    let table_info = IntGaugeVec::new(
+        Opts::new(
+            "xdplb_maglev_table_info",
+            "1 per Maglev VIP, labelled with the fingerprint of the table the data path reads (equal on nodes with equal tables).",
+        ),
+        &["vip", "fingerprint"],
+    )?;
+    registry.register(Box::new(table_info.clone()))?;
+    for (id, fp) in &report.maglev {
+        let Some(vip) = report.vip_label(*id) else { continue };
+        table_info.with_label_values(&[vip, &fp.to_string()]).set(1);
+    }
+
     let labels = ["vip", "backend"];
     let be_packets = counter("xdplb_backend_packets_total", "Client-to-VIP packets sent to a backend.", &labels)?;
     let be_bytes = counter("xdplb_backend_bytes_total", "Bytes of the client-to-VIP packets sent to a backend.", &labels)?;
@@ -182,12 +198,14 @@ mod tests {
             "xdplb_backend_up{backend=\"[fd00::11]:53\",vip=\"[fd00::1]:53/udp\"} 1",
             "# TYPE xdplb_vip_new_flows_total counter",
             "# TYPE xdplb_backend_up gauge",
+            "xdplb_maglev_table_info{fingerprint=\"39b5be73\",vip=\"198.18.100.1:80/tcp\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("reason=\"drop_"), "drop reasons lose their prefix");
         assert!(!text.contains("198.18.1.13"), "removed backends have no series:\n{text}");
         assert_eq!(text.lines().filter(|l| l.starts_with("xdplb_vip_packets_total")).count(), 2, "unlabelled VIP 9 left out");
+        assert_eq!(text.lines().filter(|l| l.starts_with("xdplb_maglev_table_info")).count(), 1, "only Maglev VIPs have a fingerprint");
     }
 
     fn get(addr: SocketAddr, path: &str) -> String {

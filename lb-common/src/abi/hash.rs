@@ -73,6 +73,41 @@ pub fn src_hash(addr: &[u8; 16], family: u8, seed: u32) -> u32 {
     finish(h, u32::from(family))
 }
 
+/// The same mix and finaliser over any sequence of 32-bit words, for
+/// userspace digests that must be as stable across nodes and releases as the
+/// flow hash (the Maglev table fingerprint). Not used by the data path.
+#[derive(Clone, Copy, Debug)]
+pub struct WordDigest {
+    h: u32,
+    words: u32,
+}
+
+impl WordDigest {
+    pub const fn new(seed: u32) -> WordDigest {
+        WordDigest { h: seed, words: 0 }
+    }
+
+    pub fn push(&mut self, word: u32) {
+        self.h = mix(self.h, word);
+        self.words = self.words.wrapping_add(1);
+    }
+
+    /// Bytes as big-endian words, the last one zero-padded, then the length
+    /// (so `"ab"` and `"ab\0"` differ).
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(4) {
+            let mut w = [0u8; 4];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.push(u32::from_be_bytes(w));
+        }
+        self.push(bytes.len() as u32);
+    }
+
+    pub fn finish(self) -> u32 {
+        finish(self.h, self.words.wrapping_mul(4))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,4 +142,20 @@ mod tests {
     }
 
     const PINNED_V4: u32 = 0x3b7f_3bed;
+
+    #[test]
+    fn word_digest_is_the_flow_hash_over_the_same_words() {
+        let mut d = WordDigest::new(0);
+        for w in [u32::from_be_bytes([198, 18, 0, 2]), u32::from_be_bytes([198, 18, 100, 1]), (40000 << 16) | 80, 6] {
+            d.push(w);
+        }
+        assert_eq!(d.finish(), PINNED_V4);
+        let digest = |b: &[u8]| {
+            let mut d = WordDigest::new(0);
+            d.push_bytes(b);
+            d.finish()
+        };
+        assert_ne!(digest(b"ab"), digest(b"ab\0"));
+        assert_ne!(digest(b"198.18.1.11:8080"), digest(b"198.18.1.12:8080"));
+    }
 }

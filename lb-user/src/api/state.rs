@@ -67,6 +67,8 @@ pub fn render(view: &StateView, base: &RateBase) -> Value {
                 .collect();
             vip.insert("backends".into(), Value::Array(backends));
             vip.insert("counters".into(), report.map_or(Value::Null, |r| counter_of(&r.vips, v.id)));
+            // The live table's fingerprint (null: not a Maglev VIP or no counters).
+            vip.insert("maglev_fingerprint".into(), report.and_then(|r| r.maglev_fingerprint(v.id?)).into());
             vip.insert("rates".into(), rates.as_ref().map_or(Value::Null, |x| rate_of(&x.vips, v.id)));
             Value::Object(vip)
         })
@@ -148,6 +150,7 @@ mod tests {
         assert_eq!((b["health"].as_str(), b["drain"].as_str(), b["in_tables"].as_bool()), (Some("up"), Some("active"), Some(true)));
         assert!(b["rates"]["packets"].is_number(), "{b}");
         assert_eq!(json["vips"][0]["algorithm"], "maglev");
+        assert_eq!(json["vips"][0]["maglev_fingerprint"], "39b5be73");
         assert_eq!(json["counters"], r.to_json(), "the stats --json shape");
         assert!(json.get("counters_error").is_none());
 

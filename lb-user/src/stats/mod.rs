@@ -18,11 +18,13 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
-    lb::{BackendInfo, FlowCounter, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4},
+    lb::{BackendInfo, FlowCounter, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV, ALG_MAGLEV_SRC, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4},
     map_names, PacketCounter, Stat, TrafficClass, TRAFFIC_CLASS_COUNT,
 };
 
-use crate::{bpffs, privileges};
+use lb_common::userspace::select::TableFingerprint;
+
+use crate::{bpffs, dataplane::half_fingerprint, privileges};
 
 pub use rates::{per_second, Rate, Rates};
 pub use watch::{parse_interval, watch, watch_json_line, watch_table};
@@ -139,6 +141,10 @@ pub struct Report {
     pub vip_labels: BTreeMap<u32, String>,
     /// Every used BACKENDS slot (all-zero slots skipped): id → address and health.
     pub backend_meta: BTreeMap<u32, BackendMeta>,
+    /// VIPs balanced by Maglev (`maglev`, `maglev_src`): id → fingerprint of
+    /// the table the data path reads (the live half, slots resolved to
+    /// backend addresses), equal on every node with the same table.
+    pub maglev: BTreeMap<u32, TableFingerprint>,
 }
 
 fn open_pinned(iface: &str, name: &str) -> Result<Map> {
@@ -178,6 +184,26 @@ fn read_vip_labels(iface: &str) -> Result<BTreeMap<u32, String>> {
             continue; // address marker
         }
         out.insert(info.vip_id, vip_label(&key));
+    }
+    Ok(out)
+}
+
+/// The fingerprint of each Maglev VIP's live table in the maps of `iface`.
+fn read_fingerprints(iface: &str, backends: &BTreeMap<u32, BackendMeta>) -> Result<BTreeMap<u32, TableFingerprint>> {
+    let config = open_pinned(iface, map_names::CONFIG)?;
+    let size = Array::<&MapData, GlobalConfig>::try_from(&config).context("CONFIG has an unexpected type")?.get(&0, 0)?.maglev_size;
+    let maglev = open_pinned(iface, map_names::MAGLEV)?;
+    let vips_map = open_pinned(iface, map_names::VIPS)?;
+    let vips = HashMap::<&MapData, VipKey, VipInfo>::try_from(&vips_map).context("VIPS has an unexpected type")?;
+    let mut out = BTreeMap::new();
+    for entry in vips.iter() {
+        let Ok((key, info)) = entry else { break };
+        if (key.port == 0 && key.protocol == 0) || !matches!(info.algorithm, ALG_MAGLEV | ALG_MAGLEV_SRC) {
+            continue;
+        }
+        let half = info.vip_id * 2 + u32::from(info.table & 1);
+        let fp = half_fingerprint(&maglev, half, size, |id| backends.get(&id).map(|m| m.label.clone())).with_context(|| format!("VIP {}", vip_label(&key)))?;
+        out.insert(info.vip_id, fp);
     }
     Ok(out)
 }
@@ -227,7 +253,8 @@ impl Report {
             .into_iter()
             .filter(|(id, c)| c.packets != 0 || backend_meta.get(id).is_some_and(|m| m.active))
             .collect();
-        Ok(Report { traffic, actions, vips, backends, vip_labels, backend_meta })
+        let maglev = read_fingerprints(iface, &backend_meta)?;
+        Ok(Report { traffic, actions, vips, backends, vip_labels, backend_meta, maglev })
     }
 
     pub fn action(&self, stat: Stat) -> PacketCounter {
@@ -237,6 +264,11 @@ impl Report {
     /// The label of VIP `id`, if the VIPS map has it.
     pub fn vip_label(&self, id: u32) -> Option<&str> {
         self.vip_labels.get(&id).map(String::as_str)
+    }
+
+    /// The fingerprint of VIP `id`'s Maglev table (`None`: not a Maglev VIP).
+    pub fn maglev_fingerprint(&self, id: u32) -> Option<String> {
+        self.maglev.get(&id).map(ToString::to_string)
     }
 
     /// The label of the VIP backend `id` serves, if known.

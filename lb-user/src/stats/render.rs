@@ -145,10 +145,12 @@ impl Report {
         // Label columns as wide as the longest label.
         let vw = self.vip_labels.values().map(String::len).max().unwrap_or(0).max(3);
         let bw = self.backend_meta.values().map(|m| m.label.len()).max().unwrap_or(0).max(7);
-        out.push_str(&format!("\n{:<vw$} {}\n", "vip", flow_cols("id", None, None)));
+        // `maglev`: the table fingerprint, equal on nodes with equal tables.
+        out.push_str(&format!("\n{:<vw$} {:<8} {}\n", "vip", "maglev", flow_cols("id", None, None)));
         for (id, c) in &self.vips {
             let x = rt(&|x| x.vips.iter().find(|(k, _)| k == id).map(|(_, v)| *v));
-            out.push_str(&format!("{:<vw$} {}\n", self.vip_label(*id).unwrap_or("-"), flow_cols(&id.to_string(), Some(c), x)));
+            let fp = self.maglev_fingerprint(*id).unwrap_or_else(|| "-".into());
+            out.push_str(&format!("{:<vw$} {fp:<8} {}\n", self.vip_label(*id).unwrap_or("-"), flow_cols(&id.to_string(), Some(c), x)));
         }
         out.push_str(&format!("\n{:<bw$} {:<vw$} {:<7} {}\n", "backend", "vip", "health", flow_cols("id", None, None)));
         for (id, c) in &self.backends {
@@ -166,10 +168,19 @@ impl Report {
     }
 
     /// The `--json` output. Keys of earlier versions stay; rows gain `label`,
-    /// backends `vip_id`, `vip` and `up` (null when unknown or removed).
+    /// VIPs `maglev_fingerprint` (null when not a Maglev VIP), backends
+    /// `vip_id`, `vip` and `up` (null when unknown or removed).
     pub fn to_json(&self) -> Value {
         let actions: Map<String, Value> = self.actions.iter().map(|(s, c)| (s.name().to_owned(), packets_bytes(c.packets, c.bytes))).collect();
-        let vips: Vec<Value> = self.vips.iter().map(|(id, c)| self.vip_row(*id, c)).collect();
+        let vips: Vec<Value> = self
+            .vips
+            .iter()
+            .map(|(id, c)| {
+                let mut row = self.vip_row(*id, c);
+                row["maglev_fingerprint"] = self.maglev_fingerprint(*id).into();
+                row
+            })
+            .collect();
         let backends: Vec<Value> = self
             .backends
             .iter()

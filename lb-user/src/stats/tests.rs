@@ -33,6 +33,7 @@ pub(crate) fn sample() -> Report {
     ] {
         r.backend_meta.insert(id, backend_meta(&b));
     }
+    r.maglev.insert(0, lb_common::userspace::select::TableFingerprint(0x39b5_be73));
     r.vips = vec![(0, FlowCounter { packets: 60, bytes: 4000, new_flows: 7 }), (1, FlowCounter::default())];
     r.backends = vec![
         (0, FlowCounter { packets: 40, bytes: 3000, new_flows: 5 }),
@@ -104,7 +105,11 @@ fn json_keeps_the_old_keys_and_adds_labels_and_health() {
     let json = sample().to_json();
     assert_eq!(json["traffic"]["tcp"]["packets"], 100);
     assert_eq!(json["actions"]["forward_nat"]["bytes"], 4000);
-    assert_eq!(json["vips"][0], serde_json::json!({"id": 0, "label": "198.18.100.1:80/tcp", "packets": 60, "bytes": 4000, "new_flows": 7}));
+    assert_eq!(
+        json["vips"][0],
+        serde_json::json!({"id": 0, "label": "198.18.100.1:80/tcp", "maglev_fingerprint": "39b5be73", "packets": 60, "bytes": 4000, "new_flows": 7})
+    );
+    assert_eq!(json["vips"][1]["maglev_fingerprint"], serde_json::Value::Null, "not a Maglev VIP");
     assert_eq!(
         json["backends"][1],
         serde_json::json!({"id": 1, "label": "198.18.1.12:8080", "vip_id": 0, "vip": "198.18.100.1:80/tcp", "up": false, "packets": 0, "bytes": 0, "new_flows": 0})
@@ -122,6 +127,8 @@ fn tables_show_labels_health_and_rates() {
     assert!(be.contains("198.18.100.1:80/tcp") && be.contains(" down "), "{be}");
     assert!(line(&table, "198.18.1.13:8080").contains("removed"));
     assert!(!table.contains("/s"), "no rate columns without --watch:\n{table}");
+    assert!(line(&table, "198.18.100.1:80/tcp").contains(" 39b5be73 "), "{table}");
+    assert!(line(&table, "[fd00::1]:53/udp").split_whitespace().nth(1) == Some("-"), "{table}");
     let first = watch_table("lc", Duration::from_secs(1), &r, None);
     assert!(first.starts_with("xdplb on lc: 2 VIPs, 2/3 backends up"), "{first}");
     assert!(line(&first, "198.18.100.1:80/tcp").trim_end().ends_with('-'), "{first}");

@@ -24,6 +24,7 @@ mod metric_names;
 mod shared_core;
 #[cfg(feature = "tls-clients")]
 mod tls_clients;
+mod xdp_cross_node;
 mod xdp_dsr_fixtures;
 mod xdp_fixtures;
 mod xdp_flows;

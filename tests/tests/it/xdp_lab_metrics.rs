@@ -103,6 +103,15 @@ fn exporter_and_stats_watch_report_flows_per_vip_and_backend() {
     assert_eq!(json["vips"][0]["label"], VIP_LABEL, "{json:#}");
     assert_eq!(json["vips"][0]["new_flows"].as_u64(), Some(REQUESTS as u64));
 
+    // The Maglev fingerprint of the live table (read back from the maps) is
+    // the one computed from the config, in stats, --json and the metric.
+    let parsed = lb_user::config::Config::from_file(config.path()).unwrap();
+    let want = lb_user::desired::Desired::from_config(&parsed).unwrap().vips[0].fingerprint.unwrap().to_string();
+    assert_eq!(json["vips"][0]["maglev_fingerprint"], want.as_str(), "{json:#}");
+    let vip_row = table.lines().find(|l| l.starts_with(VIP_LABEL)).unwrap_or_else(|| panic!("no VIP row:\n{table}"));
+    assert_eq!(vip_row.split_whitespace().nth(1), Some(want.as_str()), "{table}");
+    assert_eq!(after.get(&format!("xdplb_maglev_table_info{{fingerprint=\"{want}\",vip=\"{VIP_LABEL}\"}}")), Some(&1.0), "{after:#?}");
+
     // stats --watch --json: one object per line, with rates, while more traffic flows.
     let mut watch = Command::new(workspace::binary("lb-user").unwrap())
         .args(["--netns", &lab.ns(Host::Lb), "stats", "--iface", &iface, "--watch", "--interval", "1", "--json"])

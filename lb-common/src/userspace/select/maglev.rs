@@ -31,7 +31,7 @@
 //! change to this hashing is a breaking change (a test pins a table).
 
 use super::{flow_hash, Algorithm, Candidate, Flow, HashOptions, Picks, Selection};
-use crate::lb::NO_BACKEND;
+use crate::{hash::WordDigest, lb::NO_BACKEND};
 
 /// Largest table size accepted (the config allows 251..=1_000_003).
 pub const MAX_TABLE_SIZE: u32 = 1_000_003;
@@ -59,6 +59,8 @@ pub enum MaglevError {
     ReservedId(u32),
     #[error("backend key {0:?} appears more than once; keys must be unique")]
     DuplicateKey(String),
+    #[error("slot {slot} of the Maglev table holds backend id {id}, which names no backend")]
+    UnknownId { slot: usize, id: u32 },
 }
 
 /// Whether `n` is prime (deterministic trial division by 6k±1; fine for table
@@ -175,6 +177,57 @@ pub fn build_table(backends: &[MaglevBackend], size: u32, seed: u32) -> Result<V
         }
     }
 }
+
+/// A digest of a table's *contents*: which backend key each slot sends to,
+/// slot by slot. It does not depend on the ids a node happened to give its
+/// backends, so LB nodes with the same backends, size and seed show the same
+/// fingerprint, and any difference in a slot (another seed, weight, size or
+/// set of healthy backends) changes it. Shown as 8 hex digits.
+///
+/// ```text
+/// key digest  = WordDigest(0x6d61_676c) over the key's bytes   (hash::WordDigest)
+/// fingerprint = WordDigest(0) over one word per slot: 0 for an empty slot,
+///               else the slot's key digest
+/// ```
+///
+/// It is a checksum for comparing nodes (32 bits: one chance in 2^32 that two
+/// different tables look equal), not a security measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TableFingerprint(pub u32);
+
+impl std::fmt::Display for TableFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// The fingerprint of `table`, whose slots hold backend ids; `key_of(id)`
+/// gives an id's stable key (`"198.18.1.11:8080"`), `None` for an id that
+/// names no backend (an error: the table is inconsistent).
+pub fn fingerprint<K: AsRef<str>>(table: &[u32], mut key_of: impl FnMut(u32) -> Option<K>) -> Result<TableFingerprint, MaglevError> {
+    let mut keys: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    let mut d = WordDigest::new(0);
+    for (slot, &id) in table.iter().enumerate() {
+        if id == NO_BACKEND {
+            d.push(0);
+            continue;
+        }
+        let word = match keys.get(&id) {
+            Some(w) => *w,
+            None => {
+                let key = key_of(id).ok_or(MaglevError::UnknownId { slot, id })?;
+                let mut k = WordDigest::new(KEY_DIGEST_SEED);
+                k.push_bytes(key.as_ref().as_bytes());
+                *keys.entry(id).or_insert(k.finish())
+            }
+        };
+        d.push(word);
+    }
+    Ok(TableFingerprint(d.finish()))
+}
+
+/// `"magl"`: keeps key digests apart from the table digest's words.
+const KEY_DIGEST_SEED: u32 = 0x6d61_676c;
 
 /// Maglev lookup as the XDP program does it: `table[flow_hash % size]`, on
 /// the 5-tuple or (`maglev_src`) the source address.
@@ -363,6 +416,49 @@ mod tests {
         assert_eq!(fnv1a64(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a64(&[b"foo", b"bar"]), 0x8594_4171_f739_67e8);
     }
+
+    fn key_map(b: &[MaglevBackend]) -> HashMap<u32, String> {
+        b.iter().map(|b| (b.id, b.key.clone())).collect()
+    }
+
+    fn fp(b: &[MaglevBackend], size: u32, seed: u32) -> TableFingerprint {
+        let keys = key_map(b);
+        fingerprint(&build_table(b, size, seed).unwrap(), |id| keys.get(&id)).unwrap()
+    }
+
+    #[test]
+    fn fingerprint_follows_keys_not_ids_or_order() {
+        let a = backends(&[1, 2, 1, 3]);
+        // Another node: the same backends listed in another order, with
+        // other ids (another history of adds and removes).
+        let mut b: Vec<MaglevBackend> = a.iter().rev().cloned().collect();
+        for (i, x) in b.iter_mut().enumerate() {
+            x.id = 100 + i as u32 * 7;
+        }
+        assert_ne!(build_table(&a, 251, 5).unwrap(), build_table(&b, 251, 5).unwrap(), "ids differ, so the raw slots differ");
+        assert_eq!(fp(&a, 251, 5), fp(&b, 251, 5));
+        assert_eq!(fp(&a, M, 5), fp(&b, M, 5));
+        assert_ne!(fp(&a, 251, 5), fp(&a, 251, 6), "another seed");
+        let mut heavier = a.clone();
+        heavier[0].weight = 2;
+        assert_ne!(fp(&a, 251, 5), fp(&heavier, 251, 5), "another weight");
+        assert_ne!(fp(&a, 251, 5), fp(&a[1..], 251, 5), "a backend fewer");
+        assert_ne!(fp(&a, 251, 5), fp(&a, 257, 5), "another size");
+        assert_eq!(fp(&[], 251, 5), fp(&backends(&[0]), 251, 5), "all slots empty either way");
+        assert_eq!(fp(&a, 251, 5).to_string().len(), 8);
+    }
+
+    #[test]
+    fn fingerprint_rejects_unknown_ids_and_is_pinned() {
+        let a = backends(&[1, 1, 2]);
+        let t = build_table(&a, 251, 0).unwrap();
+        let keys = key_map(&a[..2]);
+        assert!(matches!(fingerprint(&t, |id| keys.get(&id)), Err(MaglevError::UnknownId { id: 2, .. })));
+        // Nodes of different versions must agree: a change here is breaking.
+        assert_eq!(fp(&a, 251, 0).to_string(), PINNED_FINGERPRINT);
+    }
+
+    const PINNED_FINGERPRINT: &str = "39b5be73";
 
     const PINNED_HEAD: [u32; 16] = [1, 1, 0, 0, 2, 1, 2, 1, 0, 2, 2, 2, 1, 0, 1, 2];
 }

@@ -33,7 +33,7 @@ use crate::{
 pub use crate::lb::addr16;
 
 pub use algorithms::{LeastConnections, PowerOfTwo, Random, RoundRobin, SmoothWeighted, SourceHash};
-pub use maglev::{build_table, MaglevBackend, MaglevError, MaglevSelection};
+pub use maglev::{build_table, fingerprint, MaglevBackend, MaglevError, MaglevSelection, TableFingerprint};
 
 /// A flow as the balancer sees its first packet or its accepted connection:
 /// client → VIP (or listener).
