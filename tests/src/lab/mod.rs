@@ -14,6 +14,7 @@ pub mod chain;
 pub mod config;
 pub mod faults;
 mod process;
+pub mod scale_out;
 mod traffic;
 
 use std::{
@@ -38,6 +39,9 @@ pub enum Host {
     Switch,
     /// Backend `i`, 1-based.
     Backend(u8),
+    /// LB node `i` (1-based) of a scale-out lab (`scale_out`), on the
+    /// backend segment.
+    Node(u8),
 }
 
 /// A running lab.
@@ -284,6 +288,7 @@ pub fn ns_name(lab: &str, host: Host) -> String {
         Host::Lb => format!("{lab}-lb"),
         Host::Switch => format!("{lab}-sw"),
         Host::Backend(i) => format!("{lab}-be{i}"),
+        Host::Node(i) => format!("{lab}-n{i}"),
     }
 }
 

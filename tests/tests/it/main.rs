@@ -12,12 +12,13 @@ mod faults_alb_kill;
 mod faults_loss;
 mod faults_setup;
 mod grafana_prometheus;
-mod k6_scripts;
 mod group_handoff;
+mod k6_scripts;
 mod lab;
 mod lab_config;
 mod lb_user_cli;
 mod metric_names;
+mod scale_out_node_loss;
 mod shared_core;
 #[cfg(feature = "tls-clients")]
 mod tls_clients;
