@@ -59,9 +59,10 @@ fn round(conns: &mut [Conn], n: usize, limit: Duration) -> usize {
     conns.iter_mut().zip(sent).map(|(c, sent)| sent && c.expect(n, deadline)).filter(|ok| *ok).count()
 }
 
-/// DSR packets node `i`'s XDP program forwarded so far.
-fn forwarded(lab: &ScaleOut, i: u8) -> u64 {
-    Report::read_pinned(&lab.node_iface(i)).unwrap().action(Stat::ForwardDsr).packets
+/// Node `i`'s XDP counters so far: (new flows on the VIP, DSR packets).
+fn forwarded(lab: &ScaleOut, i: u8) -> (u64, u64) {
+    let report = Report::read_pinned(&lab.node_iface(i)).unwrap();
+    (report.vips.iter().map(|(_, c)| c.new_flows).sum(), report.action(Stat::ForwardDsr).packets)
 }
 
 #[test]
@@ -92,9 +93,10 @@ fn connections_survive_the_loss_of_one_of_three_lb_nodes() {
     })
     .unwrap();
     assert_eq!(opened, (CONNECTIONS, 0), "every connection opens and answers before the loss");
-    let per_node: Vec<u64> = (1..=3).map(|i| forwarded(&lab, i)).collect();
-    println!("DSR packets per node before the loss: {per_node:?}");
-    assert!(per_node.iter().all(|&p| p > 0), "ECMP spreads the connections over all three nodes: {per_node:?}");
+    let per_node: Vec<(u64, u64)> = (1..=3).map(|i| forwarded(&lab, i)).collect();
+    println!("(new flows, DSR packets) per node before the loss: {per_node:?}");
+    assert!(per_node.iter().all(|&(flows, _)| flows > 0), "ECMP spreads the connections over all three nodes: {per_node:?}");
+    assert_eq!(per_node.iter().map(|&(flows, _)| flows).sum::<u64>(), CONNECTIONS as u64, "each connection is one new flow on one node");
 
     // Lose node 2: link first, then its lb-user and BIRD.
     let killed = Instant::now();
@@ -119,10 +121,10 @@ fn connections_survive_the_loss_of_one_of_three_lb_nodes() {
     // Every old connection, moved or not, still reaches its backend.
     let survived = netns::run_in(&client, move || Ok(round(&mut conns, 2, Duration::from_secs(10)))).unwrap();
     let share = survived as f64 / CONNECTIONS as f64;
-    let after: Vec<u64> = [1, 3].iter().map(|&i| forwarded(&lab, i)).collect();
+    let after: Vec<(u64, u64)> = [1, 3].iter().map(|&i| forwarded(&lab, i)).collect();
     println!(
         "node 2 lost: router route without it after {route_gone:?}, new connections all succeed after {recovered:?}, \
-         {survived}/{CONNECTIONS} connections survived ({:.1}%); DSR packets on nodes 1 and 3 now {after:?}; lab up in {up:?}, test {:?}",
+         {survived}/{CONNECTIONS} connections survived ({:.1}%); (new flows, DSR packets) on nodes 1 and 3 now {after:?}; lab up in {up:?}, test {:?}",
         share * 100.0,
         start.elapsed()
     );
