@@ -108,7 +108,6 @@ impl Lab {
 
     /// Starts backend `i`'s server again and waits until it answers.
     pub fn start_backend(&mut self, i: u8) -> Result<()> {
-        self.spawn_backend(i, &[], &[])?;
-        self.wait_backend(i)
+        self.start_backends_with_echo(&[i], &[], &[])
     }
 }

@@ -34,6 +34,7 @@ pub use node::NodeSpec;
 /// A running scale-out lab. Dropping it stops lb-user and BIRD everywhere
 /// and tears the lab down.
 pub struct ScaleOut {
+    spec: NodeSpec,
     /// lb-user of node `i` at index `i - 1` (None once killed). Declared
     /// before `lab` so they stop before the namespaces go.
     lb_users: Vec<Option<(LbUser, ConfigFile)>>,
@@ -55,7 +56,7 @@ impl ScaleOut {
         let dir = std::env::temp_dir().join(format!("xdplb-scale-out-{name}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // From here on, a failure drops `me`, which removes the lab.
-        let mut me = ScaleOut { lb_users: Vec::new(), lab, nodes, dir };
+        let mut me = ScaleOut { spec: spec.clone(), lb_users: Vec::new(), lab, nodes, dir };
         me.build(spec).with_context(|| format!("bringing up scale-out lab {name:?}"))?;
         Ok(me)
     }
@@ -70,11 +71,7 @@ impl ScaleOut {
         node::router_sysctls(&router)?;
         let all: Vec<u8> = (1..=self.lab.backend_count()).collect();
         self.lab.add_dsr_vip(spec.vip)?;
-        let http: Vec<SocketAddr> = spec.http_port.map(|p| SocketAddr::new(spec.vip, p)).into_iter().collect();
-        // On the wildcard address: the VIP for clients, the backend's own
-        // address for the nodes' health checks.
-        let echo = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), spec.echo_port);
-        self.lab.start_backends_with_echo(&all, &http, &[echo])?;
+        self.start_backends(&all)?;
         let args = bird::write(&self.dir, "router", &bird::router_config(self.nodes))?;
         self.lab.spawn_logged(Host::Lb, "bird router", &bird_binary(), &args, &self.dir.join("router.log"))?;
         for i in 1..=self.nodes {
@@ -87,6 +84,16 @@ impl ScaleOut {
         let all_nodes: Vec<Ipv4Addr> = (1..=self.nodes).map(plan::node_v4).collect();
         routes::wait_next_hops(&router, spec.vip, &all_nodes, Duration::from_secs(30)).context("waiting for the router's ECMP route over every node")?;
         Ok(())
+    }
+
+    /// Starts backends `ids` serving the VIP's ports (again, after
+    /// [`Lab::stop_backend`]) and waits until they answer.
+    pub fn start_backends(&mut self, ids: &[u8]) -> Result<()> {
+        let http: Vec<SocketAddr> = self.spec.http_port.map(|p| SocketAddr::new(self.spec.vip, p)).into_iter().collect();
+        // On the wildcard address: the VIP for clients, the backend's own
+        // address for the nodes' health checks.
+        let echo = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), self.spec.echo_port);
+        self.lab.start_backends_with_echo(ids, &http, &[echo])
     }
 
     pub fn lab(&self) -> &Lab {
