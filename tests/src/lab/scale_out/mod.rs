@@ -57,7 +57,11 @@ impl ScaleOut {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // From here on, a failure drops `me`, which removes the lab.
         let mut me = ScaleOut { spec: spec.clone(), lb_users: Vec::new(), lab, nodes, dir };
-        me.build(spec).with_context(|| format!("bringing up scale-out lab {name:?}"))?;
+        if let Err(err) = me.build(spec) {
+            // The directory goes with `me`: show what the daemons said first.
+            me.print_bird_logs();
+            return Err(err.context(format!("bringing up scale-out lab {name:?}")));
+        }
         Ok(me)
     }
 
@@ -82,8 +86,21 @@ impl ScaleOut {
             self.lb_users.push(Some(lb));
         }
         let all_nodes: Vec<Ipv4Addr> = (1..=self.nodes).map(plan::node_v4).collect();
-        routes::wait_next_hops(&router, spec.vip, &all_nodes, Duration::from_secs(30)).context("waiting for the router's ECMP route over every node")?;
-        Ok(())
+        // Through the lab's poll, which also fails at once if a BIRD exits
+        // (a config it refuses); its log says why.
+        let vip = spec.vip;
+        let probe = move || Ok(routes::next_hops(&router, vip)? == all_nodes);
+        let what = format!("the router's ECMP route to {vip} over all {} nodes", self.nodes);
+        self.lab.wait_until(Host::Lb, &what, Duration::from_secs(30), probe)
+    }
+
+    /// Prints every BIRD's log to stderr (for a failed bring-up).
+    fn print_bird_logs(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else { return };
+        for entry in dir.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "log")) {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            eprintln!("--- {} ---\n{text}", entry.path().display());
+        }
     }
 
     /// Starts backends `ids` serving the VIP's ports (again, after
