@@ -1,8 +1,14 @@
 //! `cargo xtask lab up|down|status`: the network-namespace lab by hand.
 
-use anyhow::Result;
+use std::net::IpAddr;
+
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use xdplb_tests::lab::{self, Host, Lab};
+use xdplb_tests::lab::{
+    self,
+    scale_out::{NodeSpec, ScaleOut},
+    Host, Lab,
+};
 
 use crate::util;
 
@@ -19,6 +25,11 @@ pub enum LabCommand {
         /// Number of backend hosts (1-9).
         #[arg(long, default_value_t = 3)]
         backends: u8,
+        /// Scale-out lab (docs/scale-out.md): the lb host becomes a BIRD
+        /// router with ECMP over this many LB nodes (1-9), each running
+        /// lb-user and BIRD; runs in the foreground until Ctrl-C.
+        #[arg(long)]
+        lb_nodes: Option<u8>,
     },
     /// Remove the lab: processes in it, namespaces, links and leftover pins.
     Down {
@@ -35,7 +46,8 @@ pub enum LabCommand {
 pub fn lab(command: LabCommand) -> Result<()> {
     util::require_root("lab")?;
     match command {
-        LabCommand::Up { name, backends } => {
+        LabCommand::Up { name, backends, lb_nodes: Some(nodes) } => scale_out(&name, nodes, backends),
+        LabCommand::Up { name, backends, lb_nodes: None } => {
             let lab = Lab::up(&name, backends)?;
             print!("{}", Lab::status(&name)?);
             println!(
@@ -61,4 +73,31 @@ pub fn lab(command: LabCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The VIP `lab up --lb-nodes` serves (REQ/ACK echo on port 9000, HTTP on 8080).
+const SCALE_OUT_VIP: &str = "198.18.100.7";
+
+/// Brings the scale-out lab up, prints the router's routes and waits for
+/// Ctrl-C; dropping the lab stops lb-user, BIRD and the backends and removes it.
+fn scale_out(name: &str, nodes: u8, backends: u8) -> Result<()> {
+    let vip: IpAddr = SCALE_OUT_VIP.parse().context("the scale-out VIP")?;
+    let spec = NodeSpec { http_port: Some(8080), ..NodeSpec::echo(vip) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    lb_common::userspace::signals::on_stop(move |_| {
+        let _ = tx.send(());
+    })
+    .context("installing the SIGINT/SIGTERM handler")?;
+    std::env::set_var(xdplb_tests::workspace::BIN_DIR_ENV, util::workspace_root().join("target/debug"));
+    let lab = ScaleOut::up(name, nodes, backends, &spec)?;
+    print!("{}", Lab::status(name)?);
+    println!("\nrouter routes ({}):\n{}", lab.router_ns(), lab.router_routes()?);
+    println!(
+        "Try:\n  ip netns exec {client} curl http://{vip}:8080/\n  ip -n {router} route show {vip}\nCtrl-C stops and removes the lab.",
+        client = lab.lab().ns(Host::Client),
+        router = lab.router_ns(),
+    );
+    rx.recv().context("waiting for Ctrl-C")?;
+    println!("stopping lab {name:?}");
+    Ok(())
 }

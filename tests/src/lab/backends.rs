@@ -29,11 +29,17 @@ impl Lab {
     /// host something else, e.g. alb), each also listening on `extra`, and
     /// waits until each answers.
     pub fn start_backends_on(&mut self, ids: &[u8], extra: &[SocketAddr]) -> Result<()> {
+        self.start_backends_with_echo(ids, extra, &[])
+    }
+
+    /// Like [`Lab::start_backends_on`], each backend also serving the
+    /// REQ/ACK line echo on `echo` addresses (long-lived TCP connections).
+    pub fn start_backends_with_echo(&mut self, ids: &[u8], extra: &[SocketAddr], echo: &[SocketAddr]) -> Result<()> {
         if let Some(bad) = ids.iter().find(|i| !(1..=self.backends).contains(*i)) {
             bail!("lab {:?} has backends 1..={}, not {bad}", self.name, self.backends);
         }
         for &i in ids {
-            self.spawn_backend(i, extra)?;
+            self.spawn_backend(i, extra, echo)?;
         }
         for &i in ids {
             self.wait_backend(i)?;
@@ -71,7 +77,7 @@ impl Lab {
         format!("backend be{i}")
     }
 
-    fn spawn_backend(&mut self, i: u8, extra: &[SocketAddr]) -> Result<()> {
+    fn spawn_backend(&mut self, i: u8, extra: &[SocketAddr], echo: &[SocketAddr]) -> Result<()> {
         let binary = workspace::binary("lab-backend")?;
         let mut args = vec![
             "--name".into(),
@@ -83,6 +89,10 @@ impl Lab {
         ];
         for a in extra {
             args.push("--listen".into());
+            args.push(a.to_string());
+        }
+        for a in echo {
+            args.push("--tcp-echo".into());
             args.push(a.to_string());
         }
         args.extend(self.backend_args.iter().cloned());
@@ -105,7 +115,6 @@ impl Lab {
 
     /// Starts backend `i`'s server again and waits until it answers.
     pub fn start_backend(&mut self, i: u8) -> Result<()> {
-        self.spawn_backend(i, &[])?;
-        self.wait_backend(i)
+        self.start_backends_with_echo(&[i], &[], &[])
     }
 }

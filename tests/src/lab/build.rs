@@ -8,7 +8,7 @@ use crate::sys::{self, ip};
 /// Sysctls set in every namespace before its interfaces exist, so new
 /// interfaces inherit them: no DAD delay and no router solicitations, which
 /// keeps the links quiet enough for exact counter assertions.
-const QUIET_IPV6: &[(&str, &str)] =
+pub(super) const QUIET_IPV6: &[(&str, &str)] =
     &[("net/ipv6/conf/default/accept_dad", "0"), ("net/ipv6/conf/default/router_solicitations", "0"), ("net/ipv6/conf/default/accept_ra", "0")];
 
 pub(super) fn build(lab: &Lab) -> Result<()> {
@@ -114,13 +114,13 @@ pub(super) fn build(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
-fn ethtool(ns: &str, dev: &str, settings: &[&str]) -> Result<()> {
+pub(super) fn ethtool(ns: &str, dev: &str, settings: &[&str]) -> Result<()> {
     let mut args = vec!["netns", "exec", ns, "ethtool", "-K", dev];
     args.extend_from_slice(settings);
     sys::run("ip", &args).map(|_| ())
 }
 
-fn veth(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<()> {
+pub(super) fn veth(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) -> Result<()> {
     ip(&["-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b])?;
     ip(&["-n", ns_a, "link", "set", if_a, "up"])?;
     ip(&["-n", ns_b, "link", "set", if_b, "up"])
@@ -136,7 +136,7 @@ fn route(ns: &str, net: &str, via: &str) -> Result<()> {
 }
 
 /// Writes a sysctl inside namespace `ns` (/proc/sys/net is per namespace).
-fn sysctl(ns: &str, key: &'static str, value: &'static str) -> Result<()> {
+pub(super) fn sysctl(ns: &str, key: &'static str, value: &'static str) -> Result<()> {
     crate::netns::run_in(ns, move || {
         let path = format!("/proc/sys/{key}");
         std::fs::write(&path, value).with_context(|| format!("writing {value} to {path}"))

@@ -29,7 +29,8 @@ use crate::sys;
 #[derive(Clone, Debug)]
 pub struct LbConfig {
     client_iface: String,
-    backend_iface: String,
+    /// None for a one-armed node (VIP traffic and backends on one link).
+    backend_iface: Option<String>,
     /// Top-level blocks (`maglev`, `allowlist`, `metrics`, extras), each
     /// ending in a newline.
     top: Vec<String>,
@@ -59,7 +60,13 @@ impl LbConfig {
 
     /// A config for any two interfaces (`client` and `backend` roles).
     pub fn with_interfaces(client: &str, backend: &str) -> LbConfig {
-        LbConfig { client_iface: client.to_owned(), backend_iface: backend.to_owned(), top: Vec::new(), vips: Vec::new() }
+        LbConfig { client_iface: client.to_owned(), backend_iface: Some(backend.to_owned()), top: Vec::new(), vips: Vec::new() }
+    }
+
+    /// A one-armed config: VIP traffic arrives on `iface` and DSR sends it
+    /// back out of it (a scale-out LB node on the fabric segment).
+    pub fn one_armed(iface: &str) -> LbConfig {
+        LbConfig { client_iface: iface.to_owned(), backend_iface: None, top: Vec::new(), vips: Vec::new() }
     }
 
     /// `maglev: { size, seed }` (no seed: lb-user's default).
@@ -99,7 +106,10 @@ impl LbConfig {
 
     /// The config as YAML.
     pub fn yaml(&self) -> String {
-        let mut out = format!("interfaces:\n  - {{ name: {}, role: client }}\n  - {{ name: {}, role: backend }}\n", self.client_iface, self.backend_iface);
+        let mut out = format!("interfaces:\n  - {{ name: {}, role: client }}\n", self.client_iface);
+        if let Some(backend) = &self.backend_iface {
+            let _ = writeln!(out, "  - {{ name: {backend}, role: backend }}");
+        }
         for block in &self.top {
             out.push_str(block);
         }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod faults;
 mod process;
+pub mod scale_out;
 mod traffic;
 
 use std::{
@@ -39,6 +40,9 @@ pub enum Host {
     Switch,
     /// Backend `i`, 1-based.
     Backend(u8),
+    /// LB node `i` (1-based) of a scale-out lab (`scale_out`), on the
+    /// backend segment.
+    Node(u8),
 }
 
 /// A running lab.
@@ -288,6 +292,7 @@ pub fn ns_name(lab: &str, host: Host) -> String {
         Host::Lb => format!("{lab}-lb"),
         Host::Switch => format!("{lab}-sw"),
         Host::Backend(i) => format!("{lab}-be{i}"),
+        Host::Node(i) => format!("{lab}-n{i}"),
     }
 }
 
