@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod client;
 pub mod counters;
+pub mod cpu;
 #[cfg(feature = "testrun")]
 pub mod fuzz;
 pub mod grafana;

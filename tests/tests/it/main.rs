@@ -9,13 +9,14 @@ mod backend_sim;
 mod client_sim;
 mod dataplane_tables;
 #[cfg(feature = "tls-clients")]
+mod demo_compare;
 mod demo_failover;
 mod faults_alb_kill;
 mod faults_loss;
 mod faults_setup;
 mod grafana_prometheus;
-mod k6_scripts;
 mod group_handoff;
+mod k6_scripts;
 mod lab;
 mod lab_config;
 mod lb_user_cli;

@@ -1,6 +1,7 @@
 //! CPU accounting: machine-wide busy time from `/proc/stat`, per-process
 //! time (with descendants) from `/proc/<pid>/stat`, and the CPU used by
-//! processes that are not part of the benchmark (hygiene check).
+//! processes that are not part of the measurement (hygiene check). Used by
+//! `cargo xtask bench` and the demo's `--compare` (lab::demo::compare).
 
 use std::{collections::HashMap, os::unix::fs::MetadataExt as _};
 
