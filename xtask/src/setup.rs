@@ -21,19 +21,7 @@ use crate::util::{self, probe, run_visible};
 /// bird2: the BGP daemon of the scale-out lab (docs/scale-out.md), run per
 /// namespace with its own config, socket and pid file.
 pub const DEBIAN_PACKAGES: &[&str] = &[
-    "iproute2",
-    "ethtool",
-    "util-linux",
-    "openssl",
-    "curl",
-    "python3-venv",
-    "nginx",
-    "libnginx-mod-stream",
-    "haproxy",
-    "nftables",
-    "wrk",
-    "prometheus",
-    "bird2",
+    "iproute2", "ethtool", "util-linux", "openssl", "curl", "python3-venv", "nginx", "libnginx-mod-stream", "haproxy", "nftables", "wrk", "prometheus", "bird2",
 ];
 
 /// Services Debian starts when their package is installed but that the

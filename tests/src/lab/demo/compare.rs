@@ -31,9 +31,6 @@ use crate::{
 
 /// Where `lb-user proxy` listens (on the lb namespace's loopback).
 pub const PROXY_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 100, 3)), ECHO_PORT);
-/// `lb-user proxy`'s HTTP VIP (the backends' HTTP port, as the XDP
-/// [`L4_VIP`](crate::lab::chain::L4_VIP)), for HTTP load tools such as k6.
-pub const PROXY_HTTP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 100, 3)), 80);
 /// The backend simulator the direct leg talks to.
 pub const DIRECT_BACKEND: u8 = topology::ALBS + 1;
 /// The default load: REQ/ACK loops and one-line short connections.
@@ -97,9 +94,6 @@ pub fn run(spec: &CompareSpec, stop: &Receiver<()>, observer: &mut dyn CompareOb
             topology::echo_ping(to, Duration::from_secs(2)).map(|()| true)
         })?;
     }
-    topo.chain.lab.wait_until(Host::Client, &format!("http://{PROXY_HTTP}/ through lb-user proxy"), Duration::from_secs(20), || {
-        crate::http::get(PROXY_HTTP, "/", Duration::from_secs(2)).map(|r| r.status == 200)
-    })?;
     let lab_ns: Vec<u64> = [Host::Client, Host::Lb, Host::Switch]
         .into_iter()
         .chain((1..=topo.chain.lab.backend_count()).map(Host::Backend))
