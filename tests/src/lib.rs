@@ -11,6 +11,7 @@ pub mod backend;
 pub mod browser;
 pub mod client;
 pub mod counters;
+pub mod cpu;
 #[cfg(feature = "testrun")]
 pub mod fuzz;
 pub mod grafana;

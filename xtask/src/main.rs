@@ -51,12 +51,24 @@ enum Command {
         /// A scripted story: steady, failover, slow-backend, chaos, alb-down.
         #[arg(long, default_value = "steady")]
         scenario: xdplb_tests::lab::demo::Scenario,
-        /// New clients per second (the client simulator's --rate).
-        #[arg(long, default_value_t = 20)]
-        rate: u32,
-        /// Client kinds and weights (the client simulator's --mix).
-        #[arg(long, default_value = xdplb_tests::lab::demo::traffic::DEFAULT_MIX)]
-        mix: String,
+        /// New clients per second (the client simulator's --rate);
+        /// default 20, with --compare 100.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Client kinds and weights (the client simulator's --mix); default
+        /// real=4,fire_and_forget=1,stream=1,idle=1,slow=1,https=4, with
+        /// --compare real=3,fire_and_forget=1 (raw-TCP kinds only).
+        #[arg(long)]
+        mix: Option<String>,
+        /// XDP against `lb-user proxy`: the same load through both,
+        /// alternately in rounds, with a direct baseline each round; shows
+        /// conn/s, latency, errors and the LB's CPU per connection and
+        /// request (docs/demo.md). --duration is the XDP and proxy legs together.
+        #[arg(long, conflicts_with = "scenario")]
+        compare: bool,
+        /// Rounds of --compare.
+        #[arg(long, default_value_t = xdplb_tests::lab::demo::compare::DEFAULT_ROUNDS, requires = "compare", value_parser = clap::value_parser!(u32).range(1..=100))]
+        rounds: u32,
         /// XDP attach mode for the demo (auto, native, skb).
         #[arg(long, default_value = "auto", value_parser = ["auto", "native", "skb"])]
         mode: String,
@@ -145,8 +157,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::setup(),
         Command::Build { release } => build(release),
-        Command::Run { duration, mode, scenario, rate, mix, lb_user_args } => {
-            run_command(run::RunOptions { duration, mode, scenario, rate, mix }, lb_user_args)
+        Command::Run { duration, mode, scenario, rate, mix, compare, rounds, lb_user_args } => {
+            run_command(run::RunOptions { duration, mode, scenario, rate, mix, compare, rounds }, lb_user_args)
         }
         Command::Test { cargo_test_args } => test::test(&cargo_test_args),
         Command::Lab { command } => lab::lab(command),
@@ -180,7 +192,7 @@ fn run_command(opts: run::RunOptions, lb_user_args: Vec<String>) -> Result<()> {
     setup::setup()?;
     build(false)?;
     if lb_user_args.is_empty() {
-        return run::demo(opts);
+        return if opts.compare { run::compare(opts) } else { run::demo(opts) };
     }
     let binary = util::workspace_root().join("target/debug/lb-user");
     let status = std::process::Command::new(&binary).args(&lb_user_args).status()?;

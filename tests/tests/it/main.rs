@@ -10,6 +10,7 @@ mod client_sim;
 mod dashboard;
 mod dataplane_tables;
 #[cfg(feature = "tls-clients")]
+mod demo_compare;
 mod demo_failover;
 mod faults_alb_kill;
 mod faults_loss;

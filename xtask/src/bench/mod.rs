@@ -3,18 +3,20 @@
 //!
 //! - `cases`: what is measured; `peers`: config templates; `stage`: lab,
 //!   backends, peers and per-case kernel state; `load`: wrk/k6;
-//!   `cpu`: /proc accounting; `report`: markdown, JSON, SVG.
+//!   `cpu` (in xdplb_tests): /proc accounting; `report`: markdown, JSON, SVG.
 //! - This file: options, the interleaved measurement loop, the TestRun
 //!   per-packet cost, writing the outputs.
 
 pub mod cases;
-pub mod cpu;
 pub mod load;
 pub mod peers;
 pub mod pps;
 pub mod reliability;
 pub mod report;
 pub mod stage;
+
+/// CPU accounting lives in the lab library (the demo's `--compare` uses it too).
+pub use xdplb_tests::cpu;
 
 use std::{
     path::{Path, PathBuf},

@@ -5,6 +5,8 @@
 //! watched every 100 ms, then teardown and a [`Report`] (timeline, final
 //! samples, the client's final report). See docs/demo.md.
 
+pub mod compare;
+pub mod compare_figures;
 pub mod figures;
 pub mod sample;
 pub mod scenario;

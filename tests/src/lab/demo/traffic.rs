@@ -36,11 +36,14 @@ pub struct Load {
     pub rate: u32,
     pub mix: String,
     pub max_concurrent: u32,
+    /// Where the raw-TCP kinds connect (the echo VIP; `--compare` points
+    /// it at each path in turn).
+    pub tcp_target: std::net::SocketAddr,
 }
 
 impl Default for Load {
     fn default() -> Load {
-        Load { rate: 20, mix: DEFAULT_MIX.to_owned(), max_concurrent: 200 }
+        Load { rate: 20, mix: DEFAULT_MIX.to_owned(), max_concurrent: 200, tcp_target: ECHO_VIP }
     }
 }
 
@@ -64,7 +67,7 @@ impl ClientSim {
         let max_total = u64::from(load.rate) * duration.as_secs().max(1) + 100;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &topo.chain.lab.ns(Host::Client)]).arg(&binary);
-        cmd.arg("--tcp-target").arg(ECHO_VIP.to_string());
+        cmd.arg("--tcp-target").arg(load.tcp_target.to_string());
         cmd.arg("--https-target").arg(TLS_VIP.to_string());
         cmd.args(["--sni", SERVER_NAME, "--path", "/echo"]);
         cmd.arg("--ca").arg(tier.ca_cert()).arg("--cert").arg(&cert).arg("--key").arg(&key);

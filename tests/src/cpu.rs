@@ -1,6 +1,7 @@
 //! CPU accounting: machine-wide busy time from `/proc/stat`, per-process
 //! time (with descendants) from `/proc/<pid>/stat`, and the CPU used by
-//! processes that are not part of the benchmark (hygiene check).
+//! processes that are not part of the measurement (hygiene check). Used by
+//! `cargo xtask bench` and the demo's `--compare` (lab::demo::compare).
 
 use std::{collections::HashMap, os::unix::fs::MetadataExt as _};
 
@@ -112,11 +113,14 @@ impl Processes {
 
     /// CPU ticks used since `earlier` by processes outside the given network
     /// namespaces (by inode) and not in `exclude` (the benchmark itself).
+    /// A process that appeared meanwhile counts in full (a compiler started
+    /// during a measurement is foreign load); one that also exited is not
+    /// seen, so this is a lower bound.
     pub fn foreign_ticks_since(&self, earlier: &Processes, lab_netns: &[u64], exclude: &[u32]) -> u64 {
         self.by_pid
             .iter()
             .filter(|(pid, (_, _, ns))| !lab_netns.contains(ns) && !exclude.contains(pid))
-            .map(|(pid, (_, now, _))| now.saturating_sub(earlier.by_pid.get(pid).map_or(*now, |e| e.1)))
+            .map(|(pid, (_, now, _))| now.saturating_sub(earlier.by_pid.get(pid).map_or(0, |e| e.1)))
             .sum()
     }
 }
@@ -141,6 +145,14 @@ mod tests {
     fn parses_pid_stat_with_spaces_in_the_name() {
         let text = "1234 (my (odd) proc) S 77 1234 1234 0 -1 4194560 100 0 0 0 250 40 0 0 20 0 1 0 100 0 0";
         assert_eq!(parse_pid_stat(text), Some((77, 290)));
+    }
+
+    #[test]
+    fn foreign_ticks_count_new_processes_in_full_and_skip_the_lab() {
+        let earlier = Processes { by_pid: HashMap::from([(10, (1, 100, 7)), (11, (1, 50, 9))]) };
+        // 10: foreign, +20; 11: in the lab's namespace 9; 12: new and foreign, 30 in full; 13: excluded.
+        let now = Processes { by_pid: HashMap::from([(10, (1, 120, 7)), (11, (1, 80, 9)), (12, (1, 30, 7)), (13, (1, 500, 7))]) };
+        assert_eq!(now.foreign_ticks_since(&earlier, &[9], &[13]), 50);
     }
 
     #[test]
