@@ -179,6 +179,28 @@ impl Lab {
         Ok(list.lines().filter_map(|l| l.split_whitespace().next()).filter(|ns| ns.starts_with(&prefix)).map(str::to_owned).collect())
     }
 
+    /// What of lab `name` still exists: its namespaces, xdplb pins and
+    /// processes whose command line names one of its hosts (`<name>-…`).
+    /// Empty once the lab is down; tests assert that after a run.
+    pub fn leftovers(name: &str) -> Result<Vec<String>> {
+        let prefix = format!("{name}-");
+        let mut left: Vec<String> = Lab::namespaces(name)?.into_iter().map(|ns| format!("namespace {ns}")).collect();
+        left.extend(pin_dirs(name).into_iter().map(|p| format!("pin {}", p.display())));
+        let me = std::process::id().to_string();
+        for entry in std::fs::read_dir("/proc").context("reading /proc")?.filter_map(|e| e.ok()) {
+            if entry.file_name() == me.as_str() {
+                continue;
+            }
+            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains(&prefix) {
+                    left.push(format!("process {}: {}", entry.file_name().to_string_lossy(), cmdline.trim()));
+                }
+            }
+        }
+        Ok(left)
+    }
+
     /// Removes everything of lab `name`: processes in its namespaces, the
     /// namespaces (and with them every veth and bridge) and any xdplb pins
     /// left for its interfaces. Safe to call when nothing is there.

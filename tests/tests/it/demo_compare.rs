@@ -75,19 +75,6 @@ fn xdp_and_proxy_carry_the_same_load_and_show_their_cost() {
     }
 
     // Nothing left behind.
-    let ns = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let ns = String::from_utf8_lossy(&ns.stdout);
-    assert!(!ns.lines().any(|l| l.starts_with(&format!("{}-", report.lab))), "namespaces left: {ns}");
-    let pins: Vec<_> = std::fs::read_dir("/sys/fs/bpf/xdplb")
-        .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(&report.lab)).collect())
-        .unwrap_or_default();
-    assert!(pins.is_empty(), "pins left: {pins:?}");
-    let procs: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&format!("{}-", report.lab)))
-        .collect();
-    assert!(procs.is_empty(), "processes left: {procs:?}");
+    let left = xdplb_tests::lab::Lab::leftovers(&report.lab).unwrap();
+    assert!(left.is_empty(), "left behind by lab {}: {left:#?}", report.lab);
 }
