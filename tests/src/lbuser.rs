@@ -185,10 +185,20 @@ impl LbUser {
     }
 
     /// Sends SIGINT (what Ctrl-C sends) and waits at most 10 s for the exit.
-    pub fn stop(mut self) -> Result<ExitStatus> {
+    pub fn stop(self) -> Result<ExitStatus> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Sends SIGTERM (what a service manager sends: withdraw, `group.grace`,
+    /// detach) and waits at most 10 s for the exit.
+    pub fn terminate(self) -> Result<ExitStatus> {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    fn stop_with(mut self, signal: i32) -> Result<ExitStatus> {
         let mut child = self.child.take().expect("child present until stop/drop");
         // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = child.try_wait()? {
@@ -196,7 +206,7 @@ impl LbUser {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("lb-user did not exit within 10 s of SIGINT");
+                bail!("lb-user did not exit within 10 s of signal {signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

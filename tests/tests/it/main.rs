@@ -22,7 +22,10 @@ mod lab;
 mod lab_config;
 mod lb_user_cli;
 mod metric_names;
+mod scale_out_echo;
+mod scale_out_join;
 mod scale_out_node_loss;
+mod scale_out_rolling;
 mod scale_out_withdrawal;
 mod shared_core;
 #[cfg(feature = "tls-clients")]

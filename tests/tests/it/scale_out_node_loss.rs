@@ -6,8 +6,7 @@
 //! the connections survive.
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::{IpAddr, SocketAddr, TcpStream},
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -21,43 +20,13 @@ use xdplb_tests::{
     netns, require_root,
 };
 
+use crate::scale_out_echo::{round, Conn};
+
 const VIP: &str = "198.18.100.7";
 const CONNECTIONS: usize = 240;
 /// BFD's 500 ms detection, BIRD's route update, and slack for a shared
 /// 2-core machine.
 const ROUTE_BOUND: Duration = Duration::from_secs(3);
-
-/// One echo connection: its stream with a line reader over it.
-struct Conn {
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(vip: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(&vip, Duration::from_millis(500))?;
-        Ok(Conn { reader: BufReader::new(stream) })
-    }
-
-    fn send(&mut self, n: usize) -> std::io::Result<()> {
-        self.reader.get_mut().write_all(format!("REQ {n}\n").as_bytes())
-    }
-
-    /// Reads the answer to `send(n)`, waiting until `deadline` at most.
-    fn expect(&mut self, n: usize, deadline: Instant) -> bool {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        let _ = self.reader.get_ref().set_read_timeout(Some(left));
-        let mut line = String::new();
-        self.reader.read_line(&mut line).is_ok() && line.trim_end() == format!("ACK {n}")
-    }
-}
-
-/// One request on every connection (all sent first, then all answers read
-/// until one common deadline): how many got their answer.
-fn round(conns: &mut [Conn], n: usize, limit: Duration) -> usize {
-    let sent: Vec<bool> = conns.iter_mut().map(|c| c.send(n).is_ok()).collect();
-    let deadline = Instant::now() + limit;
-    conns.iter_mut().zip(sent).map(|(c, sent)| sent && c.expect(n, deadline)).filter(|ok| *ok).count()
-}
 
 /// Node `i`'s XDP counters so far: (new flows on the VIP, DSR packets).
 fn forwarded(lab: &ScaleOut, i: u8) -> (u64, u64) {

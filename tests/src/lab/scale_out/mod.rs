@@ -16,6 +16,7 @@
 mod bird;
 mod node;
 pub mod plan;
+mod restart;
 pub mod routes;
 
 use std::{
