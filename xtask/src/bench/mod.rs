@@ -378,6 +378,7 @@ mod tests {
     #[test]
     fn quick_bench_runs_every_case_without_errors() {
         xdplb_tests::require_root!();
+        let _bench = pps::tests::BENCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let out = std::env::temp_dir().join(format!("xdplb-bench-test-{}", std::process::id()));
         let _ = pps::tests::test_example();
         let opts = BenchOptions { quick: true, conns: 16, out: Some(out.clone()), ..Default::default() };
