@@ -205,7 +205,7 @@ pub fn run(opts: &BenchOptions) -> Result<Summary> {
             results[ci].reps.push(r.expect("at least one attempt"));
         }
     }
-    let paced = paced_latency(&mut stage, &results, duration, cpus, &k6, &scripts)?;
+    let paced = paced_latency(&mut stage, &results, duration, reps, cpus, &k6, &scripts)?;
     stage.reset()?;
     let (xdp_cost, xdp_cost_error) = match xdp_cost(&stage, &bin_dir, if opts.quick { 20_000 } else { 200_000 }) {
         Ok(x) => {
@@ -311,41 +311,50 @@ pub const PACED_SHARE_PCT: f64 = PACED_SHARE * 100.0;
 /// Latency under the same offered load below saturation: alb and HAProxy
 /// TLS keep-alive, each paced to 70% of the lower of their two peaks
 /// measured above (so both run at ≤ 70% of their own peak). wrk with a
-/// per-connection pause; the achieved rate is reported.
-fn paced_latency(stage: &mut Stage, results: &[CaseResult], duration: u64, cpus: usize, k6: &Path, scripts: &Path) -> Result<Vec<report::Paced>> {
+/// per-connection pause; the achieved rate is reported. `reps` repetitions,
+/// alb and HAProxy alternating, so each p99 ratio compares neighbours.
+fn paced_latency(stage: &mut Stage, results: &[CaseResult], duration: u64, reps: u32, cpus: usize, k6: &Path, scripts: &Path) -> Result<Vec<report::Paced>> {
     let peak = |lb| results.iter().find(|c| c.case.lb == lb && !c.case.mtls && !c.case.new_conn && c.case.tool == Tool::Wrk).map(|c| c.stats().rps);
     let (Some(a), Some(h)) = (peak(cases::Lb::Alb), peak(cases::Lb::HaproxyTls)) else { return Ok(Vec::new()) };
     let target = a.min(h) * PACED_SHARE;
-    let mut out = Vec::new();
-    for lb in [cases::Lb::Alb, cases::Lb::HaproxyTls] {
+    let lbs = [cases::Lb::Alb, cases::Lb::HaproxyTls];
+    let case = |lb| Case { lb, new_conn: false, mtls: false, tool: Tool::Wrk };
+    let spec = |lb, conns: u32, secs: u64| LoadSpec {
+        url: case(lb).url(),
+        conns,
+        duration: Duration::from_secs(secs),
+        new_conn: false,
+        client_cert: None,
+        pace_ms: Some(PACE_MS),
+    };
+    // Calibrate once per balancer: connections = rate × (pause + latency);
+    // the latency is not known in advance, so a short first run measures
+    // the rate one connection count gives and the real runs scale it.
+    let first = ((target * f64::from(PACE_MS) / 1000.0).ceil() as u32).max(1);
+    let mut conns = Vec::new();
+    for lb in lbs {
         stage.prepare(lb)?;
-        let case = Case { lb, new_conn: false, mtls: false, tool: Tool::Wrk };
-        let spec = |conns: u32, secs: u64| LoadSpec {
-            url: case.url(),
-            conns,
-            duration: Duration::from_secs(secs),
-            new_conn: false,
-            client_cert: None,
-            pace_ms: Some(PACE_MS),
-        };
-        // Calibrate: connections = rate × (pause + latency); the latency is
-        // not known in advance, so a short first run measures the rate one
-        // connection count gives and the real run scales it.
-        let first = ((target * f64::from(PACE_MS) / 1000.0).ceil() as u32).max(1);
-        let calib = measure(stage, &case, &spec(first, duration.min(2)), k6, scripts, cpus)?;
-        let conns = if calib.load.rps > 0.0 { ((f64::from(first) * target / calib.load.rps).ceil() as u32).clamp(1, 4 * first) } else { first };
-        let m = measure(stage, &case, &spec(conns, duration), k6, scripts, cpus)?;
-        println!(
-            "[bench] paced {:<12} target {:>6.0} req/s ({conns} conns, {PACE_MS} ms pause): achieved {:>6.0} req/s  p50 {:.2} ms  p99 {:.2} ms  err {}{}",
-            lb.name(),
-            target,
-            m.load.rps,
-            m.load.p50_ms,
-            m.load.p99_ms,
-            m.load.errors,
-            if m.flagged { "  FLAGGED" } else { "" }
-        );
-        out.push(report::Paced { lb: lb.name().into(), target_rps: target, conns, pace_ms: PACE_MS, rep: m });
+        let calib = measure(stage, &case(lb), &spec(lb, first, duration.min(2)), k6, scripts, cpus)?;
+        conns.push(if calib.load.rps > 0.0 { ((f64::from(first) * target / calib.load.rps).ceil() as u32).clamp(1, 4 * first) } else { first });
+    }
+    let mut out = Vec::new();
+    for repetition in 0..reps {
+        for (lb, conns) in lbs.into_iter().zip(conns.iter().copied()) {
+            stage.prepare(lb)?;
+            let m = measure(stage, &case(lb), &spec(lb, conns, duration), k6, scripts, cpus)?;
+            println!(
+                "[bench] paced rep {}/{reps} {:<12} target {:>6.0} req/s ({conns} conns, {PACE_MS} ms pause): achieved {:>6.0} req/s  p50 {:.2} ms  p99 {:.2} ms  err {}{}",
+                repetition + 1,
+                lb.name(),
+                target,
+                m.load.rps,
+                m.load.p50_ms,
+                m.load.p99_ms,
+                m.load.errors,
+                if m.flagged { "  FLAGGED" } else { "" }
+            );
+            out.push(report::Paced { lb: lb.name().into(), repetition, target_rps: target, conns, pace_ms: PACE_MS, rep: m });
+        }
     }
     Ok(out)
 }

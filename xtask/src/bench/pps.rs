@@ -83,11 +83,12 @@ fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(0.0)
 }
 
-/// Median and (max − min) / median of values, as JSON.
+/// Median and (max − min) / median of values, as JSON, with the values
+/// themselves (the report's targets are judged on every repetition).
 fn spread(v: &[f64]) -> Value {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    json!({ "median": median(v), "min": lo, "max": hi, "spread_pct": spread_pct(v), "n": v.len() })
+    json!({ "median": median(v), "min": lo, "max": hi, "spread_pct": spread_pct(v), "n": v.len(), "values": v })
 }
 
 /// Per case and phase: ns/packet of the whole chain, the cost above the

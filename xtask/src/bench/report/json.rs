@@ -48,7 +48,7 @@ pub fn json(s: &Summary) -> Value {
         "xdp_cost_error": s.xdp_cost_error,
         "pps": s.pps, "pps_error": s.pps_error,
         "paced": s.paced.iter().map(|p| json!({
-            "lb": p.lb, "target_rps": p.target_rps, "conns": p.conns, "pace_ms": p.pace_ms,
+            "lb": p.lb, "repetition": p.repetition, "target_rps": p.target_rps, "conns": p.conns, "pace_ms": p.pace_ms,
             "rps": p.rep.load.rps, "p50_ms": p.rep.load.p50_ms, "p99_ms": p.rep.load.p99_ms, "errors": p.rep.load.errors,
             "lb_cpu_us_per_req": p.rep.lb_us, "machine_cpu_us_per_req": p.rep.machine_us, "flagged": p.rep.flagged,
         })).collect::<Vec<_>>(),

@@ -106,13 +106,14 @@ wrk with a {} ms pause per connection between a response and the next request (c
         );
         let _ = writeln!(
             m,
-            "| case | target req/s | connections | achieved req/s | p50 ms | p99 ms | errors | LB µs/req | flagged |\n|---|---|---|---|---|---|---|---|---|"
+            "| case | rep | target req/s | connections | achieved req/s | p50 ms | p99 ms | errors | LB µs/req | flagged |\n|---|---|---|---|---|---|---|---|---|---|"
         );
         for p in &s.paced {
             let _ = writeln!(
                 m,
-                "| {} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
                 p.lb,
+                p.repetition + 1,
                 p.target_rps,
                 p.conns,
                 p.rep.load.rps,
@@ -130,7 +131,7 @@ wrk with a {} ms pause per connection between a response and the next request (c
             let _ = writeln!(m, "| {l} | {t} |");
         }
     }
-    let _ = writeln!(m, "\n## Targets (issue 7)\n\n| target | met | figures |\n|---|---|---|");
+    let _ = writeln!(m, "\n## Targets (issue 15)\n\nRatios per repetition, median (min–max); met only when every repetition clears the target.\n\n| target | met | ratio |\n|---|---|---|");
     for (what, met, fig) in s.targets() {
         let met = match met {
             Some(true) => "met",

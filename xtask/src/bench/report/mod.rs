@@ -1,8 +1,8 @@
 //! Results: per-repetition figures, medians and spread, the targets of
-//! issue 7, and the three outputs: report.md, results.json, chart.svg.
+//! issue 15, and the three outputs: report.md, results.json, chart.svg.
 //!
 //! - `model`: what a run measured; `stats`: medians and per-request CPU
-//!   derived from it; `targets`: issue 7's targets against those figures.
+//!   derived from it; `targets`: issue 15's targets against those figures.
 //! - `markdown`, `json`, `svg`: one renderer per output file.
 
 mod json;

@@ -49,6 +49,8 @@ pub struct XdpCost {
 #[derive(Clone, Debug)]
 pub struct Paced {
     pub lb: String,
+    /// Which repetition (alb and HAProxy alternate within each).
+    pub repetition: u32,
     pub target_rps: f64,
     pub conns: u32,
     pub pace_ms: u32,

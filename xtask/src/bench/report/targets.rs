@@ -1,51 +1,139 @@
-//! The targets of issue 7, checked against a run's figures.
+//! The targets of issue 15, checked against a run's figures.
+//!
+//! Every target is a ratio of two figures measured side by side. The ratio
+//! is taken per repetition (repetition i of one case against repetition i
+//! of its peer, which ran minutes apart at most), and a target is met only
+//! when the whole range of those ratios clears it: a median that clears
+//! the line while one repetition does not is "not met", because the spread
+//! says the run cannot tell.
 
-use super::model::Summary;
+use serde_json::Value;
+
+use super::model::{Rep, Summary};
+use super::stats::median;
 use crate::bench::cases::Lb;
 
+/// A target's verdict: what, met (None: not measured), and the figures.
+pub type Target = (String, Option<bool>, String);
+
+/// Per-repetition ratios of one target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ratios(pub Vec<f64>);
+
+impl Ratios {
+    fn range(&self) -> Option<(f64, f64, f64)> {
+        let v = &self.0;
+        if v.is_empty() {
+            return None;
+        }
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some((median(v), lo, hi))
+    }
+
+    /// "0.93× (0.88–0.99, 3 repetitions)".
+    pub fn describe(&self) -> String {
+        match self.range() {
+            Some((m, lo, hi)) => format!("{m:.2}× ({lo:.2}–{hi:.2}, {} repetition{})", self.0.len(), if self.0.len() == 1 { "" } else { "s" }),
+            None => "not measured".into(),
+        }
+    }
+
+    /// Met when every repetition's ratio is at least `min`.
+    pub fn at_least(&self, min: f64) -> Option<bool> {
+        self.range().map(|(_, lo, _)| lo >= min)
+    }
+
+    /// Met when every repetition's ratio is at most `max`.
+    pub fn at_most(&self, max: f64) -> Option<bool> {
+        self.range().map(|(_, _, hi)| hi <= max)
+    }
+}
+
+/// A repetition that produced figures; `trusted` also excludes flagged ones.
+fn usable(r: &Rep, trusted: bool) -> bool {
+    r.failure.is_none() && (!trusted || !r.flagged)
+}
+
 impl Summary {
-    /// The issue's targets: (description, met, figures).
-    pub fn targets(&self) -> Vec<(String, Option<bool>, String)> {
-        let mut out = Vec::new();
-        let rps = |lb, mtls, new| self.find(lb, mtls, new).map(|c| c.stats().rps);
-        let added = |lb, new| self.find(lb, false, new).and_then(|c| self.added_vs_direct(c));
-        let lbcpu = |lb, mtls, new| self.find(lb, mtls, new).and_then(|c| c.stats().lb_us);
-        let mut push = |what: &str, v: Option<(bool, String)>| match v {
-            Some((ok, fig)) => out.push((what.to_owned(), Some(ok), fig)),
-            None => out.push((what.to_owned(), None, "not measured".into())),
+    fn reps(&self, lb: Lb, mtls: bool, new_conn: bool) -> &[Rep] {
+        self.find(lb, mtls, new_conn).map_or(&[], |c| c.reps.as_slice())
+    }
+
+    /// `f(a_i) / f(b_i)` for each repetition i where both ran and were not
+    /// flagged (all that ran when no pair is unflagged, as the medians do).
+    fn paired(&self, a: &[Rep], b: &[&[Rep]], f: &dyn Fn(&Rep) -> Option<f64>) -> Ratios {
+        let pick = |trusted: bool| -> Vec<f64> {
+            (0..a.len())
+                .filter_map(|i| {
+                    let ai = a.get(i).filter(|r| usable(r, trusted))?;
+                    // Against the cheapest peer of that repetition.
+                    let peer = b.iter().map(|reps| reps.get(i).filter(|r| usable(r, trusted)).and_then(f)).collect::<Option<Vec<f64>>>()?;
+                    let denom = peer.into_iter().fold(f64::INFINITY, f64::min);
+                    let num = f(ai)?;
+                    (denom > 0.0 && denom.is_finite()).then(|| num / denom)
+                })
+                .collect()
         };
-        let ratio = |a: Option<f64>, b: Option<f64>, min: f64| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some((a / b >= min, format!("{:.0} / {:.0} = {:.2}×", a, b, a / b))),
-            _ => None,
+        let trusted = pick(true);
+        Ratios(if trusted.is_empty() { pick(false) } else { trusted })
+    }
+
+    /// LB CPU per request of `lb` over that of the cheapest of `peers`, per repetition.
+    pub fn lb_cpu_ratio(&self, lb: Lb, peers: &[Lb], mtls: bool, new_conn: bool) -> Ratios {
+        let b: Vec<&[Rep]> = peers.iter().map(|p| self.reps(*p, mtls, new_conn)).collect();
+        self.paired(self.reps(lb, mtls, new_conn), &b, &|r| r.lb_us)
+    }
+
+    /// Per paced repetition: alb's achieved over offered rate.
+    pub fn paced_achieved(&self, lb: &str) -> Ratios {
+        Ratios(self.paced.iter().filter(|p| p.lb == lb && p.rep.failure.is_none() && p.target_rps > 0.0).map(|p| p.rep.load.rps / p.target_rps).collect())
+    }
+
+    /// Per paced repetition: alb's p99 over HAProxy's in the same repetition.
+    pub fn paced_p99_ratio(&self) -> Ratios {
+        let of = |lb: &str, i: u32| self.paced.iter().find(|p| p.lb == lb && p.repetition == i && p.rep.failure.is_none()).map(|p| p.rep.load.p99_ms);
+        let reps = self.paced.iter().map(|p| p.repetition).max().map_or(0, |m| m + 1);
+        Ratios((0..reps).filter_map(|i| Some((of("alb", i)?, of("haproxy-tls", i)?))).filter(|(_, h)| *h > 0.0).map(|(a, h)| a / h).collect())
+    }
+
+    /// A ratio family of the packet-rate bench (`pps.ratios.<phase>.<key>`
+    /// or `pps.cost.<key>`), as per-repetition values.
+    fn pps_ratio(&self, path: &[&str]) -> Ratios {
+        let mut v: &Value = match &self.pps {
+            Some(v) => v,
+            None => return Ratios(Vec::new()),
         };
-        push("xdp-nat keep-alive req/s ≥ 0.95× direct", ratio(rps(Lb::XdpNat, false, false), rps(Lb::Direct, false, false), 0.95));
-        push("xdp-nat keep-alive req/s ≥ 1.6× HAProxy tcp", ratio(rps(Lb::XdpNat, false, false), rps(Lb::HaproxyTcp, false, false), 1.6));
-        let us = |a: f64| if a < 0.0 { format!("{a:.1} µs (below direct: within the noise)") } else { format!("{a:.1} µs") };
-        push("xdp-nat added CPU vs direct ≤ 3 µs/request", added(Lb::XdpNat, false).map(|a| (a <= 3.0, us(a))));
-        push("xdp-nat added CPU vs direct ≤ 10 µs/new connection", added(Lb::XdpNat, true).map(|a| (a <= 10.0, us(a))));
-        let half = |new| match (added(Lb::XdpNat, new), added(Lb::Nft, new)) {
-            (Some(x), Some(n)) => Some((x <= n / 2.0, format!("{x:.1} vs nftables {n:.1} µs"))),
-            _ => None,
-        };
-        push("xdp-nat added CPU < half of nftables DNAT's (keep-alive)", half(false));
-        push("xdp-nat added CPU < half of nftables DNAT's (new connection)", half(true));
-        push("lb-user proxy req/s ≥ 1.0× HAProxy tcp (keep-alive)", ratio(rps(Lb::Proxy, false, false), rps(Lb::HaproxyTcp, false, false), 1.0));
-        let not_more = |a: Option<f64>, b: Option<f64>, max: f64| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some((a <= b * max, format!("{a:.1} vs {b:.1} µs ({:.2}×)", a / b))),
-            _ => None,
-        };
-        push("lb-user proxy LB CPU/request ≤ HAProxy tcp's (keep-alive)", not_more(lbcpu(Lb::Proxy, false, false), lbcpu(Lb::HaproxyTcp, false, false), 1.0));
-        push("alb keep-alive HTTPS req/s ≥ 1.2× HAProxy", ratio(rps(Lb::Alb, false, false), rps(Lb::HaproxyTls, false, false), 1.2));
-        push("alb LB CPU per full TLS handshake ≤ 0.7× nginx's", not_more(lbcpu(Lb::Alb, false, true), lbcpu(Lb::NginxTls, false, true), 0.7));
-        push("alb LB CPU per mTLS handshake ≤ 0.5× nginx's", not_more(lbcpu(Lb::Alb, true, true), lbcpu(Lb::NginxTls, true, true), 0.5));
-        let p99 = |lb: &str| self.paced.iter().find(|p| p.lb == lb).map(|p| (p.rep.load.p99_ms, p.rep.load.rps));
-        push(
-            "alb p99 at 70% of peak no worse than HAProxy's",
-            match (p99("alb"), p99("haproxy-tls")) {
-                (Some((a, ar)), Some((h, hr))) => Some((a <= h, format!("{a:.2} ms at {ar:.0} req/s vs {h:.2} ms at {hr:.0} req/s"))),
-                _ => None,
-            },
-        );
+        for p in path {
+            v = &v[*p];
+        }
+        Ratios(v["values"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default())
+    }
+
+    /// The issue's targets, in its order.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut out: Vec<Target> = Vec::new();
+        let mut push = |what: &str, r: Ratios, met: Option<bool>| out.push((what.to_owned(), met, r.describe()));
+        for (phase, label) in [("established", "established flows"), ("syn", "SYNs of new flows")] {
+            let r = self.pps_ratio(&["ratios", phase, "xdp_nat_vs_nftables"]);
+            push(&format!("XDP NAT ≥ 4× nftables DNAT packets/s per core ({label})"), r.clone(), r.at_least(4.0));
+            let r = self.pps_ratio(&["ratios", phase, "xdp_nat_vs_kernel"]);
+            push(&format!("XDP NAT ≥ 2× plain kernel forwarding packets/s per core ({label})"), r.clone(), r.at_least(2.0));
+        }
+        let r = self.pps_ratio(&["cost", "nat_vs_pass_with_prologue"]);
+        push("XDP program cost, established NAT forward ≤ 2.5× a trivial XDP_PASS program", r.clone(), r.at_most(2.5));
+        let r = self.paced_achieved("alb");
+        push("alb at the paced load: achieved ≥ 98% of the offered rate", r.clone(), r.at_least(0.98));
+        let r = self.paced_p99_ratio();
+        push("alb at the paced load: p99 ≤ HAProxy's p99 (alb / HAProxy)", r.clone(), r.at_most(1.0));
+        let r = self.lb_cpu_ratio(Lb::Proxy, &[Lb::HaproxyTcp], false, false);
+        push("lb-user proxy LB CPU per keep-alive request ≤ 0.85× HAProxy tcp's", r.clone(), r.at_most(0.85));
+        let r = self.lb_cpu_ratio(Lb::Proxy, &[Lb::HaproxyTcp], false, true);
+        push("lb-user proxy LB CPU per new connection ≤ 0.85× HAProxy tcp's", r.clone(), r.at_most(0.85));
+        let r = self.lb_cpu_ratio(Lb::Alb, &[Lb::HaproxyTls, Lb::NginxTls], false, false);
+        push("alb LB CPU per keep-alive HTTPS request ≤ 0.85× the cheaper of HAProxy and nginx", r.clone(), r.at_most(0.85));
+        let r = self.lb_cpu_ratio(Lb::Alb, &[Lb::NginxTls], false, true);
+        push("alb LB CPU per full TLS 1.3 handshake ≤ 0.7× nginx's", r.clone(), r.at_most(0.7));
         out
     }
 }

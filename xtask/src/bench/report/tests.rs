@@ -63,3 +63,68 @@ fn outputs_mention_every_case() {
     let nat = s.find(Lb::XdpNat, false, false).unwrap();
     assert_eq!(s.lb_cost(nat), Some(2.0));
 }
+
+/// Sets one case's LB CPU per repetition.
+fn set_lb_us(s: &mut Summary, lb: Lb, new_conn: bool, us: &[f64]) {
+    let c = s.cases.iter_mut().find(|c| c.case.lb == lb && !c.case.mtls && c.case.new_conn == new_conn).unwrap();
+    for (r, v) in c.reps.iter_mut().zip(us) {
+        r.lb_us = Some(*v);
+        r.flagged = false;
+    }
+}
+
+fn target<'a>(t: &'a [super::targets::Target], starts: &str) -> &'a super::targets::Target {
+    t.iter().find(|(w, _, _)| w.starts_with(starts)).unwrap_or_else(|| panic!("no target {starts}"))
+}
+
+#[test]
+fn a_target_is_met_only_when_every_repetition_clears_it() {
+    let mut s = summary();
+    // Median 0.8 ≤ 0.85, but repetition 3 is at 0.9: not met.
+    set_lb_us(&mut s, Lb::Proxy, false, &[8.0, 8.0, 9.0]);
+    set_lb_us(&mut s, Lb::HaproxyTcp, false, &[10.0, 10.0, 10.0]);
+    // Every repetition at most 0.8: met.
+    set_lb_us(&mut s, Lb::Proxy, true, &[70.0, 80.0, 75.0]);
+    set_lb_us(&mut s, Lb::HaproxyTcp, true, &[100.0, 100.0, 100.0]);
+    let t = s.targets();
+    let ka = target(&t, "lb-user proxy LB CPU per keep-alive");
+    assert_eq!(ka.1, Some(false), "{ka:?}");
+    assert!(ka.2.starts_with("0.80× (0.80–0.90, 3 repetitions)"), "{ka:?}");
+    assert_eq!(target(&t, "lb-user proxy LB CPU per new connection").1, Some(true));
+}
+
+#[test]
+fn ratios_pair_repetitions_and_take_the_cheaper_peer() {
+    let mut s = summary();
+    set_lb_us(&mut s, Lb::Alb, false, &[20.0, 20.0, 20.0]);
+    set_lb_us(&mut s, Lb::HaproxyTls, false, &[25.0, 40.0, 25.0]);
+    set_lb_us(&mut s, Lb::NginxTls, false, &[40.0, 25.0, 50.0]);
+    // A flagged repetition is left out of the pairs.
+    s.cases.iter_mut().find(|c| c.case.lb == Lb::Alb && !c.case.mtls && !c.case.new_conn).unwrap().reps[2].flagged = true;
+    let r = s.lb_cpu_ratio(Lb::Alb, &[Lb::HaproxyTls, Lb::NginxTls], false, false);
+    assert_eq!(r.0, vec![0.8, 0.8]);
+    assert_eq!(r.at_most(0.85), Some(true));
+    assert_eq!(r.at_most(0.75), Some(false));
+}
+
+#[test]
+fn paced_and_packet_rate_targets_read_their_repetitions() {
+    let mut s = summary();
+    let rep = |rps: f64, p99: f64| Rep { load: LoadResult { requests: 1, seconds: 1.0, rps, p50_ms: 1.0, p99_ms: p99, errors: 0 }, ..Default::default() };
+    for (i, (alb, hap)) in [((99.0, 5.0), (100.0, 6.0)), ((97.0, 4.0), (100.0, 5.0))].into_iter().enumerate() {
+        for (lb, (rps, p99)) in [("alb", alb), ("haproxy-tls", hap)] {
+            s.paced.push(super::Paced { lb: lb.into(), repetition: i as u32, target_rps: 100.0, conns: 10, pace_ms: 20, rep: rep(rps, p99) });
+        }
+    }
+    s.pps = Some(serde_json::json!({
+        "ratios": {"established": {"xdp_nat_vs_nftables": {"values": [4.2, 4.5]}, "xdp_nat_vs_kernel": {"values": [1.9, 2.5]}}},
+        "cost": {"nat_vs_pass_with_prologue": {"values": [2.0, 2.4]}},
+    }));
+    let t = s.targets();
+    assert_eq!(target(&t, "alb at the paced load: achieved").1, Some(false), "97% in repetition 2");
+    assert_eq!(target(&t, "alb at the paced load: p99").1, Some(true));
+    assert_eq!(target(&t, "XDP NAT ≥ 4× nftables DNAT packets/s per core (established").1, Some(true));
+    assert_eq!(target(&t, "XDP NAT ≥ 2× plain kernel forwarding packets/s per core (established").1, Some(false));
+    assert_eq!(target(&t, "XDP NAT ≥ 4× nftables DNAT packets/s per core (SYNs").1, None, "not measured");
+    assert_eq!(target(&t, "XDP program cost").1, Some(true));
+}
