@@ -100,9 +100,12 @@ the generator cycles over every conntrack entry.\n",
     m
 }
 
-/// The panels' points: (title, x axis label, [(size, median, min, max)]).
-fn panels(s: &Value) -> Vec<(&'static str, &'static str, Vec<(f64, f64, f64, f64)>)> {
-    let pts = |list: &Value, x: &str, y: &str| -> Vec<(f64, f64, f64, f64)> {
+/// A plotted point: size, median, min, max.
+type Point = (f64, f64, f64, f64);
+
+/// The panels' points: (title, x axis label, points).
+fn panels(s: &Value) -> Vec<(&'static str, &'static str, Vec<Point>)> {
+    let pts = |list: &Value, x: &str, y: &str| -> Vec<Point> {
         list.as_array().into_iter().flatten().map(|p| (f(p, x), f(&p[y], "median"), f(&p[y], "min"), f(&p[y], "max"))).collect()
     };
     vec![
