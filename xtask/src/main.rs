@@ -139,6 +139,10 @@ enum BenchMode {
     /// forwarding with a live-frame XDP generator, and the XDP program's
     /// cost per packet (docs/benchmarks.md, "Packet rate").
     Pps(bench::pps::PpsArgs),
+    /// How the cost grows with the work: XDP cost with many backends and
+    /// conntrack entries, lb-user reloads with 1,024 backends, alb with
+    /// many open connections (docs/benchmarks.md, "Scaling").
+    Scaling(bench::scaling::ScalingArgs),
 }
 
 /// `cargo build --workspace`.
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => fuzz::fuzz(args),
         Command::Bench { mode: Some(BenchMode::Reliability(args)), .. } => bench::reliability::reliability(args),
         Command::Bench { mode: Some(BenchMode::Pps(args)), .. } => bench::pps::pps(args),
+        Command::Bench { mode: Some(BenchMode::Scaling(args)), .. } => bench::scaling::scaling(args),
         Command::Bench { mode: None, quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
             quick,
             duration,

@@ -13,6 +13,7 @@ pub mod peers;
 pub mod pps;
 pub mod reliability;
 pub mod report;
+pub mod scaling;
 pub mod stage;
 
 /// CPU accounting lives in the lab library (the demo's `--compare` uses it too).

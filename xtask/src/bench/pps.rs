@@ -85,7 +85,7 @@ fn f(v: &Value, k: &str) -> f64 {
 
 /// Median and (max − min) / median of values, as JSON, with the values
 /// themselves (the report's targets are judged on every repetition).
-fn spread(v: &[f64]) -> Value {
+pub(crate) fn spread(v: &[f64]) -> Value {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     json!({ "median": median(v), "min": lo, "max": hi, "spread_pct": spread_pct(v), "n": v.len(), "values": v })
@@ -259,9 +259,14 @@ pub(crate) mod tests {
     /// Builds the example in this test binary's profile (cargo test builds
     /// examples only in some invocations) and returns its directory's parent.
     pub fn test_example() -> PathBuf {
+        test_example_named("bench-pps")
+    }
+
+    /// The same for any of xtask's examples.
+    pub fn test_example_named(name: &str) -> PathBuf {
         let bin_dir = xdplb_tests::workspace::bin_dir().unwrap();
         let mut cmd = util::cargo();
-        cmd.args(["build", "-p", "xtask", "--example", "bench-pps"]);
+        cmd.args(["build", "-p", "xtask", "--example", name]);
         if bin_dir.ends_with("release") {
             cmd.arg("--release");
         }

@@ -30,17 +30,20 @@
 //! repetition times one genuine established-flow packet; the prologue alone
 //! is measured too and subtracted.
 
+#[path = "pktgen_run.rs"]
+mod pktgen_run;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
     maps::{Array, MapData, PerCpuArray, ProgramArray},
-    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
-    Ebpf, EbpfLoader,
+    programs::XdpMode,
+    Ebpf,
 };
 use lb_common::{
     lb,
-    pktgen::{self, GenConfig, SinkConfig, SinkCounts, FIRST_HOST, FIRST_PORT, HEADER_LEN},
+    pktgen::{self, GenConfig, SinkConfig, SinkCounts},
     Stat,
 };
 use lb_user::{
@@ -50,9 +53,10 @@ use lb_user::{
 use xdplb_tests::{
     lab::{addr, Host, Lab},
     netns,
-    packet::Spec,
-    testrun::{pin_to_cpu0, Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
+    testrun::{Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
 };
+
+use self::pktgen_run::{generate, generated, header, load_xdp, pktgen_object, set_gen};
 
 const MAGLEV: u32 = 251;
 const NFT_TABLE: &str = "xdplb_pps";
@@ -129,22 +133,6 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn pktgen_object(ns: &str) -> Result<Ebpf> {
-    let object = program::pktgen_object();
-    if object.is_empty() {
-        bail!("lb-user was built with AYA_BUILD_SKIP=1: no pktgen object");
-    }
-    netns::run_in(ns, move || EbpfLoader::new().load(object).context("loading the pktgen object"))
-}
-
-fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
-    let p: &mut Xdp = ebpf.program_mut(name).with_context(|| format!("no program {name}"))?.try_into()?;
-    if p.fd().is_err() {
-        p.load().with_context(|| format!("loading {name}"))?;
-    }
-    Ok(p)
-}
-
 /// Loads `sink` in `ns` with `cfg` and attaches it natively to `iface`.
 fn attach_sink(ns: &str, iface: &str, cfg: SinkConfig) -> Result<Ebpf> {
     let mut ebpf = pktgen_object(ns)?;
@@ -164,55 +152,6 @@ fn sink_config(to: SocketAddr, action: u32) -> SinkConfig {
 fn sink_counts(ebpf: &Ebpf) -> Result<SinkCounts> {
     let a = PerCpuArray::<&MapData, SinkCounts>::try_from(ebpf.map(pktgen::SINK_COUNTS).context("sink counts")?)?;
     Ok(a.get(&0, 0)?.iter().fold(SinkCounts::default(), |acc, c| SinkCounts { frames: acc.frames + c.frames, matched: acc.matched + c.matched }))
-}
-
-fn generated(ebpf: &Ebpf) -> Result<u64> {
-    let a = PerCpuArray::<&MapData, u64>::try_from(ebpf.map(pktgen::GEN_COUNT).context("generator count")?)?;
-    Ok(a.get(&0, 0)?.iter().sum())
-}
-
-/// The header of flow 0 towards `to` (`syn`: a SYN, else an ACK).
-fn header(eth_dst: [u8; 6], eth_src: [u8; 6], to: SocketAddr, syn: bool) -> Result<[u8; 56]> {
-    let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, FIRST_HOST)), FIRST_PORT);
-    let frame = Spec { eth_dst, eth_src, tcp_flags: if syn { 0x02 } else { 0x10 }, ..Spec::tcp(from, to) }.build();
-    if frame.len() != HEADER_LEN {
-        bail!("template frame is {} bytes, expected {HEADER_LEN}", frame.len());
-    }
-    let mut h = [0u8; 56];
-    h[..HEADER_LEN].copy_from_slice(&frame);
-    Ok(h)
-}
-
-fn set_gen(ebpf: &mut Ebpf, cfg: GenConfig) -> Result<()> {
-    Array::<_, GenConfig>::try_from(ebpf.map_mut(pktgen::GEN_CONFIG).context("generator config")?)?.set(0, cfg, 0)?;
-    Ok(())
-}
-
-/// `repeat` runs of the generator from `ns` on CPU 0, as received on
-/// `ifindex`; `live`: BPF_F_TEST_XDP_LIVE_FRAMES. Returns the generator,
-/// the kernel's ns per repetition and the verdict.
-fn generate(ns: &str, mut gen: Ebpf, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
-    netns::run_in(ns, move || {
-        pin_to_cpu0()?;
-        let frame = vec![0u8; HEADER_LEN];
-        let ctx: Vec<u8> = [0u32, HEADER_LEN as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let mut out = vec![0u8; HEADER_LEN + 256];
-        let (ns_per, verdict) = {
-            let prog = load_xdp(&mut gen, pktgen::GENERATOR)?;
-            let mut opts = TestRunOptions::new();
-            opts.data_in = Some(&frame);
-            opts.ctx_in = Some(&ctx);
-            opts.repeat = repeat;
-            if live {
-                opts.attrs = TestRunAttrs::new().xdp_live_frames(64);
-            } else {
-                opts.data_out = Some(&mut out);
-            }
-            let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN of the generator")?;
-            (r.duration.as_nanos() as f64, r.return_value)
-        };
-        Ok((gen, ns_per, verdict))
-    })
 }
 
 /// Puts `case`'s forwarder on the lb's client interface.

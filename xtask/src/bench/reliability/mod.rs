@@ -9,12 +9,12 @@
 //!   one backend; `proc`: /proc memory figures.
 //! - One file per case; this file: options, build, the case loop, outputs.
 
-mod alb_lab;
-mod clients;
+pub(crate) mod alb_lab;
+pub(crate) mod clients;
 mod conntrack;
 pub mod figure;
 mod idle_tls;
-mod proc;
+pub(crate) mod proc;
 mod slowloris;
 mod soak;
 

@@ -9,7 +9,7 @@ mod json;
 mod markdown;
 mod model;
 pub(crate) mod stats;
-mod svg;
+pub(crate) mod svg;
 mod targets;
 #[cfg(test)]
 mod tests;

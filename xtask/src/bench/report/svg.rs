@@ -4,12 +4,12 @@ use std::fmt::Write as _;
 
 use super::{fmt_rps, model::Summary};
 
-fn esc(t: &str) -> String {
+pub(crate) fn esc(t: &str) -> String {
     t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Position on a log10 axis from `lo` to `hi`, 0..=1 (values below `lo` at 0).
-fn log_pos(v: f64, lo: f64, hi: f64) -> f64 {
+pub(crate) fn log_pos(v: f64, lo: f64, hi: f64) -> f64 {
     if v <= lo {
         return 0.0;
     }

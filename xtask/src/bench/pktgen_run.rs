@@ -1,0 +1,82 @@
+//! The pktgen object's generator driven from userspace through
+//! BPF_PROG_TEST_RUN: loading, configuring and running it. Shared by the
+//! examples that time packets with it (`bench-pps`: src/bench/pps_main.rs,
+//! whose doc explains the method; `bench-scaling-xdp`:
+//! src/bench/scaling/xdp_main.rs), each including this file as a module.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::{bail, Context as _, Result};
+use aya::{
+    maps::{Array, MapData, PerCpuArray},
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
+    Ebpf, EbpfLoader,
+};
+use lb_common::pktgen::{self, GenConfig, FIRST_HOST, FIRST_PORT, HEADER_LEN};
+use lb_user::program;
+use xdplb_tests::{netns, packet::Spec, testrun::pin_to_cpu0};
+
+pub fn pktgen_object(ns: &str) -> Result<Ebpf> {
+    let object = program::pktgen_object();
+    if object.is_empty() {
+        bail!("lb-user was built with AYA_BUILD_SKIP=1: no pktgen object");
+    }
+    netns::run_in(ns, move || EbpfLoader::new().load(object).context("loading the pktgen object"))
+}
+
+pub fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    let p: &mut Xdp = ebpf.program_mut(name).with_context(|| format!("no program {name}"))?.try_into()?;
+    if p.fd().is_err() {
+        p.load().with_context(|| format!("loading {name}"))?;
+    }
+    Ok(p)
+}
+
+/// The header of flow 0 towards `to` (`syn`: a SYN, else an ACK).
+pub fn header(eth_dst: [u8; 6], eth_src: [u8; 6], to: SocketAddr, syn: bool) -> Result<[u8; 56]> {
+    let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, FIRST_HOST)), FIRST_PORT);
+    let frame = Spec { eth_dst, eth_src, tcp_flags: if syn { 0x02 } else { 0x10 }, ..Spec::tcp(from, to) }.build();
+    if frame.len() != HEADER_LEN {
+        bail!("template frame is {} bytes, expected {HEADER_LEN}", frame.len());
+    }
+    let mut h = [0u8; 56];
+    h[..HEADER_LEN].copy_from_slice(&frame);
+    Ok(h)
+}
+
+pub fn set_gen(ebpf: &mut Ebpf, cfg: GenConfig) -> Result<()> {
+    Array::<_, GenConfig>::try_from(ebpf.map_mut(pktgen::GEN_CONFIG).context("generator config")?)?.set(0, cfg, 0)?;
+    Ok(())
+}
+
+pub fn generated(ebpf: &Ebpf) -> Result<u64> {
+    let a = PerCpuArray::<&MapData, u64>::try_from(ebpf.map(pktgen::GEN_COUNT).context("generator count")?)?;
+    Ok(a.get(&0, 0)?.iter().sum())
+}
+
+/// `repeat` runs of the generator from `ns` on CPU 0, as received on
+/// `ifindex`; `live`: BPF_F_TEST_XDP_LIVE_FRAMES. Returns the generator,
+/// the kernel's ns per repetition and the verdict.
+pub fn generate(ns: &str, mut gen: Ebpf, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
+    netns::run_in(ns, move || {
+        pin_to_cpu0()?;
+        let frame = vec![0u8; HEADER_LEN];
+        let ctx: Vec<u8> = [0u32, HEADER_LEN as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mut out = vec![0u8; HEADER_LEN + 256];
+        let (ns_per, verdict) = {
+            let prog = load_xdp(&mut gen, pktgen::GENERATOR)?;
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(&frame);
+            opts.ctx_in = Some(&ctx);
+            opts.repeat = repeat;
+            if live {
+                opts.attrs = TestRunAttrs::new().xdp_live_frames(64);
+            } else {
+                opts.data_out = Some(&mut out);
+            }
+            let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN of the generator")?;
+            (r.duration.as_nanos() as f64, r.return_value)
+        };
+        Ok((gen, ns_per, verdict))
+    })
+}
