@@ -35,7 +35,8 @@ pub const MAX_WORKERS: usize = 1024;
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Worker threads (`shared`) or threads with a runtime each
-    /// (`per_core`). Default: the CPUs this process may run on.
+    /// (`per_core`). Default: `TOKIO_WORKER_THREADS` if set, else the CPUs
+    /// this process may run on.
     #[serde(default = "default_workers", deserialize_with = "workers")]
     pub workers: usize,
     #[serde(default)]
@@ -68,8 +69,25 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// What a plain `tokio::runtime::Runtime::new()` would use, so leaving the
+/// key out keeps the behaviour from before it existed: the
+/// `TOKIO_WORKER_THREADS` environment variable when it holds a valid
+/// count, else the CPUs this process may run on.
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    workers_or_cpus(std::env::var("TOKIO_WORKER_THREADS").ok().as_deref())
+}
+
+fn workers_or_cpus(env: Option<&str>) -> usize {
+    let cpus = || std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let Some(v) = env else { return cpus() };
+    match v.trim().parse::<u64>().map_err(|e| e.to_string()).and_then(check_workers) {
+        Ok(n) => n,
+        Err(e) => {
+            // Not an error of the config file; said, not silently replaced.
+            log::warn!("TOKIO_WORKER_THREADS={v:?} ignored ({e}); runtime.workers defaults to the {} CPUs", cpus());
+            cpus()
+        }
+    }
 }
 
 fn workers<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

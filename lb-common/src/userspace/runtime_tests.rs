@@ -17,8 +17,21 @@ fn parses_both_schedulers_and_defaults() {
     let d = parse("{}").unwrap();
     assert_eq!(d, RuntimeConfig::default());
     assert_eq!(d.scheduler, Scheduler::Shared);
-    assert_eq!(d.workers, std::thread::available_parallelism().unwrap().get());
+    let tokio_default =
+        std::env::var("TOKIO_WORKER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().unwrap().get());
+    assert_eq!(d.workers, tokio_default);
     assert_eq!(Scheduler::PerCore.as_str(), "per_core");
+}
+
+#[test]
+fn default_workers_follow_tokio_worker_threads() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(workers_or_cpus(Some("1")), 1);
+    assert_eq!(workers_or_cpus(Some(" 3 ")), 3);
+    assert_eq!(workers_or_cpus(None), cpus);
+    // Invalid values fall back to the CPU count, as Tokio's own reading does not.
+    assert_eq!(workers_or_cpus(Some("0")), cpus);
+    assert_eq!(workers_or_cpus(Some("x")), cpus);
 }
 
 #[test]
