@@ -23,4 +23,4 @@ pub mod trace;
 pub mod upstream;
 
 pub use config::Config;
-pub use server::{run_until_signal, start, Running};
+pub use server::{run_until_signal, start, start_on, Running};

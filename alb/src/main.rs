@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lb_common::report::{self, Exit};
+use lb_common::userspace::runtime::Runtimes;
 
 /// TLS/mTLS-terminating HTTP load balancer.
 ///
@@ -52,9 +53,11 @@ fn run(cli: &Cli) -> Result<(), (anyhow::Error, Exit)> {
         let code = if e.chain().any(|c| c.is::<alb::config::ConfigError>()) { Exit::Config } else { Exit::Runtime };
         (e, code)
     };
-    let rt = tokio::runtime::Runtime::new().map_err(|e| runtime(anyhow::Error::new(e).context("starting the Tokio runtime")))?;
-    rt.block_on(async {
-        let r = alb::start(cfg, Some(cli.config.clone())).await?;
+    let rc = cfg.runtime.clone();
+    let rts = Runtimes::start(&rc, "alb").map_err(|e| runtime(anyhow::Error::new(e).context("starting the Tokio runtime")))?;
+    log::info!("runtime: {} workers, scheduler {}", rc.workers, rc.scheduler.as_str());
+    rts.block_on(async {
+        let r = alb::start_on(cfg, Some(cli.config.clone()), Some(&rts)).await?;
         alb::run_until_signal(r).await
     })
     .map_err(runtime)

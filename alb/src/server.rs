@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use lb_common::userspace::runtime::{Runtimes, Scheduler};
 use lb_common::userspace::signals::{Signal, Signals};
 use lb_common::userspace::watch::FileWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -25,6 +27,10 @@ use crate::config::Config;
 use crate::proxy::{self, ConnInfo};
 use crate::state::State;
 use crate::tls::{failure_reason, ClientIdentity};
+
+/// Listen backlog of the `runtime`-built listeners: Tokio's own for
+/// `TcpListener::bind`, so `shared` behaves as before.
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// A running alb. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
@@ -90,6 +96,9 @@ fn reload_from(st: &State, path: &Path, lock: &Mutex<()>) -> anyhow::Result<()> 
         if c.listen_addrs().ok() != old.listen_addrs().ok() || c.admin.listen != old.admin.listen {
             log::warn!("reload: listener/admin address changes need a restart; keeping the old ones");
         }
+        if c.runtime != old.runtime {
+            log::warn!("reload: runtime changes need a restart; keeping the running threads");
+        }
         st.apply(c)
     });
     match &r {
@@ -105,9 +114,20 @@ fn reload_from(st: &State, path: &Path, lock: &Mutex<()>) -> anyhow::Result<()> 
     r
 }
 
-/// Starts alb: binds listeners and the admin API, spawns the health
-/// checker and (with a config path) the file watcher.
+/// Starts alb on the current runtime: binds listeners and the admin API,
+/// spawns the health checker and (with a config path) the file watcher.
+/// The config's `runtime` key is not applied (see [`start_on`]).
 pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<Running> {
+    start_on(cfg, config_path, None).await
+}
+
+/// [`start`], with the listeners' accept loops on `rts` (the binary's
+/// runtimes, built from the config's `runtime` key): one listener on the
+/// shared runtime, or one `SO_REUSEPORT` listener per `per_core` runtime,
+/// each serving the connections it accepts on its own thread. Everything
+/// else (health, admin, reload, access log) runs once, on the current
+/// runtime.
+pub async fn start_on(cfg: Config, config_path: Option<PathBuf>, rts: Option<&Runtimes>) -> anyhow::Result<Running> {
     let addrs = cfg.listen_addrs()?;
     let admin_cfg = cfg.admin.clone();
     let st = State::new(cfg)?;
@@ -115,11 +135,20 @@ pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<
     let conns = Arc::new(AtomicUsize::new(0));
     let mut listen = Vec::new();
     for a in addrs {
-        let l = TcpListener::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
-        let bound = l.local_addr()?;
-        log::info!("listening on {bound}");
+        let cannot = |e: std::io::Error| anyhow::anyhow!("cannot listen on {a}: {e}");
+        let ls: Vec<(TcpListener, Handle)> = match rts {
+            None => vec![(TcpListener::bind(a).await.map_err(cannot)?, Handle::current())],
+            Some(r) => r.bind(a, LISTEN_BACKLOG).map_err(cannot)?.into_iter().zip(r.workers().iter().cloned()).collect(),
+        };
+        let bound = ls[0].0.local_addr()?;
+        match rts {
+            Some(r) if r.scheduler() == Scheduler::PerCore => log::info!("listening on {bound} ({} per_core runtimes, SO_REUSEPORT)", ls.len()),
+            _ => log::info!("listening on {bound}"),
+        }
         listen.push(bound);
-        tokio::spawn(accept_loop(l, st.clone(), shutdown_rx.clone(), conns.clone()));
+        for (l, h) in ls {
+            h.spawn(accept_loop(l, st.clone(), shutdown_rx.clone(), conns.clone()));
+        }
     }
     let admin = if admin_cfg.enabled {
         let a: SocketAddr = admin_cfg.listen.parse()?;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use lb_common::userspace::runtime::RuntimeConfig;
 use lb_common::userspace::{duration, select};
 
 /// Why a configuration was refused. The Display form starts with the file
@@ -536,6 +537,10 @@ pub struct Config {
     /// The per-request log; none when left out.
     #[serde(default)]
     pub access_log: Option<AccessLogConfig>,
+    /// Threads and scheduler (`lb_common::userspace::runtime`); read at
+    /// start only.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
 }
 
 fn yes() -> bool {

@@ -6,5 +6,6 @@ mod balancing;
 mod cli_errors;
 mod common;
 mod limits_reload;
+mod runtime;
 mod shared_core;
 mod tls_mtls;

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod duration;
 pub mod health;
 pub mod rates;
+pub mod runtime;
 pub mod select;
 pub mod signals;
 pub mod watch;
