@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use lb_common::report::{self, Exit};
 
+/// The allocator lever (`--features mimalloc`, measured by `cargo xtask bench levers`).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// TLS/mTLS-terminating HTTP load balancer.
 ///
 /// Reads a YAML file (the infra-for-fun ALB format plus extended keys; see

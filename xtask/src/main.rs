@@ -139,6 +139,12 @@ enum BenchMode {
     /// forwarding with a live-frame XDP generator, and the XDP program's
     /// cost per packet (docs/benchmarks.md, "Packet rate").
     Pps(bench::pps::PpsArgs),
+    /// Flame graphs (perf + inferno) of the balancers under the bench's
+    /// load, one SVG per case (docs/benchmarks.md, "Flame graphs").
+    Profile(bench::profile::ProfileArgs),
+    /// The performance levers (allocator, runtime, copy, io_uring) A/B in
+    /// one run: levers.md, levers.json (docs/benchmarks.md, "Levers").
+    Levers(bench::levers::LeversArgs),
 }
 
 /// `cargo build --workspace`.
@@ -165,6 +171,8 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => fuzz::fuzz(args),
         Command::Bench { mode: Some(BenchMode::Reliability(args)), .. } => bench::reliability::reliability(args),
         Command::Bench { mode: Some(BenchMode::Pps(args)), .. } => bench::pps::pps(args),
+        Command::Bench { mode: Some(BenchMode::Profile(args)), .. } => bench::profile::profile(args),
+        Command::Bench { mode: Some(BenchMode::Levers(args)), .. } => bench::levers::levers(args),
         Command::Bench { mode: None, quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
             quick,
             duration,

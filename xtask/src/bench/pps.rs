@@ -84,7 +84,7 @@ fn f(v: &Value, k: &str) -> f64 {
 }
 
 /// Median and (max − min) / median of values, as JSON.
-fn spread(v: &[f64]) -> Value {
+pub(crate) fn spread(v: &[f64]) -> Value {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     json!({ "median": median(v), "min": lo, "max": hi, "spread_pct": spread_pct(v), "n": v.len() })
