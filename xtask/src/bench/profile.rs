@@ -7,8 +7,7 @@
 //!
 //! Stacks are unwound from DWARF call frame information (`--call-graph
 //! dwarf`): the binaries are built without frame pointers (and HAProxy's
-//! Debian build too), so frame-pointer unwinding stops after one or two
-//! frames. The release profile's `debug = 1` gives symbol names and line
+//! Debian build too), which frame-pointer unwinding needs. The release profile's `debug = 1` gives symbol names and line
 //! tables; `perf script --no-inline` skips inline-frame resolution through
 //! addr2line, which takes minutes per case and adds nothing a flame graph of
 //! functions needs.
@@ -35,12 +34,14 @@ use crate::util;
 /// counterparts, keep-alive and (for ours) a new connection per request.
 pub const DEFAULT_CASES: [&str; 6] =
     ["alb/keepalive", "alb/new-conn", "lb-user-proxy/keepalive", "lb-user-proxy/new-conn", "haproxy-tls/keepalive", "haproxy-tcp/keepalive"];
-/// Sampling frequency (Hz). With 16 KiB of stack per sample, one busy core
-/// for 6 s is ~30 MB of perf data.
+/// Sampling frequency (Hz). With 64 KiB of stack per sample, one busy core
+/// for 6 s is ~120 MB of perf data (removed once drawn).
 pub const FREQUENCY: u32 = 299;
-/// Bytes of user stack copied per sample for the DWARF unwinder: Tokio
-/// and hyper stacks are deep, 8 KiB cut many of them short.
-pub const STACK_BYTES: u32 = 16384;
+/// Bytes of user stack copied per sample for the DWARF unwinder: perf's
+/// maximum. Tokio and hyper stacks are deep; with 16 KiB most of alb's
+/// stacks (debug build) ended in `[unknown]` before reaching the thread's
+/// start.
+pub const STACK_BYTES: u32 = 65528;
 /// Seconds of load per case (and of recording) by default, and with `--quick`.
 pub const DEFAULT_SECONDS: u64 = 6;
 pub const QUICK_SECONDS: u64 = 2;
@@ -71,10 +72,12 @@ pub struct ProfileArgs {
 pub struct Profiled {
     pub id: String,
     pub svg: PathBuf,
-    /// Stacks perf recorded in the balancer's process tree.
-    pub samples: u64,
-    /// Share of the samples whose stack has more than one resolved frame:
-    /// a low figure means the unwinding failed (see the module comment).
+    /// CPU time perf sampled in the balancer's process tree, ms (the
+    /// collapsed stacks are weighted by the cpu-clock period, in ns).
+    pub cpu_ms: f64,
+    /// Share of the sampled CPU time whose stack was unwound to the
+    /// thread's start (its outermost frame is known): a low figure means
+    /// truncated stacks (see the module comment).
     pub unwound_pct: f64,
     pub rps: f64,
 }
@@ -129,12 +132,12 @@ pub fn run(args: &ProfileArgs, bin_dir: &Path) -> Result<Vec<Profiled>> {
         for (i, case) in cases.iter().enumerate() {
             let p = profile_case(&mut stage, case, &out, seconds, args.conns, cpus)?;
             println!(
-                "[profile {}/{}] {:<26} {:>8.0} req/s  {} samples, {:.0}% unwound → {}",
+                "[profile {}/{}] {:<26} {:>8.0} req/s  {:.0} ms CPU sampled, {:.0}% unwound → {}",
                 i + 1,
                 cases.len(),
                 p.id,
                 p.rps,
-                p.samples,
+                p.cpu_ms,
                 p.unwound_pct,
                 p.svg.display()
             );
@@ -194,13 +197,13 @@ fn profile_case(stage: &mut Stage, case: &Case, out: &Path, seconds: u64, conns:
     let drawn = draw(&data, &svg, &case.id(), rep.load.rps);
     let _ = std::fs::remove_file(&data);
     let _ = std::fs::remove_file(&log);
-    let (samples, unwound_pct) = drawn?;
-    Ok(Profiled { id: case.id(), svg, samples, unwound_pct, rps: rep.load.rps })
+    let (cpu_ms, unwound_pct) = drawn?;
+    Ok(Profiled { id: case.id(), svg, cpu_ms, unwound_pct, rps: rep.load.rps })
 }
 
 /// `perf script` of `data` → collapsed stacks → flame graph SVG. Returns
-/// the sample count and the share of samples with an unwound stack.
-fn draw(data: &Path, svg: &Path, id: &str, rps: f64) -> Result<(u64, f64)> {
+/// the CPU time sampled (ms) and the share of it with an unwound stack.
+fn draw(data: &Path, svg: &Path, id: &str, rps: f64) -> Result<(f64, f64)> {
     let script = data.with_extension("script");
     let file = std::fs::File::create(&script)?;
     let status = Command::new("perf")
@@ -222,35 +225,35 @@ fn draw(data: &Path, svg: &Path, id: &str, rps: f64) -> Result<(u64, f64)> {
     })();
     let _ = std::fs::remove_file(&script);
     let folded = String::from_utf8(collapsed?).context("collapsed stacks are not UTF-8")?;
-    let (samples, unwound) = count(&folded);
-    if samples == 0 {
+    let (ns, unwound) = count(&folded);
+    if ns == 0 {
         bail!("{id}: perf recorded no samples of the balancer");
     }
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = format!("{id}: xdplb bench profile");
-    opts.subtitle = Some(format!("{rps:.0} req/s; {samples} samples at {FREQUENCY} Hz (perf cpu-clock, DWARF unwinding)"));
-    opts.count_name = "samples".into();
+    opts.subtitle = Some(format!("{rps:.0} req/s; {:.0} ms of CPU sampled at {FREQUENCY} Hz (perf cpu-clock, DWARF unwinding)", ns as f64 / 1e6));
+    opts.count_name = "ns".into();
     let writer = BufWriter::new(std::fs::File::create(svg).with_context(|| format!("creating {}", svg.display()))?);
     inferno::flamegraph::from_lines(&mut opts, folded.lines(), writer).with_context(|| format!("drawing {}", svg.display()))?;
-    Ok((samples, unwound as f64 / samples as f64 * 100.0))
+    Ok((ns as f64 / 1e6, unwound as f64 / ns as f64 * 100.0))
 }
 
-/// Samples in collapsed stacks (`frame;frame;… count` lines), and how
-/// many of them have more than one frame below the command name.
+/// The total weight of collapsed stacks (`frame;frame;… count` lines),
+/// and how much of it has a known outermost frame (below the command
+/// name): a stack the unwinder gave up on starts with `[unknown]`.
 pub fn count(folded: &str) -> (u64, u64) {
-    let mut samples = 0;
+    let mut total = 0;
     let mut unwound = 0;
     for line in folded.lines() {
         let Some((stack, n)) = line.rsplit_once(' ') else { continue };
         let Ok(n) = n.parse::<u64>() else { continue };
-        samples += n;
+        total += n;
         // The first frame is the thread's command name.
-        let frames = stack.split(';').skip(1).filter(|f| *f != "[unknown]").count();
-        if frames > 1 {
+        if stack.split(';').nth(1).is_some_and(|f| f != "[unknown]") {
             unwound += n;
         }
     }
-    (samples, unwound)
+    (total, unwound)
 }
 
 #[cfg(test)]
@@ -265,7 +268,7 @@ mod tests {
         assert_eq!(alb, ["alb/keepalive", "alb/new-conn"]);
         assert!(selected(&["nginx".into()]).unwrap_err().to_string().contains("matches none"));
         assert_eq!(svg_name("lb-user-proxy/new-conn"), "flamegraph-lb-user-proxy-new-conn.svg");
-        let folded = "alb;main;tokio::run;poll 7\nalb;[unknown] 2\nalb;[unknown];[unknown];write 1\n";
+        let folded = "alb;main;tokio::run;poll 7\nalb;[unknown] 2\nalb;[unknown];hyper::poll;write 1\n";
         assert_eq!(count(folded), (10, 7));
     }
 
@@ -281,8 +284,11 @@ mod tests {
         let done = run(&args, &xdplb_tests::workspace::bin_dir().unwrap()).unwrap();
         assert_eq!(done.len(), 1);
         let p = &done[0];
-        assert!(p.samples > 0 && p.rps > 0.0, "{p:?}");
-        assert!(p.unwound_pct > 50.0, "stacks were not unwound: {p:?}");
+        assert!(p.cpu_ms > 0.0 && p.rps > 0.0, "{p:?}");
+        // Debug build: 38% of alb's CPU time had stacks unwound to a known
+        // outermost frame with 64 KiB per sample (frames are large without
+        // optimisation).
+        assert!(p.unwound_pct > 10.0, "stacks were not unwound: {p:?}");
         let svg = std::fs::read_to_string(&p.svg).unwrap();
         assert!(svg.starts_with("<?xml") && svg.contains("alb"), "not a flame graph of alb");
         assert!(svg.contains("tokio"), "no Tokio frames: the stacks are not unwound");
