@@ -7,6 +7,11 @@ use clap::Parser;
 use lb_common::report::{self, Exit};
 use lb_common::userspace::runtime::Runtimes;
 
+/// The allocator lever (`--features mimalloc`, measured by `cargo xtask bench levers`).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// TLS/mTLS-terminating HTTP load balancer.
 ///
 /// Reads a YAML file (the infra-for-fun ALB format plus extended keys; see

@@ -13,6 +13,11 @@ use lb_user::{
     AttachMode, Attachment,
 };
 
+/// The allocator lever (`--features mimalloc`, measured by `cargo xtask bench levers`).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Load, attach and inspect the xdplb XDP load balancer.
 ///
 /// The XDP program runs in the kernel; lb-user loads it, attaches it to an

@@ -143,6 +143,12 @@ enum BenchMode {
     /// conntrack entries, lb-user reloads with 1,024 backends, alb with
     /// many open connections (docs/benchmarks.md, "Scaling").
     Scaling(bench::scaling::ScalingArgs),
+    /// Flame graphs (perf + inferno) of the balancers under the bench's
+    /// load, one SVG per case (docs/benchmarks.md, "Flame graphs").
+    Profile(bench::profile::ProfileArgs),
+    /// The performance levers (allocator, runtime, copy, io_uring) A/B in
+    /// one run: levers.md, levers.json (docs/benchmarks.md, "Levers").
+    Levers(bench::levers::LeversArgs),
 }
 
 /// `cargo build --workspace`.
@@ -170,6 +176,8 @@ fn main() -> ExitCode {
         Command::Bench { mode: Some(BenchMode::Reliability(args)), .. } => bench::reliability::reliability(args),
         Command::Bench { mode: Some(BenchMode::Pps(args)), .. } => bench::pps::pps(args),
         Command::Bench { mode: Some(BenchMode::Scaling(args)), .. } => bench::scaling::scaling(args),
+        Command::Bench { mode: Some(BenchMode::Profile(args)), .. } => bench::profile::profile(args),
+        Command::Bench { mode: Some(BenchMode::Levers(args)), .. } => bench::levers::levers(args),
         Command::Bench { mode: None, quick, duration, conns, tool, out, only, xdp_mode, bin_dir } => bench::bench(bench::BenchOptions {
             quick,
             duration,

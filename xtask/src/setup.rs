@@ -22,7 +22,8 @@ use crate::util::{self, probe, run_visible};
 /// driven over WebDriver);
 /// bird2: the BGP daemon of the scale-out lab (docs/scale-out.md), run per
 /// namespace with its own config, socket and pid file;
-/// bpftool: the instruction counts of the XDP program (docs/xdp.md).
+/// bpftool: the instruction counts of the XDP program (docs/xdp.md);
+/// linux-perf: `perf record`/`perf script` of `cargo xtask bench profile`.
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -40,6 +41,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
     "bpftool",
+    "linux-perf",
 ];
 
 /// Services Debian starts when their package is installed but that the

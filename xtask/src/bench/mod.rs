@@ -8,9 +8,11 @@
 //!   per-packet cost, writing the outputs.
 
 pub mod cases;
+pub mod levers;
 pub mod load;
 pub mod peers;
 pub mod pps;
+pub mod profile;
 pub mod reliability;
 pub mod report;
 pub mod scaling;
@@ -260,6 +262,13 @@ pub fn write_outputs(out: &Path, s: &Summary) -> Result<()> {
 
 /// One load run with CPU accounting around it.
 fn measure(stage: &mut Stage, case: &Case, spec: &LoadSpec, k6: &Path, scripts: &Path, cpus: usize) -> Result<Rep> {
+    let root = stage.lb_root(case.lb, case.mtls);
+    measure_process(stage, case, spec, k6, scripts, cpus, root)
+}
+
+/// [`measure`] with the LB's root pid given: `bench profile` and `bench
+/// levers` run their own balancer processes beside the stage's.
+pub(crate) fn measure_process(stage: &mut Stage, case: &Case, spec: &LoadSpec, k6: &Path, scripts: &Path, cpus: usize, lb_root: Option<u32>) -> Result<Rep> {
     let client_ns = stage.lab.ns(Host::Client);
     let lab_ns = stage.netns_inodes();
     // Let the previous case's connections finish closing.
@@ -289,7 +298,7 @@ fn measure(stage: &mut Stage, case: &Case, spec: &LoadSpec, k6: &Path, scripts: 
     let us_tick = cpu::us_per_tick();
     let reqs = load.requests as f64;
     let machine_us = machine1.delta(&machine0).busy as f64 * us_tick / reqs;
-    let lb_us = stage.lb_pids(case.lb, case.mtls, &procs0).map(|pids| procs1.ticks_since(&procs0, &pids) as f64 * us_tick / reqs);
+    let lb_us = lb_root.map(|root| procs1.ticks_since(&procs0, &procs0.tree(root)) as f64 * us_tick / reqs);
     // The tool has exited by now: use the last sample taken while it ran.
     let tool_us = procs_mid.ticks_since(&procs0, &tool_tree) as f64 * us_tick / reqs;
     let own = Stage::own_pids(&procs1);

@@ -20,6 +20,15 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// `text` ending in a newline (empty stays empty).
+fn line_end(text: &str) -> String {
+    if text.is_empty() || text.ends_with('\n') {
+        text.to_owned()
+    } else {
+        format!("{text}\n")
+    }
+}
+
 /// Backend `i`'s nginx: one worker, a small static answer on every
 /// per-case port, `/health` for readiness.
 pub fn backend_nginx(dir: &Path, i: u8) -> String {
@@ -131,14 +140,20 @@ pub fn nginx_tls(dir: &Path, certs: &Certs) -> String {
 /// checks, admin API, reload polling and HTTP/2 off (the peers speak
 /// HTTP/1.1 and check nothing either).
 pub fn alb(certs: &Certs, mtls: bool) -> String {
-    let ip = cases::tls_ip(Lb::Alb);
     let port = if mtls { cases::MTLS_PORT } else { cases::TLS_PORT };
+    alb_with(certs, SocketAddr::new(cases::tls_ip(Lb::Alb), port), mtls, "")
+}
+
+/// [`alb`] on `listen`, with `extra` (top-level YAML lines, e.g.
+/// `runtime: { workers: 1 }`) appended: the variants of `bench levers`.
+pub fn alb_with(certs: &Certs, listen: SocketAddr, mtls: bool, extra: &str) -> String {
     let backends: String = backend_list(cases::TLS_BACKEND_PORT).iter().map(|b| format!("  - http://{b}\n")).collect();
     let mtls_block = if mtls { format!("mtls:\n  mode: required\n  ca: {}\n", p(certs.ca)) } else { "mtls:\n  mode: off\n".into() };
     format!(
-        "listen: [\"{ip}:{port}\"]\nprotocol: https\ncert_location: {cert}\nkey_location: {key}\nbackend_servers:\n{backends}{mtls_block}\
+        "listen: [\"{listen}\"]\nprotocol: https\ncert_location: {cert}\nkey_location: {key}\nbackend_servers:\n{backends}{mtls_block}\
 algorithm: round_robin\nhealth: {{ enabled: false }}\npassive_health: {{ enabled: false }}\nadmin: {{ enabled: false }}\n\
-reload: {{ poll_interval: 0 }}\nhttp2: false\nlimits: {{ rate_limit_rps: 0 }}\ntimeouts: {{ drain: 1s }}\n",
+reload: {{ poll_interval: 0 }}\nhttp2: false\nlimits: {{ rate_limit_rps: 0 }}\ntimeouts: {{ drain: 1s }}\n{extra}",
+        extra = line_end(extra),
         cert = p(certs.cert),
         key = p(certs.key)
     )
@@ -162,10 +177,16 @@ attach_mode: {attach_mode}\nmaglev: {{ size: 251, seed: 7 }}\nvips:\n{}{}",
 
 /// `lb-user proxy --config`: the proxy VIP (a local address on the lb's lo).
 pub fn lbuser_proxy(client_iface: &str) -> String {
-    let v = cases::vip(Lb::Proxy);
+    lbuser_proxy_with(client_iface, cases::vip(Lb::Proxy), "")
+}
+
+/// [`lbuser_proxy`] on VIP `v`, with `proxy_extra` added inside the
+/// `proxy:` mapping (e.g. `copy: splice`): the variants of `bench levers`.
+pub fn lbuser_proxy_with(client_iface: &str, v: SocketAddr, proxy_extra: &str) -> String {
+    let proxy_extra = if proxy_extra.is_empty() { String::new() } else { format!(", {proxy_extra}") };
     let backends: String = backend_list(cases::port(Lb::Proxy)).iter().map(|b| format!("      - {{ address: {}, port: {} }}\n", b.ip(), b.port())).collect();
     format!(
-        "interfaces:\n  - {{ name: {client_iface}, role: client }}\nmaglev: {{ size: 251, seed: 7 }}\nproxy: {{ drain_timeout: 1s }}\nvips:\n  - name: proxy\n    address: {}\n    port: {}\n    backends:\n{backends}",
+        "interfaces:\n  - {{ name: {client_iface}, role: client }}\nmaglev: {{ size: 251, seed: 7 }}\nproxy: {{ drain_timeout: 1s{proxy_extra} }}\nvips:\n  - name: proxy\n    address: {}\n    port: {}\n    backends:\n{backends}",
         v.ip(),
         v.port()
     )
@@ -199,5 +220,16 @@ mod tests {
         }
         assert!(nft_rules().contains("dnat ip to numgen inc mod"));
         assert!(nginx_tls(dir, &certs).contains("ssl_protocols TLSv1.3;"));
+        // The levers' variants: the extra YAML lands where it belongs.
+        let listen: SocketAddr = "198.18.2.11:9401".parse().unwrap();
+        let alb = alb_with(&certs, listen, false, "runtime: { workers: 1, scheduler: per_core }");
+        assert!(
+            alb.contains("listen: [\"198.18.2.11:9401\"]") && alb.ends_with("timeouts: { drain: 1s }\nruntime: { workers: 1, scheduler: per_core }\n"),
+            "{alb}"
+        );
+        assert_eq!(super::alb(&certs, false), alb_with(&certs, "198.18.2.11:443".parse().unwrap(), false, ""));
+        let proxy = lbuser_proxy_with("a-lc", "198.18.100.3:9001".parse().unwrap(), "copy: splice");
+        assert!(proxy.contains("proxy: { drain_timeout: 1s, copy: splice }\n") && proxy.contains("port: 9001\n"), "{proxy}");
+        assert_eq!(lbuser_proxy("a-lc"), lbuser_proxy_with("a-lc", cases::vip(Lb::Proxy), ""));
     }
 }

@@ -214,9 +214,10 @@ impl Stage {
         Ok(())
     }
 
-    /// The processes whose CPU is "the LB" for a case (root pid and children).
-    pub fn lb_pids(&self, lb: Lb, mtls: bool, procs: &cpu::Processes) -> Option<Vec<u32>> {
-        self.pids.get(&(lb, mtls)).map(|p| procs.tree(*p))
+    /// The root pid of the process that is "the LB" for a case; its CPU is
+    /// that of its tree (the pid and its children).
+    pub fn lb_root(&self, lb: Lb, mtls: bool) -> Option<u32> {
+        self.pids.get(&(lb, mtls)).copied()
     }
 
     /// Network namespace inodes of the lab (processes inside are ours).
