@@ -345,11 +345,33 @@ pub struct ProxyConfig {
     /// 0 = unlimited.
     pub max_new_conns_per_minute: u32,
     pub drain_timeout: Duration,
+    /// How `lb-user proxy` copies a TCP connection's bytes.
+    pub copy: CopyMode,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: limits::DEFAULT_DRAIN_TIMEOUT }
+        ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: limits::DEFAULT_DRAIN_TIMEOUT, copy: CopyMode::default() }
+    }
+}
+
+/// `proxy.copy`: how the proxy moves a TCP connection's bytes (docs/proxy.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyMode {
+    /// `splice(2)` through a pipe per direction: the bytes stay in the kernel.
+    Splice,
+    /// `read`/`write` through a userspace buffer per direction.
+    #[default]
+    Buffered,
+}
+
+impl CopyMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            CopyMode::Splice => "splice",
+            CopyMode::Buffered => "buffered",
+        }
     }
 }
 

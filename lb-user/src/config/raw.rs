@@ -124,6 +124,7 @@ pub(super) struct RawProxy {
     pub max_conns_per_ip: Option<i64>,
     pub max_new_conns_per_minute: Option<i64>,
     pub drain_timeout: Option<RawDuration>,
+    pub copy: Option<super::CopyMode>,
 }
 
 /// `group:` — this node's part in an ECMP group (`super::group`).

@@ -131,7 +131,7 @@ fn defaults_are_applied() {
     );
     assert_eq!(c.allowlist, None);
     assert_eq!(c.metrics, None);
-    assert_eq!(c.proxy, ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: Duration::from_secs(10) });
+    assert_eq!(c.proxy, ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: Duration::from_secs(10), copy: CopyMode::Buffered });
     let v = &c.vips[0];
     assert_eq!((v.protocol, v.algorithm, v.forwarding), (Protocol::Tcp, Algorithm::Maglev, Forwarding::Nat));
     assert_eq!(v.backends[0].weight, 1);
@@ -457,6 +457,9 @@ fn metrics_and_proxy() {
     err(&format!("{BASE}proxy: {{ max_new_conns_per_minute: 5000000000 }}\n"), &["proxy.max_new_conns_per_minute", "5000000000"]);
     err(&format!("{BASE}proxy: {{ drain_timeout: 2h }}\n"), &["proxy.drain_timeout", "\"2h\"", "0s..=3600s"]);
     assert_eq!(parse(&format!("{BASE}proxy: {{ drain_timeout: 0s }}\n")).unwrap().proxy.drain_timeout, Duration::ZERO);
+    assert_eq!(parse(&format!("{BASE}proxy: {{ copy: splice }}\n")).unwrap().proxy.copy, CopyMode::Splice);
+    assert_eq!(parse(&format!("{BASE}proxy: {{ copy: buffered }}\n")).unwrap().proxy.copy, CopyMode::Buffered);
+    err(&format!("{BASE}proxy: {{ copy: zerocopy }}\n"), &["proxy", "zerocopy", "splice", "buffered"]);
 }
 
 #[test]

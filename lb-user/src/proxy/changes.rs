@@ -70,6 +70,9 @@ pub(super) fn describe(old: &Config, new: &Config) -> String {
     if old.proxy.drain_timeout != new.proxy.drain_timeout {
         parts.push(format!("drain_timeout={:?}", new.proxy.drain_timeout));
     }
+    if old.proxy.copy != new.proxy.copy {
+        parts.push(format!("copy={} (new connections)", new.proxy.copy.label()));
+    }
     if old.maglev != new.maglev {
         parts.push(format!("maglev size={} seed={}", new.maglev.size, new.maglev.seed));
     }
@@ -105,6 +108,8 @@ mod tests {
         assert_eq!(describe(&a, &cfg(true, 2, "")), "vip web: 127.0.0.1:8001 weight 1 -> 2, +127.0.0.1:8002");
         assert_eq!(describe(&cfg(true, 1, ""), &a), "vip web: -127.0.0.1:8002");
         assert_eq!(describe(&a, &cfg(false, 1, "allowlist: { cidrs: [127.0.0.0/8] }\n")), "allowlist changed");
+        let copy = if a.proxy.copy == crate::config::CopyMode::Splice { "buffered" } else { "splice" };
+        assert_eq!(describe(&a, &cfg(false, 1, &format!("proxy: {{ copy: {copy} }}\n"))), format!("copy={copy} (new connections)"));
     }
 
     #[test]

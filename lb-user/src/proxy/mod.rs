@@ -30,6 +30,7 @@ mod cli;
 pub mod limits;
 pub mod metrics;
 mod reload;
+mod splice;
 mod tcp;
 mod udp;
 

@@ -21,9 +21,9 @@ use tokio::{
 use super::{
     current,
     limits::{self, IpPermit, Reject},
-    OpenGuard, Shared, VipCell, VipState, BACKLOG,
+    splice, OpenGuard, Shared, VipCell, VipState, BACKLOG,
 };
-use crate::config::Protocol;
+use crate::config::{CopyMode, Protocol};
 
 /// A listening socket with SO_REUSEADDR and a large backlog.
 pub(super) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -116,9 +116,15 @@ async fn forward(shared: &Shared, vip: &VipState, client: TcpStream, peer: Socke
     let m = &vip.metrics.backends[id as usize];
     m.connections.inc();
     log::debug!("forwarding vip={} client={peer} backend={}", vip.name, vip.backends[id as usize]);
-    let mut client = Counted { inner: client, read: m.bytes_to_backend.clone() };
-    let mut backend = Counted { inner: backend, read: m.bytes_to_client.clone() };
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+    let copied = match vip.config.proxy.copy {
+        CopyMode::Splice => splice::bidirectional(&client, &backend, &m.bytes_to_backend, &m.bytes_to_client).await,
+        CopyMode::Buffered => {
+            let mut client = Counted { inner: client, read: m.bytes_to_backend.clone() };
+            let mut backend = Counted { inner: backend, read: m.bytes_to_client.clone() };
+            tokio::io::copy_bidirectional(&mut client, &mut backend).await.map(|_| ())
+        }
+    };
+    if let Err(e) = copied {
         log::debug!("vip={} client={peer}: connection ended: {e}", vip.name);
     }
 }

@@ -10,6 +10,7 @@ mod api_overrides;
 mod api_support;
 mod cli_errors;
 mod proxy_admission;
+mod proxy_copy;
 mod proxy_drain;
 mod proxy_forwarding;
 mod proxy_reload;
