@@ -28,7 +28,9 @@
 //! prologue that tail-calls the balancer (or the trivial `pass` program)
 //! in the lb namespace, plain (not live) test runs with `repeat`, so every
 //! repetition times one genuine established-flow packet; the prologue alone
-//! is measured too and subtracted.
+//! and the trivial program alone (no prologue) are measured too. The
+//! target's ratio is prologue → balancer over prologue → XDP_PASS: both
+//! chains pay the kernel's per-repetition overhead and the frame restore.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -191,14 +193,19 @@ fn set_gen(ebpf: &mut Ebpf, cfg: GenConfig) -> Result<()> {
 /// `repeat` runs of the generator from `ns` on CPU 0, as received on
 /// `ifindex`; `live`: BPF_F_TEST_XDP_LIVE_FRAMES. Returns the generator,
 /// the kernel's ns per repetition and the verdict.
-fn generate(ns: &str, mut gen: Ebpf, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
+fn generate(ns: &str, gen: Ebpf, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
+    test_run(ns, gen, pktgen::GENERATOR, ifindex, repeat, live)
+}
+
+/// [`generate`] for any program `name` of the pktgen object.
+fn test_run(ns: &str, mut gen: Ebpf, name: &'static str, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
     netns::run_in(ns, move || {
         pin_to_cpu0()?;
         let frame = vec![0u8; HEADER_LEN];
         let ctx: Vec<u8> = [0u32, HEADER_LEN as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
         let mut out = vec![0u8; HEADER_LEN + 256];
         let (ns_per, verdict) = {
-            let prog = load_xdp(&mut gen, pktgen::GENERATOR)?;
+            let prog = load_xdp(&mut gen, name)?;
             let mut opts = TestRunOptions::new();
             opts.data_in = Some(&frame);
             opts.ctx_in = Some(&ctx);
@@ -208,7 +215,7 @@ fn generate(ns: &str, mut gen: Ebpf, ifindex: u32, repeat: u32, live: bool) -> R
             } else {
                 opts.data_out = Some(&mut out);
             }
-            let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN of the generator")?;
+            let r = prog.test_run(opts).with_context(|| format!("BPF_PROG_TEST_RUN of {name}"))?;
             (r.duration.as_nanos() as f64, r.return_value)
         };
         Ok((gen, ns_per, verdict))
@@ -395,6 +402,15 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<Vec<serde_json::Value>> {
             }
             figures.insert(format!("{name}_ns"), serde_json::json!(ns_per));
         }
+        // The trivial program on its own, for reference: with no prologue
+        // its frame needs no restoring, and the figure is the kernel's
+        // per-repetition run overhead plus an empty program.
+        let (g, ns_per, verdict) = test_run(&lb_ns, gen, pktgen::PASS, lc_index, plan.cost_repeat, false)?;
+        gen = g;
+        if verdict != XDP_PASS {
+            bail!("program cost pass_standalone: verdict {verdict}, expected {XDP_PASS}");
+        }
+        figures.insert("pass_standalone_ns".into(), serde_json::json!(ns_per));
         figures.insert("rep".into(), serde_json::json!(rep));
         figures.insert("repeat".into(), serde_json::json!(plan.cost_repeat));
         out.push(serde_json::Value::Object(figures));
