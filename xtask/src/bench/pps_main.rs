@@ -341,13 +341,17 @@ fn run(lab: &Lab, plan: &Plan) -> Result<serde_json::Value> {
             drop(fwd);
         }
     }
-    let cost = program_cost(lab, plan)?;
-    Ok(serde_json::json!({ "packets": plan.packets, "syns": plan.syns, "flows": plan.flows, "reps": plan.reps, "rows": rows, "cost": cost }))
+    let (cost, program) = program_cost(lab, plan)?;
+    Ok(serde_json::json!({
+        "packets": plan.packets, "syns": plan.syns, "flows": plan.flows, "reps": plan.reps, "rows": rows, "cost": cost, "program": program,
+    }))
 }
 
 /// The balancer's cost per established NAT packet against a trivial
-/// XDP_PASS, with the generator as a frame-restoring prologue (module doc).
-fn program_cost(lab: &Lab, plan: &Plan) -> Result<Vec<serde_json::Value>> {
+/// XDP_PASS, with the generator as a frame-restoring prologue (module doc),
+/// and the balancer's size as the kernel holds it (what `bpftool prog show`
+/// reports as xlated and jited bytes; 8 bytes per xlated instruction).
+fn program_cost(lab: &Lab, plan: &Plan) -> Result<(Vec<serde_json::Value>, serde_json::Value)> {
     let lb_ns = lab.ns(Host::Lb);
     let lc = lab.lb_client_iface();
     let lc_index = lab.ifindex(Host::Lb, &lc)?;
@@ -366,7 +370,13 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<Vec<serde_json::Value>> {
         }
         Ok(xdp)
     })?;
-    let lb_fd = program::xdp_program(&mut xdp)?.fd()?.try_clone()?;
+    let lb_prog = program::xdp_program(&mut xdp)?;
+    let info = lb_prog.info()?;
+    let size = serde_json::json!({
+        "xlated_bytes": info.size_translated(), "xlated_insns": info.size_translated().map(|b| b / 8),
+        "jited_bytes": info.size_jitted(), "verified_insns": info.verified_instruction_count(),
+    });
+    let lb_fd = lb_prog.fd()?.try_clone()?;
     let mut gen = pktgen_object(&lb_ns)?;
     let pass_fd = load_xdp(&mut gen, pktgen::PASS)?.fd()?.try_clone()?;
     // One flow: the established-flow path the fixtures check (flows: 1).
@@ -415,5 +425,5 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<Vec<serde_json::Value>> {
         figures.insert("repeat".into(), serde_json::json!(plan.cost_repeat));
         out.push(serde_json::Value::Object(figures));
     }
-    Ok(out)
+    Ok((out, size))
 }
