@@ -26,4 +26,4 @@ pub mod report;
 pub mod userspace;
 
 // The ABI modules at the crate root, where the kernel and lb-user name them.
-pub use abi::{counters, hash, lb, map_names, pktgen, PacketCounter, Stat, TrafficClass, PROGRAM_NAME, STAT_COUNT, TRAFFIC_CLASS_COUNT};
+pub use abi::{counters, hash, lb, map_names, pktgen, Counters, PacketCounter, Stat, TrafficClass, PROGRAM_NAME, STAT_COUNT, TRAFFIC_CLASS_COUNT};

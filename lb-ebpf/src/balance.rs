@@ -3,8 +3,8 @@
 use lb_common::{
     hash,
     lb::{
-        BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, FAMILY_V4, LAST_SEEN_REFRESH_NS,
-        MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
+        BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, FAMILY_V4, FLOW_NEW, FLOW_TOUCHED,
+        LAST_SEEN_REFRESH_NS, MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
     },
 };
 
@@ -57,11 +57,14 @@ pub fn stale(last_seen_ns: u64, now: u64) -> bool {
 }
 
 /// Picks the backend id: the tracked one for an established flow, otherwise a
-/// fresh choice recorded in conntrack (`new_flow` set). `NO_BACKEND` when the
-/// VIP has none. `now` is the packet's bpf_ktime_get_ns. Not inlined: its
-/// stack frame must not add to the callers'.
+/// fresh choice recorded in conntrack. `flow` gets `FLOW_NEW` for a fresh
+/// choice and `FLOW_TOUCHED` whenever the conntrack entry was written (new,
+/// timestamp refreshed, or marked closing): the caller updates the flow's
+/// reverse-NAT entry only then. `NO_BACKEND` when the VIP has none. `now` is
+/// the packet's bpf_ktime_get_ns. Not inlined: its stack frame must not add
+/// to the callers'.
 #[inline(never)]
-pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, new_flow: &mut bool) -> u32 {
+pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mut u32) -> u32 {
     let key = &p.key;
     let syn_only = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     let closing_flags = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
@@ -74,13 +77,15 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, new_flow:
         let reused = syn_only && state.tcp_state == TCP_CLOSING;
         if fresh && !reused && state.vip_id == vip.vip_id {
             if active_backend(state.backend_id).is_some() {
+                let mut touched = closing_flags;
                 if stale(state.last_seen_ns, now) {
                     state.last_seen_ns = now;
+                    touched = true;
                 }
                 if closing_flags {
                     state.tcp_state = TCP_CLOSING;
                 }
-                *new_flow = false;
+                *flow = if touched { FLOW_TOUCHED } else { 0 };
                 return state.backend_id;
             }
         }
@@ -99,7 +104,7 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, new_flow:
     // A full LRU evicts its oldest entry, so this only fails on memory pressure;
     // the flow then simply stays untracked and Maglev keeps it consistent.
     let _ = CONNTRACK.insert(key, &state, 0);
-    *new_flow = true;
+    *flow = FLOW_NEW | FLOW_TOUCHED;
     backend_id
 }
 

@@ -19,7 +19,10 @@ mod reverse;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::{lb::MODE_DSR, Stat, TrafficClass};
+use lb_common::{
+    lb::{FLOW_NEW, FLOW_TOUCHED, MODE_DSR},
+    Counters, Stat, TrafficClass,
+};
 
 use crate::{
     forward::Egress,
@@ -32,27 +35,27 @@ use crate::{
 #[xdp]
 pub fn xdplb(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let Some(p) = SCRATCH.get_ptr_mut(0) else {
+    let (Some(p), Some(c)) = (SCRATCH.get_ptr_mut(0), stats::slot()) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: this CPU's scratch slot; XDP programs do not preempt each other.
     let p = unsafe { &mut *p };
     let (action, stat) = match parse::parse(&ctx, p) {
         Parsed::NotIp => {
-            stats::traffic(TrafficClass::OtherL3, len);
+            stats::traffic(c, TrafficClass::OtherL3, len);
             (xdp_action::XDP_PASS, Stat::PassNotVip)
         }
         Parsed::Malformed => {
-            stats::traffic(TrafficClass::Malformed, len);
+            stats::traffic(c, TrafficClass::Malformed, len);
             (xdp_action::XDP_PASS, Stat::PassMalformed)
         }
         Parsed::Ip => {
-            stats::traffic(if p.key.family == lb_common::lb::FAMILY_V4 { TrafficClass::Ipv4 } else { TrafficClass::Ipv6 }, len);
-            stats::traffic(l4_class(p.key.protocol), len);
-            balance_packet(&ctx, p, len)
+            stats::traffic(c, if p.key.family == lb_common::lb::FAMILY_V4 { TrafficClass::Ipv4 } else { TrafficClass::Ipv6 }, len);
+            stats::traffic(c, l4_class(p.key.protocol), len);
+            balance_packet(&ctx, p, c, len)
         }
     };
-    stats::stat(stat, len);
+    stats::stat(c, stat, len);
     action
 }
 
@@ -66,7 +69,7 @@ fn l4_class(protocol: u8) -> TrafficClass {
 }
 
 #[inline(always)]
-fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
+fn balance_packet(ctx: &XdpContext, p: &mut Packet, c: &mut Counters, len: u64) -> (u32, Stat) {
     // Replies from backends of NAT flows come first: they are established
     // traffic and must not be subject to the client allowlist.
     if p.ports == Ports::Present {
@@ -124,15 +127,22 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
     // One clock read per packet, shared by conntrack and reverse NAT.
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    let mut new_flow = false;
-    let backend_id = balance::choose(p, &vip, &cfg, now, &mut new_flow);
+    let mut flow = 0u32;
+    let backend_id = balance::choose(p, &vip, &cfg, now, &mut flow);
+    let new_flow = flow & FLOW_NEW != 0;
     let Some(backend) = balance::active_backend(backend_id) else {
         return (xdp_action::XDP_DROP, Stat::DropNoBackend);
     };
     let nat = vip.mode != MODE_DSR;
     if nat {
-        // Before the rewrite: the packet still names the VIP.
-        remember_reverse(p, backend, vip.vip_id, now, new_flow);
+        // Before the rewrite: the packet still names the VIP. Only when
+        // conntrack was written (a new flow, the once-a-second timestamp
+        // refresh, FIN/RST): the reverse entry needs the same updates at the
+        // same moments, so an established packet in between skips this
+        // REVERSE_NAT lookup (docs/xdp.md, "Per-packet cost").
+        if flow & FLOW_TOUCHED != 0 {
+            remember_reverse(p, backend, vip.vip_id, now, new_flow);
+        }
         if forward::dnat(ctx, p, backend).is_none() {
             return (xdp_action::XDP_DROP, Stat::DropMalformedVip);
         }
@@ -143,7 +153,7 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, len: u64) -> (u32, Stat) {
         Egress::Kernel if nat => (xdp_action::XDP_PASS, Stat::PassKernelForward),
         Egress::Kernel | Egress::NoRoute => return (xdp_action::XDP_DROP, Stat::DropNoRoute),
     };
-    stats::flow(vip.vip_id, backend_id, len, new_flow);
+    stats::flow(c, vip.vip_id, backend_id, len, new_flow);
     result
 }
 

@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    lb::{BackendHop, BackendInfo, FlowCounter, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS},
-    PacketCounter, STAT_COUNT, TRAFFIC_CLASS_COUNT,
+    lb::{BackendHop, BackendInfo, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS},
+    Counters,
 };
 
 /// Per-CPU scratch space for the parsed packet, kept off the 512-byte stack.
@@ -25,17 +25,9 @@ pub static FIB_SCRATCH: PerCpuArray<aya_ebpf::bindings::bpf_fib_lookup> = PerCpu
 #[map(name = "BACKEND_HOPS")]
 pub static BACKEND_HOPS: PerCpuArray<BackendHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
-#[map(name = "TRAFFIC")]
-pub static TRAFFIC: PerCpuArray<PacketCounter> = PerCpuArray::with_max_entries(TRAFFIC_CLASS_COUNT, 0);
-
-#[map(name = "STATS")]
-pub static STATS: PerCpuArray<PacketCounter> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
-
-#[map(name = "VIP_STATS")]
-pub static VIP_STATS: PerCpuArray<FlowCounter> = PerCpuArray::with_max_entries(MAX_VIPS, 0);
-
-#[map(name = "BACKEND_STATS")]
-pub static BACKEND_STATS: PerCpuArray<FlowCounter> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+/// Every counter, one value per CPU: one lookup per frame (stats.rs).
+#[map(name = "COUNTERS")]
+pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(2 * MAX_VIPS, 0);

@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _, Result};
 use aya::{programs::Xdp, Ebpf, EbpfLoader};
 use lb_common::{
     lb::{FlowKey, FlowState, GlobalConfig, ReverseNat, DEFAULT_MAGLEV_SIZE, MAX_VIPS},
-    map_names,
+    map_names, Counters,
 };
 
 /// The eBPF object built from lb-ebpf by `build.rs`.
@@ -62,6 +62,7 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
     let adopted = pin_dir.is_some_and(|d| d.join(map_names::CONFIG).exists());
     if let Some(dir) = pin_dir.filter(|_| adopted) {
         check_pinned_layouts(dir)?;
+        remove_retired_pins(dir)?;
     }
     let paths: Vec<(&str, PathBuf)> = pin_dir.map(|d| map_names::PINNED.iter().map(|n| (*n, d.join(n))).collect()).unwrap_or_default();
     let mut loader = EbpfLoader::new();
@@ -93,9 +94,11 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
 fn check_pinned_layouts(dir: &Path) -> Result<()> {
     use std::mem::size_of;
     let flow_key = size_of::<FlowKey>() as u32;
-    for (name, key, value) in
-        [(map_names::CONNTRACK, flow_key, size_of::<FlowState>() as u32), (map_names::REVERSE_NAT, flow_key, size_of::<ReverseNat>() as u32)]
-    {
+    for (name, key, value) in [
+        (map_names::CONNTRACK, flow_key, size_of::<FlowState>() as u32),
+        (map_names::REVERSE_NAT, flow_key, size_of::<ReverseNat>() as u32),
+        (map_names::COUNTERS, size_of::<u32>() as u32, size_of::<Counters>() as u32),
+    ] {
         let path = dir.join(name);
         if !path.exists() {
             continue;
@@ -108,6 +111,22 @@ fn check_pinned_layouts(dir: &Path) -> Result<()> {
                 info.key_size(),
                 info.value_size()
             );
+        }
+    }
+    Ok(())
+}
+
+/// Unpins the counter maps of an lb-user from before `COUNTERS` (the four
+/// per-CPU arrays it replaced). The program still attached keeps its own
+/// references to them until the new one replaces it, so counting goes on;
+/// the new program starts its counters from zero in `COUNTERS` (a counter
+/// reset to Prometheus). Their files left behind would be pins no lb-user
+/// reads or removes but `detach`.
+fn remove_retired_pins(dir: &Path) -> Result<()> {
+    for name in map_names::RETIRED {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing the retired pin {}", path.display()))?;
         }
     }
     Ok(())

@@ -166,3 +166,85 @@ impl Stat {
         self as u32
     }
 }
+
+use super::lb::{FlowCounter, MAX_BACKENDS, MAX_VIPS};
+
+/// Every counter of one CPU, as the single value of the per-CPU `COUNTERS`
+/// map: the program looks this up once per frame and then only adds to
+/// fields (per-CPU memory, so no atomics), instead of one lookup per counter
+/// in four maps. 26,432 bytes, below the kernel's 32 KiB limit for a per-CPU
+/// value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// By [`TrafficClass::index`].
+    pub traffic: [PacketCounter; TRAFFIC_CLASS_COUNT as usize],
+    /// By [`Stat::index`].
+    pub actions: [PacketCounter; STAT_COUNT as usize],
+    /// Forwarded packets by VIP id.
+    pub vips: [FlowCounter; MAX_VIPS as usize],
+    /// Forwarded packets by backend id.
+    pub backends: [FlowCounter; MAX_BACKENDS as usize],
+}
+
+impl Counters {
+    /// All zero.
+    pub const ZERO: Counters = Counters {
+        traffic: [PacketCounter { packets: 0, bytes: 0 }; TRAFFIC_CLASS_COUNT as usize],
+        actions: [PacketCounter { packets: 0, bytes: 0 }; STAT_COUNT as usize],
+        vips: [FlowCounter { packets: 0, bytes: 0, new_flows: 0 }; MAX_VIPS as usize],
+        backends: [FlowCounter { packets: 0, bytes: 0, new_flows: 0 }; MAX_BACKENDS as usize],
+    };
+
+    /// Adds another CPU's counters (userspace sums the per-CPU values).
+    pub fn add(&mut self, other: &Counters) {
+        for (a, b) in self.traffic.iter_mut().zip(&other.traffic) {
+            a.add(b);
+        }
+        for (a, b) in self.actions.iter_mut().zip(&other.actions) {
+            a.add(b);
+        }
+        for (a, b) in self.vips.iter_mut().zip(&other.vips).chain(self.backends.iter_mut().zip(&other.backends)) {
+            a.add(b);
+        }
+    }
+
+    pub fn action(&self, stat: Stat) -> PacketCounter {
+        self.actions[stat.index() as usize]
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C) arrays of u64-only structs, no padding, every bit pattern valid.
+unsafe impl aya::Pod for Counters {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_fit_one_per_cpu_value_without_padding() {
+        let fields = core::mem::size_of::<[PacketCounter; (TRAFFIC_CLASS_COUNT + STAT_COUNT) as usize]>()
+            + core::mem::size_of::<[FlowCounter; (MAX_VIPS + MAX_BACKENDS) as usize]>();
+        assert_eq!(core::mem::size_of::<Counters>(), fields);
+        assert_eq!(core::mem::size_of::<Counters>(), 26_432);
+        // PCPU_MIN_UNIT_SIZE: the kernel refuses larger per-CPU values.
+        assert!(core::mem::size_of::<Counters>() <= 32 * 1024);
+    }
+
+    #[test]
+    fn add_sums_every_field() {
+        let mut one = Counters::ZERO;
+        one.traffic[TrafficClass::Udp.index() as usize] = PacketCounter { packets: 1, bytes: 10 };
+        one.actions[Stat::ForwardNat.index() as usize] = PacketCounter { packets: 2, bytes: 20 };
+        one.vips[3] = FlowCounter { packets: 3, bytes: 30, new_flows: 1 };
+        one.backends[1023] = FlowCounter { packets: 4, bytes: 40, new_flows: 2 };
+        let mut total = one;
+        total.add(&one);
+        assert_eq!(total.traffic[TrafficClass::Udp.index() as usize], PacketCounter { packets: 2, bytes: 20 });
+        assert_eq!(total.action(Stat::ForwardNat), PacketCounter { packets: 4, bytes: 40 });
+        assert_eq!(total.vips[3], FlowCounter { packets: 6, bytes: 60, new_flows: 2 });
+        assert_eq!(total.backends[1023], FlowCounter { packets: 8, bytes: 80, new_flows: 4 });
+        assert_eq!(total.vips[0], FlowCounter::default());
+    }
+}

@@ -162,6 +162,14 @@ pub const NEXT_HOP_REFRESH_NS: u64 = 1_000_000_000;
 /// entry may count as idle up to this much before its idle timeout.
 pub const LAST_SEEN_REFRESH_NS: u64 = 1_000_000_000;
 
+/// What the conntrack step did with a packet's flow (a bit set the XDP
+/// program passes between its functions; not stored in a map): a new entry
+/// was inserted, or the entry was written (inserted, timestamp refreshed,
+/// or marked closing). The flow's reverse-NAT entry is looked up and
+/// updated only when `FLOW_TOUCHED` is set.
+pub const FLOW_NEW: u32 = 1;
+pub const FLOW_TOUCHED: u32 = 2;
+
 /// TCP tracking states kept in conntrack entries.
 pub const TCP_OPEN: u8 = 0;
 pub const TCP_CLOSING: u8 = 1;
@@ -194,6 +202,15 @@ pub struct FlowCounter {
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
+}
+
+impl FlowCounter {
+    /// Adds another counter (used when summing per-CPU values).
+    pub fn add(&mut self, other: &FlowCounter) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+        self.new_flows = self.new_flows.wrapping_add(other.new_flows);
+    }
 }
 
 #[cfg(feature = "user")]

@@ -8,21 +8,18 @@ pub mod hash;
 pub mod lb;
 pub mod pktgen;
 
-pub use counters::{PacketCounter, Stat, TrafficClass, STAT_COUNT, TRAFFIC_CLASS_COUNT};
+pub use counters::{Counters, PacketCounter, Stat, TrafficClass, STAT_COUNT, TRAFFIC_CLASS_COUNT};
 
 /// Name of the XDP program function in the eBPF object.
 pub const PROGRAM_NAME: &str = "xdplb";
 
 /// Map names as they appear in the eBPF object and under the pin directory.
 pub mod map_names {
-    /// Per-CPU array of [`crate::PacketCounter`] indexed by [`crate::TrafficClass`].
-    pub const TRAFFIC: &str = "TRAFFIC";
-    /// Per-CPU array of [`crate::PacketCounter`] indexed by [`crate::Stat`].
-    pub const STATS: &str = "STATS";
-    /// Per-CPU array of [`crate::lb::FlowCounter`] indexed by VIP id.
-    pub const VIP_STATS: &str = "VIP_STATS";
-    /// Per-CPU array of [`crate::lb::FlowCounter`] indexed by backend id.
-    pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// Per-CPU array with one [`crate::Counters`]: every counter of the program.
+    pub const COUNTERS: &str = "COUNTERS";
+    /// The four per-CPU counter maps that `COUNTERS` replaced. A restart
+    /// that adopts the pins of an older lb-user removes these (docs/xdp.md).
+    pub const RETIRED: &[&str] = &["TRAFFIC", "STATS", "VIP_STATS", "BACKEND_STATS"];
     /// Hash map [`crate::lb::VipKey`] → [`crate::lb::VipInfo`]; port-0/protocol-0
     /// entries mark VIP addresses.
     pub const VIPS: &str = "VIPS";
@@ -52,22 +49,6 @@ pub mod map_names {
     pub const BACKEND_HOPS: &str = "BACKEND_HOPS";
 
     /// Every map lb-user pins, in pin order.
-    pub const PINNED: &[&str] = &[
-        TRAFFIC,
-        STATS,
-        VIP_STATS,
-        BACKEND_STATS,
-        VIPS,
-        BACKENDS,
-        MAGLEV,
-        RR_LIST,
-        RR_CURSOR,
-        CONNTRACK,
-        REVERSE_NAT,
-        ALLOW_V4,
-        ALLOW_V6,
-        ALLOW_PORTS,
-        CONFIG,
-        TX_PORTS,
-    ];
+    pub const PINNED: &[&str] =
+        &[COUNTERS, VIPS, BACKENDS, MAGLEV, RR_LIST, RR_CURSOR, CONNTRACK, REVERSE_NAT, ALLOW_V4, ALLOW_V6, ALLOW_PORTS, CONFIG, TX_PORTS];
 }

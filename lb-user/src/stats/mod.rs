@@ -12,14 +12,13 @@ mod watch;
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    path::Path,
 };
 
 use anyhow::{Context as _, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
     lb::{BackendInfo, FlowCounter, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV, ALG_MAGLEV_SRC, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4},
-    map_names, PacketCounter, Stat, TrafficClass, TRAFFIC_CLASS_COUNT,
+    map_names, Counters, PacketCounter, Stat, TrafficClass, TRAFFIC_CLASS_COUNT,
 };
 
 use lb_common::userspace::select::TableFingerprint;
@@ -48,30 +47,35 @@ impl TrafficCounters {
         out
     }
 
-    /// Reads and sums the per-CPU counters from a traffic map.
-    pub fn read(map: &PerCpuArray<&MapData, PacketCounter>) -> Result<TrafficCounters> {
-        let mut out = TrafficCounters::default();
-        for class in TrafficClass::ALL {
-            let per_cpu = map.get(&class.index(), 0).with_context(|| format!("reading counter {}", class.name()))?;
-            for value in per_cpu.iter() {
-                out.0[class.index() as usize].add(value);
-            }
-        }
-        Ok(out)
+    /// The traffic classes of summed counters.
+    pub fn from_counters(c: &Counters) -> TrafficCounters {
+        TrafficCounters(c.traffic)
     }
 
     /// Reads the counters pinned for `iface` by a running `lb-user attach`.
     pub fn read_pinned(iface: &str) -> Result<TrafficCounters> {
-        privileges::require_bpf_admin("lb-user stats")?;
-        let path = bpffs::pin_dir(iface).join(map_names::TRAFFIC);
-        if !Path::new(&path).exists() {
-            anyhow::bail!("no xdplb program is attached to {iface}: {} does not exist (start `lb-user attach --iface {iface}`)", path.display());
-        }
-        let data = MapData::from_pin(&path).with_context(|| format!("opening pinned map {}", path.display()))?;
-        let map = Map::PerCpuArray(data);
-        let array = PerCpuArray::<&MapData, PacketCounter>::try_from(&map).with_context(|| format!("{} is not xdplb's traffic map", path.display()))?;
-        Self::read(&array)
+        Ok(Self::from_counters(&*read_counters_pinned(iface)?))
     }
+}
+
+/// Reads the program's `COUNTERS` map and sums its per-CPU values.
+pub fn read_counters(map: &PerCpuArray<&MapData, Counters>) -> Result<Box<Counters>> {
+    let per_cpu = map.get(&0, 0).with_context(|| format!("reading {}", map_names::COUNTERS))?;
+    let mut total = Box::new(Counters::ZERO);
+    for value in per_cpu.iter() {
+        total.add(value);
+    }
+    Ok(total)
+}
+
+/// Reads the counters pinned for `iface` by a running `lb-user attach`,
+/// summed over CPUs.
+pub fn read_counters_pinned(iface: &str) -> Result<Box<Counters>> {
+    privileges::require_bpf_admin("lb-user stats")?;
+    let map = open_pinned(iface, map_names::COUNTERS)?;
+    let array = PerCpuArray::<&MapData, Counters>::try_from(&map)
+        .with_context(|| format!("{} is not this lb-user's counter map (another version pinned it? `lb-user detach` and attach again)", map_names::COUNTERS))?;
+    read_counters(&array)
 }
 
 /// The address in a map key or value (IPv4 in the first 4 bytes).
@@ -156,22 +160,6 @@ fn open_pinned(iface: &str, name: &str) -> Result<Map> {
     Map::from_map_data(data).with_context(|| format!("pinned map {} has an unexpected type", path.display()))
 }
 
-/// Every id's counter summed over CPUs.
-fn sum_flow_counters(map: &Map, name: &str) -> Result<Vec<(u32, FlowCounter)>> {
-    let array = PerCpuArray::<&MapData, FlowCounter>::try_from(map).with_context(|| format!("{name} has an unexpected type"))?;
-    let mut out = Vec::new();
-    for id in 0..array.len() {
-        let mut total = FlowCounter::default();
-        for v in array.get(&id, 0)?.iter() {
-            total.packets = total.packets.wrapping_add(v.packets);
-            total.bytes = total.bytes.wrapping_add(v.bytes);
-            total.new_flows = total.new_flows.wrapping_add(v.new_flows);
-        }
-        out.push((id, total));
-    }
-    Ok(out)
-}
-
 /// VIP labels from the VIPS map of `iface`.
 fn read_vip_labels(iface: &str) -> Result<BTreeMap<u32, String>> {
     let map = open_pinned(iface, map_names::VIPS)?;
@@ -232,27 +220,14 @@ impl Report {
     /// Reads every counter pinned for `iface`, and the VIP and backend
     /// entries that label them.
     pub fn read_pinned(iface: &str) -> Result<Report> {
-        let traffic = TrafficCounters::read_pinned(iface)?;
-        let stats_map = open_pinned(iface, map_names::STATS)?;
-        let stats = PerCpuArray::<&MapData, PacketCounter>::try_from(&stats_map).context("STATS has an unexpected type")?;
-        let mut actions = Vec::new();
-        for stat in Stat::ALL {
-            let mut total = PacketCounter::default();
-            for v in stats.get(&stat.index(), 0)?.iter() {
-                total.add(v);
-            }
-            actions.push((stat, total));
-        }
+        let counters = read_counters_pinned(iface)?;
+        let traffic = TrafficCounters::from_counters(&counters);
+        let actions = Stat::ALL.iter().map(|&stat| (stat, counters.action(stat))).collect();
         let vip_labels = read_vip_labels(iface)?;
         let backend_meta = read_backend_meta(iface)?;
-        let vips = sum_flow_counters(&open_pinned(iface, map_names::VIP_STATS)?, map_names::VIP_STATS)?
-            .into_iter()
-            .filter(|(id, c)| c.packets != 0 || vip_labels.contains_key(id))
-            .collect();
-        let backends = sum_flow_counters(&open_pinned(iface, map_names::BACKEND_STATS)?, map_names::BACKEND_STATS)?
-            .into_iter()
-            .filter(|(id, c)| c.packets != 0 || backend_meta.get(id).is_some_and(|m| m.active))
-            .collect();
+        let ids = |rows: &[FlowCounter]| rows.iter().enumerate().map(|(id, c)| (id as u32, *c)).collect::<Vec<_>>();
+        let vips = ids(&counters.vips).into_iter().filter(|(id, c)| c.packets != 0 || vip_labels.contains_key(id)).collect();
+        let backends = ids(&counters.backends).into_iter().filter(|(id, c)| c.packets != 0 || backend_meta.get(id).is_some_and(|m| m.active)).collect();
         let maglev = read_fingerprints(iface, &backend_meta)?;
         Ok(Report { traffic, actions, vips, backends, vip_labels, backend_meta, maglev })
     }

@@ -23,7 +23,7 @@ use aya::{
     programs::{TestRun as _, TestRunOptions},
     Ebpf,
 };
-use lb_common::{lb::FlowCounter, map_names, PacketCounter, Stat, STAT_COUNT};
+use lb_common::{lb::FlowCounter, map_names, Counters, PacketCounter, Stat, STAT_COUNT};
 use lb_user::{
     dataplane::Dataplane,
     program::{self, LoadOptions},
@@ -133,31 +133,28 @@ impl Harness {
 
     /// Every entry of the per-action statistics, by `Stat::index`.
     pub fn stats(&self) -> [PacketCounter; STAT_COUNT as usize] {
-        let array = PerCpuArray::<&MapData, PacketCounter>::try_from(self.ebpf.map(map_names::STATS).expect("stats map")).unwrap();
-        let mut out = [PacketCounter::default(); STAT_COUNT as usize];
-        for stat in Stat::ALL {
-            for v in array.get(&stat.index(), 0).expect("reading a stat").iter() {
-                out[stat.index() as usize].add(v);
-            }
-        }
-        out
+        self.counters().actions
+    }
+
+    /// Every counter of the program (the `COUNTERS` map), summed over CPUs.
+    pub fn counters(&self) -> Box<Counters> {
+        let array = PerCpuArray::<&MapData, Counters>::try_from(self.ebpf.map(map_names::COUNTERS).expect("counters map")).unwrap();
+        lb_user::stats::read_counters(&array).expect("reading the counters")
     }
 
     /// The traffic-class counters (IPv4, TCP, malformed, …), summed over CPUs.
     pub fn traffic(&self) -> TrafficCounters {
-        let array = PerCpuArray::<&MapData, PacketCounter>::try_from(self.ebpf.map(map_names::TRAFFIC).expect("traffic map")).unwrap();
-        TrafficCounters::read(&array).expect("reading the traffic counters")
+        TrafficCounters::from_counters(&self.counters())
     }
 
-    /// Entry `index` of a per-VIP or per-backend flow counter map, summed over CPUs.
-    pub fn flow_counter(&self, map: &str, index: u32) -> FlowCounter {
-        let array = PerCpuArray::<&MapData, FlowCounter>::try_from(self.ebpf.map(map).expect("flow counter map")).unwrap();
-        array.get(&index, 0).expect("reading a flow counter").iter().fold(FlowCounter::default(), |mut acc, v| {
-            acc.packets += v.packets;
-            acc.bytes += v.bytes;
-            acc.new_flows += v.new_flows;
-            acc
-        })
+    /// VIP `id`'s forwarded-packet counter, summed over CPUs.
+    pub fn vip_counter(&self, id: u32) -> FlowCounter {
+        self.counters().vips[id as usize]
+    }
+
+    /// Backend `id`'s forwarded-packet counter, summed over CPUs.
+    pub fn backend_counter(&self, id: u32) -> FlowCounter {
+        self.counters().backends[id as usize]
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use lb_common::{lb, map_names, Stat};
+use lb_common::{lb, Stat};
 use lb_user::dataplane::backend_info;
 use xdplb_tests::{
     packet::Spec,
@@ -36,7 +36,7 @@ fn dsr_rewrites_only_the_macs() {
             .on(env.lc)],
         );
         assert_eq!(xdp.stat(Stat::ForwardDsr).packets, 1);
-        assert_eq!(xdp.flow_counter(map_names::BACKEND_STATS, b).new_flows, 1);
+        assert_eq!(xdp.backend_counter(b).new_flows, 1);
     });
 }
 

@@ -75,8 +75,8 @@ fn nat_new_flow_established_flow_and_reply_over_ipv4_and_ipv6() {
         }
         assert_eq!(xdp.stat(Stat::ForwardNat).packets, 6);
         assert_eq!(xdp.stat(Stat::ReverseNat).packets, 2);
-        assert_eq!(xdp.flow_counter(map_names::VIP_STATS, 0).new_flows, 2);
-        assert_eq!(xdp.flow_counter(map_names::VIP_STATS, 0).packets, 3);
+        assert_eq!(xdp.vip_counter(0).new_flows, 2);
+        assert_eq!(xdp.vip_counter(0).packets, 3);
     });
 }
 
@@ -347,5 +347,53 @@ fn icmp_mtu_errors_about_tracked_flows_skip_the_allowlist_others_do_not() {
         run_table(xdp, &rows);
         assert_eq!(xdp.stat(Stat::IcmpToBackend).packets, 2);
         assert_eq!(xdp.stat(Stat::DropAllowlistCidr).packets, 6);
+    });
+}
+
+/// The reverse-NAT entry of an established flow is looked up and updated
+/// only when its conntrack entry is written (new flow, the once-a-second
+/// timestamp refresh, FIN/RST), not per packet (docs/xdp.md, "Per-packet
+/// cost"): a deleted entry stays missing while conntrack is younger than a
+/// second and comes back with the refresh. Nothing of the backend is carried
+/// in conntrack, so a removed backend still takes effect on the next packet:
+/// the flow moves to a backend of the current table, with a reverse entry
+/// for it at once.
+#[test]
+fn reverse_entries_follow_conntrack_writes_and_a_removed_backend_moves_the_flow_at_once() {
+    require_root!();
+    with_program(|xdp, env| {
+        const SECOND: u64 = 1_000_000_000;
+        let (vip, ids) = (vip4(), [1, 2]);
+        let c = client(false, 42000);
+        let b = predicted(&ids, c, vip, 6);
+        let (be, ct_key) = (backend(b), flow_key(c, vip, 6));
+        let rev_key = flow_key(be, c, 6);
+        let ack = inbound(env, Spec { tcp_flags: 0x10, ..Spec::tcp(c, vip) }).build();
+        assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT);
+        assert!(reverse_nat(xdp).get(&rev_key, 0).is_ok(), "a new flow inserts its reverse entry");
+
+        let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
+        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: monotonic_ns() - SECOND / 2, ..ct }, 0).unwrap();
+        reverse_nat(xdp).remove(&rev_key).unwrap();
+        assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &forwarded_nat(env, b, Spec { tcp_flags: 0x10, ..inbound(env, Spec::tcp(c, vip)) }).build());
+        assert!(reverse_nat(xdp).get(&rev_key, 0).is_err(), "an established packet between refreshes must not touch REVERSE_NAT");
+
+        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: monotonic_ns() - 2 * SECOND, ..ct }, 0).unwrap();
+        assert_eq!(run(xdp, env.lc, &ack).0, XDP_REDIRECT);
+        let rev = reverse_nat(xdp).get(&rev_key, 0).expect("the conntrack refresh re-inserts the reverse entry");
+        assert_eq!((rev.vip_port, rev.vip_id), (vip.port(), 0));
+
+        // Remove the flow's backend (as a reload does) while conntrack is fresh.
+        let other = if b == ids[0] { ids[1] } else { ids[0] };
+        {
+            let mut dp = xdp.dataplane();
+            dp.set_backend(b, &lb::BackendInfo { flags: 0, ..lb_user::dataplane::backend_info(be.ip(), be.port()) }).unwrap();
+            set_vip(&mut dp, vip, 6, lb::ALG_MAGLEV, lb::MODE_NAT, 0, &[other]);
+        }
+        let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
+        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: monotonic_ns() - SECOND / 2, ..ct }, 0).unwrap();
+        assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &forwarded_nat(env, other, Spec { tcp_flags: 0x10, ..inbound(env, Spec::tcp(c, vip)) }).build());
+        assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().backend_id, other);
+        assert!(reverse_nat(xdp).get(&flow_key(backend(other), c, 6), 0).is_ok(), "the moved flow's replies must be translated at once");
     });
 }

@@ -92,8 +92,14 @@ fn sigkill_and_restart_drop_no_connection_and_keep_conntrack() {
     assert!(ok.load(Ordering::SeqCst) > during, "no request succeeded while lb-user was dead");
     assert!(xdp_attached(&lab, &iface), "the program must stay attached after SIGKILL");
 
+    // A counter map of an older build (before COUNTERS): the adopting
+    // lb-user must unpin it (docs/xdp.md, "Maps").
+    let retired = pin_dir(&iface).join(map_names::RETIRED[1]);
+    xdplb_tests::pins::pin_map(&retired, xdplb_tests::pins::MAP_TYPE_ARRAY, 4, 16, 13).unwrap();
     let second = LbUser::attach_config(&lb_ns, &iface, config.path()).unwrap();
     second.wait_for_log("adopted the running program", 0, Duration::from_secs(10)).unwrap();
+    assert!(!retired.exists(), "the retired pin {} was left", retired.display());
+    second.stats_json().unwrap();
     assert!(conntrack_entries(&iface) >= tracked_before, "conntrack entries were lost");
     std::thread::sleep(Duration::from_millis(700));
     stop.store(true, Ordering::SeqCst);

@@ -57,14 +57,20 @@ pub fn generated(ebpf: &Ebpf) -> Result<u64> {
 /// `repeat` runs of the generator from `ns` on CPU 0, as received on
 /// `ifindex`; `live`: BPF_F_TEST_XDP_LIVE_FRAMES. Returns the generator,
 /// the kernel's ns per repetition and the verdict.
-pub fn generate(ns: &str, mut gen: Ebpf, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
+pub fn generate(ns: &str, gen: Ebpf, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
+    test_run(ns, gen, pktgen::GENERATOR, ifindex, repeat, live)
+}
+
+/// [`generate`] for any program `name` of the pktgen object (e.g. the
+/// trivial XDP_PASS the program cost is compared with).
+pub fn test_run(ns: &str, mut gen: Ebpf, name: &'static str, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
     netns::run_in(ns, move || {
         pin_to_cpu0()?;
         let frame = vec![0u8; HEADER_LEN];
         let ctx: Vec<u8> = [0u32, HEADER_LEN as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
         let mut out = vec![0u8; HEADER_LEN + 256];
         let (ns_per, verdict) = {
-            let prog = load_xdp(&mut gen, pktgen::GENERATOR)?;
+            let prog = load_xdp(&mut gen, name)?;
             let mut opts = TestRunOptions::new();
             opts.data_in = Some(&frame);
             opts.ctx_in = Some(&ctx);
@@ -74,7 +80,7 @@ pub fn generate(ns: &str, mut gen: Ebpf, ifindex: u32, repeat: u32, live: bool) 
             } else {
                 opts.data_out = Some(&mut out);
             }
-            let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN of the generator")?;
+            let r = prog.test_run(opts).with_context(|| format!("BPF_PROG_TEST_RUN of {name}"))?;
             (r.duration.as_nanos() as f64, r.return_value)
         };
         Ok((gen, ns_per, verdict))

@@ -28,7 +28,9 @@
 //! prologue that tail-calls the balancer (or the trivial `pass` program)
 //! in the lb namespace, plain (not live) test runs with `repeat`, so every
 //! repetition times one genuine established-flow packet; the prologue alone
-//! is measured too and subtracted.
+//! and the trivial program alone (no prologue) are measured too. The
+//! target's ratio is prologue → balancer over prologue → XDP_PASS: both
+//! chains pay the kernel's per-repetition overhead and the frame restore.
 
 #[path = "pktgen_run.rs"]
 mod pktgen_run;
@@ -56,7 +58,7 @@ use xdplb_tests::{
     testrun::{Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
 };
 
-use self::pktgen_run::{generate, generated, header, load_xdp, pktgen_object, set_gen};
+use self::pktgen_run::{generate, generated, header, load_xdp, pktgen_object, set_gen, test_run};
 
 const MAGLEV: u32 = 251;
 const NFT_TABLE: &str = "xdplb_pps";
@@ -273,13 +275,17 @@ fn run(lab: &Lab, plan: &Plan) -> Result<serde_json::Value> {
             drop(fwd);
         }
     }
-    let cost = program_cost(lab, plan)?;
-    Ok(serde_json::json!({ "packets": plan.packets, "syns": plan.syns, "flows": plan.flows, "reps": plan.reps, "rows": rows, "cost": cost }))
+    let (cost, program) = program_cost(lab, plan)?;
+    Ok(serde_json::json!({
+        "packets": plan.packets, "syns": plan.syns, "flows": plan.flows, "reps": plan.reps, "rows": rows, "cost": cost, "program": program,
+    }))
 }
 
 /// The balancer's cost per established NAT packet against a trivial
-/// XDP_PASS, with the generator as a frame-restoring prologue (module doc).
-fn program_cost(lab: &Lab, plan: &Plan) -> Result<Vec<serde_json::Value>> {
+/// XDP_PASS, with the generator as a frame-restoring prologue (module doc),
+/// and the balancer's size as the kernel holds it (what `bpftool prog show`
+/// reports as xlated and jited bytes; 8 bytes per xlated instruction).
+fn program_cost(lab: &Lab, plan: &Plan) -> Result<(Vec<serde_json::Value>, serde_json::Value)> {
     let lb_ns = lab.ns(Host::Lb);
     let lc = lab.lb_client_iface();
     let lc_index = lab.ifindex(Host::Lb, &lc)?;
@@ -298,7 +304,13 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<Vec<serde_json::Value>> {
         }
         Ok(xdp)
     })?;
-    let lb_fd = program::xdp_program(&mut xdp)?.fd()?.try_clone()?;
+    let lb_prog = program::xdp_program(&mut xdp)?;
+    let info = lb_prog.info()?;
+    let size = serde_json::json!({
+        "xlated_bytes": info.size_translated(), "xlated_insns": info.size_translated().map(|b| b / 8),
+        "jited_bytes": info.size_jitted(), "verified_insns": info.verified_instruction_count(),
+    });
+    let lb_fd = lb_prog.fd()?.try_clone()?;
     let mut gen = pktgen_object(&lb_ns)?;
     let pass_fd = load_xdp(&mut gen, pktgen::PASS)?.fd()?.try_clone()?;
     // One flow: the established-flow path the fixtures check (flows: 1).
@@ -334,9 +346,18 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<Vec<serde_json::Value>> {
             }
             figures.insert(format!("{name}_ns"), serde_json::json!(ns_per));
         }
+        // The trivial program on its own, for reference: with no prologue
+        // its frame needs no restoring, and the figure is the kernel's
+        // per-repetition run overhead plus an empty program.
+        let (g, ns_per, verdict) = test_run(&lb_ns, gen, pktgen::PASS, lc_index, plan.cost_repeat, false)?;
+        gen = g;
+        if verdict != XDP_PASS {
+            bail!("program cost pass_standalone: verdict {verdict}, expected {XDP_PASS}");
+        }
+        figures.insert("pass_standalone_ns".into(), serde_json::json!(ns_per));
         figures.insert("rep".into(), serde_json::json!(rep));
         figures.insert("repeat".into(), serde_json::json!(plan.cost_repeat));
         out.push(serde_json::Value::Object(figures));
     }
-    Ok(out)
+    Ok((out, size))
 }
