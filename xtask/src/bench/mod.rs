@@ -125,7 +125,12 @@ pub fn timestamp() -> String {
 pub fn run(opts: &BenchOptions) -> Result<Summary> {
     let t0 = Instant::now();
     let stamp = timestamp();
-    let out = opts.out.clone().unwrap_or_else(|| util::workspace_root().join("target/bench").join(&stamp));
+    // Absolute: the peers run with other working directories and are given
+    // paths inside it (a relative --out made nginx look in out/out/work).
+    let out = match &opts.out {
+        Some(o) => std::path::absolute(o).with_context(|| format!("--out {}", o.display()))?,
+        None => util::workspace_root().join("target/bench").join(&stamp),
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let bin_dir = match &opts.bin_dir {
         Some(d) => d.clone(),
