@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::{TcpListener, TcpStream};
 
@@ -187,9 +187,10 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        // The harness prints its own lines first; wait for ours.
+        // The harness prints its own text first, on the same line as ours
+        // (`test tests::child_forwarder ... ready`); ends at the child's EOF.
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = lines.by_ref().map_while(|l| l.ok()).any(|l| l == "ready");
+        let ready = lines.by_ref().map_while(|l| l.ok()).any(|l| l.ends_with("ready"));
         assert!(ready, "the forwarder did not print `ready`");
 
         // More than one buffer, so the copy loop reuses its buffer.
