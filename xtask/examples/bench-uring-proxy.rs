@@ -168,6 +168,19 @@ mod tests {
         (addr, t)
     }
 
+    /// Kills and reaps the forwarder when the test panics, so a failure
+    /// leaves no process behind (and no open pipe for cargo to wait on).
+    struct Reap(std::process::Child);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+
     fn free_port() -> SocketAddr {
         StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
     }
@@ -180,16 +193,17 @@ mod tests {
         }
         let (backend, echo) = echo_backend();
         let listen = free_port();
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "tests::child_forwarder", "--nocapture", "--test-threads=1"])
             .env(ENV_LISTEN, listen.to_string())
             .env(ENV_BACKEND, backend.to_string())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut child = Reap(child);
         // The harness prints its own text first, on the same line as ours
         // (`test tests::child_forwarder ... ready`); ends at the child's EOF.
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
         let ready = lines.by_ref().map_while(|l| l.ok()).any(|l| l.ends_with("ready"));
         assert!(ready, "the forwarder did not print `ready`");
 
@@ -210,15 +224,13 @@ mod tests {
 
         // SIGTERM: exits cleanly, within a deadline.
         // SAFETY: kill(2) on the pid of our own child.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
+            if let Some(s) = child.0.try_wait().unwrap() {
                 break s;
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
                 panic!("the forwarder did not exit within 10 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
