@@ -293,6 +293,7 @@ impl Attachment {
             if !self.pinned.iter().any(|i| i == iface) {
                 self.pinned.push(iface.clone());
             }
+            crate::program::remove_retired_pins(&dir)?;
             for &name in map_names::PINNED {
                 let path = dir.join(name);
                 if path.exists() {

@@ -121,8 +121,9 @@ fn check_pinned_layouts(dir: &Path) -> Result<()> {
 /// references to them until the new one replaces it, so counting goes on;
 /// the new program starts its counters from zero in `COUNTERS` (a counter
 /// reset to Prometheus). Their files left behind would be pins no lb-user
-/// reads or removes but `detach`.
-fn remove_retired_pins(dir: &Path) -> Result<()> {
+/// reads or removes but `detach`. Run on every pin directory of the
+/// program (also the other interfaces', see `attach`).
+pub fn remove_retired_pins(dir: &Path) -> Result<()> {
     for name in map_names::RETIRED {
         let path = dir.join(name);
         if path.exists() {
