@@ -104,7 +104,7 @@ impl Attachment {
         let mut applied = None;
         let mut attachment = Attachment::attach_all(&names, mode, &load, |dp, adopted| {
             let (mut ids, old) = if adopted { IdBook::adopt(dp, load).map(|(i, d)| (i, Some(d)))? } else { (IdBook::default(), None) };
-            let desired = Desired::build(config, &mut ids, &|v, b| start.is_up(v, b))?;
+            let desired = Desired::build_reclaiming(config, &mut ids, dp, &|v, b| start.is_up(v, b))?;
             desired.apply(old.as_ref(), config, dp)?;
             applied = Some(Applied { config: config.clone(), desired, ids, health: start.clone() });
             Ok(())
@@ -174,8 +174,9 @@ impl Attachment {
     fn rebuild(&mut self, config: &Config, health: HealthSnapshot) -> Result<()> {
         let Some(state) = self.state.as_mut() else { bail!("no config attached") };
         let mut ids = state.ids.clone();
-        let desired = Desired::build(config, &mut ids, &|v, b| health.is_up(v, b))?;
-        desired.apply(Some(&state.desired), config, &mut Dataplane::new(&mut self.ebpf))?;
+        let mut dp = Dataplane::new(&mut self.ebpf);
+        let desired = Desired::build_reclaiming(config, &mut ids, &mut dp, &|v, b| health.is_up(v, b))?;
+        desired.apply(Some(&state.desired), config, &mut dp)?;
         *state = Applied { config: config.clone(), desired, ids, health };
         Ok(())
     }

@@ -366,6 +366,28 @@ impl<'a> Dataplane<'a> {
         Ok(out)
     }
 
+    /// Deletes the conntrack entries tracked to any of `ids` and returns how
+    /// many went. Only for ids of removed backends (flags 0): the data path
+    /// chooses again for such an entry at its next packet anyway, so deleting
+    /// it changes nothing a flow sees, and afterwards no entry can name the
+    /// id (no table holds it), which makes it safe to hand out again.
+    pub fn forget_flows_of(&mut self, ids: &std::collections::BTreeSet<u32>) -> Result<u64> {
+        let mut conntrack = HashMap::<&mut MapData, FlowKey, FlowState>::try_from(map_mut(self.ebpf, names::CONNTRACK)?)?;
+        // Listed first, deleted after: deleting while walking would restart
+        // the kernel's key iteration.
+        let doomed: Vec<FlowKey> = conntrack.iter().filter_map(|e| e.ok()).filter(|(_, state)| ids.contains(&state.backend_id)).map(|(key, _)| key).collect();
+        let mut removed = 0;
+        for key in &doomed {
+            match conntrack.remove(key) {
+                Ok(()) => removed += 1,
+                // Evicted by the LRU in the meantime.
+                Err(aya::maps::MapError::SyscallError(aya::sys::SyscallError { io_error, .. })) if io_error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context("deleting a conntrack entry of a removed backend"),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Lets XDP_REDIRECT send out of interface `ifindex`.
     pub fn add_tx_port(&mut self, ifindex: u32) -> Result<()> {
         let mut ports = DevMapHash::<&mut MapData>::try_from(map_mut(self.ebpf, names::TX_PORTS)?)?;

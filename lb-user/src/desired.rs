@@ -5,8 +5,10 @@
 //! Ids are stable across reloads: a VIP keeps its id while its (address,
 //! port, protocol) stays, a backend keeps its id while it stays in its VIP, so
 //! conntrack entries keep pointing at the right backend. Ids of removed
-//! backends are not handed out again by the same lb-user, so a stale flow can
-//! never land on a newcomer.
+//! backends are retired: new backends get never-used ids first, and only
+//! when those run out are the retired ones reclaimed, after deleting every
+//! conntrack entry that still names them, so a stale flow can never land on
+//! a newcomer.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -51,9 +53,20 @@ impl IdBook {
         let used: BTreeSet<u32> = self.backends.values().copied().collect();
         let id = (0..MAX_BACKENDS)
             .find(|i| !used.contains(i) && !self.retired_backends.contains(i))
-            .with_context(|| format!("no free backend id (at most {MAX_BACKENDS} over the life of this lb-user)"))?;
+            .ok_or(IdsExhausted { in_use: used.len(), retired: self.retired_backends.len() })?;
         self.backends.insert((vip_id, addr, port), id);
         Ok(id)
+    }
+
+    /// Makes the retired backend ids free again: deletes the conntrack
+    /// entries that still name one of them (flows that sent nothing since
+    /// their backend was removed, see [`Dataplane::forget_flows_of`]).
+    /// Returns (ids freed, conntrack entries deleted).
+    pub fn reclaim(&mut self, dp: &mut Dataplane) -> Result<(usize, u64)> {
+        let flows = dp.forget_flows_of(&self.retired_backends).context("reclaiming the ids of removed backends")?;
+        let freed = self.retired_backends.len();
+        self.retired_backends.clear();
+        Ok((freed, flows))
     }
 
     /// Rebuilds the ids, and the map state they describe, from a running
@@ -110,6 +123,26 @@ impl IdBook {
         retired
     }
 }
+
+/// Every backend id is in use or retired (removed, maybe still named by a
+/// conntrack entry); [`Desired::build_reclaiming`] reclaims the retired ones.
+#[derive(Debug)]
+pub struct IdsExhausted {
+    pub in_use: usize,
+    pub retired: usize,
+}
+
+impl std::fmt::Display for IdsExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no free backend id: {} of {MAX_BACKENDS} in use, {} retired; a config gets an id for every backend it keeps or adds while those it removes still hold theirs",
+            self.in_use, self.retired
+        )
+    }
+}
+
+impl std::error::Error for IdsExhausted {}
 
 /// One VIP's entry and tables.
 #[derive(Clone, Debug)]
@@ -185,6 +218,30 @@ impl Desired {
         let keep_backends = backends.iter().map(|(id, _)| *id).collect();
         ids.retain(&keep_vips, &keep_backends);
         Ok(Desired { load: load_options(config), backends, vips })
+    }
+
+    /// [`Desired::build`], but when the backend ids run out the retired ones
+    /// are reclaimed ([`IdBook::reclaim`]) and the build tried again: a config
+    /// may name up to `MAX_BACKENDS` backends however many were removed
+    /// before. `ids` changes only on success (the reclaim's effect on the
+    /// maps is harmless either way).
+    pub fn build_reclaiming(config: &Config, ids: &mut IdBook, dp: &mut Dataplane, healthy: &dyn Fn(usize, usize) -> bool) -> Result<Desired> {
+        let mut attempt = ids.clone();
+        match Desired::build(config, &mut attempt, healthy) {
+            Ok(desired) => {
+                *ids = attempt;
+                Ok(desired)
+            }
+            Err(e) if e.is::<IdsExhausted>() && !ids.retired_backends.is_empty() => {
+                let mut attempt = ids.clone();
+                let (freed, flows) = attempt.reclaim(dp)?;
+                log::info!("backend ids ran out: reclaimed the {freed} retired by removed backends ({flows} stale conntrack entries deleted)");
+                let desired = Desired::build(config, &mut attempt, healthy)?;
+                *ids = attempt;
+                Ok(desired)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The desired state of a first attach: every backend healthy.

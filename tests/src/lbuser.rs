@@ -151,16 +151,23 @@ impl LbUser {
     /// (read by a thread blocked on the pipe, so within scheduling delay of
     /// lb-user writing it): for timing what lb-user logs.
     pub fn wait_for_log_at(&self, needle: &str, skip: usize, limit: Duration) -> Result<(usize, Instant)> {
+        self.wait_for_any_log_at(&[needle], skip, limit).map(|(n, at, _)| (n, at))
+    }
+
+    /// Like [`LbUser::wait_for_log_at`] for the first line containing any of
+    /// `needles`; also returns that line (for "applied" or "refused").
+    pub fn wait_for_any_log_at(&self, needles: &[&str], skip: usize, limit: Duration) -> Result<(usize, Instant, String)> {
         let deadline = Instant::now() + limit;
         loop {
             {
                 let lines = self.log.lock().unwrap();
-                if let Some(pos) = lines.iter().skip(skip).position(|(_, l)| l.contains(needle)) {
-                    return Ok((skip + pos + 1, lines[skip + pos].0));
+                if let Some(pos) = lines.iter().skip(skip).position(|(_, l)| needles.iter().any(|n| l.contains(n))) {
+                    let (at, line) = &lines[skip + pos];
+                    return Ok((skip + pos + 1, *at, line.clone()));
                 }
             }
             if Instant::now() > deadline {
-                bail!("lb-user logged no line containing {needle:?} within {limit:?}");
+                bail!("lb-user logged no line containing any of {needles:?} within {limit:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -48,7 +48,8 @@ pub struct Vip {
     /// Lines under the VIP, indented, each ending in a newline.
     extra: String,
     /// Each with the `mac` to configure, if any.
-    backends: Vec<(SocketAddr, Option<[u8; 6]>)>,
+    /// Address, `mac`, `weight` (lb-user's defaults when None).
+    backends: Vec<(SocketAddr, Option<[u8; 6]>, Option<u32>)>,
 }
 
 impl LbConfig {
@@ -172,20 +173,26 @@ impl Vip {
     pub fn backends(mut self, ids: impl IntoIterator<Item = u8>, port: u16, v6: bool) -> Vip {
         for i in ids {
             let ip = if v6 { addr::backend_v6(i).into() } else { addr::backend_v4(i).into() };
-            self.backends.push((SocketAddr::new(ip, port), None));
+            self.backends.push((SocketAddr::new(ip, port), None, None));
         }
         self
     }
 
     /// One backend at any address.
     pub fn backend(mut self, addr: SocketAddr) -> Vip {
-        self.backends.push((addr, None));
+        self.backends.push((addr, None, None));
+        self
+    }
+
+    /// One backend at any address with a `weight`.
+    pub fn backend_weighted(mut self, addr: SocketAddr, weight: u32) -> Vip {
+        self.backends.push((addr, None, Some(weight)));
         self
     }
 
     /// One backend with a configured `mac` (DSR's next hop for it).
     pub fn backend_with_mac(mut self, addr: SocketAddr, mac: [u8; 6]) -> Vip {
-        self.backends.push((addr, Some(mac)));
+        self.backends.push((addr, Some(mac), None));
         self
     }
 
@@ -201,9 +208,10 @@ impl Vip {
         }
         out.push_str(&self.extra);
         out.push_str("    backends:\n");
-        for (b, mac) in &self.backends {
+        for (b, mac, weight) in &self.backends {
             let mac = mac.map(|m| format!(", mac: \"{}\"", m.map(|x| format!("{x:02x}")).join(":"))).unwrap_or_default();
-            let _ = writeln!(out, "      - {{ address: \"{}\", port: {}{mac} }}", b.ip(), b.port());
+            let weight = weight.map(|w| format!(", weight: {w}")).unwrap_or_default();
+            let _ = writeln!(out, "      - {{ address: \"{}\", port: {}{mac}{weight} }}", b.ip(), b.port());
         }
     }
 }

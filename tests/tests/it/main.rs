@@ -4,6 +4,7 @@
 //! XDPLB_REQUIRE_PRIVILEGED=1 so none can skip. docs/testing.md lists what
 //! each module covers.
 
+mod backend_ids;
 mod backend_sim;
 #[cfg(feature = "tls-clients")]
 mod client_sim;

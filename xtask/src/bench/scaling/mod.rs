@@ -114,7 +114,7 @@ mod tests {
             }
         }
         let r = &s["reload"];
-        for k in ["one_backend_ms", "replace_all_ms"] {
+        for k in ["one_backend_ms", "reweight_all_ms"] {
             let ms = r[k]["median"].as_f64().unwrap();
             assert!(ms > 0.0 && ms < 60_000.0, "{k}: {r}");
         }

@@ -71,7 +71,7 @@ the generator cycles over every conntrack entry.\n",
         let _ = writeln!(m, "| figure | value |\n|---|---|");
         let _ = writeln!(m, "| attach (startup) | {:.2} s |", f(r, "startup_s"));
         let _ = writeln!(m, "| reload, one backend removed or restored | {} ms |", range(&r["one_backend_ms"], 1));
-        let _ = writeln!(m, "| reload, every backend replaced | {} ms |", range(&r["replace_all_ms"], 1));
+        let _ = writeln!(m, "| reload, every backend's weight changed (every table rebuilt) | {} ms |", range(&r["reweight_all_ms"], 1));
         let _ = writeln!(m, "| lb-user RSS (peak) | {:.1} MiB ({:.1}) |", f(r, "lb_user_rss_mib"), f(r, "lb_user_hwm_mib"));
         let _ = writeln!(m, "| BPF maps held by lb-user (memlock) | {:.1} MiB |", f(r, "bpf_map_mib"));
     }
