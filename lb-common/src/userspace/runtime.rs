@@ -1,5 +1,6 @@
 //! How a userspace tier runs its Tokio tasks: the `runtime:` key of alb's
-//! file and of lb-user's `proxy:` section.
+//! file. (`lb-user proxy` does not read it yet: it runs one default
+//! multi-thread runtime.)
 //!
 //! - `shared`: one multi-thread runtime with `workers` worker threads. Any
 //!   worker may run any task, so one listener feeds them all; with one
