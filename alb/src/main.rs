@@ -58,7 +58,7 @@ fn run(cli: &Cli) -> Result<(), (anyhow::Error, Exit)> {
         let code = if e.chain().any(|c| c.is::<alb::config::ConfigError>()) { Exit::Config } else { Exit::Runtime };
         (e, code)
     };
-    let rc = cfg.runtime.clone();
+    let rc = cfg.runtime;
     let rts = Runtimes::start(&rc, "alb").map_err(|e| runtime(anyhow::Error::new(e).context("starting the Tokio runtime")))?;
     log::info!("runtime: {} workers, scheduler {}", rc.workers, rc.scheduler.as_str());
     rts.block_on(async {

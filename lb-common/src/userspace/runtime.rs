@@ -1,6 +1,5 @@
 //! How a userspace tier runs its Tokio tasks: the `runtime:` key of alb's
-//! file. (`lb-user proxy` does not read it yet: it runs one default
-//! multi-thread runtime.)
+//! file and of lb-user's `proxy:` section.
 //!
 //! - `shared`: one multi-thread runtime with `workers` worker threads. Any
 //!   worker may run any task, so one listener feeds them all; with one
@@ -32,7 +31,7 @@ use tokio::sync::oneshot;
 pub const MAX_WORKERS: usize = 1024;
 
 /// The `runtime:` key.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Worker threads (`shared`) or threads with a runtime each

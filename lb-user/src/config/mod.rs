@@ -15,6 +15,7 @@ mod raw;
 mod tests;
 mod validate;
 
+use lb_common::userspace::runtime::RuntimeConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -347,11 +348,20 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// How `lb-user proxy` copies a TCP connection's bytes.
     pub copy: CopyMode,
+    /// Threads and scheduler of `lb-user proxy` (`lb_common::userspace::runtime`);
+    /// read at start only.
+    pub runtime: RuntimeConfig,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: limits::DEFAULT_DRAIN_TIMEOUT, copy: CopyMode::default() }
+        ProxyConfig {
+            max_conns_per_ip: 0,
+            max_new_conns_per_minute: 0,
+            drain_timeout: limits::DEFAULT_DRAIN_TIMEOUT,
+            copy: CopyMode::default(),
+            runtime: RuntimeConfig::default(),
+        }
     }
 }
 

@@ -125,6 +125,7 @@ pub(super) struct RawProxy {
     pub max_new_conns_per_minute: Option<i64>,
     pub drain_timeout: Option<RawDuration>,
     pub copy: Option<super::CopyMode>,
+    pub runtime: Option<lb_common::userspace::runtime::RuntimeConfig>,
 }
 
 /// `group:` — this node's part in an ECMP group (`super::group`).

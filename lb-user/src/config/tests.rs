@@ -1,4 +1,5 @@
 use super::*;
+use lb_common::userspace::runtime::Scheduler;
 use std::time::Duration;
 
 const FILE: &str = "test.yaml";
@@ -131,7 +132,16 @@ fn defaults_are_applied() {
     );
     assert_eq!(c.allowlist, None);
     assert_eq!(c.metrics, None);
-    assert_eq!(c.proxy, ProxyConfig { max_conns_per_ip: 0, max_new_conns_per_minute: 0, drain_timeout: Duration::from_secs(10), copy: CopyMode::Buffered });
+    assert_eq!(
+        c.proxy,
+        ProxyConfig {
+            max_conns_per_ip: 0,
+            max_new_conns_per_minute: 0,
+            drain_timeout: Duration::from_secs(10),
+            copy: CopyMode::Buffered,
+            runtime: RuntimeConfig::default()
+        }
+    );
     let v = &c.vips[0];
     assert_eq!((v.protocol, v.algorithm, v.forwarding), (Protocol::Tcp, Algorithm::Maglev, Forwarding::Nat));
     assert_eq!(v.backends[0].weight, 1);
@@ -460,6 +470,12 @@ fn metrics_and_proxy() {
     assert_eq!(parse(&format!("{BASE}proxy: {{ copy: splice }}\n")).unwrap().proxy.copy, CopyMode::Splice);
     assert_eq!(parse(&format!("{BASE}proxy: {{ copy: buffered }}\n")).unwrap().proxy.copy, CopyMode::Buffered);
     err(&format!("{BASE}proxy: {{ copy: zerocopy }}\n"), &["proxy", "zerocopy", "splice", "buffered"]);
+    let rt = parse(&format!("{BASE}proxy: {{ runtime: {{ workers: 3, scheduler: per_core }} }}\n")).unwrap().proxy.runtime;
+    assert_eq!((rt.workers, rt.scheduler), (3, Scheduler::PerCore));
+    assert_eq!(parse(&format!("{BASE}proxy: {{ runtime: {{ workers: 2 }} }}\n")).unwrap().proxy.runtime.scheduler, Scheduler::Shared);
+    err(&format!("{BASE}proxy: {{ runtime: {{ workers: 0 }} }}\n"), &["proxy", "workers: 0"]);
+    err(&format!("{BASE}proxy: {{ runtime: {{ scheduler: fast }} }}\n"), &["proxy", "fast", "per_core", "shared"]);
+    err(&format!("{BASE}proxy: {{ runtime: {{ threads: 2 }} }}\n"), &["proxy", "threads"]);
 }
 
 #[test]

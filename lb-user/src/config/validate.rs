@@ -400,5 +400,6 @@ fn proxy(c: &mut Check, raw: Option<&RawProxy>) -> Option<ProxyConfig> {
     };
     let drain_timeout = c.duration_in("proxy.drain_timeout", raw.drain_timeout.as_ref(), d.drain_timeout, Duration::ZERO..=DRAIN_TIMEOUT_MAX);
     let copy = raw.copy.unwrap_or_default();
-    Some(ProxyConfig { max_conns_per_ip: max_conns_per_ip?, max_new_conns_per_minute: max_new?, drain_timeout: drain_timeout?, copy })
+    let runtime = raw.runtime.unwrap_or_default();
+    Some(ProxyConfig { max_conns_per_ip: max_conns_per_ip?, max_new_conns_per_minute: max_new?, drain_timeout: drain_timeout?, copy, runtime })
 }

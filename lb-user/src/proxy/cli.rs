@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use lb_common::userspace::signals::{Signal, Signals};
+use lb_common::userspace::{
+    runtime::{Runtimes, Scheduler},
+    signals::{Signal, Signals},
+};
 use tokio::sync::oneshot;
 
 use super::{Proxy, ProxyOptions, DEFAULT_WATCH_INTERVAL};
@@ -14,8 +17,19 @@ use crate::config::Config;
 /// over. The file is checked every [`DEFAULT_WATCH_INTERVAL`].
 pub fn run_cli(config_path: &Path) -> Result<()> {
     let config = Config::from_file(config_path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the Tokio runtime")?;
-    runtime.block_on(async move {
+    let rt = config.proxy.runtime;
+    let runtimes = Runtimes::start(&rt, "proxy").context("starting the proxy's Tokio runtimes (proxy.runtime)")?;
+    let workers = match runtimes.scheduler() {
+        Scheduler::PerCore => {
+            log::info!("proxy runtime: {} per_core runtimes, a SO_REUSEPORT listener per TCP VIP on each", rt.workers);
+            runtimes.workers().to_vec()
+        }
+        Scheduler::Shared => {
+            log::info!("proxy runtime: one shared runtime with {} workers", rt.workers);
+            Vec::new()
+        }
+    };
+    runtimes.block_on(async move {
         // Installed before the proxy starts: SIGHUP's default action kills.
         let mut signals = Signals::new().context("installing the signal handlers")?;
         let (stop_tx, stop_rx) = oneshot::channel::<Signal>();
@@ -24,7 +38,8 @@ pub fn run_cli(config_path: &Path) -> Result<()> {
                 log::info!("proxy shutdown: received {}", s.name());
             }
         };
-        let options = ProxyOptions { config_file: Some(config_path.to_owned()), watch_interval: Some(DEFAULT_WATCH_INTERVAL), ..ProxyOptions::default() };
+        let options =
+            ProxyOptions { config_file: Some(config_path.to_owned()), watch_interval: Some(DEFAULT_WATCH_INTERVAL), workers, ..ProxyOptions::default() };
         let handle = Proxy::start(config, options, shutdown).await?;
         let reloader = handle.reloader();
         let signal_task = tokio::spawn(async move {

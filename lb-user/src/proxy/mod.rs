@@ -95,6 +95,14 @@ pub struct ProxyOptions {
     /// Check `config_file` this often (modification time, size, inode) and
     /// reload when it changed. `None`: no watching.
     pub watch_interval: Option<Duration>,
+    /// `per_core` (`proxy.runtime`): the runtimes that accept and carry TCP
+    /// connections, one `SO_REUSEPORT` listener and accept loop per VIP on
+    /// each ([`lb_common::userspace::runtime::Runtimes::workers`]; the
+    /// first must be the one running [`Proxy::start`]). A listener given in
+    /// `listeners` goes to the first; the others bind its address with
+    /// `SO_REUSEPORT`, so it must have that option set. Empty: one listener
+    /// per VIP on the runtime running [`Proxy::start`] (`shared`).
+    pub workers: Vec<tokio::runtime::Handle>,
 }
 
 impl Default for ProxyOptions {
@@ -106,6 +114,7 @@ impl Default for ProxyOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             config_file: None,
             watch_interval: None,
+            workers: Vec::new(),
         }
     }
 }
@@ -315,7 +324,8 @@ impl Proxy {
         });
         let status = Arc::new(Status::default());
         let mut given = reload::Given { tcp: std::mem::take(&mut options.listeners), udp: std::mem::take(&mut options.udp_sockets) };
-        let (mut control, health) = reload::Control::new(shared.clone(), metrics.clone(), status.clone(), options.config_file.take(), &config);
+        let (mut control, health) =
+            reload::Control::new(shared.clone(), metrics.clone(), status.clone(), options.config_file.take(), std::mem::take(&mut options.workers), &config);
         let plan = control.plan(config, &mut given).await?;
         control.commit(plan);
         if let Some(a) = metrics_addr {

@@ -30,6 +30,7 @@ use std::{
 use anyhow::{anyhow, bail, Context as _, Result};
 use tokio::{
     net::{TcpListener, UdpSocket},
+    runtime::Handle,
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
     time::MissedTickBehavior,
@@ -40,13 +41,13 @@ use super::{
     balancer::Balancer,
     metrics::Metrics,
     tcp::{accept_loop, bind},
-    udp, Shared, Status, VipCell, VipState,
+    udp, Shared, Status, VipCell, VipState, BACKLOG,
 };
 use crate::{
     config::{Config, Protocol, Vip},
     health::{HealthChecks, HealthSnapshot},
 };
-use lb_common::userspace::watch::FileWatch;
+use lb_common::userspace::{runtime::bind_reuseport, watch::FileWatch};
 
 /// Triggers reloads of a running proxy; cheap to clone. Every outcome is also
 /// logged by the proxy (`reload applied (…)` / `reload refused (…)`) and
@@ -103,14 +104,16 @@ pub(super) struct Given {
 }
 
 enum NewSocket {
-    Tcp(TcpListener),
+    /// One listener per worker runtime (one without `per_core`), each
+    /// registered with its runtime, in the order of `Control::workers`.
+    Tcp(Vec<TcpListener>),
     Udp(UdpSocket),
 }
 
 impl NewSocket {
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         match self {
-            NewSocket::Tcp(l) => l.local_addr(),
+            NewSocket::Tcp(l) => l[0].local_addr(),
             NewSocket::Udp(s) => s.local_addr(),
         }
     }
@@ -123,11 +126,12 @@ fn key(vip: &Vip) -> Key {
     (vip.protocol, vip.socket_addr())
 }
 
-/// One listening socket and its loop.
+/// One VIP's listening socket(s) and their loops (one per worker runtime
+/// for a `per_core` TCP VIP).
 struct Slot {
     cell: VipCell,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
     udp: bool,
 }
 
@@ -161,6 +165,9 @@ pub(super) struct Control {
     file_watch: Option<FileWatch>,
     /// Helper tasks aborted at the end (metrics endpoint, limiter sweep).
     tasks: Vec<JoinHandle<()>>,
+    /// `per_core`: the runtimes TCP VIPs accept on ([`super::ProxyOptions::workers`]);
+    /// empty: the current one.
+    workers: Vec<Handle>,
 }
 
 impl Control {
@@ -169,6 +176,7 @@ impl Control {
         metrics: Metrics,
         status: Arc<Status>,
         config_file: Option<PathBuf>,
+        workers: Vec<Handle>,
         config: &Config,
     ) -> (Control, watch::Receiver<HealthSnapshot>) {
         let (health_pub, public) = watch::channel(HealthSnapshot::all_up(config));
@@ -187,6 +195,7 @@ impl Control {
             config_file,
             file_watch,
             tasks: Vec::new(),
+            workers,
         };
         (control, public)
     }
@@ -207,6 +216,17 @@ impl Control {
                 show(&config.metrics)
             );
         }
+        if self.started && config.proxy.runtime != self.config.proxy.runtime {
+            // Threads cannot be re-planned under open connections; said, not
+            // silently dropped.
+            log::warn!(
+                "proxy.runtime is read at start only: keeping {} workers, scheduler {} (the file asks {}, {}); restart the proxy to change it",
+                self.config.proxy.runtime.workers,
+                self.config.proxy.runtime.scheduler.as_str(),
+                config.proxy.runtime.workers,
+                config.proxy.runtime.scheduler.as_str()
+            );
+        }
         // Backends that stay keep the state the checks give them now; new
         // ones start up (the checks are synced to this config on commit).
         let initial = self.health.snapshot(&config);
@@ -217,7 +237,7 @@ impl Control {
             let addr = match self.slots.get(&key(vip)) {
                 Some(slot) => super::current(&slot.cell).addr,
                 None => {
-                    let socket = open_socket(vip, given).await?;
+                    let socket = open_socket(vip, given, &self.workers).await?;
                     let addr = socket.local_addr()?;
                     plan.sockets.insert(index, socket);
                     addr
@@ -269,7 +289,7 @@ impl Control {
         for k in gone {
             if let Some(slot) = self.slots.remove(&k) {
                 let _ = slot.stop.send(true);
-                self.retired.push(slot.task);
+                self.retired.extend(slot.tasks);
             }
         }
         self.retired.retain(|t| !t.is_finished());
@@ -291,14 +311,24 @@ impl Control {
         let cell: VipCell = Arc::new(RwLock::new(state));
         let (stop, stop_rx) = watch::channel(false);
         let shared = self.shared.clone();
-        let (task, udp) = match socket {
-            NewSocket::Tcp(l) => (tokio::spawn(accept_loop(shared, cell.clone(), l, stop_rx)), false),
+        let (tasks, udp) = match socket {
+            NewSocket::Tcp(listeners) if self.workers.is_empty() => {
+                let tasks = listeners.into_iter().map(|l| tokio::spawn(accept_loop(shared.clone(), cell.clone(), l, stop_rx.clone()))).collect();
+                (tasks, false)
+            }
+            // Each accept loop runs on the runtime its listener is
+            // registered with, and so do the connections it accepts.
+            NewSocket::Tcp(listeners) => {
+                let tasks =
+                    listeners.into_iter().zip(&self.workers).map(|(l, h)| h.spawn(accept_loop(shared.clone(), cell.clone(), l, stop_rx.clone()))).collect();
+                (tasks, false)
+            }
             NewSocket::Udp(s) => {
                 let kill = shared.kill.clone();
-                (tokio::spawn(udp::udp_loop(shared, cell.clone(), s, stop_rx, kill)), true)
+                (vec![tokio::spawn(udp::udp_loop(shared, cell.clone(), s, stop_rx, kill))], true)
             }
         };
-        Slot { cell, stop, task, udp }
+        Slot { cell, stop, tasks, udp }
     }
 
     /// Rebuilds the selections and the `xdplb_proxy_backend_up` gauges after a
@@ -416,9 +446,9 @@ impl Control {
         for (_, slot) in self.slots.drain() {
             let _ = slot.stop.send(true);
             if slot.udp {
-                udp.push(slot.task);
+                udp.extend(slot.tasks);
             } else {
-                tcp.push(slot.task);
+                tcp.extend(slot.tasks);
             }
         }
         for t in tcp {
@@ -444,8 +474,9 @@ impl Control {
     }
 }
 
-/// Binds `vip`'s socket, or takes the one given for it.
-async fn open_socket(vip: &Vip, given: &mut Given) -> Result<NewSocket> {
+/// Binds `vip`'s socket, or takes the one given for it; a TCP VIP gets one
+/// listener per runtime of `workers` (one when empty).
+async fn open_socket(vip: &Vip, given: &mut Given, workers: &[Handle]) -> Result<NewSocket> {
     let cannot = || format!("VIP {}: cannot listen on {} {} (the address must be assigned to a local interface)", vip.name, vip.protocol, vip.socket_addr());
     Ok(match vip.protocol {
         Protocol::Udp => NewSocket::Udp(match given.udp.remove(&vip.name) {
@@ -455,12 +486,36 @@ async fn open_socket(vip: &Vip, given: &mut Given) -> Result<NewSocket> {
             }
             None => UdpSocket::bind(vip.socket_addr()).await.with_context(cannot)?,
         }),
-        Protocol::Tcp => NewSocket::Tcp(match given.tcp.remove(&vip.name) {
+        Protocol::Tcp if workers.is_empty() => NewSocket::Tcp(vec![match given.tcp.remove(&vip.name) {
             Some(l) => {
                 l.set_nonblocking(true)?;
                 TcpListener::from_std(l).with_context(|| format!("using the listener given for VIP {}", vip.name))?
             }
             None => bind(vip.socket_addr()).with_context(cannot)?,
-        }),
+        }]),
+        Protocol::Tcp => {
+            let mut listeners: Vec<TcpListener> = Vec::with_capacity(workers.len());
+            for h in workers {
+                let _in_runtime = h.enter();
+                let l = match (listeners.first(), given.tcp.remove(&vip.name)) {
+                    (None, Some(l)) => {
+                        l.set_nonblocking(true)?;
+                        TcpListener::from_std(l).with_context(|| format!("using the listener given for VIP {}", vip.name))?
+                    }
+                    (None, None) => bind_reuseport(vip.socket_addr(), BACKLOG).with_context(cannot)?,
+                    (Some(first), _) => {
+                        let at = first.local_addr()?;
+                        bind_reuseport(at, BACKLOG).with_context(|| {
+                            format!(
+                                "VIP {}: per_core runtime: cannot add a SO_REUSEPORT listener on {at} (a listener given for it must have SO_REUSEPORT)",
+                                vip.name
+                            )
+                        })?
+                    }
+                };
+                listeners.push(l);
+            }
+            NewSocket::Tcp(listeners)
+        }
     })
 }

@@ -14,4 +14,5 @@ mod proxy_copy;
 mod proxy_drain;
 mod proxy_forwarding;
 mod proxy_reload;
+mod proxy_runtime;
 mod proxy_support;

@@ -203,7 +203,7 @@ mod tests {
     /// test command), plus a variant whose config key the binary refuses:
     /// its lever fails with alb's message, the other is measured.
     #[test]
-    fn quick_levers_measure_alb_runtime() {
+    fn quick_levers_measure_the_runtime_lever_of_both_tiers() {
         xdplb_tests::require_root!();
         let _bench = super::super::pps::tests::BENCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let bin_dir = xdplb_tests::workspace::bin_dir().unwrap();
@@ -211,13 +211,14 @@ mod tests {
         let bins = build_variants(&only, bin_dir.ends_with("release"), bin_dir);
         let out = std::env::temp_dir().join(format!("xdplb-levers-test-{}", std::process::id()));
         let args = LeversArgs { quick: true, conns: 16, only, out: Some(out.clone()), ..Default::default() };
-        let mut entries: Vec<Entry> = table::select(&args.only).into_iter().filter(|e| e.tier == Tier::Alb).collect();
+        let mut entries: Vec<Entry> = table::select(&args.only);
+        assert_eq!(entries.iter().map(|e| e.tier).collect::<Vec<_>>(), [Tier::Alb, Tier::Proxy]);
         let shared = entries[0].off;
         let bogus = Variant { label: "bogus", program: table::Program::Release, yaml: "no_such_key: 1" };
         entries.push(Entry { lever: "refused", tier: Tier::Alb, off: shared, on: bogus });
         let (_, json) = run_entries(&args, &bins, &entries).unwrap();
         let rows = json["levers"].as_array().unwrap();
-        assert_eq!(rows.len(), 4, "runtime × alb × (keep-alive, new-conn), refused × 2: {json}");
+        assert_eq!(rows.len(), 6, "runtime × (alb, proxy) × (keep-alive, new-conn), refused × 2: {json}");
         for r in rows.iter().filter(|r| r["lever"] == "refused") {
             assert!(r["failure"].as_str().unwrap().contains("no_such_key"), "alb's refusal is the lever's failure: {r}");
         }
@@ -231,6 +232,7 @@ mod tests {
         }
         let md = std::fs::read_to_string(out.join("levers.md")).unwrap();
         assert!(md.contains("| runtime | alb/new-conn | shared → per_core |"), "{md}");
+        assert!(md.contains("| runtime | lb-user-proxy/keepalive | shared → per_core |"), "{md}");
         assert!(md.contains("| refused | alb/keepalive | shared → bogus | FAILED: alb bogus: "), "{md}");
         let _ = std::fs::remove_dir_all(&out);
     }

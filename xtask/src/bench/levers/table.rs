@@ -61,15 +61,20 @@ const fn e(lever: &'static str, tier: Tier, off: Variant, on: Variant) -> Entry 
 use Program::{Mimalloc, Release, UringProxy};
 use Tier::{Alb, Proxy};
 
-/// Every lever (docs/benchmarks.md, "Levers"). The runtime lever exists
-/// for alb only: `lb-user proxy` does not take a `runtime:` key yet (it
-/// runs one multi-thread runtime sized by TOKIO_WORKER_THREADS).
+/// Every lever (docs/benchmarks.md, "Levers"). Proxy YAML goes inside
+/// the bench config's `proxy: { … }` mapping, alb's at the top level.
 pub const ENTRIES: &[Entry] = &[
     e("allocator", Alb, v("system", Release, ""), v("mimalloc", Mimalloc, "")),
     e("allocator", Proxy, v("system", Release, ""), v("mimalloc", Mimalloc, "")),
     e(
         "runtime",
         Alb,
+        v("shared", Release, "runtime: { workers: 1, scheduler: shared }"),
+        v("per_core", Release, "runtime: { workers: 1, scheduler: per_core }"),
+    ),
+    e(
+        "runtime",
+        Proxy,
         v("shared", Release, "runtime: { workers: 1, scheduler: shared }"),
         v("per_core", Release, "runtime: { workers: 1, scheduler: per_core }"),
     ),
