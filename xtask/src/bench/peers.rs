@@ -136,12 +136,17 @@ pub fn nginx_tls(dir: &Path, certs: &Certs) -> String {
     )
 }
 
+/// alb's runtime in the main bench: one thread, as the peers get, and the
+/// `per_core` scheduler, which the levers bench measured cheaper than
+/// `shared` (docs/benchmarks.md, "Levers").
+pub const ALB_RUNTIME: &str = "runtime: { workers: 1, scheduler: per_core }";
+
 /// alb on one port, with or without required client certificates. Health
 /// checks, admin API, reload polling and HTTP/2 off (the peers speak
 /// HTTP/1.1 and check nothing either).
 pub fn alb(certs: &Certs, mtls: bool) -> String {
     let port = if mtls { cases::MTLS_PORT } else { cases::TLS_PORT };
-    alb_with(certs, SocketAddr::new(cases::tls_ip(Lb::Alb), port), mtls, "")
+    alb_with(certs, SocketAddr::new(cases::tls_ip(Lb::Alb), port), mtls, ALB_RUNTIME)
 }
 
 /// [`alb`] on `listen`, with `extra` (top-level YAML lines, e.g.
@@ -227,7 +232,7 @@ mod tests {
             alb.contains("listen: [\"198.18.2.11:9401\"]") && alb.ends_with("timeouts: { drain: 1s }\nruntime: { workers: 1, scheduler: per_core }\n"),
             "{alb}"
         );
-        assert_eq!(super::alb(&certs, false), alb_with(&certs, "198.18.2.11:443".parse().unwrap(), false, ""));
+        assert_eq!(super::alb(&certs, false), alb_with(&certs, "198.18.2.11:443".parse().unwrap(), false, ALB_RUNTIME));
         let proxy = lbuser_proxy_with("a-lc", "198.18.100.3:9001".parse().unwrap(), "copy: splice");
         assert!(proxy.contains("proxy: { drain_timeout: 1s, copy: splice }\n") && proxy.contains("port: 9001\n"), "{proxy}");
         assert_eq!(lbuser_proxy("a-lc"), lbuser_proxy_with("a-lc", cases::vip(Lb::Proxy), ""));
