@@ -10,7 +10,9 @@
 //!      the destination address and port to the backend's, DSR nothing;
 //!   2. a well-formed reply from a backend that matches a NAT flow the
 //!      fuzzer saw forwarded earlier (a reverse-NAT entry), its source
-//!      rewritten to that flow's VIP:port;
+//!      rewritten to that flow's VIP:port (to one of them when flows of one
+//!      client address:port to several NAT VIPs share that backend, see
+//!      `Oracle::reverse`);
 //!   3. an ICMP "fragmentation needed" / "packet too big" to a VIP address
 //!      quoting a flow the fuzzer saw forwarded (so a tracked one), sent to
 //!      that flow's backend; NAT rewrites the outer destination and the
@@ -62,8 +64,15 @@ pub struct Oracle {
     env: LabEnv,
     /// Flows the fuzzer saw sent to a backend, with that backend's id.
     flows: HashMap<Flow, u32>,
-    /// Reverse-NAT entries those flows must have left: reply flow → VIP.
-    reverse: HashMap<Flow, SocketAddr>,
+    /// Reverse-NAT entries those flows may have left: reply flow → the VIPs
+    /// of the forwarded flows that map to it. More than one when flows of
+    /// one client address:port to several NAT VIPs share a backend: to the
+    /// backend they are one flow (a NAT collision it cannot tell apart
+    /// either), and the program keeps the VIP of the flow whose conntrack
+    /// entry it wrote last (new, refreshed once a second, or closing;
+    /// docs/xdp.md), which the oracle cannot time. So a reply may leave as
+    /// any of them.
+    reverse: HashMap<Flow, Vec<SocketAddr>>,
 }
 
 /// The rewrite a forwarded frame must show.
@@ -94,6 +103,12 @@ impl Oracle {
     /// Flows and reverse entries learned so far.
     pub fn model_size(&self) -> (usize, usize) {
         (self.flows.len(), self.reverse.len())
+    }
+
+    fn learn_reverse(&mut self, reply: Flow, vip: SocketAddr) {
+        let vips = self.reverse.entry(reply).or_default();
+        vips.retain(|v| *v != vip);
+        vips.push(vip);
     }
 
     /// Judges one run: `Err` describes a finding.
@@ -128,7 +143,7 @@ impl Oracle {
         if let Some(id) = chosen {
             self.flows.insert((src, dst, l.proto), id);
             if let (true, Some(be)) = (vip.nat(), self.net.backend(id)) {
-                self.reverse.insert((be, src, l.proto), dst);
+                self.learn_reverse((be, src, l.proto), dst);
             }
         }
     }
@@ -152,8 +167,15 @@ impl Oracle {
                 let src = SocketAddr::new(p.ip.src, t.sport);
                 if let Some(vip) = self.net.vip(dst, t.proto).cloned() {
                     self.forward(&p, &t, &vip, src, output, routed).map_err(|e| format!("{what} TCP/UDP {src} -> VIP {dst}: {e}"))?
-                } else if let Some(&vip) = self.reverse.get(&(src, dst, t.proto)) {
-                    (Judged::ReverseNat, self.reply(&p, &t, vip, routed).map_err(|e| format!("{what} reply {src} -> {dst}: {e}"))?, None)
+                } else if let Some(vips) = self.reverse.get(&(src, dst, t.proto)) {
+                    // The rewrite of any VIP of the reply flow; judged below
+                    // against the most recent one when none matches.
+                    let fits = |vip: &SocketAddr| self.reply(&p, &t, *vip, routed).ok().filter(|w| self.check(&p, input, output, w).is_ok());
+                    let want = match vips.iter().rev().find_map(fits) {
+                        Some(w) => w,
+                        None => self.reply(&p, &t, vips[vips.len() - 1], routed).map_err(|e| format!("{what} reply {src} -> {dst}: {e}"))?,
+                    };
+                    (Judged::ReverseNat, want, None)
                 } else {
                     return Err(format!("{what} TCP/UDP {src} -> {dst}/{}: neither to a VIP nor a reply of a NAT flow", t.proto));
                 }
@@ -171,7 +193,7 @@ impl Oracle {
         if let Some((flow, backend, reverse)) = learn {
             self.flows.insert(flow, backend);
             if let Some((reply, vip)) = reverse {
-                self.reverse.insert(reply, vip);
+                self.learn_reverse(reply, vip);
             }
         }
         Ok(match (routed, verdict) {

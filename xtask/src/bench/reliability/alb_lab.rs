@@ -12,6 +12,10 @@ use xdplb_tests::{
 };
 
 use super::{clients::Clients, proc::Mem, Case, Ctx};
+
+/// Most idle connections one `tls-clients` process holds (well inside the
+/// 20,000 open-files limit per process).
+pub const IDLE_PER_PROCESS: u32 = 2_500;
 use crate::bench::{cases, stage};
 
 pub struct AlbLab {
@@ -72,6 +76,40 @@ limits: {{ rate_limit_rps: 0 }}\n{extra}",
         let mut all = vec!["--connect".to_string(), self.addr.to_string(), "--ca".into(), self.certs.ca_cert.display().to_string()];
         all.extend_from_slice(args);
         Clients::start(&self.lab.ns(Host::Client), &self.tls_clients, label, &all)
+    }
+
+    /// Starts `tls-clients` processes that open `n` idle connections in all
+    /// (handshake, then nothing until their stdin closes), at most
+    /// [`IDLE_PER_PROCESS`] each (the open-files limit is per process), at
+    /// about `total_rate` per second together; labels `{label}-{i}` with
+    /// `i` from `first`. Returns the processes and their combined rate.
+    pub fn open_idle(&self, n: u32, total_rate: u32, label: &str, first: usize) -> Result<(Vec<Clients>, u32)> {
+        if n == 0 {
+            return Ok((Vec::new(), total_rate.max(1)));
+        }
+        let procs = n.div_ceil(IDLE_PER_PROCESS);
+        let rate = (total_rate / procs).max(1);
+        let mut holders = Vec::new();
+        for i in 0..procs {
+            let conns = n / procs + u32::from(i < n % procs);
+            let args: Vec<String> = [
+                "--conns",
+                &conns.to_string(),
+                "--rate",
+                &rate.to_string(),
+                "--then",
+                "idle",
+                "--until-stdin-closes",
+                "--duration",
+                "30m",
+                "--progress-every",
+                "1s",
+            ]
+            .map(String::from)
+            .to_vec();
+            holders.push(self.clients(&format!("{label}-{}", first + i as usize), &args)?);
+        }
+        Ok((holders, rate * procs))
     }
 
     /// New clients' handshake times: `conns` connections at `rate` per

@@ -13,8 +13,6 @@ use anyhow::{bail, Result};
 use super::{alb_lab::AlbLab, clients, poll, say, Case, Ctx, Figure};
 
 const CASE: Case = Case::IdleTls;
-/// Connections per client process (well inside the 20,000 open-files limit).
-const PER_PROCESS: u32 = 2_500;
 /// New idle connections per second over all processes.
 const OPEN_RATE: u32 = 1_000;
 /// The handshake probe: new clients, each closed after its handshake.
@@ -33,30 +31,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let quiet = al.handshake_probe("probe-quiet", PROBE_CONNS, PROBE_RATE)?;
     say(CASE, format!("quiet handshakes: p50 {:.2} ms, p99 {:.2} ms, {} failed", quiet.handshake_ms.p50, quiet.handshake_ms.p99, quiet.progress.failed));
 
-    let procs = n.div_ceil(PER_PROCESS);
-    let rate = (OPEN_RATE / procs).max(1);
-    say(CASE, format!("opening {n} idle TLS connections from {procs} processes at {} per second", rate * procs));
-    let mut holders = Vec::new();
-    for i in 0..procs {
-        let conns = n / procs + u32::from(i < n % procs);
-        let args: Vec<String> = [
-            "--conns",
-            &conns.to_string(),
-            "--rate",
-            &rate.to_string(),
-            "--then",
-            "idle",
-            "--until-stdin-closes",
-            "--duration",
-            "30m",
-            "--progress-every",
-            "1s",
-        ]
-        .map(String::from)
-        .to_vec();
-        holders.push(al.clients(&format!("idle-{i}"), &args)?);
-    }
-    let limit = Duration::from_secs(u64::from(n / (rate * procs)) + 60);
+    let (mut holders, rate) = al.open_idle(n, OPEN_RATE, "idle", 0)?;
+    say(CASE, format!("opening {n} idle TLS connections from {} processes at {rate} per second", holders.len()));
+    let limit = Duration::from_secs(u64::from(n / rate) + 60);
     let mut last_say = std::time::Instant::now();
     let opened = poll("the idle connections to open", limit, Duration::from_millis(250), || {
         for h in &mut holders {

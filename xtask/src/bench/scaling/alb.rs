@@ -21,8 +21,6 @@ use crate::bench::{
     reliability::{alb_lab::AlbLab, clients, Case, Ctx, ReliabilityArgs},
 };
 
-/// Connections per `tls-clients` process (well inside the 20,000 limit).
-const PER_PROCESS: u32 = 2_500;
 /// New idle connections per second over all processes.
 const OPEN_RATE: u32 = 2_000;
 /// wrk's connections (the default of `cargo xtask bench --conns`).
@@ -32,30 +30,11 @@ const CONNS: u32 = 64;
 /// waits until all of them are open.
 fn open_more(al: &mut AlbLab, holders: &mut Vec<clients::Clients>, n: u32) -> Result<()> {
     let first = holders.len();
-    let procs = n.div_ceil(PER_PROCESS);
-    let rate = (OPEN_RATE / procs).max(1);
-    for i in 0..procs {
-        let conns = n / procs + u32::from(i < n % procs);
-        let args: Vec<String> = [
-            "--conns",
-            &conns.to_string(),
-            "--rate",
-            &rate.to_string(),
-            "--then",
-            "idle",
-            "--until-stdin-closes",
-            "--duration",
-            "30m",
-            "--progress-every",
-            "1s",
-        ]
-        .map(String::from)
-        .to_vec();
-        holders.push(al.clients(&format!("scaling-idle-{}", first + i as usize), &args)?);
-    }
+    let (more, rate) = al.open_idle(n, OPEN_RATE, "scaling-idle", first)?;
+    holders.extend(more);
     let want = u64::from(n);
     let before: u64 = holders[..first].iter().map(|h| h.progress().open).sum();
-    let limit = Duration::from_secs(u64::from(n / (rate * procs)) + 60);
+    let limit = Duration::from_secs(u64::from(n / rate) + 60);
     crate::bench::reliability::poll("the idle connections to open", limit, Duration::from_millis(250), || {
         for h in holders.iter_mut() {
             h.check_running()?;
