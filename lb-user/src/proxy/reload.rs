@@ -312,15 +312,21 @@ impl Control {
         let (stop, stop_rx) = watch::channel(false);
         let shared = self.shared.clone();
         let (tasks, udp) = match socket {
-            NewSocket::Tcp(listeners) if self.workers.is_empty() => {
-                let tasks = listeners.into_iter().map(|l| tokio::spawn(accept_loop(shared.clone(), cell.clone(), l, stop_rx.clone()))).collect();
-                (tasks, false)
-            }
-            // Each accept loop runs on the runtime its listener is
-            // registered with, and so do the connections it accepts.
+            // Each accept loop runs on the runtime its listener is registered
+            // with (`per_core`), else on the current one, and so do the
+            // connections it accepts.
             NewSocket::Tcp(listeners) => {
-                let tasks =
-                    listeners.into_iter().zip(&self.workers).map(|(l, h)| h.spawn(accept_loop(shared.clone(), cell.clone(), l, stop_rx.clone()))).collect();
+                let tasks = listeners
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        let accept = accept_loop(shared.clone(), cell.clone(), l, stop_rx.clone());
+                        match self.workers.get(i) {
+                            Some(h) => h.spawn(accept),
+                            None => tokio::spawn(accept),
+                        }
+                    })
+                    .collect();
                 (tasks, false)
             }
             NewSocket::Udp(s) => {
@@ -486,22 +492,16 @@ async fn open_socket(vip: &Vip, given: &mut Given, workers: &[Handle]) -> Result
             }
             None => UdpSocket::bind(vip.socket_addr()).await.with_context(cannot)?,
         }),
-        Protocol::Tcp if workers.is_empty() => NewSocket::Tcp(vec![match given.tcp.remove(&vip.name) {
-            Some(l) => {
-                l.set_nonblocking(true)?;
-                TcpListener::from_std(l).with_context(|| format!("using the listener given for VIP {}", vip.name))?
-            }
-            None => bind(vip.socket_addr()).with_context(cannot)?,
-        }]),
         Protocol::Tcp => {
-            let mut listeners: Vec<TcpListener> = Vec::with_capacity(workers.len());
-            for h in workers {
-                let _in_runtime = h.enter();
+            let mut listeners: Vec<TcpListener> = Vec::with_capacity(workers.len().max(1));
+            for i in 0..workers.len().max(1) {
+                let _in_runtime = workers.get(i).map(Handle::enter);
                 let l = match (listeners.first(), given.tcp.remove(&vip.name)) {
                     (None, Some(l)) => {
                         l.set_nonblocking(true)?;
                         TcpListener::from_std(l).with_context(|| format!("using the listener given for VIP {}", vip.name))?
                     }
+                    (None, None) if workers.is_empty() => bind(vip.socket_addr()).with_context(cannot)?,
                     (None, None) => bind_reuseport(vip.socket_addr(), BACKLOG).with_context(cannot)?,
                     (Some(first), _) => {
                         let at = first.local_addr()?;
