@@ -113,8 +113,8 @@ fn short_fuzz_runs(tally: &mut Tally) -> bool {
     let mut all = true;
     for target in [Target::LbUserConfig, Target::AlbConfig, Target::AlbRequestHead] {
         let name = target.to_possible_value().map_or_else(|| format!("{target:?}"), |v| v.get_name().to_owned());
-        println!("\n[test] fuzz {name}: cargo xtask fuzz {name} --duration {FUZZ_SECONDS}s");
-        match fuzz::fuzz(FuzzArgs { target, duration: FUZZ_SECONDS, seed: None }) {
+        println!("\n[test] fuzz {name}: cargo xtask fuzz {name} --duration {FUZZ_SECONDS}s --quick-build");
+        match fuzz::fuzz(FuzzArgs { target, duration: FUZZ_SECONDS, seed: None, quick_build: true }) {
             Ok(()) => tally.passed += 1,
             Err(e) => {
                 println!("[test] fuzz {name} FAILED: {e:#}");
