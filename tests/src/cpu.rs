@@ -58,6 +58,14 @@ pub fn parse_proc_stat(text: &str) -> Result<MachineCpu> {
 
 /// One line of /proc/<pid>/stat: (ppid, utime + stime in ticks).
 pub fn parse_pid_stat(text: &str) -> Option<(u32, u64)> {
+    parse_pid_stat_modes(text).map(|(ppid, user, kernel)| (ppid, user + kernel))
+}
+
+/// `/proc/<pid>/stat` → (ppid, user-mode ticks, kernel-mode ticks). Kernel
+/// mode includes the softirq work the kernel runs on the process's way out
+/// of a system call: on veth, a `send` delivers the segment into the peer's
+/// stack and wakes the peer from the sender's context.
+pub fn parse_pid_stat_modes(text: &str) -> Option<(u32, u64, u64)> {
     // The command name (field 2) is in parentheses and may contain spaces.
     let rest = &text[text.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -65,27 +73,30 @@ pub fn parse_pid_stat(text: &str) -> Option<(u32, u64)> {
     let ppid = f.get(1)?.parse().ok()?;
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((ppid, utime + stime))
+    Some((ppid, utime, stime))
 }
 
 /// A snapshot of every process: pid → (ppid, cpu ticks, network namespace inode).
 #[derive(Clone, Debug, Default)]
 pub struct Processes {
     pub by_pid: HashMap<u32, (u32, u64, u64)>,
+    /// pid → the user-mode part of its ticks.
+    pub user: HashMap<u32, u64>,
 }
 
 impl Processes {
     pub fn read() -> Processes {
-        let mut by_pid = HashMap::new();
-        let Ok(dir) = std::fs::read_dir("/proc") else { return Processes { by_pid } };
+        let (mut by_pid, mut user) = (HashMap::new(), HashMap::new());
+        let Ok(dir) = std::fs::read_dir("/proc") else { return Processes { by_pid, user } };
         for e in dir.filter_map(|e| e.ok()) {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
             let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let Some((ppid, ticks)) = parse_pid_stat(&text) else { continue };
+            let Some((ppid, user_ticks, kernel_ticks)) = parse_pid_stat_modes(&text) else { continue };
             let netns = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino()).unwrap_or(0);
-            by_pid.insert(pid, (ppid, ticks, netns));
+            by_pid.insert(pid, (ppid, user_ticks + kernel_ticks, netns));
+            user.insert(pid, user_ticks);
         }
-        Processes { by_pid }
+        Processes { by_pid, user }
     }
 
     /// `root` and every process descending from it.
@@ -107,6 +118,16 @@ impl Processes {
             .filter_map(|p| {
                 let now = self.by_pid.get(p)?.1;
                 Some(now.saturating_sub(earlier.by_pid.get(p).map_or(0, |e| e.1)))
+            })
+            .sum()
+    }
+
+    /// The user-mode part of [`Processes::ticks_since`].
+    pub fn user_ticks_since(&self, earlier: &Processes, pids: &[u32]) -> u64 {
+        pids.iter()
+            .filter_map(|p| {
+                let now = *self.user.get(p)?;
+                Some(now.saturating_sub(earlier.user.get(p).copied().unwrap_or(0)))
             })
             .sum()
     }
@@ -145,14 +166,23 @@ mod tests {
     fn parses_pid_stat_with_spaces_in_the_name() {
         let text = "1234 (my (odd) proc) S 77 1234 1234 0 -1 4194560 100 0 0 0 250 40 0 0 20 0 1 0 100 0 0";
         assert_eq!(parse_pid_stat(text), Some((77, 290)));
+        assert_eq!(parse_pid_stat_modes(text), Some((77, 250, 40)));
     }
 
     #[test]
     fn foreign_ticks_count_new_processes_in_full_and_skip_the_lab() {
-        let earlier = Processes { by_pid: HashMap::from([(10, (1, 100, 7)), (11, (1, 50, 9))]) };
+        let earlier = Processes { by_pid: HashMap::from([(10, (1, 100, 7)), (11, (1, 50, 9))]), ..Default::default() };
         // 10: foreign, +20; 11: in the lab's namespace 9; 12: new and foreign, 30 in full; 13: excluded.
-        let now = Processes { by_pid: HashMap::from([(10, (1, 120, 7)), (11, (1, 80, 9)), (12, (1, 30, 7)), (13, (1, 500, 7))]) };
+        let now = Processes { by_pid: HashMap::from([(10, (1, 120, 7)), (11, (1, 80, 9)), (12, (1, 30, 7)), (13, (1, 500, 7))]), ..Default::default() };
         assert_eq!(now.foreign_ticks_since(&earlier, &[9], &[13]), 50);
+    }
+
+    #[test]
+    fn user_ticks_are_the_user_mode_part() {
+        let earlier = Processes { user: HashMap::from([(10, 60)]), ..Default::default() };
+        // 10: +15 in user mode; 12: new, counted in full.
+        let now = Processes { user: HashMap::from([(10, 75), (12, 9)]), ..Default::default() };
+        assert_eq!(now.user_ticks_since(&earlier, &[10, 12, 99]), 24);
     }
 
     #[test]

@@ -54,9 +54,13 @@ pub struct LeversArgs {
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub conns: u32,
     /// Only levers whose name contains this (repeatable): allocator,
-    /// runtime, copy, io_uring.
+    /// runtime, copy, io_uring, build.
     #[arg(long, value_name = "TEXT")]
     pub only: Vec<String>,
+    /// Adds the `build` lever: alb and lb-user from DIR (another build, e.g.
+    /// an earlier commit's target/release) against this build's.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
     /// Output directory (default target/bench/levers-<timestamp>/).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -68,17 +72,27 @@ pub fn levers(args: LeversArgs) -> Result<()> {
     util::require_root("bench levers")?;
     crate::setup::setup()?;
     crate::build(true)?;
-    let bins = build_variants(&args.only, true, util::workspace_root().join("target/release"));
+    let mut bins = build_variants(&args.only, true, util::workspace_root().join("target/release"));
+    bins.baseline = baseline_dir(args.baseline.as_deref());
     let (out, _) = run(&args, &bins)?;
     print!("{}", std::fs::read_to_string(out.join("levers.md"))?);
     println!("[bench levers] {}/levers.md, levers.json", out.display());
     Ok(())
 }
 
+/// The `--baseline` directory, checked: it must hold both tiers' binaries.
+pub fn baseline_dir(dir: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    let Some(dir) = dir else { return Err("no --baseline DIR given".to_string()) };
+    match ["alb", "lb-user"].iter().map(|b| dir.join(b)).find(|p| !p.is_file()) {
+        Some(missing) => Err(format!("--baseline {}: {} not found", dir.display(), missing.display())),
+        None => Ok(dir.to_path_buf()),
+    }
+}
+
 /// Builds what the selected levers need; a failed build is kept as the
 /// error of the levers that need it.
 pub fn build_variants(only: &[String], release: bool, normal: PathBuf) -> Bins {
-    let entries = table::select(only);
+    let entries = table::select(only, false);
     let needs = |p: table::Program| entries.iter().any(|e| e.off.program == p || e.on.program == p);
     let not_needed = || Err("not selected".to_string());
     let mimalloc = if needs(table::Program::Mimalloc) {
@@ -88,19 +102,19 @@ pub fn build_variants(only: &[String], release: bool, normal: PathBuf) -> Bins {
     };
     let uring =
         if needs(table::Program::UringProxy) { variant::build_uring(release).map_err(|e| format!("building bench-uring-proxy: {e:#}")) } else { not_needed() };
-    Bins { release: normal, mimalloc, uring }
+    Bins { release: normal, mimalloc, uring, baseline: not_needed() }
 }
 
 /// Runs the levers `--only` selects with `bins`; writes levers.md and
 /// levers.json. Returns the output directory and the JSON.
 pub fn run(args: &LeversArgs, bins: &Bins) -> Result<(PathBuf, serde_json::Value)> {
-    run_entries(args, bins, &table::select(&args.only))
+    run_entries(args, bins, &table::select(&args.only, args.baseline.is_some()))
 }
 
 /// [`run`] with the entries given.
 pub fn run_entries(args: &LeversArgs, bins: &Bins, entries: &[Entry]) -> Result<(PathBuf, serde_json::Value)> {
     if entries.is_empty() {
-        anyhow::bail!("--only {:?} matches no lever (levers: allocator, runtime, copy, io_uring)", args.only);
+        anyhow::bail!("--only {:?} matches no lever (levers: allocator, runtime, copy, io_uring; build with --baseline DIR)", args.only);
     }
     let out = args.out.clone().unwrap_or_else(|| util::workspace_root().join("target/bench").join(format!("levers-{}", super::timestamp())));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -211,7 +225,7 @@ mod tests {
         let bins = build_variants(&only, bin_dir.ends_with("release"), bin_dir);
         let out = std::env::temp_dir().join(format!("xdplb-levers-test-{}", std::process::id()));
         let args = LeversArgs { quick: true, conns: 16, only, out: Some(out.clone()), ..Default::default() };
-        let mut entries: Vec<Entry> = table::select(&args.only);
+        let mut entries: Vec<Entry> = table::select(&args.only, false);
         assert_eq!(entries.iter().map(|e| e.tier).collect::<Vec<_>>(), [Tier::Alb, Tier::Proxy]);
         let shared = entries[0].off;
         let bogus = Variant { label: "bogus", program: table::Program::Release, yaml: "no_such_key: 1" };

@@ -304,6 +304,7 @@ pub(crate) fn measure_process(stage: &mut Stage, case: &Case, spec: &LoadSpec, k
     let reqs = load.requests as f64;
     let machine_us = machine1.delta(&machine0).busy as f64 * us_tick / reqs;
     let lb_us = lb_root.map(|root| procs1.ticks_since(&procs0, &procs0.tree(root)) as f64 * us_tick / reqs);
+    let lb_user_mode_us = lb_root.map(|root| procs1.user_ticks_since(&procs0, &procs0.tree(root)) as f64 * us_tick / reqs);
     // The tool has exited by now: use the last sample taken while it ran.
     let tool_us = procs_mid.ticks_since(&procs0, &tool_tree) as f64 * us_tick / reqs;
     let own = Stage::own_pids(&procs1);
@@ -312,7 +313,7 @@ pub(crate) fn measure_process(stage: &mut Stage, case: &Case, spec: &LoadSpec, k
     exclude.extend(kernel);
     let foreign = procs1.foreign_ticks_since(&procs0, &lab_ns, &exclude) as f64 * us_tick;
     let foreign_pct = foreign / (wall.as_secs_f64() * 1e6 * cpus as f64) * 100.0;
-    Ok(Rep { load, machine_us, lb_us, tool_us, foreign_pct, flagged: foreign_pct > FOREIGN_THRESHOLD_PCT, xdp_actions, failure: None })
+    Ok(Rep { load, machine_us, lb_us, lb_user_mode_us, tool_us, foreign_pct, flagged: foreign_pct > FOREIGN_THRESHOLD_PCT, xdp_actions, failure: None })
 }
 
 /// Wait between a response and the next request on each connection for the

@@ -42,6 +42,7 @@ fn side(reps: &[Rep], label: &str) -> Value {
         "runs": good.len(),
         "rps": col(&|r| Some(r.load.rps)),
         "lb_us_per_req": col(&|r| r.lb_us),
+        "lb_user_mode_us_per_req": col(&|r| r.lb_user_mode_us),
         "p99_ms": col(&|r| Some(r.load.p99_ms)),
         "errors": reps.iter().map(|r| r.load.errors).sum::<u64>(),
         "failures": failures,
@@ -78,6 +79,7 @@ pub fn json(results: &[Measured], reps: u32, seconds: u64, conns: u32) -> Value 
                 "on_off": {
                     "rps": ratio(m, |r| Some(r.load.rps)),
                     "lb_us_per_req": ratio(m, |r| r.lb_us),
+                    "lb_user_mode_us_per_req": ratio(m, |r| r.lb_user_mode_us),
                     "p99_ms": ratio(m, |r| Some(r.load.p99_ms)),
                 },
             })
@@ -102,18 +104,21 @@ pub fn markdown(s: &Value) -> String {
     let mut md = String::from("# Levers, A/B in one run\n\n");
     let _ = writeln!(
         md,
-        "{} interleaved repetition(s) of {} s, {} connections, medians; on/off ratios per repetition (min–max). LB µs/req is the variant's process CPU per request.\n",
+        "{} interleaved repetition(s) of {} s, {} connections, medians; on/off ratios per repetition (min–max). LB µs/req is the variant's process CPU per request; *user* is its user-mode part (a code change acts there; \
+the kernel-mode rest is mostly socket work and, on veth, delivering into the peer's stack).\n",
         s["repetitions"], s["seconds"], s["conns"]
     );
-    md.push_str("| lever | case | off → on | req/s off / on | req/s on/off | LB µs/req off / on | LB µs on/off | p99 ms off / on | p99 on/off | errors |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str(
+        "| lever | case | off → on | req/s off / on | req/s on/off | LB µs/req off / on | LB µs on/off | user µs/req off / on | user µs on/off | p99 ms off / on | p99 on/off | errors |\n",
+    );
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in s["levers"].as_array().into_iter().flatten() {
         let (off, on, q) = (&r["off"], &r["on"], &r["on_off"]);
         let sides = format!("{} → {}", off["label"].as_str().unwrap_or(""), on["label"].as_str().unwrap_or(""));
         if let Some(f) = r["failure"].as_str() {
             let _ = writeln!(
                 md,
-                "| {} | {} | {sides} | FAILED: {} ||||||| |",
+                "| {} | {} | {sides} | FAILED: {} ||||||||| |",
                 r["lever"].as_str().unwrap_or(""),
                 r["case"].as_str().unwrap_or(""),
                 f.replace('|', "/")
@@ -122,7 +127,7 @@ pub fn markdown(s: &Value) -> String {
         }
         let _ = writeln!(
             md,
-            "| {} | {} | {sides} | {} / {} | {} | {} / {} | {} | {} / {} | {} | {} |",
+            "| {} | {} | {sides} | {} / {} | {} | {} / {} | {} | {} / {} | {} | {} / {} | {} | {} |",
             r["lever"].as_str().unwrap_or(""),
             r["case"].as_str().unwrap_or(""),
             num(&off["rps"], 0),
@@ -131,6 +136,9 @@ pub fn markdown(s: &Value) -> String {
             num(&off["lb_us_per_req"], 1),
             num(&on["lb_us_per_req"], 1),
             ratio_cell(&q["lb_us_per_req"]),
+            num(&off["lb_user_mode_us_per_req"], 1),
+            num(&on["lb_user_mode_us_per_req"], 1),
+            ratio_cell(&q["lb_user_mode_us_per_req"]),
             num(&off["p99_ms"], 2),
             num(&on["p99_ms"], 2),
             ratio_cell(&q["p99_ms"]),
@@ -159,7 +167,12 @@ mod tests {
     use crate::bench::{levers::table::ENTRIES, load::LoadResult};
 
     fn rep(rps: f64, lb: f64, p99: f64) -> Rep {
-        Rep { load: LoadResult { requests: 1000, rps, p99_ms: p99, ..Default::default() }, lb_us: Some(lb), ..Default::default() }
+        Rep {
+            load: LoadResult { requests: 1000, rps, p99_ms: p99, ..Default::default() },
+            lb_us: Some(lb),
+            lb_user_mode_us: Some(lb / 2.0),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -179,6 +192,8 @@ mod tests {
         assert_eq!(r["on_off"]["rps"]["min"].as_f64().unwrap(), 1.1);
         assert_eq!(r["on_off"]["rps"]["max"].as_f64().unwrap(), 1.2);
         assert_eq!(r["on_off"]["lb_us_per_req"]["max"].as_f64().unwrap(), 0.9);
+        assert_eq!(r["on_off"]["lb_user_mode_us_per_req"]["min"].as_f64().unwrap(), 0.8);
+        assert_eq!(r["off"]["lb_user_mode_us_per_req"].as_f64().unwrap(), 5.0, "median of 10, 5 and 0.5");
         assert_eq!(r["on_off"]["p99_ms"]["min"].as_f64().unwrap(), 0.5);
         assert_eq!(r["on"]["runs"], 2);
         let md = markdown(&s);

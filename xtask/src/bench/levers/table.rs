@@ -30,6 +30,9 @@ pub enum Program {
     Mimalloc,
     /// `examples/bench-uring-proxy` (Proxy tier only; takes no YAML).
     UringProxy,
+    /// The tier's binary from `--baseline DIR` (another build, e.g. of an
+    /// earlier commit): for levers that are code changes.
+    Baseline,
 }
 
 /// One side of a lever.
@@ -58,7 +61,7 @@ const fn e(lever: &'static str, tier: Tier, off: Variant, on: Variant) -> Entry 
     Entry { lever, tier, off, on }
 }
 
-use Program::{Mimalloc, Release, UringProxy};
+use Program::{Baseline, Mimalloc, Release, UringProxy};
 use Tier::{Alb, Proxy};
 
 /// Every lever (docs/benchmarks.md, "Levers"). Proxy YAML goes inside
@@ -82,9 +85,16 @@ pub const ENTRIES: &[Entry] = &[
     e("io_uring", Proxy, v("lb-user proxy", Release, ""), v("bench-uring-proxy", UringProxy, "")),
 ];
 
-/// The entries whose lever name contains one of `only` (all when empty).
-pub fn select(only: &[String]) -> Vec<Entry> {
-    ENTRIES.iter().copied().filter(|e| only.is_empty() || only.iter().any(|o| e.lever.contains(o.as_str()))).collect()
+/// A code change as a lever: the baseline build (`--baseline DIR`) against
+/// this one, on both tiers. Only with `--baseline`.
+pub const BUILD: &[Entry] =
+    &[e("build", Alb, v("baseline", Baseline, ""), v("this build", Release, "")), e("build", Proxy, v("baseline", Baseline, ""), v("this build", Release, ""))];
+
+/// The entries whose lever name contains one of `only` (all when empty),
+/// with the `build` lever when there is a baseline to compare with.
+pub fn select(only: &[String], baseline: bool) -> Vec<Entry> {
+    let build = if baseline { BUILD } else { &[] };
+    ENTRIES.iter().chain(build).copied().filter(|e| only.is_empty() || only.iter().any(|o| e.lever.contains(o.as_str()))).collect()
 }
 
 #[cfg(test)]
@@ -104,7 +114,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(select(&["alloc".into()]).len(), 2);
-        assert_eq!(select(&[]).len(), ENTRIES.len());
+        assert_eq!(select(&["alloc".into()], false).len(), 2);
+        assert_eq!(select(&[], false).len(), ENTRIES.len());
+        assert_eq!(select(&[], true).len(), ENTRIES.len() + 2);
+        assert!(select(&["build".into()], false).is_empty(), "the build lever needs a baseline");
+        assert!(BUILD.iter().all(|e| e.off.program == Baseline && e.on.program == Release));
     }
 }

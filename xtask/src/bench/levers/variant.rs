@@ -32,6 +32,8 @@ pub struct Bins {
     pub mimalloc: Result<PathBuf, String>,
     /// The directory holding `examples/bench-uring-proxy`.
     pub uring: Result<PathBuf, String>,
+    /// `--baseline DIR`: another build's alb and lb-user.
+    pub baseline: Result<PathBuf, String>,
 }
 
 /// The mimalloc variant's own target directory (under the workspace's).
@@ -92,6 +94,7 @@ fn program(bins: &Bins, tier: Tier, v: &Variant) -> Result<PathBuf> {
         Program::Release => bins.release.join(bin),
         Program::Mimalloc => dir(&bins.mimalloc)?.join(bin),
         Program::UringProxy => dir(&bins.uring)?.join("examples/bench-uring-proxy"),
+        Program::Baseline => dir(&bins.baseline)?.join(bin),
     };
     if !path.is_file() {
         bail!("{} not found", path.display());
@@ -152,4 +155,35 @@ pub fn start(stage: &mut Stage, bins: &Bins, tier: Tier, v: &Variant, port: u16)
     }
     let scheme = if tier == Tier::Alb { "https" } else { "http" };
     Ok(Running { url: format!("{scheme}://{addr}/"), pid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::levers::{baseline_dir, table::BUILD};
+
+    /// The `build` lever's sides: the baseline's binaries from
+    /// `--baseline DIR`, checked up front; this build's from the normal one.
+    #[test]
+    fn the_build_lever_runs_the_baselines_binaries() {
+        let dir = std::env::temp_dir().join(format!("xdplb-baseline-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("alb"), "").unwrap();
+        let err = baseline_dir(Some(&dir)).unwrap_err();
+        assert!(err.contains("lb-user not found"), "{err}");
+        assert!(baseline_dir(None).unwrap_err().contains("no --baseline"));
+        std::fs::write(dir.join("lb-user"), "").unwrap();
+        let release = dir.join("release");
+        std::fs::create_dir_all(&release).unwrap();
+        std::fs::write(release.join("alb"), "").unwrap();
+        let bins = Bins { release: release.clone(), mimalloc: Err("-".into()), uring: Err("-".into()), baseline: baseline_dir(Some(&dir)) };
+        let alb = BUILD.iter().find(|e| e.tier == Tier::Alb).unwrap();
+        assert_eq!(program(&bins, Tier::Alb, &alb.off).unwrap(), dir.join("alb"));
+        assert_eq!(program(&bins, Tier::Alb, &alb.on).unwrap(), release.join("alb"));
+        let proxy = BUILD.iter().find(|e| e.tier == Tier::Proxy).unwrap();
+        assert_eq!(program(&bins, Tier::Proxy, &proxy.off).unwrap(), dir.join("lb-user"));
+        let none = Bins { baseline: baseline_dir(None), ..bins };
+        assert!(program(&none, Tier::Alb, &alb.off).unwrap_err().to_string().contains("no --baseline"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -22,7 +22,7 @@ pub fn json(s: &Summary) -> Value {
                 "median": {
                     "rps": st.rps, "rps_spread_pct": st.rps_spread, "p50_ms": st.p50_ms, "p99_ms": st.p99_ms,
                     "machine_cpu_us_per_req": st.machine_us, "added_vs_direct_us_per_req": s.added_vs_direct(c),
-                    "lb_cpu_us_per_req": s.lb_cost(c), "tool_cpu_us_per_req": st.tool_us,
+                    "lb_cpu_us_per_req": s.lb_cost(c), "lb_user_mode_cpu_us_per_req": st.lb_user_mode_us, "tool_cpu_us_per_req": st.tool_us,
                 },
                 "errors": st.errors,
                 "requests": st.requests,
@@ -30,7 +30,8 @@ pub fn json(s: &Summary) -> Value {
                 "repetitions": c.reps.iter().map(|r| json!({
                     "requests": r.load.requests, "seconds": r.load.seconds, "rps": r.load.rps,
                     "p50_ms": r.load.p50_ms, "p99_ms": r.load.p99_ms, "errors": r.load.errors,
-                    "machine_cpu_us_per_req": r.machine_us, "lb_cpu_us_per_req": r.lb_us, "tool_cpu_us_per_req": r.tool_us,
+                    "machine_cpu_us_per_req": r.machine_us, "lb_cpu_us_per_req": r.lb_us, "lb_user_mode_cpu_us_per_req": r.lb_user_mode_us,
+                    "tool_cpu_us_per_req": r.tool_us,
                     "foreign_cpu_pct": r.foreign_pct, "flagged": r.flagged, "xdp_actions": r.xdp_actions, "failure": r.failure,
                 })).collect::<Vec<_>>(),
             })

@@ -36,7 +36,7 @@ pub fn markdown(s: &Summary) -> String {
         m,
         "Medians over the repetitions. *spread* = (max − min) / median of req/s. *machine* = all cores' busy CPU (/proc/stat) per request; \
 *Δ direct* = machine CPU above `direct` in the same connection mode; *LB* = the balancer process tree's CPU (/proc/<pid>/stat) per request, \
-for XDP the Δ direct; *tool* = the load generator's CPU per request. With a new connection per request, per request = per connection (TLS: per handshake). \
+for XDP the Δ direct, with its user-mode part in parentheses (the rest is kernel mode, which on veth includes delivering what the balancer sends into the receiver's stack and waking the receiver); *tool* = the load generator's CPU per request. With a new connection per request, per request = per connection (TLS: per handshake). \
 A repetition where processes outside the benchmark used more than {:.0}% of the machine is flagged, rerun once, and left out of the medians if still flagged.\n",
         s.foreign_threshold_pct
     );
@@ -59,7 +59,10 @@ A repetition where processes outside the benchmark used more than {:.0}% of the 
             st.errors,
             st.machine_us,
             opt(s.added_vs_direct(c)),
-            opt(s.lb_cost(c)),
+            match (s.lb_cost(c), st.lb_user_mode_us) {
+                (Some(lb), Some(user)) if !c.case.lb.is_xdp() => format!("{lb:.1} ({user:.1})"),
+                (lb, _) => opt(lb),
+            },
             st.tool_us,
             c.reps.len(),
             st.flagged

@@ -15,6 +15,10 @@ pub struct Rep {
     pub machine_us: f64,
     /// The LB process tree's CPU per request, µs (none for direct and XDP).
     pub lb_us: Option<f64>,
+    /// The user-mode part of `lb_us`; the rest is kernel mode, which on
+    /// veth includes delivering what the balancer sends into the peer's
+    /// stack and waking the peer.
+    pub lb_user_mode_us: Option<f64>,
     /// The load generator's CPU per request, µs.
     pub tool_us: f64,
     /// CPU used by processes outside the benchmark, % of machine capacity.

@@ -40,6 +40,7 @@ pub struct Stats {
     pub requests: u64,
     pub machine_us: f64,
     pub lb_us: Option<f64>,
+    pub lb_user_mode_us: Option<f64>,
     pub tool_us: f64,
     pub used: usize,
     pub flagged: usize,
@@ -52,6 +53,7 @@ impl CaseResult {
         let reps: Vec<&Rep> = if trusted.is_empty() { ran } else { trusted };
         let col = |f: &dyn Fn(&Rep) -> f64| reps.iter().map(|r| f(r)).collect::<Vec<f64>>();
         let lb: Vec<f64> = reps.iter().filter_map(|r| r.lb_us).collect();
+        let lb_user: Vec<f64> = reps.iter().filter_map(|r| r.lb_user_mode_us).collect();
         Stats {
             rps: median(&col(&|r| r.load.rps)),
             rps_spread: spread_pct(&col(&|r| r.load.rps)),
@@ -61,6 +63,7 @@ impl CaseResult {
             requests: self.reps.iter().map(|r| r.load.requests).sum(),
             machine_us: median(&col(&|r| r.machine_us)),
             lb_us: (!lb.is_empty()).then(|| median(&lb)),
+            lb_user_mode_us: (!lb_user.is_empty()).then(|| median(&lb_user)),
             tool_us: median(&col(&|r| r.tool_us)),
             used: reps.len(),
             flagged: self.reps.iter().filter(|r| r.flagged).count(),

@@ -20,6 +20,7 @@ fn summary() -> Summary {
                     load: LoadResult { requests: 1000, seconds: 1.0, rps: 1000.0 + (i * 10 + r) as f64, p50_ms: 1.0, p99_ms: 2.0, errors: 0 },
                     machine_us: 10.0 + i as f64,
                     lb_us: Some(3.0),
+                    lb_user_mode_us: Some(1.0),
                     tool_us: 2.0,
                     foreign_pct: 0.0,
                     flagged: r == 2,
@@ -62,6 +63,17 @@ fn outputs_mention_every_case() {
     // XDP's LB cost is its machine CPU above direct.
     let nat = s.find(Lb::XdpNat, false, false).unwrap();
     assert_eq!(s.lb_cost(nat), Some(2.0));
+    // A process balancer's LB column shows its user-mode part too (XDP's
+    // has none: it is machine CPU).
+    let alb = s.find(Lb::Alb, false, false).unwrap();
+    assert!(
+        md.contains(&format!("| {} | wrk |", alb.case.id()))
+            && md.lines().any(|l| l.starts_with(&format!("| {} |", alb.case.id())) && l.contains("| 3.0 (1.0) |")),
+        "{md}"
+    );
+    assert!(md.lines().any(|l| l.starts_with(&format!("| {} |", nat.case.id())) && l.contains("| 2.0 |")), "{md}");
+    let alb_json = js["cases"].as_array().unwrap().iter().find(|c| c["id"] == alb.case.id()).unwrap();
+    assert_eq!(alb_json["median"]["lb_user_mode_cpu_us_per_req"], 1.0);
 }
 
 /// Sets one case's LB CPU per repetition.
