@@ -126,11 +126,20 @@ fn a_long_lived_connection_keeps_its_backend_when_the_tables_are_rebuilt_without
     lb.signal(libc::SIGHUP);
     lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
 
-    for _ in 0..5 {
-        assert_eq!(conn.get("/").unwrap().body.trim(), first, "the long-lived connection moved");
+    // What a failure needs to be explained: lb-user's log since the change
+    // (a second reload, a health or next-hop rebuild) and the counters.
+    let evidence = || format!("lb-user log since the change: {:?}; {:?}", &lb.log_lines()[seen..], Report::read_pinned(&lab.lb_client_iface()));
+    for i in 0..5 {
+        let body = conn.get("/").map(|r| r.body.trim().to_owned());
+        assert_eq!(
+            body.as_deref().ok(),
+            Some(first.as_str()),
+            "request {i} after the reload: the long-lived connection moved or failed ({body:?}); {}",
+            evidence()
+        );
     }
-    let after = served_by(&lab, vip, REQUESTS);
-    assert!(!after.contains_key(&format!("be{removed}")), "removed backend still got new flows: {after:?}");
+    let after = lab.served_by(vip, REQUESTS).unwrap_or_else(|e| panic!("new connections after the reload: {e:#}; {}", evidence()));
+    assert!(!after.contains_key(&format!("be{removed}")), "removed backend be{removed} still got new flows: {after:?}; {}", evidence());
     assert_eq!(after.values().sum::<usize>(), REQUESTS);
     assert!(lb.stop().unwrap().success());
 }
