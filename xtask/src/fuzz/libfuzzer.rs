@@ -46,7 +46,7 @@ pub enum Build {
     /// assertions and overflow checks, none of the release build's forced
     /// single codegen unit) without debuginfo, in `target/fuzz-quick`: on 2
     /// cores a cold build takes about 2 instead of 5.5 minutes (an
-    /// `opt-level = 1` release build took 4.5), and runs 5–8× fewer inputs
+    /// `opt-level = 1` release build took 4.5), and runs 5–14× fewer inputs
     /// a second, which suits the 20 s smoke runs of `cargo xtask test`.
     Quick,
 }

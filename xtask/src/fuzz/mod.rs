@@ -36,7 +36,7 @@ pub struct FuzzArgs {
     pub seed: Option<u64>,
     /// libFuzzer targets only: an unoptimised build (cargo-fuzz `--dev`,
     /// no debuginfo) into `target/fuzz-quick`: about 2 instead of 5.5
-    /// minutes to build from cold, 5–8× fewer inputs a second; what
+    /// minutes to build from cold, 5–14× fewer inputs a second; what
     /// `cargo xtask test`'s short runs use.
     #[arg(long)]
     pub quick_build: bool,
