@@ -183,9 +183,9 @@ pub fn run(which: Target, duration: u64, build: Build) -> Result<()> {
         // The config loaders need no eBPF object; lb-user's build script
         // leaves it out (and says so) instead of building it with nightly.
         .env("AYA_BUILD_SKIP", "1")
-        // Cargo's environment form of `[profile.dev] debug`: line tables of
-        // every dependency are most of a dev build's time and no smoke run
-        // reads them (a failing input is reproduced from its file).
+        // Cargo's environment form of `[profile.dev] debug`: the dev
+        // profile's full debuginfo for every dependency is build time no
+        // smoke run uses (a failing input is replayed from its file).
         .envs(build.env())
         .stdin(Stdio::null())
         .stderr(Stdio::piped());
