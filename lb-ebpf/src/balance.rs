@@ -3,8 +3,8 @@
 use lb_common::{
     hash,
     lb::{
-        BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, FAMILY_V4, FLOW_NEW, FLOW_TOUCHED,
-        LAST_SEEN_REFRESH_NS, MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
+        BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4, FLOW_NEW,
+        FLOW_TOUCHED, LAST_SEEN_REFRESH_NS, MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
     },
 };
 
@@ -76,7 +76,12 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mu
         // A SYN on a closing entry is a new connection reusing the ports.
         let reused = syn_only && state.tcp_state == TCP_CLOSING;
         if fresh && !reused && state.vip_id == vip.vip_id {
-            if active_backend(state.backend_id).is_some() {
+            // A SYN tied to a backend that takes no new flows (down or
+            // leaving) is a new connection on ports whose last flow there
+            // ended without a FIN or RST from the client (the backend died
+            // and reset it), or a retransmit to a backend that went down:
+            // either way it is balanced afresh, not sent to be refused.
+            if active_backend(state.backend_id).is_some_and(|b| !syn_only || b.flags & BACKEND_HEALTHY != 0) {
                 let mut touched = closing_flags;
                 if stale(state.last_seen_ns, now) {
                     state.last_seen_ns = now;

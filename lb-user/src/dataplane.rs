@@ -16,7 +16,10 @@ use ipnet::IpNet;
 
 use lb_common::userspace::select::{addr16, fingerprint, TableFingerprint};
 use lb_common::{
-    lb::{BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND, TCP_CLOSING},
+    lb::{
+        BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND,
+        TCP_CLOSING,
+    },
     map_names as names,
 };
 
@@ -26,10 +29,11 @@ pub fn vip_key(addr: IpAddr, port: u16, protocol: u8) -> VipKey {
     VipKey { addr, port, protocol, family }
 }
 
-/// A backend entry for the BACKENDS array.
+/// A backend entry for the BACKENDS array: existing and taking new flows
+/// (`BACKEND_HEALTHY`); clear the flag for one that is down or leaving.
 pub fn backend_info(addr: IpAddr, port: u16) -> BackendInfo {
     let (addr, family) = addr16(addr);
-    BackendInfo { addr, port, family, flags: BACKEND_ACTIVE, mac: [0; 6], vip_id: 0 }
+    BackendInfo { addr, port, family, flags: BACKEND_ACTIVE | BACKEND_HEALTHY, mac: [0; 6], vip_id: 0 }
 }
 
 /// Writer over the maps of one loaded program.

@@ -196,8 +196,8 @@ impl Desired {
                 info.mac = b.mac.unwrap_or_default();
                 info.vip_id = vip_id as u16;
                 let up = healthy(vi, bi);
-                if up {
-                    info.flags |= BACKEND_HEALTHY;
+                if !up {
+                    info.flags &= !BACKEND_HEALTHY;
                 }
                 backends.push((id, info));
                 backend_ids.push(id);

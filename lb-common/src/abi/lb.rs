@@ -63,9 +63,12 @@ pub struct VipInfo {
 /// `BackendInfo::flags`: the backend exists (a removed backend breaks its
 /// flows; an unhealthy one only stops getting new flows, via the tables).
 pub const BACKEND_ACTIVE: u8 = 1;
-/// `BackendInfo::flags`: the last health verdict was "up". Informational for
-/// `lb-user stats` and metrics; the data path follows the tables, which hold
-/// only healthy backends.
+/// `BackendInfo::flags`: the backend takes new flows (its last health
+/// verdict was "up" and it is not leaving). New flows follow the tables,
+/// which hold only these; the flag itself is read for `lb-user stats` and
+/// metrics, and by a SYN whose 5-tuple conntrack still ties to a backend
+/// without it: that is a new connection reusing the ports, and it is
+/// balanced afresh instead of being sent to a backend that is down.
 pub const BACKEND_HEALTHY: u8 = 2;
 
 /// A backend as the data path forwards to it. Aligned to 4 (size unchanged),

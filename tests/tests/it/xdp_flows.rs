@@ -397,3 +397,37 @@ fn reverse_entries_follow_conntrack_writes_and_a_removed_backend_moves_the_flow_
         assert!(reverse_nat(xdp).get(&flow_key(backend(other), c, 6), 0).is_ok(), "the moved flow's replies must be translated at once");
     });
 }
+
+/// A SYN whose 5-tuple conntrack still ties to a backend that takes no new
+/// flows (down: in no table, `BACKEND_HEALTHY` clear) is a new connection
+/// reusing the ports of one the dead backend reset; it is balanced afresh.
+/// The flow's other packets still reach their backend while it exists, and a
+/// retransmitted SYN to a backend that takes new flows keeps it, whatever
+/// the table now says.
+#[test]
+fn a_syn_on_ports_tied_to_a_down_backend_is_balanced_afresh_a_retransmit_to_a_healthy_one_is_not() {
+    require_root!();
+    with_program(|xdp, env| {
+        let (vip, ids) = (vip4(), [1, 2]);
+        let c = client(false, 43000);
+        let b = predicted(&ids, c, vip, 6);
+        let (be, other) = (backend(b), if b == ids[0] { ids[1] } else { ids[0] });
+        let (syn, ack) = (inbound(env, Spec::tcp(c, vip)), inbound(env, Spec { tcp_flags: 0x10, ..Spec::tcp(c, vip) }));
+        assert_frame(run(xdp, env.lc, &syn.clone().build()), XDP_REDIRECT, &forwarded_nat(env, b, syn.clone()).build());
+
+        // Only the other backend in the table, the flow's still healthy: a
+        // retransmitted SYN follows conntrack.
+        set_vip(&mut xdp.dataplane(), vip, 6, lb::ALG_MAGLEV, lb::MODE_NAT, 0, &[other]);
+        assert_frame(run(xdp, env.lc, &syn.clone().build()), XDP_REDIRECT, &forwarded_nat(env, b, syn.clone()).build());
+        assert_eq!(xdp.vip_counter(0).new_flows, 1, "a retransmit is not a new flow");
+
+        // The backend goes down.
+        xdp.dataplane().set_backend(b, &lb::BackendInfo { flags: lb::BACKEND_ACTIVE, ..lb_user::dataplane::backend_info(be.ip(), be.port()) }).unwrap();
+        assert_frame(run(xdp, env.lc, &ack.clone().build()), XDP_REDIRECT, &forwarded_nat(env, b, ack.clone()).build());
+        assert_frame(run(xdp, env.lc, &syn.clone().build()), XDP_REDIRECT, &forwarded_nat(env, other, syn.clone()).build());
+        assert_eq!(conntrack(xdp).get(&flow_key(c, vip, 6), 0).unwrap().backend_id, other, "the new connection is tracked to its new backend");
+        assert_eq!(xdp.vip_counter(0).new_flows, 2);
+        assert!(reverse_nat(xdp).get(&flow_key(backend(other), c, 6), 0).is_ok(), "its replies are translated");
+        assert_frame(run(xdp, env.lc, &ack.clone().build()), XDP_REDIRECT, &forwarded_nat(env, other, ack).build());
+    });
+}

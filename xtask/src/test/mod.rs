@@ -11,6 +11,8 @@ use anyhow::{bail, Context as _, Result};
 use clap::ValueEnum as _;
 use xdplb_tests::{privileged, workspace};
 
+mod failures;
+
 use crate::fuzz::{self, FuzzArgs, Target};
 use crate::{setup, util};
 
@@ -41,7 +43,7 @@ impl Tally {
 }
 
 /// Runs `cargo test args…`, echoing its output and tallying the results.
-fn cargo_test(title: &str, args: &[&str], tally: &mut Tally) -> Result<bool> {
+fn cargo_test(title: &str, args: &[&str], tally: &mut Tally, failures: &mut failures::Failures) -> Result<bool> {
     println!("\n[test] {title}: cargo test {}", args.join(" "));
     let mut child = util::cargo()
         .arg("test")
@@ -56,6 +58,7 @@ fn cargo_test(title: &str, args: &[&str], tally: &mut Tally) -> Result<bool> {
         let line = line?;
         println!("{line}");
         tally.add_line(&line);
+        failures.add_line(&line);
     }
     Ok(child.wait()?.success())
 }
@@ -78,13 +81,14 @@ pub fn test(extra: &[String]) -> Result<()> {
     let pins_before = pins();
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut tally = Tally::default();
+    let mut failures = failures::Failures::default();
     // One invocation for the unit tests and the privileged integration tests
     // (xdplb-tests): features unify across the whole workspace once, where a
     // separate `-p xdplb-tests` run would recompile the crates whose features
     // differ without certgen and xtask (about 25 s on 2 cores).
     let mut args = vec!["--workspace", "--no-fail-fast"];
     args.extend(&extra);
-    let tests_ok = cargo_test("unit tests and privileged integration tests (netns, XDP attach, TestRun)", &args, &mut tally)?;
+    let tests_ok = cargo_test("unit tests and privileged integration tests (netns, XDP attach, TestRun)", &args, &mut tally, &mut failures)?;
     let fuzz_ok = short_fuzz_runs(&mut tally);
 
     // Everything a test creates must be gone, whatever happened to the test.
@@ -97,6 +101,9 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     let leaked = !(leaked_ns.is_empty() && leaked_pins.is_empty());
     println!("\nxtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
+    if !failures.is_empty() {
+        println!("\n{}", failures.report().join("\n"));
+    }
     if !style_ok || !tests_ok || !fuzz_ok || leaked {
         bail!("tests failed (fmt/clippy: {}, tests: {}, fuzz: {}, leak check: {})", ok(style_ok), ok(tests_ok), ok(fuzz_ok), ok(!leaked));
     }
