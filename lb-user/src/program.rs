@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use aya::{programs::Xdp, Ebpf, EbpfLoader};
+use aya::{
+    programs::{ProgramError, Xdp},
+    Ebpf, EbpfLoader,
+};
 use lb_common::{
     lb::{FlowKey, FlowState, GlobalConfig, ReverseNat, DEFAULT_MAGLEV_SIZE, MAX_VIPS},
     map_names, Counters,
@@ -74,7 +77,7 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
         loader.map_pin_path(name, path.as_path());
     }
     let mut ebpf = loader.load(OBJECT).context("loading the eBPF object (maps)")?;
-    xdp_program(&mut ebpf)?.load().context("loading the XDP program (verifier)")?;
+    load_verified(xdp_program(&mut ebpf)?).context("loading the XDP program (verifier)")?;
     let mut dp = crate::dataplane::Dataplane::new(&mut ebpf);
     let mut cfg = if adopted { dp.global()? } else { GlobalConfig::default() };
     if adopted && cfg.maglev_size != opts.maglev_size {
@@ -85,6 +88,30 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
     cfg.udp_timeout_s = opts.udp_timeout_s;
     dp.set_global(&cfg)?;
     Ok((ebpf, adopted))
+}
+
+/// Times the kernel is asked to verify a program that it stopped verifying
+/// with EAGAIN (libbpf asks five times too).
+const LOAD_ATTEMPTS: u32 = 5;
+
+/// Loads `program` into the kernel, again when the verifier gave up with
+/// EAGAIN: it does so when a signal is pending for the loading thread (a
+/// child's SIGCHLD under a tokio runtime, a SIGHUP), however valid the
+/// program. Any other error is returned at once.
+pub fn load_verified(program: &mut Xdp) -> Result<(), ProgramError> {
+    again_on_eagain(|| program.load(), |e| matches!(e, ProgramError::LoadError { io_error, .. } if io_error.raw_os_error() == Some(libc::EAGAIN)))
+}
+
+/// `f` until it succeeds, fails otherwise than `eagain` says, or has been
+/// tried `LOAD_ATTEMPTS` times.
+fn again_on_eagain<T, E>(mut f: impl FnMut() -> Result<T, E>, eagain: impl Fn(&E) -> bool) -> Result<T, E> {
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Err(e) if eagain(&e) && attempt < LOAD_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
 }
 
 /// Refuses pinned flow maps whose key/value sizes differ from this build's
@@ -138,4 +165,52 @@ pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     let name = lb_common::PROGRAM_NAME;
     let program = ebpf.program_mut(name).with_context(|| format!("eBPF object has no program `{name}`"))?;
     program.try_into().with_context(|| format!("program `{name}` is not an XDP program"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    fn eagain(e: &io::Error) -> bool {
+        e.raw_os_error() == Some(libc::EAGAIN)
+    }
+
+    #[test]
+    fn a_load_interrupted_by_a_signal_is_tried_again_a_bounded_number_of_times() {
+        let mut calls = 0;
+        let r = again_on_eagain(
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(io::Error::from_raw_os_error(libc::EAGAIN))
+                } else {
+                    Ok(calls)
+                }
+            },
+            eagain,
+        );
+        assert_eq!(r.unwrap(), 3);
+
+        let mut calls = 0;
+        let r: Result<(), _> = again_on_eagain(
+            || {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(libc::EAGAIN))
+            },
+            eagain,
+        );
+        assert_eq!((r.unwrap_err().raw_os_error(), calls), (Some(libc::EAGAIN), LOAD_ATTEMPTS));
+
+        let mut calls = 0;
+        let r: Result<(), _> = again_on_eagain(
+            || {
+                calls += 1;
+                Err(io::Error::from_raw_os_error(libc::EACCES))
+            },
+            eagain,
+        );
+        assert_eq!((r.unwrap_err().raw_os_error(), calls), (Some(libc::EACCES), 1), "a verifier rejection is not retried");
+    }
 }

@@ -6,11 +6,16 @@
 /// Bytes of the header the generator writes per frame: Ethernet (14),
 /// IPv4 without options (20), TCP without options (20).
 pub const HEADER_LEN: usize = 54;
+/// The same with an IPv6 fixed header (40) instead: the frame of an IPv6 flow.
+pub const HEADER_LEN_V6: usize = 74;
+/// Room for the longer header in [`GenConfig::header`] (a multiple of 8).
+pub const HEADER_ROOM: usize = 80;
 /// Source ports the generator cycles through per source address.
 pub const PORTS_PER_ADDR: u64 = 64_512;
 /// First source port (above the well-known range).
 pub const FIRST_PORT: u16 = 1024;
-/// Source addresses (last octet `FIRST_HOST ..`) the generator cycles through.
+/// Source addresses (last octet `FIRST_HOST ..`, of an IPv4 or IPv6
+/// address) the generator cycles through.
 pub const HOSTS: u64 = 240;
 /// Last octet of the first source address.
 pub const FIRST_HOST: u8 = 10;
@@ -30,20 +35,23 @@ pub const PASS: &str = "pass";
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct GenConfig {
-    /// Ethernet + IPv4 + TCP header of flow 0 with valid checksums (the
-    /// source address's last octet `FIRST_HOST`, source port `FIRST_PORT`).
-    pub header: [u8; 56],
+    /// Ethernet + IPv4 or IPv6 + TCP header of flow 0 with valid checksums
+    /// (the source address's last octet `FIRST_HOST`, source port
+    /// `FIRST_PORT`), zero-padded.
+    pub header: [u8; HEADER_ROOM],
     /// Flows cycled through (frame `n` is flow `n % flows`); 0: every frame
     /// is a new flow (flow `n`), for SYNs of new connections.
     pub flows: u64,
     /// The verdict returned when no program is in `GEN_NEXT` slot 0.
     pub action: u32,
-    pub _pad: u32,
+    /// `HEADER_LEN` (IPv4) or `HEADER_LEN_V6`: which header `header`
+    /// holds, and the length of the test run's frame.
+    pub header_len: u32,
 }
 
 impl Default for GenConfig {
     fn default() -> Self {
-        GenConfig { header: [0; 56], flows: 1, action: 0, _pad: 0 }
+        GenConfig { header: [0; HEADER_ROOM], flows: 1, action: 0, header_len: HEADER_LEN as u32 }
     }
 }
 
@@ -59,14 +67,15 @@ pub fn flow_source(k: u64) -> (u8, u16) {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SinkConfig {
-    /// Expected IPv4 destination address and TCP destination port (network
-    /// byte order as in the packet).
-    pub daddr: [u8; 4],
+    /// Expected destination address (IPv4: the first 4 bytes) and TCP
+    /// destination port (network byte order as in the packet).
+    pub daddr: [u8; 16],
     pub dport: [u8; 2],
-    pub _pad: [u8; 2],
+    /// 1: an IPv6 frame is expected, 0: IPv4.
+    pub v6: u8,
+    pub _pad: u8,
     /// XDP_DROP at the far end, XDP_PASS where the kernel must see the frame.
     pub action: u32,
-    pub _pad2: u32,
 }
 
 /// The sink's per-CPU counters.
@@ -75,7 +84,7 @@ pub struct SinkConfig {
 pub struct SinkCounts {
     /// Every frame seen.
     pub frames: u64,
-    /// IPv4 TCP frames to `daddr:dport`.
+    /// TCP frames of the expected family to `daddr:dport`.
     pub matched: u64,
 }
 
@@ -97,7 +106,7 @@ mod tests {
         assert_eq!(flow_source(PORTS_PER_ADDR - 1), (FIRST_HOST, 65535));
         assert_eq!(flow_source(PORTS_PER_ADDR), (FIRST_HOST + 1, FIRST_PORT));
         assert_eq!(flow_source(PORTS_PER_ADDR * HOSTS), (FIRST_HOST, FIRST_PORT));
-        assert_eq!(core::mem::size_of::<GenConfig>(), 72);
-        assert_eq!(core::mem::size_of::<SinkConfig>(), 16);
+        assert_eq!(core::mem::size_of::<GenConfig>(), 96);
+        assert_eq!(core::mem::size_of::<SinkConfig>(), 24);
     }
 }

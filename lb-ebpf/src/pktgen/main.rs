@@ -2,7 +2,7 @@
 //! a second object built alongside the balancer:
 //!
 //! - `pktgen`: run through `BPF_PROG_TEST_RUN`. Writes a whole Ethernet +
-//!   IPv4 + TCP header from `GEN_CONFIG` into the frame, with the source
+//!   IPv4 or IPv6 + TCP header from `GEN_CONFIG` into the frame, with the source
 //!   address and port of the frame's flow (a per-CPU frame counter picks the
 //!   flow) and incrementally fixed checksums, then tail-calls the program in
 //!   `GEN_NEXT` slot 0 if there is one, else returns the configured verdict
@@ -28,7 +28,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
-use lb_common::pktgen::{flow_source, GenConfig, SinkConfig, SinkCounts, HEADER_LEN};
+use lb_common::pktgen::{flow_source, GenConfig, SinkConfig, SinkCounts, HEADER_LEN, HEADER_LEN_V6, HEADER_ROOM};
 
 #[map(name = "GEN_CONFIG")]
 static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);
@@ -48,7 +48,7 @@ static SINK_CONFIG: Array<SinkConfig> = Array::with_max_entries(1, 0);
 #[map(name = "SINK_COUNTS")]
 static SINK_COUNTS: PerCpuArray<SinkCounts> = PerCpuArray::with_max_entries(1, 0);
 
-// Offsets in the frame (no VLAN tag, no IP options).
+// Offsets in an IPv4 frame (no VLAN tag, no IP options).
 const IP_CHECK: usize = 24;
 const IP_SRC_LOW: usize = 28;
 const IP_DST: usize = 30;
@@ -57,11 +57,19 @@ const ETH_TYPE: usize = 12;
 const TCP_SPORT: usize = 34;
 const TCP_DPORT: usize = 36;
 const TCP_CHECK: usize = 50;
+// And in an IPv6 frame (no extension headers).
+const IP6_NEXT: usize = 20;
+const IP6_SRC_LOW: usize = 36;
+const IP6_DST: usize = 38;
+const TCP6_SPORT: usize = 54;
+const TCP6_DPORT: usize = 56;
+const TCP6_CHECK: usize = 70;
 
 #[xdp]
 pub fn pktgen(ctx: XdpContext) -> u32 {
     let Some(cfg) = GEN_CONFIG.get(0) else { return xdp_action::XDP_ABORTED };
     let (start, end) = (ctx.data(), ctx.data_end());
+    let v6 = cfg.header_len as usize == HEADER_LEN_V6;
     if start + HEADER_LEN > end {
         return xdp_action::XDP_ABORTED;
     }
@@ -76,35 +84,80 @@ pub fn pktgen(ctx: XdpContext) -> u32 {
     let (host, port) = flow_source(k);
     let h = &cfg.header;
     let frame = start as *mut u8;
-    // SAFETY: HEADER_LEN bytes are in bounds (checked above). The header is
-    // copied as 8-byte words (the map value is 8-aligned; the frame may not
-    // be, hence unaligned stores), then the per-flow fields.
+    // SAFETY: each family's header length is in bounds: HEADER_LEN checked
+    // above, HEADER_LEN_V6 here, each against a constant offset (the
+    // verifier does not follow a bound chosen at run time).
     unsafe {
-        let src = h.as_ptr() as *const u64;
-        let mut i = 0;
-        while i < 6 {
-            (frame.add(i * 8) as *mut u64).write_unaligned(src.add(i).read());
-            i += 1;
+        if v6 {
+            if start + HEADER_LEN_V6 > end {
+                return xdp_action::XDP_ABORTED;
+            }
+            write_v6(frame, h, host, port);
+        } else {
+            write_v4(frame, h, host, port);
         }
-        (frame.add(48) as *mut u32).write_unaligned((h.as_ptr().add(48) as *const u32).read());
-        (frame.add(52) as *mut u16).write_unaligned((h.as_ptr().add(52) as *const u16).read());
-        // The last octet of the source address is the low byte of the
-        // 16-bit word at IP_SRC_LOW; the port is one word. Both checksums
-        // cover the address (TCP through its pseudo-header).
-        let old_word = u16::from_be_bytes([h[IP_SRC_LOW], h[IP_SRC_LOW + 1]]);
-        let new_word = u16::from_be_bytes([h[IP_SRC_LOW], host]);
-        let old_port = u16::from_be_bytes([h[TCP_SPORT], h[TCP_SPORT + 1]]);
-        *frame.add(IP_SRC_LOW + 1) = host;
-        (frame.add(TCP_SPORT) as *mut u16).write_unaligned(port.to_be());
-        let ip_acc = csum::replace16(0, old_word, new_word);
-        let ip_check = u16::from_ne_bytes([h[IP_CHECK], h[IP_CHECK + 1]]);
-        (frame.add(IP_CHECK) as *mut u16).write_unaligned(csum::apply(ip_check, ip_acc));
-        let tcp_acc = csum::replace16(ip_acc, old_port, port);
-        let tcp_check = u16::from_ne_bytes([h[TCP_CHECK], h[TCP_CHECK + 1]]);
-        (frame.add(TCP_CHECK) as *mut u16).write_unaligned(csum::apply(tcp_check, tcp_acc));
         GEN_NEXT.tail_call(&ctx, 0);
     }
     cfg.action
+}
+
+/// Copies the header's first `words` 8-byte words (the map value is
+/// 8-aligned; the frame may not be, hence unaligned stores).
+///
+/// # Safety
+/// `frame` has `words * 8` writable bytes.
+#[inline(always)]
+unsafe fn copy_words(frame: *mut u8, h: &[u8; HEADER_ROOM], words: usize) {
+    let src = h.as_ptr() as *const u64;
+    let mut i = 0;
+    while i < words {
+        (frame.add(i * 8) as *mut u64).write_unaligned(src.add(i).read());
+        i += 1;
+    }
+}
+
+/// The IPv4 header of flow (`host`, `port`). The last octet of the source
+/// address is the low byte of the 16-bit word at IP_SRC_LOW; the port is
+/// one word. Both checksums cover the address (TCP through its
+/// pseudo-header).
+///
+/// # Safety
+/// `frame` has HEADER_LEN writable bytes.
+#[inline(always)]
+unsafe fn write_v4(frame: *mut u8, h: &[u8; HEADER_ROOM], host: u8, port: u16) {
+    copy_words(frame, h, 6);
+    (frame.add(48) as *mut u32).write_unaligned((h.as_ptr().add(48) as *const u32).read());
+    (frame.add(52) as *mut u16).write_unaligned((h.as_ptr().add(52) as *const u16).read());
+    let old_word = u16::from_be_bytes([h[IP_SRC_LOW], h[IP_SRC_LOW + 1]]);
+    let new_word = u16::from_be_bytes([h[IP_SRC_LOW], host]);
+    let old_port = u16::from_be_bytes([h[TCP_SPORT], h[TCP_SPORT + 1]]);
+    *frame.add(IP_SRC_LOW + 1) = host;
+    (frame.add(TCP_SPORT) as *mut u16).write_unaligned(port.to_be());
+    let ip_acc = csum::replace16(0, old_word, new_word);
+    let ip_check = u16::from_ne_bytes([h[IP_CHECK], h[IP_CHECK + 1]]);
+    (frame.add(IP_CHECK) as *mut u16).write_unaligned(csum::apply(ip_check, ip_acc));
+    let tcp_acc = csum::replace16(ip_acc, old_port, port);
+    let tcp_check = u16::from_ne_bytes([h[TCP_CHECK], h[TCP_CHECK + 1]]);
+    (frame.add(TCP_CHECK) as *mut u16).write_unaligned(csum::apply(tcp_check, tcp_acc));
+}
+
+/// The IPv6 header of flow (`host`, `port`): the same fields, without an
+/// IP header checksum.
+///
+/// # Safety
+/// `frame` has HEADER_LEN_V6 writable bytes.
+#[inline(always)]
+unsafe fn write_v6(frame: *mut u8, h: &[u8; HEADER_ROOM], host: u8, port: u16) {
+    copy_words(frame, h, 9);
+    (frame.add(72) as *mut u16).write_unaligned((h.as_ptr().add(72) as *const u16).read());
+    let old_word = u16::from_be_bytes([h[IP6_SRC_LOW], h[IP6_SRC_LOW + 1]]);
+    let new_word = u16::from_be_bytes([h[IP6_SRC_LOW], host]);
+    let old_port = u16::from_be_bytes([h[TCP6_SPORT], h[TCP6_SPORT + 1]]);
+    *frame.add(IP6_SRC_LOW + 1) = host;
+    (frame.add(TCP6_SPORT) as *mut u16).write_unaligned(port.to_be());
+    let acc = csum::replace16(csum::replace16(0, old_word, new_word), old_port, port);
+    let tcp_check = u16::from_ne_bytes([h[TCP6_CHECK], h[TCP6_CHECK + 1]]);
+    (frame.add(TCP6_CHECK) as *mut u16).write_unaligned(csum::apply(tcp_check, acc));
 }
 
 #[xdp]
@@ -112,11 +165,22 @@ pub fn sink(ctx: XdpContext) -> u32 {
     let Some(cfg) = SINK_CONFIG.get(0) else { return xdp_action::XDP_ABORTED };
     let Some(counts) = SINK_COUNTS.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
     let (start, end) = (ctx.data(), ctx.data_end());
+    let f = start as *const u8;
     let mut matched = false;
-    if start + HEADER_LEN <= end {
-        let f = start as *const u8;
-        // SAFETY: HEADER_LEN bytes are in bounds.
-        unsafe {
+    // SAFETY: each family's header length is checked before its reads.
+    unsafe {
+        if cfg.v6 != 0 {
+            if start + HEADER_LEN_V6 <= end {
+                let want = cfg.daddr.as_ptr() as *const u64;
+                matched = *f.add(ETH_TYPE) == 0x86
+                    && *f.add(ETH_TYPE + 1) == 0xdd
+                    && *f.add(IP6_NEXT) == 6
+                    && (f.add(IP6_DST) as *const u64).read_unaligned() == want.read_unaligned()
+                    && (f.add(IP6_DST + 8) as *const u64).read_unaligned() == want.add(1).read_unaligned()
+                    && *f.add(TCP6_DPORT) == cfg.dport[0]
+                    && *f.add(TCP6_DPORT + 1) == cfg.dport[1];
+            }
+        } else if start + HEADER_LEN <= end {
             matched = *f.add(ETH_TYPE) == 0x08
                 && *f.add(ETH_TYPE + 1) == 0x00
                 && *f.add(IP_PROTO) == 6

@@ -4,7 +4,7 @@
 //! whose doc explains the method; `bench-scaling-xdp`:
 //! src/bench/scaling/xdp_main.rs), each including this file as a module.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
@@ -12,7 +12,7 @@ use aya::{
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf, EbpfLoader,
 };
-use lb_common::pktgen::{self, GenConfig, FIRST_HOST, FIRST_PORT, HEADER_LEN};
+use lb_common::pktgen::{self, GenConfig, FIRST_HOST, FIRST_PORT, HEADER_LEN, HEADER_LEN_V6, HEADER_ROOM};
 use lb_user::program;
 use xdplb_tests::{netns, packet::Spec, testrun::pin_to_cpu0};
 
@@ -27,21 +27,26 @@ pub fn pktgen_object(ns: &str) -> Result<Ebpf> {
 pub fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
     let p: &mut Xdp = ebpf.program_mut(name).with_context(|| format!("no program {name}"))?.try_into()?;
     if p.fd().is_err() {
-        p.load().with_context(|| format!("loading {name}"))?;
+        program::load_verified(p).with_context(|| format!("loading {name}"))?;
     }
     Ok(p)
 }
 
-/// The header of flow 0 towards `to` (`syn`: a SYN, else an ACK).
-pub fn header(eth_dst: [u8; 6], eth_src: [u8; 6], to: SocketAddr, syn: bool) -> Result<[u8; 56]> {
-    let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, FIRST_HOST)), FIRST_PORT);
-    let frame = Spec { eth_dst, eth_src, tcp_flags: if syn { 0x02 } else { 0x10 }, ..Spec::tcp(from, to) }.build();
-    if frame.len() != HEADER_LEN {
-        bail!("template frame is {} bytes, expected {HEADER_LEN}", frame.len());
+/// The generator's configuration for flows towards `to` (`syn`: SYNs, else
+/// ACKs), IPv4 or IPv6 as `to` is: the header of flow 0 (source address
+/// last byte `FIRST_HOST` in the client's /24 or /64, port `FIRST_PORT`).
+pub fn gen_config(eth_dst: [u8; 6], eth_src: [u8; 6], to: SocketAddr, syn: bool, flows: u64, action: u32) -> Result<GenConfig> {
+    let (source, len): (IpAddr, usize) = match to.ip() {
+        IpAddr::V4(_) => (Ipv4Addr::new(198, 18, 0, FIRST_HOST).into(), HEADER_LEN),
+        IpAddr::V6(_) => (Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, u16::from(FIRST_HOST)).into(), HEADER_LEN_V6),
+    };
+    let frame = Spec { eth_dst, eth_src, tcp_flags: if syn { 0x02 } else { 0x10 }, ..Spec::tcp(SocketAddr::new(source, FIRST_PORT), to) }.build();
+    if frame.len() != len {
+        bail!("template frame is {} bytes, expected {len}", frame.len());
     }
-    let mut h = [0u8; 56];
-    h[..HEADER_LEN].copy_from_slice(&frame);
-    Ok(h)
+    let mut header = [0u8; HEADER_ROOM];
+    header[..len].copy_from_slice(&frame);
+    Ok(GenConfig { header, flows, action, header_len: len as u32 })
 }
 
 pub fn set_gen(ebpf: &mut Ebpf, cfg: GenConfig) -> Result<()> {
@@ -63,12 +68,14 @@ pub fn generate(ns: &str, gen: Ebpf, ifindex: u32, repeat: u32, live: bool) -> R
 
 /// [`generate`] for any program `name` of the pktgen object (e.g. the
 /// trivial XDP_PASS the program cost is compared with).
+/// The frame is as long as the configured header (`GenConfig::header_len`).
 pub fn test_run(ns: &str, mut gen: Ebpf, name: &'static str, ifindex: u32, repeat: u32, live: bool) -> Result<(Ebpf, f64, u32)> {
+    let len = Array::<_, GenConfig>::try_from(gen.map(pktgen::GEN_CONFIG).context("generator config")?)?.get(&0, 0)?.header_len as usize;
     netns::run_in(ns, move || {
         pin_to_cpu0()?;
-        let frame = vec![0u8; HEADER_LEN];
-        let ctx: Vec<u8> = [0u32, HEADER_LEN as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let mut out = vec![0u8; HEADER_LEN + 256];
+        let frame = vec![0u8; len];
+        let ctx: Vec<u8> = [0u32, len as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mut out = vec![0u8; len + 256];
         let (ns_per, verdict) = {
             let prog = load_xdp(&mut gen, name)?;
             let mut opts = TestRunOptions::new();

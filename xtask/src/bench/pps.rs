@@ -21,6 +21,8 @@ use crate::util;
 /// with a drop, subtracted from the others.
 pub const CASES: [&str; 5] = ["baseline", "kernel-forward", "nftables-dnat", "xdp-nat", "xdp-dsr"];
 pub const PHASES: [&str; 2] = ["established", "syn"];
+/// Every case and phase is measured over IPv4 and over IPv6.
+pub const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
 /// A measurement whose frames did not all arrive where expected is reported
 /// as failed: its rate would be that of a shorter path.
 pub const MIN_DELIVERED: f64 = 0.999;
@@ -75,8 +77,8 @@ pub fn measure(bin_dir: &Path, quick: bool) -> Result<Value> {
     summarize(&raw)
 }
 
-fn rows<'a>(raw: &'a Value, case: &'a str, phase: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    raw["rows"].as_array().into_iter().flatten().filter(move |r| r["case"] == case && r["phase"] == phase)
+fn rows<'a>(raw: &'a Value, family: &'a str, case: &'a str, phase: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    raw["rows"].as_array().into_iter().flatten().filter(move |r| r["family"] == family && r["case"] == case && r["phase"] == phase)
 }
 
 fn f(v: &Value, k: &str) -> f64 {
@@ -91,56 +93,70 @@ pub(crate) fn spread(v: &[f64]) -> Value {
     json!({ "median": median(v), "min": lo, "max": hi, "spread_pct": spread_pct(v), "n": v.len(), "values": v })
 }
 
-/// Per case and phase: ns/packet of the whole chain, the cost above the
-/// baseline (the forwarder's own, with its egress veth hop), Mpps per core
-/// from it, the delivery check; per phase: the ratios, taken per repetition
-/// (so their spread is the repetitions' spread).
+/// Per family, case and phase: ns/packet of the whole chain, the cost above
+/// the baseline (the forwarder's own, with its egress veth hop), Mpps per
+/// core from it, the delivery check; per family and phase: the ratios,
+/// taken per repetition (so their spread is the repetitions' spread).
 pub fn summarize(raw: &Value) -> Result<Value> {
     let mut cases = Vec::new();
     let mut ratios = serde_json::Map::new();
-    for phase in PHASES {
-        let base: Vec<(u64, f64)> = rows(raw, "baseline", phase).map(|r| (r["rep"].as_u64().unwrap_or(0), f(r, "ns_per_packet"))).collect();
-        if base.is_empty() {
-            bail!("bench-pps output has no baseline rows for {phase}");
+    for family in FAMILIES {
+        let mut of_family = serde_json::Map::new();
+        for phase in PHASES {
+            of_family.insert(phase.into(), summarize_phase(raw, family, phase, &mut cases)?);
         }
-        let above_of = |case: &str| -> Vec<(u64, f64)> {
-            rows(raw, case, phase)
-                .filter_map(|r| {
-                    let rep = r["rep"].as_u64().unwrap_or(0);
-                    base.iter().find(|(b, _)| *b == rep).map(|(_, b)| (rep, f(r, "ns_per_packet") - b))
-                })
-                .collect()
-        };
-        for case in CASES {
-            let reps: Vec<&Value> = rows(raw, case, phase).collect();
-            if reps.is_empty() {
-                bail!("bench-pps output has no {case}/{phase} rows");
-            }
-            let ns: Vec<f64> = reps.iter().map(|r| f(r, "ns_per_packet")).collect();
-            let delivered: Vec<f64> = reps.iter().map(|r| f(r, "delivered") / f(r, "sent").max(1.0)).collect();
-            let worst = delivered.iter().copied().fold(f64::INFINITY, f64::min);
-            let above: Vec<f64> = above_of(case).into_iter().map(|(_, v)| v).collect();
-            let mpps: Vec<f64> = above.iter().filter(|v| **v > 0.0).map(|v| 1000.0 / v).collect();
-            cases.push(json!({
-                "case": case, "phase": phase, "ns_per_packet": spread(&ns),
-                "above_baseline_ns": if case == "baseline" { Value::Null } else { spread(&above) },
-                "mpps_per_core": if case == "baseline" { spread(&ns.iter().map(|v| 1000.0 / v).collect::<Vec<_>>()) } else { spread(&mpps) },
-                "delivered_min": worst, "delivered_ok": worst >= MIN_DELIVERED,
-                "sent": reps.iter().map(|r| r["sent"].as_u64().unwrap_or(0)).sum::<u64>(),
-                "at_lb": reps.iter().map(|r| r["at_lb"].as_u64().unwrap_or(0)).sum::<u64>(),
-                "delivered": reps.iter().map(|r| r["delivered"].as_u64().unwrap_or(0)).sum::<u64>(),
-                "nft_rule": reps.iter().filter_map(|r| r["nft_rule"].as_u64()).reduce(|a, b| a + b),
-            }));
-        }
-        // Packet-rate ratios: the other forwarder's cost over XDP NAT's.
-        let nat = above_of("xdp-nat");
-        let ratio = |other: &str| -> Value {
-            let o = above_of(other);
-            let v: Vec<f64> = nat.iter().filter_map(|(rep, n)| o.iter().find(|(r, _)| r == rep).filter(|_| *n > 0.0).map(|(_, x)| x / n)).collect();
-            spread(&v)
-        };
-        ratios.insert(phase.into(), json!({ "xdp_nat_vs_nftables": ratio("nftables-dnat"), "xdp_nat_vs_kernel": ratio("kernel-forward") }));
+        ratios.insert(family.into(), Value::Object(of_family));
     }
+    summarize_cost(raw, cases, ratios)
+}
+
+/// One family and phase: its cases into `cases`; returns its ratios.
+fn summarize_phase(raw: &Value, family: &str, phase: &str, cases: &mut Vec<Value>) -> Result<Value> {
+    let base: Vec<(u64, f64)> = rows(raw, family, "baseline", phase).map(|r| (r["rep"].as_u64().unwrap_or(0), f(r, "ns_per_packet"))).collect();
+    if base.is_empty() {
+        bail!("bench-pps output has no {family} baseline rows for {phase}");
+    }
+    let above_of = |case: &str| -> Vec<(u64, f64)> {
+        rows(raw, family, case, phase)
+            .filter_map(|r| {
+                let rep = r["rep"].as_u64().unwrap_or(0);
+                base.iter().find(|(b, _)| *b == rep).map(|(_, b)| (rep, f(r, "ns_per_packet") - b))
+            })
+            .collect()
+    };
+    for case in CASES {
+        let reps: Vec<&Value> = rows(raw, family, case, phase).collect();
+        if reps.is_empty() {
+            bail!("bench-pps output has no {family} {case}/{phase} rows");
+        }
+        let ns: Vec<f64> = reps.iter().map(|r| f(r, "ns_per_packet")).collect();
+        let delivered: Vec<f64> = reps.iter().map(|r| f(r, "delivered") / f(r, "sent").max(1.0)).collect();
+        let worst = delivered.iter().copied().fold(f64::INFINITY, f64::min);
+        let above: Vec<f64> = above_of(case).into_iter().map(|(_, v)| v).collect();
+        let mpps: Vec<f64> = above.iter().filter(|v| **v > 0.0).map(|v| 1000.0 / v).collect();
+        cases.push(json!({
+            "family": family, "case": case, "phase": phase, "ns_per_packet": spread(&ns),
+            "above_baseline_ns": if case == "baseline" { Value::Null } else { spread(&above) },
+            "mpps_per_core": if case == "baseline" { spread(&ns.iter().map(|v| 1000.0 / v).collect::<Vec<_>>()) } else { spread(&mpps) },
+            "delivered_min": worst, "delivered_ok": worst >= MIN_DELIVERED,
+            "sent": reps.iter().map(|r| r["sent"].as_u64().unwrap_or(0)).sum::<u64>(),
+            "at_lb": reps.iter().map(|r| r["at_lb"].as_u64().unwrap_or(0)).sum::<u64>(),
+            "delivered": reps.iter().map(|r| r["delivered"].as_u64().unwrap_or(0)).sum::<u64>(),
+            "nft_rule": reps.iter().filter_map(|r| r["nft_rule"].as_u64()).reduce(|a, b| a + b),
+        }));
+    }
+    // Packet-rate ratios: the other forwarder's cost over XDP NAT's.
+    let nat = above_of("xdp-nat");
+    let ratio = |other: &str| -> Value {
+        let o = above_of(other);
+        let v: Vec<f64> = nat.iter().filter_map(|(rep, n)| o.iter().find(|(r, _)| r == rep).filter(|_| *n > 0.0).map(|(_, x)| x / n)).collect();
+        spread(&v)
+    };
+    Ok(json!({ "xdp_nat_vs_nftables": ratio("nftables-dnat"), "xdp_nat_vs_kernel": ratio("kernel-forward") }))
+}
+
+/// The program-cost figures, and the whole summary.
+fn summarize_cost(raw: &Value, cases: Vec<Value>, ratios: serde_json::Map<String, Value>) -> Result<Value> {
     let cost: Vec<&Value> = raw["cost"].as_array().into_iter().flatten().collect();
     let pick = |k: &str| cost.iter().map(|c| f(c, k)).collect::<Vec<f64>>();
     let nat_net: Vec<f64> = cost.iter().map(|c| f(c, "nat_forward_ns") - f(c, "prologue_ns")).collect();
@@ -169,11 +185,14 @@ pub fn markdown(s: &Value) -> String {
     let _ = writeln!(
         m,
         "{} repetitions, interleaved; per repetition and case {} established-flow ACKs cycling over {} flows (each flow seen once before), then {} SYNs \
-of new flows; 54-byte frames. ns/packet is the kernel's timer over generator + forwarder + far-end drop on CPU 0; `above baseline` subtracts the \
+of new flows; 54-byte frames (IPv4) and 74-byte frames (IPv6). ns/packet is the kernel's timer over generator + forwarder + far-end drop on CPU 0; `above baseline` subtracts the \
 generator-and-drop baseline of the same repetition, and Mpps per core is 1000 / that. Figures are median (min–max, ±half the spread).\n",
         s["reps"], s["packets"], s["flows"], s["syns"]
     );
-    let _ = writeln!(m, "| case | phase | ns/packet (chain) | ns/packet above baseline | Mpps per core | sent | at lb | delivered | nft rule |\n|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        m,
+        "| family | case | phase | ns/packet (chain) | ns/packet above baseline | Mpps per core | sent | at lb | delivered | nft rule |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
     for c in s["cases"].as_array().into_iter().flatten() {
         let above = if c["above_baseline_ns"].is_null() { "—".to_string() } else { range(&c["above_baseline_ns"], 0) };
         let delivered = if c["delivered_ok"] == true {
@@ -183,7 +202,8 @@ generator-and-drop baseline of the same repetition, and Mpps per core is 1000 / 
         };
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c["family"].as_str().unwrap_or(""),
             c["case"].as_str().unwrap_or(""),
             c["phase"].as_str().unwrap_or(""),
             range(&c["ns_per_packet"], 0),
@@ -196,8 +216,11 @@ generator-and-drop baseline of the same repetition, and Mpps per core is 1000 / 
         );
     }
     let _ = writeln!(m, "\n| ratio (packets/s per core, per repetition) | established | SYN |\n|---|---|---|");
-    for (key, label) in [("xdp_nat_vs_nftables", "XDP NAT / nftables DNAT"), ("xdp_nat_vs_kernel", "XDP NAT / kernel forwarding")] {
-        let _ = writeln!(m, "| {label} | {} | {} |", range(&s["ratios"]["established"][key], 2), range(&s["ratios"]["syn"][key], 2));
+    for family in FAMILIES {
+        for (key, label) in [("xdp_nat_vs_nftables", "XDP NAT / nftables DNAT"), ("xdp_nat_vs_kernel", "XDP NAT / kernel forwarding")] {
+            let r = &s["ratios"][family];
+            let _ = writeln!(m, "| {label}, {family} | {} | {} |", range(&r["established"][key], 2), range(&r["syn"][key], 2));
+        }
     }
     let c = &s["cost"];
     let _ = writeln!(
@@ -237,30 +260,35 @@ tail-calls the program; not live, so the redirect is not executed):\n",
 pub(crate) mod tests {
     use super::*;
 
-    fn row(rep: u64, case: &str, phase: &str, ns: f64, delivered: u64) -> Value {
-        json!({"rep": rep, "case": case, "phase": phase, "ns_per_packet": ns, "sent": 100, "at_lb": 100, "delivered": delivered, "nft_rule": null})
+    fn row(family: &str, rep: u64, case: &str, phase: &str, ns: f64, delivered: u64) -> Value {
+        json!({"family": family, "rep": rep, "case": case, "phase": phase, "ns_per_packet": ns, "sent": 100, "at_lb": 100, "delivered": delivered, "nft_rule": null})
     }
 
     #[test]
     fn ratios_are_taken_above_the_baseline_per_repetition() {
         let mut rows = Vec::new();
-        for phase in PHASES {
-            for rep in 0..2 {
-                let k = 1.0 + rep as f64;
-                rows.push(row(rep, "baseline", phase, 100.0, 100));
-                rows.push(row(rep, "kernel-forward", phase, 100.0 + 800.0 * k, 100));
-                rows.push(row(rep, "nftables-dnat", phase, 100.0 + 1000.0 * k, 100));
-                rows.push(row(rep, "xdp-nat", phase, 100.0 + 250.0 * k, 100));
-                rows.push(row(rep, "xdp-dsr", phase, 100.0 + 200.0 * k, 99));
+        for (family, v6_cost) in [("ipv4", 1.0), ("ipv6", 1.25)] {
+            for phase in PHASES {
+                for rep in 0..2 {
+                    let k = 1.0 + rep as f64;
+                    rows.push(row(family, rep, "baseline", phase, 100.0, 100));
+                    rows.push(row(family, rep, "kernel-forward", phase, 100.0 + 800.0 * k, 100));
+                    rows.push(row(family, rep, "nftables-dnat", phase, 100.0 + 1000.0 * k, 100));
+                    rows.push(row(family, rep, "xdp-nat", phase, 100.0 + 250.0 * k * v6_cost, 100));
+                    rows.push(row(family, rep, "xdp-dsr", phase, 100.0 + 200.0 * k, 99));
+                }
             }
         }
         let cost = vec![json!({"rep": 0, "repeat": 10, "prologue_ns": 40.0, "nat_forward_ns": 240.0, "pass_ns": 50.0, "pass_standalone_ns": 8.0})];
         let program = json!({"xlated_bytes": 800, "xlated_insns": 100, "jited_bytes": 500, "verified_insns": 900});
         let s = summarize(&json!({"rows": rows, "cost": cost, "reps": 2, "program": program})).unwrap();
-        let r = &s["ratios"]["established"];
+        let r = &s["ratios"]["ipv4"]["established"];
         assert_eq!(f(&r["xdp_nat_vs_nftables"], "median"), 4.0);
         assert_eq!(f(&r["xdp_nat_vs_kernel"], "median"), 3.2);
-        let nat = s["cases"].as_array().unwrap().iter().find(|c| c["case"] == "xdp-nat" && c["phase"] == "syn").unwrap();
+        let r6 = &s["ratios"]["ipv6"]["syn"];
+        assert_eq!(f(&r6["xdp_nat_vs_nftables"], "median"), 3.2, "each family's ratios from its own rows");
+        assert!(markdown(&s).contains("| XDP NAT / nftables DNAT, ipv6 | 3.20"), "{}", markdown(&s));
+        let nat = s["cases"].as_array().unwrap().iter().find(|c| c["family"] == "ipv4" && c["case"] == "xdp-nat" && c["phase"] == "syn").unwrap();
         assert_eq!(f(&nat["above_baseline_ns"], "min"), 250.0);
         assert_eq!(f(&nat["mpps_per_core"], "max"), 4.0);
         assert_eq!(nat["delivered_ok"], true);
@@ -313,8 +341,11 @@ pub(crate) mod tests {
             assert_eq!(c["sent"], c["at_lb"], "{c}");
             assert!(f(&c["ns_per_packet"], "median") > 0.0, "{c}");
         }
-        let nft_syn = s["cases"].as_array().unwrap().iter().find(|c| c["case"] == "nftables-dnat" && c["phase"] == "syn").unwrap();
-        assert_eq!(nft_syn["nft_rule"], nft_syn["sent"], "every SYN is a new conntrack through the DNAT rule");
+        for family in FAMILIES {
+            let nft_syn = s["cases"].as_array().unwrap().iter().find(|c| c["family"] == family && c["case"] == "nftables-dnat" && c["phase"] == "syn").unwrap();
+            assert_eq!(nft_syn["nft_rule"], nft_syn["sent"], "every SYN is a new conntrack through the DNAT rule");
+        }
+        assert_eq!(s["cases"].as_array().unwrap().len(), FAMILIES.len() * CASES.len() * PHASES.len());
         assert!(f(&s["cost"]["nat_forward_ns"], "median") > f(&s["cost"]["prologue_ns"], "median"));
         assert!(s["cost"]["pass_standalone_ns"]["median"].is_number(), "{}", s["cost"]);
         assert!(s["program"]["xlated_insns"].as_u64().unwrap_or(0) > 0, "{}", s["program"]);

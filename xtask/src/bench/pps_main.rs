@@ -3,7 +3,8 @@
 //! xtask itself must build without the eBPF toolchain). Prints one JSON
 //! object of raw per-repetition figures; xtask's `bench::pps` summarises.
 //!
-//! Usage: `bench-pps [--quick]`. Brings up its own one-backend lab and:
+//! Usage: `bench-pps [--quick]`. Brings up its own one-backend lab and,
+//! for IPv4 and then IPv6 in every repetition:
 //!
 //! - attaches the pktgen object's `sink` (XDP_DROP, counting) natively on
 //!   the switch's port facing the lb: the far end of every forward;
@@ -35,7 +36,7 @@
 #[path = "pktgen_run.rs"]
 mod pktgen_run;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::{bail, Context as _, Result};
 use aya::{
@@ -45,7 +46,7 @@ use aya::{
 };
 use lb_common::{
     lb,
-    pktgen::{self, GenConfig, SinkConfig, SinkCounts},
+    pktgen::{self, SinkConfig, SinkCounts},
     Stat,
 };
 use lb_user::{
@@ -58,7 +59,7 @@ use xdplb_tests::{
     testrun::{Harness, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
 };
 
-use self::pktgen_run::{generate, generated, header, load_xdp, pktgen_object, set_gen, test_run};
+use self::pktgen_run::{gen_config, generate, generated, load_xdp, pktgen_object, set_gen, test_run};
 
 const MAGLEV: u32 = 251;
 const NFT_TABLE: &str = "xdplb_pps";
@@ -98,10 +99,15 @@ impl Case {
         }
     }
 
-    /// Where the generator sends, and where the far sink expects the frames.
-    fn addresses(self) -> (SocketAddr, SocketAddr) {
-        let be = |port| SocketAddr::new(IpAddr::V4(addr::backend_v4(1)), port);
-        let vip = |last, port| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 100, last)), port);
+    /// Where the generator sends, and where the far sink expects the
+    /// frames, in IPv4 or (`v6`) IPv6.
+    fn addresses(self, v6: bool) -> (SocketAddr, SocketAddr) {
+        let be = |port| SocketAddr::new(backend(v6), port);
+        let vip = |last: u8, port| {
+            let ip: IpAddr =
+                if v6 { Ipv6Addr::new(0xfd00, 0x198, 0x18, 0x100, 0, 0, 0, u16::from(last)).into() } else { Ipv4Addr::new(198, 18, 100, last).into() };
+            SocketAddr::new(ip, port)
+        };
         match self {
             Case::Baseline | Case::Kernel => (be(8081), be(8081)),
             Case::Nft => (vip(4, 80), be(8085)),
@@ -111,6 +117,18 @@ impl Case {
         }
     }
 }
+
+/// The lab's one backend.
+fn backend(v6: bool) -> IpAddr {
+    if v6 {
+        addr::backend_v6(1).into()
+    } else {
+        addr::backend_v4(1).into()
+    }
+}
+
+/// The families measured, with their report names.
+const FAMILIES: [(bool, &str); 2] = [(false, "ipv4"), (true, "ipv6")];
 
 /// What sits on the lb's client interface during a case.
 enum Forwarder {
@@ -147,8 +165,18 @@ fn attach_sink(ns: &str, iface: &str, cfg: SinkConfig) -> Result<Ebpf> {
 }
 
 fn sink_config(to: SocketAddr, action: u32) -> SinkConfig {
-    let IpAddr::V4(ip) = to.ip() else { unreachable!("IPv4 cases only") };
-    SinkConfig { daddr: ip.octets(), dport: to.port().to_be_bytes(), action, ..Default::default() }
+    let mut daddr = [0u8; 16];
+    let v6 = match to.ip() {
+        IpAddr::V4(ip) => {
+            daddr[..4].copy_from_slice(&ip.octets());
+            0
+        }
+        IpAddr::V6(ip) => {
+            daddr = ip.octets();
+            1
+        }
+    };
+    SinkConfig { daddr, dport: to.port().to_be_bytes(), v6, action, ..Default::default() }
 }
 
 fn sink_counts(ebpf: &Ebpf) -> Result<SinkCounts> {
@@ -157,17 +185,17 @@ fn sink_counts(ebpf: &Ebpf) -> Result<SinkCounts> {
 }
 
 /// Puts `case`'s forwarder on the lb's client interface.
-fn forwarder(lab: &Lab, case: Case) -> Result<Forwarder> {
+fn forwarder(lab: &Lab, case: Case, v6: bool) -> Result<Forwarder> {
     let lb_ns = lab.ns(Host::Lb);
     let (lc, lbe) = (lab.lb_client_iface(), lab.lb_backend_iface());
-    let (to, _) = case.addresses();
+    let (to, _) = case.addresses(v6);
     match case {
         Case::Baseline => Ok(Forwarder::Sink(attach_sink(&lb_ns, &lc, sink_config(to, XDP_DROP))?)),
         Case::Kernel | Case::Nft => Ok(Forwarder::Sink(attach_sink(&lb_ns, &lc, sink_config(to, XDP_PASS))?)),
         Case::XdpNat | Case::XdpDsr => {
             let (lc_index, lbe_index) = (lab.ifindex(Host::Lb, &lc)?, lab.ifindex(Host::Lb, &lbe)?);
             // NAT rewrites to the backend's own port; DSR cannot rewrite it.
-            let be = SocketAddr::new(IpAddr::V4(addr::backend_v4(1)), if case == Case::XdpNat { 8082 } else { to.port() });
+            let be = SocketAddr::new(backend(v6), if case == Case::XdpNat { 8082 } else { to.port() });
             let mode = if case == Case::XdpNat { lb::MODE_NAT } else { lb::MODE_DSR };
             let xdp = netns::run_in(&lb_ns, move || {
                 let mut xdp = Harness::load_with(&LoadOptions { maglev_size: MAGLEV, ..Default::default() })?;
@@ -196,21 +224,27 @@ fn at_lb(f: &Forwarder, case: Case) -> Result<u64> {
     }
 }
 
-fn nft_packets(lb_ns: &str) -> Result<u64> {
-    let text = xdplb_tests::sys::run_stdout("ip", &["netns", "exec", lb_ns, "nft", "-j", "list", "table", "ip", NFT_TABLE])?;
+fn nft_packets(lb_ns: &str, v6: bool) -> Result<u64> {
+    let family = if v6 { "ip6" } else { "ip" };
+    let text = xdplb_tests::sys::run_stdout("ip", &["netns", "exec", lb_ns, "nft", "-j", "list", "table", family, NFT_TABLE])?;
     let v: serde_json::Value = serde_json::from_str(&text).context("nft -j output")?;
     let rules = v["nftables"].as_array().context("nft -j: no nftables array")?;
     let counter = rules.iter().find_map(|r| r["rule"]["expr"].as_array()?.iter().find_map(|e| e["counter"]["packets"].as_u64()));
     counter.context("nft: no rule counter in the bench table")
 }
 
+/// The DNAT rule of the nftables case, one table per family.
 fn nft_up(lb_ns: &str) -> Result<()> {
-    let (vip, be) = Case::Nft.addresses();
-    let rules = format!(
-        "table ip {NFT_TABLE} {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr {} tcp dport {} counter dnat to {be}\n }}\n}}\n",
-        vip.ip(),
-        vip.port()
-    );
+    let mut rules = String::new();
+    for (v6, _) in FAMILIES {
+        let (vip, be) = Case::Nft.addresses(v6);
+        let family = if v6 { "ip6" } else { "ip" };
+        rules += &format!(
+            "table {family} {NFT_TABLE} {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  {family} daddr {} tcp dport {} counter dnat to {be}\n }}\n}}\n",
+            vip.ip(),
+            vip.port()
+        );
+    }
     let path = std::env::temp_dir().join(format!("xdplb-pps-{}.nft", std::process::id()));
     std::fs::write(&path, rules)?;
     let r = xdplb_tests::sys::run("ip", &["netns", "exec", lb_ns, "nft", "-f", &path.display().to_string()]);
@@ -229,50 +263,52 @@ fn run(lab: &Lab, plan: &Plan) -> Result<serde_json::Value> {
     let client_if = lab.client_iface();
     let client_index = lab.ifindex(Host::Client, &client_if)?;
     let (client_mac, lc_mac) = (lab.mac(Host::Client, &client_if)?, lab.mac(Host::Lb, &lab.lb_client_iface())?);
-    let mut far = attach_sink(&sw_ns, &lab.switch_lb_iface(), sink_config(Case::Kernel.addresses().1, XDP_DROP))?;
+    let mut far = attach_sink(&sw_ns, &lab.switch_lb_iface(), sink_config(Case::Kernel.addresses(false).1, XDP_DROP))?;
     let mut gen = pktgen_object(&client_ns)?;
     nft_up(&lb_ns)?;
     let mut rows = Vec::new();
     for rep in 0..plan.reps {
-        for case in CASES {
-            let (to, expect) = case.addresses();
-            Array::<_, SinkConfig>::try_from(far.map_mut(pktgen::SINK_CONFIG).context("far sink config")?)?.set(0, sink_config(expect, XDP_DROP), 0)?;
-            let fwd = forwarder(lab, case)?;
-            for (phase, syn) in [("established", false), ("syn", true)] {
-                let flows = if syn { 0 } else { plan.flows };
-                set_gen(&mut gen, GenConfig { header: header(lc_mac, client_mac, to, syn)?, flows, action: XDP_TX, _pad: 0 })?;
-                if !syn {
-                    // Every flow once first: the measured packets are established.
-                    gen = generate(&client_ns, gen, client_index, plan.flows as u32, true)?.0;
+        for (v6, family) in FAMILIES {
+            for case in CASES {
+                let (to, expect) = case.addresses(v6);
+                Array::<_, SinkConfig>::try_from(far.map_mut(pktgen::SINK_CONFIG).context("far sink config")?)?.set(0, sink_config(expect, XDP_DROP), 0)?;
+                let fwd = forwarder(lab, case, v6)?;
+                for (phase, syn) in [("established", false), ("syn", true)] {
+                    let flows = if syn { 0 } else { plan.flows };
+                    set_gen(&mut gen, gen_config(lc_mac, client_mac, to, syn, flows, XDP_TX)?)?;
+                    if !syn {
+                        // Every flow once first: the measured packets are established.
+                        gen = generate(&client_ns, gen, client_index, plan.flows as u32, true)?.0;
+                    }
+                    let packets = if syn { plan.syns } else { plan.packets };
+                    let (g0, lb0, far0) = (generated(&gen)?, at_lb(&fwd, case)?, sink_counts(&far)?);
+                    let nft0 = if case == Case::Nft { Some(nft_packets(&lb_ns, v6)?) } else { None };
+                    let t0 = std::time::Instant::now();
+                    let (g, ns_per, _) = generate(&client_ns, gen, client_index, packets, true)?;
+                    let wall = t0.elapsed().as_secs_f64();
+                    gen = g;
+                    let sent = generated(&gen)? - g0;
+                    let lb = at_lb(&fwd, case)? - lb0;
+                    let far1 = sink_counts(&far)?;
+                    let nft = match nft0 {
+                        Some(n0) => Some(nft_packets(&lb_ns, v6)? - n0),
+                        None => None,
+                    };
+                    let delivered = if case == Case::Baseline { lb } else { far1.matched - far0.matched };
+                    eprintln!(
+                        "[pps] rep {} {family} {:<15} {:<11} {ns_per:>7.0} ns/packet  sent {sent}  at lb {lb}  delivered {delivered}{}",
+                        rep + 1,
+                        case.name(),
+                        phase,
+                        nft.map_or(String::new(), |n| format!("  nft rule {n}"))
+                    );
+                    rows.push(serde_json::json!({
+                        "rep": rep, "family": family, "case": case.name(), "phase": phase, "ns_per_packet": ns_per, "wall_s": wall,
+                        "sent": sent, "at_lb": lb, "delivered": delivered, "far_frames": far1.frames - far0.frames, "nft_rule": nft,
+                    }));
                 }
-                let packets = if syn { plan.syns } else { plan.packets };
-                let (g0, lb0, far0) = (generated(&gen)?, at_lb(&fwd, case)?, sink_counts(&far)?);
-                let nft0 = if case == Case::Nft { Some(nft_packets(&lb_ns)?) } else { None };
-                let t0 = std::time::Instant::now();
-                let (g, ns_per, _) = generate(&client_ns, gen, client_index, packets, true)?;
-                let wall = t0.elapsed().as_secs_f64();
-                gen = g;
-                let sent = generated(&gen)? - g0;
-                let lb = at_lb(&fwd, case)? - lb0;
-                let far1 = sink_counts(&far)?;
-                let nft = match nft0 {
-                    Some(n0) => Some(nft_packets(&lb_ns)? - n0),
-                    None => None,
-                };
-                let delivered = if case == Case::Baseline { lb } else { far1.matched - far0.matched };
-                eprintln!(
-                    "[pps] rep {} {:<15} {:<11} {ns_per:>7.0} ns/packet  sent {sent}  at lb {lb}  delivered {delivered}{}",
-                    rep + 1,
-                    case.name(),
-                    phase,
-                    nft.map_or(String::new(), |n| format!("  nft rule {n}"))
-                );
-                rows.push(serde_json::json!({
-                    "rep": rep, "case": case.name(), "phase": phase, "ns_per_packet": ns_per, "wall_s": wall,
-                    "sent": sent, "at_lb": lb, "delivered": delivered, "far_frames": far1.frames - far0.frames, "nft_rule": nft,
-                }));
+                drop(fwd);
             }
-            drop(fwd);
         }
     }
     let (cost, program) = program_cost(lab, plan)?;
@@ -291,7 +327,7 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<(Vec<serde_json::Value>, serde
     let lc_index = lab.ifindex(Host::Lb, &lc)?;
     let lbe_index = lab.ifindex(Host::Lb, &lab.lb_backend_iface())?;
     let (client_mac, lc_mac) = (lab.mac(Host::Client, &lab.client_iface())?, lab.mac(Host::Lb, &lc)?);
-    let (vip, be) = Case::XdpNat.addresses();
+    let (vip, be) = Case::XdpNat.addresses(false);
     let mut xdp = netns::run_in(&lb_ns, move || {
         let mut xdp = Harness::load_with(&LoadOptions { maglev_size: MAGLEV, ..Default::default() })?;
         {
@@ -314,7 +350,7 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<(Vec<serde_json::Value>, serde
     let mut gen = pktgen_object(&lb_ns)?;
     let pass_fd = load_xdp(&mut gen, pktgen::PASS)?.fd()?.try_clone()?;
     // One flow: the established-flow path the fixtures check (flows: 1).
-    set_gen(&mut gen, GenConfig { header: header(lc_mac, client_mac, vip, false)?, flows: 1, action: XDP_PASS, _pad: 0 })?;
+    set_gen(&mut gen, gen_config(lc_mac, client_mac, vip, false, 1, XDP_PASS)?)?;
     let mut out = Vec::new();
     for rep in 0..plan.reps {
         let mut figures = serde_json::Map::new();

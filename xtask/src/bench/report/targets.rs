@@ -97,7 +97,7 @@ impl Summary {
         Ratios((0..reps).filter_map(|i| Some((of("alb", i)?, of("haproxy-tls", i)?))).filter(|(_, h)| *h > 0.0).map(|(a, h)| a / h).collect())
     }
 
-    /// A ratio family of the packet-rate bench (`pps.ratios.<phase>.<key>`
+    /// A ratio family of the packet-rate bench (`pps.ratios.<ipv4|ipv6>.<phase>.<key>`
     /// or `pps.cost.<key>`), as per-repetition values.
     fn pps_ratio(&self, path: &[&str]) -> Ratios {
         let mut v: &Value = match &self.pps {
@@ -114,11 +114,13 @@ impl Summary {
     pub fn targets(&self) -> Vec<Target> {
         let mut out: Vec<Target> = Vec::new();
         let mut push = |what: &str, r: Ratios, met: Option<bool>| out.push((what.to_owned(), met, r.describe()));
-        for (phase, label) in [("established", "established flows"), ("syn", "SYNs of new flows")] {
-            let r = self.pps_ratio(&["ratios", phase, "xdp_nat_vs_nftables"]);
-            push(&format!("XDP NAT ≥ 4× nftables DNAT packets/s per core ({label})"), r.clone(), r.at_least(4.0));
-            let r = self.pps_ratio(&["ratios", phase, "xdp_nat_vs_kernel"]);
-            push(&format!("XDP NAT ≥ 2× plain kernel forwarding packets/s per core ({label})"), r.clone(), r.at_least(2.0));
+        for (family, name) in [("ipv4", "IPv4"), ("ipv6", "IPv6")] {
+            for (phase, label) in [("established", "established flows"), ("syn", "SYNs of new flows")] {
+                let r = self.pps_ratio(&["ratios", family, phase, "xdp_nat_vs_nftables"]);
+                push(&format!("XDP NAT ≥ 4× nftables DNAT packets/s per core ({label}, {name})"), r.clone(), r.at_least(4.0));
+                let r = self.pps_ratio(&["ratios", family, phase, "xdp_nat_vs_kernel"]);
+                push(&format!("XDP NAT ≥ 2× plain kernel forwarding packets/s per core ({label}, {name})"), r.clone(), r.at_least(2.0));
+            }
         }
         let r = self.pps_ratio(&["cost", "nat_vs_pass_with_prologue"]);
         push("XDP program cost, established NAT forward ≤ 2.5× a trivial XDP_PASS program", r.clone(), r.at_most(2.5));

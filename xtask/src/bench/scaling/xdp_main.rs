@@ -33,7 +33,7 @@ use aya::maps::{HashMap, Map, MapData, ProgramArray};
 use lb_common::{
     lb::{self, FlowKey, FlowState, MAX_RR_BACKENDS, TCP_OPEN},
     map_names,
-    pktgen::{self, flow_source, GenConfig},
+    pktgen::{self, flow_source},
     userspace::select::maglev::{build_table, is_prime, MaglevBackend},
     Stat,
 };
@@ -47,7 +47,7 @@ use xdplb_tests::{
     testrun::{Harness, XDP_PASS, XDP_REDIRECT},
 };
 
-use self::pktgen_run::{generate, generated, header, load_xdp, pktgen_object, set_gen};
+use self::pktgen_run::{gen_config, generate, generated, load_xdp, pktgen_object, set_gen};
 
 /// The largest backend count measured; the Maglev size is chosen for it.
 const MAX_BACKENDS: u32 = 1024;
@@ -184,7 +184,7 @@ fn point(lab: &Lab, backends: u32, entries: u32, plan: &Plan, size: u32) -> Resu
     let lb_fd = program::xdp_program(&mut xdp)?.fd()?.try_clone()?;
     let mut gen = pktgen_object(&lb_ns)?;
     let _ = load_xdp(&mut gen, pktgen::GENERATOR)?;
-    set_gen(&mut gen, GenConfig { header: header(lc_mac, client_mac, vip_addr(0), false)?, flows: u64::from(entries), action: XDP_PASS, _pad: 0 })?;
+    set_gen(&mut gen, gen_config(lc_mac, client_mac, vip_addr(0), false, u64::from(entries), XDP_PASS)?)?;
     let repeat = plan.min_repeat.max(entries);
     let mut out = Vec::new();
     for rep in 0..plan.reps {
