@@ -173,44 +173,28 @@ mod tests {
 
     use super::*;
 
-    fn eagain(e: &io::Error) -> bool {
-        e.raw_os_error() == Some(libc::EAGAIN)
-    }
-
-    #[test]
-    fn a_load_interrupted_by_a_signal_is_tried_again_a_bounded_number_of_times() {
+    /// `again_on_eagain` over a call failing with `errno` its first `fails`
+    /// times: the result and how many calls were made.
+    fn attempts(fails: u32, errno: i32) -> (Result<u32, Option<i32>>, u32) {
         let mut calls = 0;
         let r = again_on_eagain(
             || {
                 calls += 1;
-                if calls < 3 {
-                    Err(io::Error::from_raw_os_error(libc::EAGAIN))
+                if calls <= fails {
+                    Err(io::Error::from_raw_os_error(errno))
                 } else {
                     Ok(calls)
                 }
             },
-            eagain,
+            |e| e.raw_os_error() == Some(libc::EAGAIN),
         );
-        assert_eq!(r.unwrap(), 3);
+        (r.map_err(|e| e.raw_os_error()), calls)
+    }
 
-        let mut calls = 0;
-        let r: Result<(), _> = again_on_eagain(
-            || {
-                calls += 1;
-                Err(io::Error::from_raw_os_error(libc::EAGAIN))
-            },
-            eagain,
-        );
-        assert_eq!((r.unwrap_err().raw_os_error(), calls), (Some(libc::EAGAIN), LOAD_ATTEMPTS));
-
-        let mut calls = 0;
-        let r: Result<(), _> = again_on_eagain(
-            || {
-                calls += 1;
-                Err(io::Error::from_raw_os_error(libc::EACCES))
-            },
-            eagain,
-        );
-        assert_eq!((r.unwrap_err().raw_os_error(), calls), (Some(libc::EACCES), 1), "a verifier rejection is not retried");
+    #[test]
+    fn a_load_interrupted_by_a_signal_is_tried_again_a_bounded_number_of_times() {
+        assert_eq!(attempts(2, libc::EAGAIN), (Ok(3), 3));
+        assert_eq!(attempts(100, libc::EAGAIN), (Err(Some(libc::EAGAIN)), LOAD_ATTEMPTS));
+        assert_eq!(attempts(100, libc::EACCES), (Err(Some(libc::EACCES)), 1), "a verifier rejection is not retried");
     }
 }
