@@ -155,22 +155,29 @@ fn summarize_phase(raw: &Value, family: &str, phase: &str, cases: &mut Vec<Value
     Ok(json!({ "xdp_nat_vs_nftables": ratio("nftables-dnat"), "xdp_nat_vs_kernel": ratio("kernel-forward") }))
 }
 
-/// The program-cost figures, and the whole summary.
+/// The program-cost figures per family, and the whole summary.
 fn summarize_cost(raw: &Value, cases: Vec<Value>, ratios: serde_json::Map<String, Value>) -> Result<Value> {
-    let cost: Vec<&Value> = raw["cost"].as_array().into_iter().flatten().collect();
-    let pick = |k: &str| cost.iter().map(|c| f(c, k)).collect::<Vec<f64>>();
-    let nat_net: Vec<f64> = cost.iter().map(|c| f(c, "nat_forward_ns") - f(c, "prologue_ns")).collect();
-    let pass_net: Vec<f64> = cost.iter().map(|c| f(c, "pass_ns") - f(c, "prologue_ns")).collect();
-    let raw_ratio: Vec<f64> = cost.iter().filter(|c| f(c, "pass_ns") > 0.0).map(|c| f(c, "nat_forward_ns") / f(c, "pass_ns")).collect();
+    let all: Vec<&Value> = raw["cost"].as_array().into_iter().flatten().collect();
+    let mut cost = serde_json::Map::new();
+    cost.insert("repeat".into(), all.first().map(|c| c["repeat"].clone()).unwrap_or(Value::Null));
+    for family in FAMILIES {
+        let of: Vec<&Value> = all.iter().copied().filter(|c| c["family"] == family).collect();
+        let pick = |k: &str| of.iter().map(|c| f(c, k)).collect::<Vec<f64>>();
+        let nat_net: Vec<f64> = of.iter().map(|c| f(c, "nat_forward_ns") - f(c, "prologue_ns")).collect();
+        let pass_net: Vec<f64> = of.iter().map(|c| f(c, "pass_ns") - f(c, "prologue_ns")).collect();
+        let raw_ratio: Vec<f64> = of.iter().filter(|c| f(c, "pass_ns") > 0.0).map(|c| f(c, "nat_forward_ns") / f(c, "pass_ns")).collect();
+        cost.insert(
+            family.into(),
+            json!({
+                "prologue_ns": spread(&pick("prologue_ns")), "nat_forward_ns": spread(&pick("nat_forward_ns")), "pass_ns": spread(&pick("pass_ns")),
+                "pass_standalone_ns": spread(&pick("pass_standalone_ns")),
+                "nat_forward_net_ns": spread(&nat_net), "pass_net_ns": spread(&pass_net), "nat_vs_pass_with_prologue": spread(&raw_ratio),
+            }),
+        );
+    }
     Ok(json!({
         "packets": raw["packets"], "syns": raw["syns"], "flows": raw["flows"], "reps": raw["reps"],
-        "cases": cases, "ratios": ratios, "rows": raw["rows"], "program": raw["program"],
-        "cost": {
-            "repeat": cost.first().map(|c| c["repeat"].clone()).unwrap_or(Value::Null),
-            "prologue_ns": spread(&pick("prologue_ns")), "nat_forward_ns": spread(&pick("nat_forward_ns")), "pass_ns": spread(&pick("pass_ns")),
-            "pass_standalone_ns": spread(&pick("pass_standalone_ns")),
-            "nat_forward_net_ns": spread(&nat_net), "pass_net_ns": spread(&pass_net), "nat_vs_pass_with_prologue": spread(&raw_ratio),
-        },
+        "cases": cases, "ratios": ratios, "rows": raw["rows"], "program": raw["program"], "cost": cost,
     }))
 }
 
@@ -229,7 +236,7 @@ generator-and-drop baseline of the same repetition, and Mpps per core is 1000 / 
 tail-calls the program; not live, so the redirect is not executed):\n",
         c["repeat"]
     );
-    let _ = writeln!(m, "| timing | ns/packet |\n|---|---|");
+    let _ = writeln!(m, "| timing | ns/packet, IPv4 | ns/packet, IPv6 |\n|---|---|---|");
     for (k, label) in [
         ("prologue_ns", "prologue alone (header rewrite, empty tail-call slot)"),
         ("nat_forward_ns", "prologue → balancer, NAT forward (XDP_REDIRECT)"),
@@ -238,12 +245,13 @@ tail-calls the program; not live, so the redirect is not executed):\n",
         ("nat_forward_net_ns", "balancer alone (minus prologue)"),
         ("pass_net_ns", "trivial XDP_PASS alone (minus prologue)"),
     ] {
-        let _ = writeln!(m, "| {label} | {} |", range(&c[k], 1));
+        let _ = writeln!(m, "| {label} | {} | {} |", range(&c["ipv4"][k], 1), range(&c["ipv6"][k], 1));
     }
     let _ = writeln!(
         m,
-        "| **target figure** (≤ 2.5×): NAT forward / trivial XDP_PASS, both behind the same prologue | {} |",
-        range(&c["nat_vs_pass_with_prologue"], 2)
+        "| **target figure** (≤ 2.5×): NAT forward / trivial XDP_PASS, both behind the same prologue | {} | {} |",
+        range(&c["ipv4"]["nat_vs_pass_with_prologue"], 2),
+        range(&c["ipv6"]["nat_vs_pass_with_prologue"], 2)
     );
     let p = &s["program"];
     if p.is_object() {
@@ -279,7 +287,10 @@ pub(crate) mod tests {
                 }
             }
         }
-        let cost = vec![json!({"rep": 0, "repeat": 10, "prologue_ns": 40.0, "nat_forward_ns": 240.0, "pass_ns": 50.0, "pass_standalone_ns": 8.0})];
+        let cost = vec![
+            json!({"rep": 0, "family": "ipv4", "repeat": 10, "prologue_ns": 40.0, "nat_forward_ns": 240.0, "pass_ns": 50.0, "pass_standalone_ns": 8.0}),
+            json!({"rep": 0, "family": "ipv6", "repeat": 10, "prologue_ns": 40.0, "nat_forward_ns": 300.0, "pass_ns": 50.0, "pass_standalone_ns": 8.0}),
+        ];
         let program = json!({"xlated_bytes": 800, "xlated_insns": 100, "jited_bytes": 500, "verified_insns": 900});
         let s = summarize(&json!({"rows": rows, "cost": cost, "reps": 2, "program": program})).unwrap();
         let r = &s["ratios"]["ipv4"]["established"];
@@ -295,13 +306,16 @@ pub(crate) mod tests {
         let dsr = s["cases"].as_array().unwrap().iter().find(|c| c["case"] == "xdp-dsr").unwrap();
         assert_eq!(dsr["delivered_ok"], false, "1% lost must fail the delivery check");
         assert!(markdown(&s).contains("FAILED"));
-        assert_eq!(f(&s["cost"]["nat_forward_net_ns"], "median"), 200.0);
-        assert_eq!(f(&s["cost"]["pass_net_ns"], "median"), 10.0);
-        assert_eq!(f(&s["cost"]["pass_standalone_ns"], "median"), 8.0);
+        assert_eq!(f(&s["cost"]["ipv4"]["nat_forward_net_ns"], "median"), 200.0);
+        assert_eq!(f(&s["cost"]["ipv4"]["pass_net_ns"], "median"), 10.0);
+        assert_eq!(f(&s["cost"]["ipv4"]["pass_standalone_ns"], "median"), 8.0);
+        assert_eq!(f(&s["cost"]["ipv6"]["nat_forward_net_ns"], "median"), 260.0, "each family's cost from its own rows");
         assert!(markdown(&s).contains("100 xlated instructions (800 bytes), 500 bytes jited, 900 instructions verified"));
         // The target's figure: both chains behind the same prologue.
-        assert_eq!(f(&s["cost"]["nat_vs_pass_with_prologue"], "median"), 4.8);
-        assert!(markdown(&s).contains("**target figure** (≤ 2.5×): NAT forward / trivial XDP_PASS, both behind the same prologue | 4.80"));
+        assert_eq!(f(&s["cost"]["ipv4"]["nat_vs_pass_with_prologue"], "median"), 4.8);
+        assert!(
+            markdown(&s).contains("**target figure** (≤ 2.5×): NAT forward / trivial XDP_PASS, both behind the same prologue | 4.80 (4.80–4.80, ±0%) | 6.00")
+        );
     }
 
     /// Builds the example in this test binary's profile (cargo test builds
@@ -346,8 +360,11 @@ pub(crate) mod tests {
             assert_eq!(nft_syn["nft_rule"], nft_syn["sent"], "every SYN is a new conntrack through the DNAT rule");
         }
         assert_eq!(s["cases"].as_array().unwrap().len(), FAMILIES.len() * CASES.len() * PHASES.len());
-        assert!(f(&s["cost"]["nat_forward_ns"], "median") > f(&s["cost"]["prologue_ns"], "median"));
-        assert!(s["cost"]["pass_standalone_ns"]["median"].is_number(), "{}", s["cost"]);
+        for family in FAMILIES {
+            let c = &s["cost"][family];
+            assert!(f(&c["nat_forward_ns"], "median") > f(&c["prologue_ns"], "median"), "{family}: {c}");
+            assert!(c["pass_standalone_ns"]["median"].is_number(), "{family}: {c}");
+        }
         assert!(s["program"]["xlated_insns"].as_u64().unwrap_or(0) > 0, "{}", s["program"]);
         assert!(markdown(&s).contains("XDP NAT / nftables DNAT"));
     }

@@ -317,7 +317,7 @@ fn run(lab: &Lab, plan: &Plan) -> Result<serde_json::Value> {
     }))
 }
 
-/// The balancer's cost per established NAT packet against a trivial
+/// The balancer's cost per established NAT packet, IPv4 and IPv6, against a trivial
 /// XDP_PASS, with the generator as a frame-restoring prologue (module doc),
 /// and the balancer's size as the kernel holds it (what `bpftool prog show`
 /// reports as xlated and jited bytes; 8 bytes per xlated instruction).
@@ -327,16 +327,21 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<(Vec<serde_json::Value>, serde
     let lc_index = lab.ifindex(Host::Lb, &lc)?;
     let lbe_index = lab.ifindex(Host::Lb, &lab.lb_backend_iface())?;
     let (client_mac, lc_mac) = (lab.mac(Host::Client, &lab.client_iface())?, lab.mac(Host::Lb, &lc)?);
-    let (vip, be) = Case::XdpNat.addresses(false);
+    // One NAT VIP per family (ids 0 and 1), each with its own backend (1, 2).
+    let vips: Vec<(SocketAddr, SocketAddr)> = FAMILIES.iter().map(|(v6, _)| Case::XdpNat.addresses(*v6)).collect();
+    let table = vips.clone();
     let mut xdp = netns::run_in(&lb_ns, move || {
         let mut xdp = Harness::load_with(&LoadOptions { maglev_size: MAGLEV, ..Default::default() })?;
         {
             let mut dp = xdp.dataplane();
             dp.add_tx_port(lc_index)?;
             dp.add_tx_port(lbe_index)?;
-            dp.set_backend(1, &backend_info(be.ip(), be.port()))?;
-            let info = lb::VipInfo { vip_id: 0, algorithm: lb::ALG_MAGLEV, mode: lb::MODE_NAT, hash_seed: 7, ..Default::default() };
-            dp.set_vip(&vip_key(vip.ip(), vip.port(), 6), &info, &vec![1u32; MAGLEV as usize], &[1])?;
+            for (i, (vip, be)) in table.iter().enumerate() {
+                let id = i as u32 + 1;
+                dp.set_backend(id, &backend_info(be.ip(), be.port()))?;
+                let info = lb::VipInfo { vip_id: i as u32, algorithm: lb::ALG_MAGLEV, mode: lb::MODE_NAT, hash_seed: 7, ..Default::default() };
+                dp.set_vip(&vip_key(vip.ip(), vip.port(), 6), &info, &vec![id; MAGLEV as usize], &[id])?;
+            }
         }
         Ok(xdp)
     })?;
@@ -349,51 +354,54 @@ fn program_cost(lab: &Lab, plan: &Plan) -> Result<(Vec<serde_json::Value>, serde
     let lb_fd = lb_prog.fd()?.try_clone()?;
     let mut gen = pktgen_object(&lb_ns)?;
     let pass_fd = load_xdp(&mut gen, pktgen::PASS)?.fd()?.try_clone()?;
-    // One flow: the established-flow path the fixtures check (flows: 1).
-    set_gen(&mut gen, gen_config(lc_mac, client_mac, vip, false, 1, XDP_PASS)?)?;
     let mut out = Vec::new();
     for rep in 0..plan.reps {
-        let mut figures = serde_json::Map::new();
-        for (name, next) in [("prologue", None), ("nat_forward", Some(&lb_fd)), ("pass", Some(&pass_fd))] {
-            {
-                let mut slots = ProgramArray::try_from(gen.map_mut(pktgen::GEN_NEXT).context("GEN_NEXT")?)?;
-                match next {
-                    Some(fd) => slots.set(0, fd, 0)?,
-                    None => {
-                        let _ = slots.clear_index(&0);
+        for (i, (_, family)) in FAMILIES.iter().enumerate() {
+            // One flow: the established-flow path the fixtures check (flows: 1).
+            set_gen(&mut gen, gen_config(lc_mac, client_mac, vips[i].0, false, 1, XDP_PASS)?)?;
+            let mut figures = serde_json::Map::new();
+            for (name, next) in [("prologue", None), ("nat_forward", Some(&lb_fd)), ("pass", Some(&pass_fd))] {
+                {
+                    let mut slots = ProgramArray::try_from(gen.map_mut(pktgen::GEN_NEXT).context("GEN_NEXT")?)?;
+                    match next {
+                        Some(fd) => slots.set(0, fd, 0)?,
+                        None => {
+                            let _ = slots.clear_index(&0);
+                        }
                     }
                 }
+                // The first run creates the flow; the timed ones are established.
+                gen = generate(&lb_ns, gen, lc_index, 1, false)?.0;
+                let before = xdp.stat(Stat::ForwardNat).packets;
+                let (g, ns_per, verdict) = generate(&lb_ns, gen, lc_index, plan.cost_repeat, false)?;
+                gen = g;
+                let forwarded = xdp.stat(Stat::ForwardNat).packets - before;
+                let want = match name {
+                    "nat_forward" => XDP_REDIRECT,
+                    _ => XDP_PASS,
+                };
+                if verdict != want {
+                    bail!("program cost {name}: verdict {verdict}, expected {want}");
+                }
+                if name == "nat_forward" && forwarded != u64::from(plan.cost_repeat) {
+                    bail!("program cost: {forwarded} NAT forwards counted for {} repetitions", plan.cost_repeat);
+                }
+                figures.insert(format!("{name}_ns"), serde_json::json!(ns_per));
             }
-            // The first run creates the flow; the timed ones are established.
-            gen = generate(&lb_ns, gen, lc_index, 1, false)?.0;
-            let before = xdp.stat(Stat::ForwardNat).packets;
-            let (g, ns_per, verdict) = generate(&lb_ns, gen, lc_index, plan.cost_repeat, false)?;
+            // The trivial program on its own, for reference: with no prologue
+            // its frame needs no restoring, and the figure is the kernel's
+            // per-repetition run overhead plus an empty program.
+            let (g, ns_per, verdict) = test_run(&lb_ns, gen, pktgen::PASS, lc_index, plan.cost_repeat, false)?;
             gen = g;
-            let forwarded = xdp.stat(Stat::ForwardNat).packets - before;
-            let want = match name {
-                "nat_forward" => XDP_REDIRECT,
-                _ => XDP_PASS,
-            };
-            if verdict != want {
-                bail!("program cost {name}: verdict {verdict}, expected {want}");
+            if verdict != XDP_PASS {
+                bail!("program cost pass_standalone: verdict {verdict}, expected {XDP_PASS}");
             }
-            if name == "nat_forward" && forwarded != u64::from(plan.cost_repeat) {
-                bail!("program cost: {forwarded} NAT forwards counted for {} repetitions", plan.cost_repeat);
-            }
-            figures.insert(format!("{name}_ns"), serde_json::json!(ns_per));
+            figures.insert("pass_standalone_ns".into(), serde_json::json!(ns_per));
+            figures.insert("rep".into(), serde_json::json!(rep));
+            figures.insert("family".into(), serde_json::json!(family));
+            figures.insert("repeat".into(), serde_json::json!(plan.cost_repeat));
+            out.push(serde_json::Value::Object(figures));
         }
-        // The trivial program on its own, for reference: with no prologue
-        // its frame needs no restoring, and the figure is the kernel's
-        // per-repetition run overhead plus an empty program.
-        let (g, ns_per, verdict) = test_run(&lb_ns, gen, pktgen::PASS, lc_index, plan.cost_repeat, false)?;
-        gen = g;
-        if verdict != XDP_PASS {
-            bail!("program cost pass_standalone: verdict {verdict}, expected {XDP_PASS}");
-        }
-        figures.insert("pass_standalone_ns".into(), serde_json::json!(ns_per));
-        figures.insert("rep".into(), serde_json::json!(rep));
-        figures.insert("repeat".into(), serde_json::json!(plan.cost_repeat));
-        out.push(serde_json::Value::Object(figures));
     }
     Ok((out, size))
 }

@@ -98,7 +98,7 @@ impl Summary {
     }
 
     /// A ratio family of the packet-rate bench (`pps.ratios.<ipv4|ipv6>.<phase>.<key>`
-    /// or `pps.cost.<key>`), as per-repetition values.
+    /// or `pps.cost.<ipv4|ipv6>.<key>`), as per-repetition values.
     fn pps_ratio(&self, path: &[&str]) -> Ratios {
         let mut v: &Value = match &self.pps {
             Some(v) => v,
@@ -122,8 +122,10 @@ impl Summary {
                 push(&format!("XDP NAT ≥ 2× plain kernel forwarding packets/s per core ({label}, {name})"), r.clone(), r.at_least(2.0));
             }
         }
-        let r = self.pps_ratio(&["cost", "nat_vs_pass_with_prologue"]);
-        push("XDP program cost, established NAT forward ≤ 2.5× a trivial XDP_PASS program", r.clone(), r.at_most(2.5));
+        for (family, name) in [("ipv4", "IPv4"), ("ipv6", "IPv6")] {
+            let r = self.pps_ratio(&["cost", family, "nat_vs_pass_with_prologue"]);
+            push(&format!("XDP program cost, established NAT forward ≤ 2.5× a trivial XDP_PASS program ({name})"), r.clone(), r.at_most(2.5));
+        }
         let r = self.paced_achieved("alb");
         push("alb at the paced load: achieved ≥ 98% of the offered rate", r.clone(), r.at_least(0.98));
         let r = self.paced_p99_ratio();
