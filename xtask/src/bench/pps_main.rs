@@ -224,8 +224,17 @@ fn at_lb(f: &Forwarder, case: Case) -> Result<u64> {
     }
 }
 
+/// nftables' name of the address family (a table's and a match's).
+fn nft_family(v6: bool) -> &'static str {
+    if v6 {
+        "ip6"
+    } else {
+        "ip"
+    }
+}
+
 fn nft_packets(lb_ns: &str, v6: bool) -> Result<u64> {
-    let family = if v6 { "ip6" } else { "ip" };
+    let family = nft_family(v6);
     let text = xdplb_tests::sys::run_stdout("ip", &["netns", "exec", lb_ns, "nft", "-j", "list", "table", family, NFT_TABLE])?;
     let v: serde_json::Value = serde_json::from_str(&text).context("nft -j output")?;
     let rules = v["nftables"].as_array().context("nft -j: no nftables array")?;
@@ -238,7 +247,7 @@ fn nft_up(lb_ns: &str) -> Result<()> {
     let mut rules = String::new();
     for (v6, _) in FAMILIES {
         let (vip, be) = Case::Nft.addresses(v6);
-        let family = if v6 { "ip6" } else { "ip" };
+        let family = nft_family(v6);
         rules += &format!(
             "table {family} {NFT_TABLE} {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  {family} daddr {} tcp dport {} counter dnat to {be}\n }}\n}}\n",
             vip.ip(),

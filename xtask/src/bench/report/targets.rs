@@ -16,6 +16,10 @@ use crate::bench::cases::Lb;
 /// A target's verdict: what, met (None: not measured), and the figures.
 pub type Target = (String, Option<bool>, String);
 
+/// The packet-rate bench's families: its JSON key, and the name a target
+/// line gives it.
+const PPS_FAMILIES: [(&str, &str); 2] = [("ipv4", "IPv4"), ("ipv6", "IPv6")];
+
 /// Per-repetition ratios of one target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ratios(pub Vec<f64>);
@@ -114,7 +118,7 @@ impl Summary {
     pub fn targets(&self) -> Vec<Target> {
         let mut out: Vec<Target> = Vec::new();
         let mut push = |what: &str, r: Ratios, met: Option<bool>| out.push((what.to_owned(), met, r.describe()));
-        for (family, name) in [("ipv4", "IPv4"), ("ipv6", "IPv6")] {
+        for (family, name) in PPS_FAMILIES {
             for (phase, label) in [("established", "established flows"), ("syn", "SYNs of new flows")] {
                 let r = self.pps_ratio(&["ratios", family, phase, "xdp_nat_vs_nftables"]);
                 push(&format!("XDP NAT ≥ 4× nftables DNAT packets/s per core ({label}, {name})"), r.clone(), r.at_least(4.0));
@@ -122,7 +126,7 @@ impl Summary {
                 push(&format!("XDP NAT ≥ 2× plain kernel forwarding packets/s per core ({label}, {name})"), r.clone(), r.at_least(2.0));
             }
         }
-        for (family, name) in [("ipv4", "IPv4"), ("ipv6", "IPv6")] {
+        for (family, name) in PPS_FAMILIES {
             let r = self.pps_ratio(&["cost", family, "nat_vs_pass_with_prologue"]);
             push(&format!("XDP program cost, established NAT forward ≤ 2.5× a trivial XDP_PASS program ({name})"), r.clone(), r.at_most(2.5));
         }
