@@ -299,13 +299,18 @@ fn first_plaintext<'a>(mut stream: Tls, st: &'a State, shutdown: &'a mut watch::
 async fn handshake(st: &State, tls: Arc<rustls::ServerConfig>, io: Activity<TcpStream>, peer: SocketAddr) -> Option<(Tls, Option<String>)> {
     // The handshake shares the header-read budget: a client trickling its
     // ClientHello is a slowloris too.
-    let hs = tokio::time::timeout(st.cfg().timeouts.header_read.0, TlsAcceptor::from(tls).accept(io)).await;
+    // Fallible, and the timeout over a borrowed future: the socket is
+    // closed only after the failure is counted, so a client that sees the
+    // close also sees it in the metrics.
+    let mut accept = std::pin::pin!(TlsAcceptor::from(tls).accept(io).into_fallible());
+    let hs = tokio::time::timeout(st.cfg().timeouts.header_read.0, accept.as_mut()).await;
     let stream = match hs {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(Err((e, io))) => {
             let reason = failure_reason(&e);
             st.metrics.tls_failures.with_label_values(&[reason]).inc();
             log::warn!("TLS handshake from {peer} rejected: reason={reason} ({e})");
+            drop(io);
             return None;
         }
         Err(_) => {
