@@ -1,6 +1,7 @@
 //! The xdplb XDP program: an L4 load balancer.
 //!
-//! Per packet: parse → traffic counters → reverse NAT of backend replies →
+//! Per packet: parse → traffic counters → reverse NAT of backend replies
+//! (sources filtered by `REPLY_SOURCES`) →
 //! allowlist → VIP lookup → conntrack / Maglev or round-robin choice →
 //! NAT or DSR forward. Modules are split by concern (see docs/xdp.md).
 #![no_std]
@@ -71,8 +72,10 @@ fn l4_class(protocol: u8) -> TrafficClass {
 #[inline(always)]
 fn balance_packet(ctx: &XdpContext, p: &mut Packet, c: &mut Counters, len: u64) -> (u32, Stat) {
     // Replies from backends of NAT flows come first: they are established
-    // traffic and must not be subject to the client allowlist.
-    if p.ports == Ports::Present {
+    // traffic and must not be subject to the client allowlist. Only a
+    // packet from a backend's address:port can be one (docs/xdp.md,
+    // "Per-packet cost").
+    if p.ports == Ports::Present && reverse::may_be_reply(p) {
         let mut reply = Verdict { action: 0, stat: 0 };
         if reverse_nat(ctx, p, &mut reply) {
             return (reply.action, Stat::from_index(reply.stat));

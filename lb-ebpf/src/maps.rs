@@ -9,7 +9,7 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    lb::{BackendHop, BackendInfo, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS},
+    lb::{BackendHop, BackendInfo, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, REPLY_SOURCE_BITS},
     Counters,
 };
 
@@ -52,6 +52,11 @@ pub static CONNTRACK: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entr
 /// Set at load: conntrack.max_flows.
 #[map(name = "REVERSE_NAT")]
 pub static REVERSE_NAT: LruHashMap<FlowKey, ReverseNat> = LruHashMap::with_max_entries(65536, 0);
+
+/// Bit words over backend address:port (`lb_common::lb::reply_source_bit`),
+/// written by lb-user: the filter in front of the `REVERSE_NAT` lookup.
+#[map(name = "REPLY_SOURCES")]
+pub static REPLY_SOURCES: Array<u64> = Array::with_max_entries(REPLY_SOURCE_BITS / 64, 0);
 
 #[map(name = "ALLOW_V4")]
 pub static ALLOW_V4: LpmTrie<[u8; 4], u8> = LpmTrie::with_max_entries(4096, BPF_F_NO_PREALLOC);

@@ -7,7 +7,7 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    lb::{BackendInfo, FlowKey, ReverseNat, TCP_CLOSING},
+    lb::{reply_source_bit, BackendInfo, FlowKey, ReverseNat, TCP_CLOSING},
     Stat,
 };
 
@@ -15,7 +15,7 @@ use crate::{
     balance,
     forward::{self, Egress},
     headers::{IPPROTO_TCP, TCP_FLAG_FIN, TCP_FLAG_RST},
-    maps::REVERSE_NAT,
+    maps::{REPLY_SOURCES, REVERSE_NAT},
     mem,
     parse::Packet,
 };
@@ -76,6 +76,16 @@ pub fn remember_reverse(p: &Packet, backend: &BackendInfo, vip_id: u32, now: u64
 pub struct Verdict {
     pub action: u32,
     pub stat: u32,
+}
+
+/// Whether the packet's source may be a backend (its bit in `REPLY_SOURCES`
+/// is set): only then can it be the reply of a NAT flow. A client's packet
+/// skips the `REVERSE_NAT` lookup, a miss, that way; an inlined array read
+/// and a one-word hash (four for IPv6) instead of an LRU hash lookup call.
+#[inline(always)]
+pub fn may_be_reply(p: &Packet) -> bool {
+    let (word, mask) = reply_source_bit(&p.key.src, p.key.family, p.key.sport);
+    REPLY_SOURCES.get(word).is_some_and(|bits| bits & mask != 0)
 }
 
 /// Reverse-translates a backend's reply of a tracked NAT flow; true (with

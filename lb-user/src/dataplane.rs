@@ -17,8 +17,8 @@ use ipnet::IpNet;
 use lb_common::userspace::select::{addr16, fingerprint, TableFingerprint};
 use lb_common::{
     lb::{
-        BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND,
-        TCP_CLOSING,
+        reply_source_bit, BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, MAX_BACKENDS, MAX_RR_BACKENDS,
+        MAX_VIPS, NO_BACKEND, TCP_CLOSING,
     },
     map_names as names,
 };
@@ -164,13 +164,44 @@ impl<'a> Dataplane<'a> {
         array.set(0, cfg, 0).context("writing CONFIG")
     }
 
-    /// Writes backend `id` (a removed backend is written with flags 0).
+    /// Writes backend `id` (a removed backend is written with flags 0),
+    /// after setting its bit in the reply-source filter: its replies must be
+    /// looked up from its first flow on.
     pub fn set_backend(&mut self, id: u32, info: &BackendInfo) -> Result<()> {
         if id >= MAX_BACKENDS {
             bail!("backend id {id} out of range (max {MAX_BACKENDS})");
         }
+        self.mark_reply_source(info)?;
         let mut array = Array::<&mut MapData, BackendInfo>::try_from(map_mut(self.ebpf, names::BACKENDS)?)?;
         array.set(id, info, 0).with_context(|| format!("writing backend {id}"))
+    }
+
+    /// Sets the `REPLY_SOURCES` bit of a backend's address:port. Bits are
+    /// never cleared: a removed backend's replies of flows still open need
+    /// it, and a stale bit costs only a `REVERSE_NAT` miss for the client
+    /// sources that share it.
+    fn mark_reply_source(&mut self, info: &BackendInfo) -> Result<()> {
+        if info.family == 0 {
+            return Ok(());
+        }
+        let (word, mask) = reply_source_bit(&info.addr, info.family, info.port);
+        let mut array = Array::<&mut MapData, u64>::try_from(map_mut(self.ebpf, names::REPLY_SOURCES)?)?;
+        let bits = array.get(&word, 0).context("reading REPLY_SOURCES")?;
+        if bits & mask == 0 {
+            array.set(word, bits | mask, 0).context("writing REPLY_SOURCES")?;
+        }
+        Ok(())
+    }
+
+    /// Sets the reply-source bit of every backend in `BACKENDS`: for pins
+    /// adopted from an lb-user without `REPLY_SOURCES`, whose flows' replies
+    /// would otherwise go untranslated until their backend is written again.
+    pub fn mark_reply_sources_of_backends(&mut self) -> Result<()> {
+        let backends: Vec<BackendInfo> = {
+            let array = Array::<&MapData, BackendInfo>::try_from(self.ebpf.map(names::BACKENDS).context("no BACKENDS map")?)?;
+            (0..MAX_BACKENDS).map(|id| array.get(&id, 0).with_context(|| format!("reading backend {id}"))).collect::<Result<_>>()?
+        };
+        backends.iter().try_for_each(|info| self.mark_reply_source(info))
     }
 
     /// Installs or updates a VIP with its Maglev table (`maglev_size` slots

@@ -79,6 +79,12 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
     let mut ebpf = loader.load(OBJECT).context("loading the eBPF object (maps)")?;
     load_verified(xdp_program(&mut ebpf)?).context("loading the XDP program (verifier)")?;
     let mut dp = crate::dataplane::Dataplane::new(&mut ebpf);
+    if adopted {
+        // Pins from an lb-user before REPLY_SOURCES get a fresh, empty one:
+        // mark the backends already in BACKENDS, as `attach --iface` without
+        // a config writes none (one pass over the array, idempotent).
+        dp.mark_reply_sources_of_backends()?;
+    }
     let mut cfg = if adopted { dp.global()? } else { GlobalConfig::default() };
     if adopted && cfg.maglev_size != opts.maglev_size {
         bail!("the running program uses maglev.size {} and the config asks {}; run `lb-user detach` first to change it", cfg.maglev_size, opts.maglev_size);

@@ -87,6 +87,22 @@ pub struct BackendInfo {
     pub vip_id: u16,
 }
 
+/// Bits in the `REPLY_SOURCES` filter: a power of two, 64 per array entry
+/// (2 KiB). With the 1,024 backends of `MAX_BACKENDS` at most 1 in 16 client
+/// sources shares a bit with a backend.
+pub const REPLY_SOURCE_BITS: u32 = 16384;
+
+/// The `REPLY_SOURCES` entry and bit of a backend's address:port (`addr` in
+/// the 16-byte layout, IPv4 in its first 4 bytes). lb-user sets the bit of
+/// every backend it writes; the XDP program looks a packet up in
+/// `REVERSE_NAT` only when the bit of its source is set, so a client's packet
+/// skips that LRU miss unless its source shares a bit with a backend's.
+#[inline(always)]
+pub fn reply_source_bit(addr: &[u8; 16], family: u8, port: u16) -> (u32, u64) {
+    let bit = crate::hash::src_hash(addr, family, u32::from(port)) & (REPLY_SOURCE_BITS - 1);
+    (bit / 64, 1u64 << (bit % 64))
+}
+
 /// A flow as seen in one direction.
 ///
 /// Aligned to 8 (the size, 40, is unchanged, so map layouts and pinned maps
@@ -263,5 +279,28 @@ mod tests {
         assert_eq!(size_of::<BackendHop>(), 48);
         assert_eq!(size_of::<GlobalConfig>(), 16);
         assert_eq!(size_of::<FlowCounter>(), 24);
+    }
+
+    #[test]
+    fn reply_source_bits_depend_on_address_port_and_family() {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[198, 18, 1, 11]);
+        let (word, mask) = reply_source_bit(&a, FAMILY_V4, 8080);
+        assert!(word < REPLY_SOURCE_BITS / 64 && mask.count_ones() == 1);
+        assert_eq!(reply_source_bit(&a, FAMILY_V4, 8080), (word, mask), "stable");
+        // Over many sources the bits spread: no more than a few share one.
+        let mut sharing = [0u8; REPLY_SOURCE_BITS as usize];
+        for host in 0..=255u8 {
+            for port in [80u16, 8080, 40000] {
+                a[3] = host;
+                let (word, mask) = reply_source_bit(&a, FAMILY_V4, port);
+                sharing[(word * 64 + mask.trailing_zeros()) as usize] += 1;
+            }
+        }
+        let distinct = sharing.iter().filter(|n| **n > 0).count();
+        assert!(distinct > 700 && sharing.iter().all(|n| *n <= 4), "{distinct} distinct bits of 768 sources");
+        a[3] = 11;
+        assert_ne!(reply_source_bit(&a, FAMILY_V4, 8080), reply_source_bit(&a, FAMILY_V4, 8081));
+        assert_ne!(reply_source_bit(&a, FAMILY_V4, 8080), reply_source_bit(&a, FAMILY_V6, 8080));
     }
 }

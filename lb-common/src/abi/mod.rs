@@ -40,6 +40,10 @@ pub mod map_names {
     pub const ALLOW_V6: &str = "ALLOW_V6";
     /// Hash set of allowed destination ports (u16 → u8).
     pub const ALLOW_PORTS: &str = "ALLOW_PORTS";
+    /// Array of u64 bit words ([`crate::lb::reply_source_bit`]): a set bit
+    /// means "a backend may have this source address:port", the filter in
+    /// front of the `REVERSE_NAT` lookup. Bits are only ever set.
+    pub const REPLY_SOURCES: &str = "REPLY_SOURCES";
     /// Array with one [`crate::lb::GlobalConfig`].
     pub const CONFIG: &str = "CONFIG";
     /// DevMapHash of egress interfaces for XDP_REDIRECT (ifindex → ifindex).
@@ -50,5 +54,5 @@ pub mod map_names {
 
     /// Every map lb-user pins, in pin order.
     pub const PINNED: &[&str] =
-        &[COUNTERS, VIPS, BACKENDS, MAGLEV, RR_LIST, RR_CURSOR, CONNTRACK, REVERSE_NAT, ALLOW_V4, ALLOW_V6, ALLOW_PORTS, CONFIG, TX_PORTS];
+        &[COUNTERS, VIPS, BACKENDS, MAGLEV, RR_LIST, RR_CURSOR, CONNTRACK, REVERSE_NAT, REPLY_SOURCES, ALLOW_V4, ALLOW_V6, ALLOW_PORTS, CONFIG, TX_PORTS];
 }

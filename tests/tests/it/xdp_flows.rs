@@ -431,3 +431,56 @@ fn a_syn_on_ports_tied_to_a_down_backend_is_balanced_afresh_a_retransmit_to_a_he
         assert_frame(run(xdp, env.lc, &ack.clone().build()), XDP_REDIRECT, &forwarded_nat(env, other, ack).build());
     });
 }
+
+fn reply_sources(xdp: &mut Harness) -> aya::maps::Array<&mut MapData, u64> {
+    aya::maps::Array::try_from(xdp.map_mut(map_names::REPLY_SOURCES).unwrap()).unwrap()
+}
+
+/// `REVERSE_NAT` is consulted only for a packet whose source address:port
+/// has its bit in `REPLY_SOURCES` (docs/xdp.md, "Per-packet cost"): an entry
+/// for a source that is no backend is not used until that source is written
+/// as a backend, and re-marking the backends (what an lb-user adopting pins
+/// without the filter does) restores a cleared filter.
+#[test]
+fn reverse_nat_is_looked_up_only_for_sources_marked_as_backends() {
+    require_root!();
+    with_program(|xdp, env| {
+        let vip = vip4();
+        let c = client(false, 44000);
+        let stranger: SocketAddr = SocketAddr::new(xdplb_tests::lab::addr::backend_v4(7).into(), 9090);
+        let entry = lb::ReverseNat {
+            vip_addr: vip_key(vip.ip(), 0, 0).addr,
+            vip_port: vip.port(),
+            family: lb::FAMILY_V4,
+            last_seen_ns: monotonic_ns(),
+            ..Default::default()
+        };
+        reverse_nat(xdp).insert(flow_key(stranger, c, 6), entry, 0).unwrap();
+        let reply = Spec { eth_dst: env.lbe_mac, eth_src: env.be_mac[0], tcp_flags: 0x10, ..Spec::tcp(stranger, c) }.build();
+        let translated = Spec { eth_dst: env.client_mac, eth_src: env.lc_mac, ttl: 63, tcp_flags: 0x10, ..Spec::tcp(vip, c) }.build();
+        let (verdict, out) = run(xdp, env.lbe, &reply);
+        assert_eq!((verdict, out), (XDP_PASS, reply.clone()), "a source that is no backend is not reverse-NATed");
+        assert_eq!(xdp.stat(Stat::ReverseNat).packets, 0);
+
+        xdp.dataplane().set_backend(7, &lb_user::dataplane::backend_info(stranger.ip(), stranger.port())).unwrap();
+        assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &translated);
+
+        // Every backend written has its bit; clear them all, and the reply is
+        // the kernel's again until the backends are marked anew.
+        let words = lb::REPLY_SOURCE_BITS / 64;
+        let set: Vec<u32> = (0..words).filter(|w| reply_sources(xdp).get(w, 0).unwrap() != 0).collect();
+        for id in [1, 2, 11, 12, 7] {
+            let b = if id == 7 { stranger } else { backend(id) };
+            let (word, mask) = lb::reply_source_bit(&vip_key(b.ip(), 0, 0).addr, vip_key(b.ip(), 0, 0).family, b.port());
+            assert_ne!(reply_sources(xdp).get(&word, 0).unwrap() & mask, 0, "backend {id}'s bit");
+        }
+        for w in &set {
+            reply_sources(xdp).set(*w, 0, 0).unwrap();
+        }
+        assert_eq!(run(xdp, env.lbe, &reply).0, XDP_PASS);
+        xdp.dataplane().mark_reply_sources_of_backends().unwrap();
+        assert_eq!((0..words).filter(|w| reply_sources(xdp).get(w, 0).unwrap() != 0).collect::<Vec<_>>(), set);
+        assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &translated);
+        assert_eq!(xdp.stat(Stat::ReverseNat).packets, 2);
+    });
+}

@@ -96,9 +96,16 @@ fn sigkill_and_restart_drop_no_connection_and_keep_conntrack() {
     // lb-user must unpin it (docs/xdp.md, "Maps").
     let retired = pin_dir(&iface).join(map_names::RETIRED[1]);
     xdplb_tests::pins::pin_map(&retired, xdplb_tests::pins::MAP_TYPE_ARRAY, 4, 16, 13).unwrap();
+    // And pins from before REPLY_SOURCES: the adopting lb-user creates it and
+    // marks every backend, or the long-lived connections' replies below would
+    // reach the kernel untranslated.
+    for dir in [pin_dir(&iface), pin_dir(&lab.lb_backend_iface())] {
+        std::fs::remove_file(dir.join(map_names::REPLY_SOURCES)).unwrap();
+    }
     let second = LbUser::attach_config(&lb_ns, &iface, config.path()).unwrap();
     second.wait_for_log("adopted the running program", 0, Duration::from_secs(10)).unwrap();
     assert!(!retired.exists(), "the retired pin {} was left", retired.display());
+    assert!(pin_dir(&iface).join(map_names::REPLY_SOURCES).exists());
     second.stats_json().unwrap();
     assert!(conntrack_entries(&iface) >= tracked_before, "conntrack entries were lost");
     std::thread::sleep(Duration::from_millis(700));
