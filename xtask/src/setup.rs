@@ -23,7 +23,9 @@ use crate::util::{self, probe, run_visible};
 /// bird2: the BGP daemon of the scale-out lab (docs/scale-out.md), run per
 /// namespace with its own config, socket and pid file;
 /// bpftool: the instruction counts of the XDP program (docs/xdp.md);
-/// linux-perf: `perf record`/`perf script` of `cargo xtask bench profile`.
+/// linux-perf: `perf record`/`perf script` of `cargo xtask bench profile`;
+/// conntrack: the packet-rate bench empties the kernel's connection table
+/// around its nftables case (docs/benchmarks.md, "Packet rate").
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -42,6 +44,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "chromium-driver",
     "bpftool",
     "linux-perf",
+    "conntrack",
 ];
 
 /// Services Debian starts when their package is installed but that the

@@ -242,8 +242,12 @@ fn nft_packets(lb_ns: &str, v6: bool) -> Result<u64> {
     counter.context("nft: no rule counter in the bench table")
 }
 
-/// The DNAT rule of the nftables case, one table per family.
+/// The DNAT rule of the nftables case, one table per family, on an empty
+/// connection table. Only for that case: a NAT chain turns on the kernel's
+/// connection tracking in the namespace for every packet, and the tracked
+/// entries (the SYN phase leaves 250k) slow the lookups of later cases.
 fn nft_up(lb_ns: &str) -> Result<()> {
+    conntrack_flush(lb_ns)?;
     let mut rules = String::new();
     for (v6, _) in FAMILIES {
         let (vip, be) = Case::Nft.addresses(v6);
@@ -267,6 +271,34 @@ fn nft_up(lb_ns: &str) -> Result<()> {
     })
 }
 
+/// Removes the nftables case's tables and the entries it left, so the
+/// kernel-forwarding case that follows is plain routing.
+fn nft_down(lb_ns: &str) -> Result<()> {
+    for (v6, _) in FAMILIES {
+        xdplb_tests::sys::run("ip", &["netns", "exec", lb_ns, "nft", "delete", "table", nft_family(v6), NFT_TABLE])?;
+    }
+    conntrack_flush(lb_ns)
+}
+
+/// Empties the namespace's connection-tracking table (`conntrack -F`,
+/// Debian's conntrack, installed by setup).
+fn conntrack_flush(lb_ns: &str) -> Result<()> {
+    xdplb_tests::sys::run("ip", &["netns", "exec", lb_ns, "conntrack", "-F"]).context("conntrack -F (run `cargo xtask setup`)").map(drop)
+}
+
+/// Connections the kernel tracks in the namespace: 0 while no NAT chain
+/// exists (the file is absent until nf_conntrack is loaded at all).
+fn conntrack_count(lb_ns: &str) -> Result<u64> {
+    netns::run_in(lb_ns, || {
+        let p = "/proc/sys/net/netfilter/nf_conntrack_count";
+        match std::fs::read_to_string(p) {
+            Ok(text) => text.trim().parse().with_context(|| format!("{p}: {text:?}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e).with_context(|| format!("reading {p}")),
+        }
+    })
+}
+
 fn run(lab: &Lab, plan: &Plan) -> Result<serde_json::Value> {
     let (client_ns, lb_ns, sw_ns) = (lab.ns(Host::Client), lab.ns(Host::Lb), lab.ns(Host::Switch));
     let client_if = lab.client_iface();
@@ -274,13 +306,15 @@ fn run(lab: &Lab, plan: &Plan) -> Result<serde_json::Value> {
     let (client_mac, lc_mac) = (lab.mac(Host::Client, &client_if)?, lab.mac(Host::Lb, &lab.lb_client_iface())?);
     let mut far = attach_sink(&sw_ns, &lab.switch_lb_iface(), sink_config(Case::Kernel.addresses(false).1, XDP_DROP))?;
     let mut gen = pktgen_object(&client_ns)?;
-    nft_up(&lb_ns)?;
     let mut rows = Vec::new();
     for rep in 0..plan.reps {
         for (v6, family) in FAMILIES {
             for case in CASES {
                 let (to, expect) = case.addresses(v6);
                 Array::<_, SinkConfig>::try_from(far.map_mut(pktgen::SINK_CONFIG).context("far sink config")?)?.set(0, sink_config(expect, XDP_DROP), 0)?;
+                if case == Case::Nft {
+                    nft_up(&lb_ns)?;
+                }
                 let fwd = forwarder(lab, case, v6)?;
                 for (phase, syn) in [("established", false), ("syn", true)] {
                     let flows = if syn { 0 } else { plan.flows };
@@ -317,6 +351,16 @@ fn run(lab: &Lab, plan: &Plan) -> Result<serde_json::Value> {
                     }));
                 }
                 drop(fwd);
+                match case {
+                    Case::Nft => nft_down(&lb_ns)?,
+                    Case::Kernel => {
+                        let tracked = conntrack_count(&lb_ns)?;
+                        if tracked != 0 {
+                            bail!("kernel forwarding went through connection tracking ({tracked} entries): it must be plain routing");
+                        }
+                    }
+                    _ => {}
+                }
             }
         }
     }
