@@ -48,6 +48,18 @@ pub fn active_backend(id: u32) -> Option<&'static BackendInfo> {
     (b.flags & BACKEND_ACTIVE != 0).then_some(b)
 }
 
+/// The data path's clock: CLOCK_MONOTONIC_COARSE, in ns. Every use is
+/// measured in seconds (idle timeouts, the once-a-second refreshes of
+/// timestamps and next hops), so the tick's resolution is plenty, and the
+/// coarse read is a load where `bpf_ktime_get_ns` reads the clock source:
+/// about 36 ns per packet in this project's VM (docs/xdp.md, "Per-packet
+/// cost"). Userspace compares with the same clock (`lb_user::attach`).
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
+}
+
 /// Whether a conntrack / reverse-NAT timestamp is due for a refresh
 /// (`LAST_SEEN_REFRESH_NS`, docs/xdp.md): timestamps are rewritten in place
 /// at most once a second per entry, not on every packet.
@@ -61,7 +73,7 @@ pub fn stale(last_seen_ns: u64, now: u64) -> bool {
 /// choice and `FLOW_TOUCHED` whenever the conntrack entry was written (new,
 /// timestamp refreshed, or marked closing): the caller updates the flow's
 /// reverse-NAT entry only then. `NO_BACKEND` when the VIP has none. `now` is
-/// the packet's bpf_ktime_get_ns. Not inlined: its stack frame must not add
+/// the packet's clock read (`now_ns`). Not inlined: its stack frame must not add
 /// to the callers'.
 #[inline(never)]
 pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mut u32) -> u32 {

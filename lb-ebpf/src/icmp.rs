@@ -105,8 +105,7 @@ pub fn handle(ctx: &XdpContext, p: &mut Packet, out: &mut IcmpVerdict) -> bool {
         out.stat = Stat::DropMalformedVip as u32;
         return true;
     }
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let now = balance::now_ns();
     let (action, stat) = match forward::towards_backend(ctx, p, state.backend_id, backend, vip.mode == MODE_DSR, now) {
         Egress::Sent(action) => (action, Stat::IcmpToBackend),
         Egress::Kernel if vip.mode != MODE_DSR => (xdp_action::XDP_PASS, Stat::PassKernelForward),

@@ -128,8 +128,7 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, c: &mut Counters, len: u64) 
         return (xdp_action::XDP_PASS, Stat::PassNotVip);
     };
     // One clock read per packet, shared by conntrack and reverse NAT.
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let now = balance::now_ns();
     let mut flow = 0u32;
     let backend_id = balance::choose(p, &vip, &cfg, now, &mut flow);
     let new_flow = flow & FLOW_NEW != 0;

@@ -97,8 +97,7 @@ pub fn reverse_nat(ctx: &XdpContext, p: &mut Packet, out: &mut Verdict) -> bool 
     // SAFETY: pointer from a successful lookup.
     let entry = unsafe { &mut *entry };
     let Some(cfg) = balance::config() else { return false };
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let now = balance::now_ns();
     let timeout_s = if p.key.protocol == IPPROTO_TCP { cfg.tcp_timeout_s } else { cfg.udp_timeout_s };
     if now.saturating_sub(entry.last_seen_ns) >= u64::from(timeout_s) * 1_000_000_000 {
         // Stale: a later direct connection may reuse these ports; leave it alone.

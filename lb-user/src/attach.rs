@@ -185,7 +185,7 @@ impl Attachment {
     /// of the config in force, by (VIP name, backend address).
     pub fn live_flows(&mut self) -> Result<BTreeMap<(String, SocketAddr), u64>> {
         let Some(state) = self.state.as_ref() else { return Ok(BTreeMap::new()) };
-        let by_id = Dataplane::new(&mut self.ebpf).live_flows(monotonic_ns())?;
+        let by_id = Dataplane::new(&mut self.ebpf).live_flows(crate::dataplane::datapath_now_ns())?;
         let mut out = BTreeMap::new();
         // Desired VIPs and their backend ids are in config order.
         for (vip, desired) in state.config.vips.iter().zip(&state.desired.vips) {
@@ -403,13 +403,4 @@ fn attach_error(iface: &str, mode: AttachMode, err: ProgramError) -> anyhow::Err
         format!("attaching XDP to {iface} in mode {mode:?}")
     };
     anyhow::Error::new(err).context(context)
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, which
-/// stamps conntrack entries.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

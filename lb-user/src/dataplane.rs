@@ -36,6 +36,18 @@ pub fn backend_info(addr: IpAddr, port: u16) -> BackendInfo {
     BackendInfo { addr, port, family, flags: BACKEND_ACTIVE | BACKEND_HEALTHY, mac: [0; 6], vip_id: 0 }
 }
 
+/// The data path's clock in ns: CLOCK_MONOTONIC_COARSE, what the XDP
+/// program reads with `bpf_ktime_get_coarse_ns` and stamps conntrack,
+/// reverse-NAT entries and next hops with. Compare map timestamps with this:
+/// the fine CLOCK_MONOTONIC runs up to a tick ahead of it.
+pub fn datapath_now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC_COARSE exists on every
+    // kernel this program loads on (2.6.32+).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Writer over the maps of one loaded program.
 pub struct Dataplane<'a> {
     ebpf: &'a mut Ebpf,
@@ -381,7 +393,7 @@ impl<'a> Dataplane<'a> {
     }
 
     /// Live conntrack entries per backend id: open (no FIN/RST seen) and
-    /// younger than their idle timeout at `now_ns` (bpf_ktime_get_ns time).
+    /// younger than their idle timeout at `now_ns` ([`datapath_now_ns`] time).
     /// Walks the whole table: one lookup per entry, so it is for occasional
     /// use (draining backends), not for every tick of a busy balancer.
     pub fn live_flows(&self, now_ns: u64) -> Result<BTreeMap<u32, u64>> {

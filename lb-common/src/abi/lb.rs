@@ -127,7 +127,7 @@ pub struct FlowKey {
 pub struct FlowState {
     pub backend_id: u32,
     pub vip_id: u32,
-    /// bpf_ktime_get_ns() of the last packet.
+    /// The data path's clock (CLOCK_MONOTONIC_COARSE, ns) at the last packet.
     pub last_seen_ns: u64,
     /// TCP_* below; lets FIN/RST end an entry early.
     pub tcp_state: u8,
@@ -154,7 +154,7 @@ pub struct ReverseNat {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NextHop {
-    /// bpf_ktime_get_ns() of the lookup.
+    /// The data path's clock (CLOCK_MONOTONIC_COARSE, ns) at the lookup.
     pub looked_up_ns: u64,
     pub ifindex: u32,
     pub smac: [u8; 6],

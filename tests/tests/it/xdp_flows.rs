@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use aya::maps::{MapData, PerCpuArray};
 use lb_common::{lb, map_names, Stat};
-use lb_user::dataplane::vip_key;
+use lb_user::dataplane::{datapath_now_ns, vip_key};
 use xdplb_tests::{
     packet::{echo_request, mtu_error, Spec},
     require_root,
@@ -130,14 +130,6 @@ fn flow_key(src: SocketAddr, dst: SocketAddr, protocol: u8) -> lb::FlowKey {
     lb::FlowKey { src: s.addr, dst: d.addr, sport: src.port(), dport: dst.port(), protocol, family: s.family, _pad: [0; 2] }
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid clock id and out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn reverse_nat(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::ReverseNat> {
     aya::maps::HashMap::try_from(xdp.map_mut(map_names::REVERSE_NAT).unwrap()).unwrap()
 }
@@ -166,9 +158,9 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
         };
         let want_reply = |dmac: [u8; 6]| Spec { eth_dst: dmac, eth_src: env.lc_mac, ttl: 63, tcp_flags: 0x10, ..Spec::tcp(vip, c) }.build();
 
-        let t0 = monotonic_ns();
+        let t0 = datapath_now_ns();
         assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT);
-        let t1 = monotonic_ns();
+        let t1 = datapath_now_ns();
         let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
         let rev = reverse_nat(xdp).get(&rev_key, 0).unwrap();
         assert!((t0..=t1).contains(&ct.last_seen_ns) && (t0..=t1).contains(&rev.last_seen_ns), "{ct:?} {rev:?}");
@@ -176,7 +168,7 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
 
         // Younger than a second: an established flow's packets leave the
         // timestamps alone (no map update per packet).
-        let recent = monotonic_ns() - SECOND / 2;
+        let recent = datapath_now_ns() - SECOND / 2;
         conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: recent, ..ct }, 0).unwrap();
         reverse_nat(xdp).insert(rev_key, lb::ReverseNat { last_seen_ns: recent, ..rev }, 0).unwrap();
         assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
@@ -189,10 +181,10 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
         assert_eq!((rev.next_hop.smac, rev.next_hop.dmac), (env.lc_mac, env.client_mac));
 
         // Two seconds old: the next packet refreshes them in place.
-        let old = monotonic_ns() - 2 * SECOND;
+        let old = datapath_now_ns() - 2 * SECOND;
         conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: old, ..ct }, 0).unwrap();
         reverse_nat(xdp).insert(rev_key, lb::ReverseNat { last_seen_ns: old, ..rev }, 0).unwrap();
-        let t2 = monotonic_ns();
+        let t2 = datapath_now_ns();
         assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
         assert!(conntrack(xdp).get(&ct_key, 0).unwrap().last_seen_ns >= t2);
         assert!(reverse_nat(xdp).get(&rev_key, 0).unwrap().last_seen_ns >= t2);
@@ -201,10 +193,10 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
         // it) and looked up again once it is a second old.
         let planted = [0x02, 0, 0, 0, 0, 0x99];
         let rev = reverse_nat(xdp).get(&rev_key, 0).unwrap();
-        let fresh_hop = lb::NextHop { looked_up_ns: monotonic_ns(), dmac: planted, ..rev.next_hop };
+        let fresh_hop = lb::NextHop { looked_up_ns: datapath_now_ns(), dmac: planted, ..rev.next_hop };
         reverse_nat(xdp).insert(rev_key, lb::ReverseNat { next_hop: fresh_hop, ..rev }, 0).unwrap();
         assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want_reply(planted));
-        let stale_hop = lb::NextHop { looked_up_ns: monotonic_ns() - 2 * SECOND, ..fresh_hop };
+        let stale_hop = lb::NextHop { looked_up_ns: datapath_now_ns() - 2 * SECOND, ..fresh_hop };
         reverse_nat(xdp).insert(rev_key, lb::ReverseNat { next_hop: stale_hop, ..rev }, 0).unwrap();
         assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want_reply(env.client_mac));
 
@@ -214,11 +206,11 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
         let slot = hops.get(&b, 0).unwrap()[0];
         assert_eq!((slot.addr, slot.ingress_ifindex, slot.hop.ifindex), (vip_key(be.ip(), 0, 0).addr, env.lc, env.lbe), "{slot:?}");
         assert_eq!(slot.hop.dmac, env.be_mac[be_index(b)]);
-        let planted_slot = lb::BackendHop { hop: lb::NextHop { looked_up_ns: monotonic_ns(), dmac: planted, ..slot.hop }, ..slot };
+        let planted_slot = lb::BackendHop { hop: lb::NextHop { looked_up_ns: datapath_now_ns(), dmac: planted, ..slot.hop }, ..slot };
         hops.set(b, aya::maps::PerCpuValues::try_from(vec![planted_slot; cpus]).unwrap(), 0).unwrap();
         assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(planted));
         let mut hops = PerCpuArray::<&mut MapData, lb::BackendHop>::try_from(xdp.map_mut(map_names::BACKEND_HOPS).unwrap()).unwrap();
-        let stale_slot = lb::BackendHop { hop: lb::NextHop { looked_up_ns: monotonic_ns() - 2 * SECOND, ..planted_slot.hop }, ..planted_slot };
+        let stale_slot = lb::BackendHop { hop: lb::NextHop { looked_up_ns: datapath_now_ns() - 2 * SECOND, ..planted_slot.hop }, ..planted_slot };
         hops.set(b, aya::maps::PerCpuValues::try_from(vec![stale_slot; cpus]).unwrap(), 0).unwrap();
         assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
         // A slot remembered for another address (a reused backend id) is not used.
@@ -373,12 +365,12 @@ fn reverse_entries_follow_conntrack_writes_and_a_removed_backend_moves_the_flow_
         assert!(reverse_nat(xdp).get(&rev_key, 0).is_ok(), "a new flow inserts its reverse entry");
 
         let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
-        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: monotonic_ns() - SECOND / 2, ..ct }, 0).unwrap();
+        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: datapath_now_ns() - SECOND / 2, ..ct }, 0).unwrap();
         reverse_nat(xdp).remove(&rev_key).unwrap();
         assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &forwarded_nat(env, b, Spec { tcp_flags: 0x10, ..inbound(env, Spec::tcp(c, vip)) }).build());
         assert!(reverse_nat(xdp).get(&rev_key, 0).is_err(), "an established packet between refreshes must not touch REVERSE_NAT");
 
-        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: monotonic_ns() - 2 * SECOND, ..ct }, 0).unwrap();
+        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: datapath_now_ns() - 2 * SECOND, ..ct }, 0).unwrap();
         assert_eq!(run(xdp, env.lc, &ack).0, XDP_REDIRECT);
         let rev = reverse_nat(xdp).get(&rev_key, 0).expect("the conntrack refresh re-inserts the reverse entry");
         assert_eq!((rev.vip_port, rev.vip_id), (vip.port(), 0));
@@ -391,7 +383,7 @@ fn reverse_entries_follow_conntrack_writes_and_a_removed_backend_moves_the_flow_
             set_vip(&mut dp, vip, 6, lb::ALG_MAGLEV, lb::MODE_NAT, 0, &[other]);
         }
         let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
-        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: monotonic_ns() - SECOND / 2, ..ct }, 0).unwrap();
+        conntrack(xdp).insert(ct_key, lb::FlowState { last_seen_ns: datapath_now_ns() - SECOND / 2, ..ct }, 0).unwrap();
         assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &forwarded_nat(env, other, Spec { tcp_flags: 0x10, ..inbound(env, Spec::tcp(c, vip)) }).build());
         assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().backend_id, other);
         assert!(reverse_nat(xdp).get(&flow_key(backend(other), c, 6), 0).is_ok(), "the moved flow's replies must be translated at once");
@@ -452,7 +444,7 @@ fn reverse_nat_is_looked_up_only_for_sources_marked_as_backends() {
             vip_addr: vip_key(vip.ip(), 0, 0).addr,
             vip_port: vip.port(),
             family: lb::FAMILY_V4,
-            last_seen_ns: monotonic_ns(),
+            last_seen_ns: datapath_now_ns(),
             ..Default::default()
         };
         reverse_nat(xdp).insert(flow_key(stranger, c, 6), entry, 0).unwrap();

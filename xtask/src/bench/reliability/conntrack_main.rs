@@ -35,17 +35,6 @@ fn open(dir: &Path, name: &str) -> Result<MapData> {
     MapData::from_pin(&path).with_context(|| format!("opening the pinned map {} (is lb-user attached?)", path.display()))
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`, which the data
-/// path compares `last_seen_ns` with.
-fn monotonic_ns() -> Result<u64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime with a valid pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
-        bail!("clock_gettime: {}", std::io::Error::last_os_error());
-    }
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
 /// The VIPs (address markers left out) with their active backend ids.
 fn vips_and_backends(dir: &Path) -> Result<Vec<(VipKey, u32, Vec<u32>)>> {
     let vips = HashMap::<MapData, VipKey, VipInfo>::try_from(Map::from_map_data(open(dir, map_names::VIPS)?)?)?;
@@ -82,7 +71,7 @@ fn fill(dir: &Path, n: u32) -> Result<serde_json::Value> {
     if n > capacity {
         bail!("{n} flows do not fit the CONNTRACK map's {capacity} entries: raise conntrack.max_flows");
     }
-    let now = monotonic_ns()?;
+    let now = lb_user::dataplane::datapath_now_ns();
     let started = Instant::now();
     let mut written = 0u32;
     while written < n {

@@ -71,16 +71,6 @@ struct Plan {
     min_repeat: u32,
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> Result<u64> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime with a valid pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
-        bail!("clock_gettime: {}", std::io::Error::last_os_error());
-    }
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
 fn map_data<'a>(ebpf: &'a aya::Ebpf, name: &str) -> Result<&'a MapData> {
     match ebpf.map(name).with_context(|| format!("no map {name}"))? {
         Map::HashMap(m) | Map::LruHashMap(m) => Ok(m),
@@ -129,7 +119,7 @@ fn prefill(xdp: &Harness, entries: u32, ids: &[u32]) -> Result<()> {
     let map = map_data(xdp, map_names::CONNTRACK)?;
     let vip = vip_addr(0);
     let dst = vip_key(vip.ip(), 0, 6);
-    let now = monotonic_ns()?;
+    let now = lb_user::dataplane::datapath_now_ns();
     let mut k = 0u32;
     while k < entries {
         let end = (k + CHUNK as u32).min(entries);
