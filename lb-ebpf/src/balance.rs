@@ -53,7 +53,8 @@ pub fn active_backend(id: u32) -> Option<&'static BackendInfo> {
 /// timestamps and next hops), so the tick's resolution is plenty, and the
 /// coarse read is a load where `bpf_ktime_get_ns` reads the clock source:
 /// about 36 ns per packet in this project's VM (docs/xdp.md, "Per-packet
-/// cost"). Userspace compares with the same clock (`lb_user::attach`).
+/// cost"). Userspace reads the same clock with
+/// `lb_user::dataplane::datapath_now_ns`.
 #[inline(always)]
 pub fn now_ns() -> u64 {
     // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.

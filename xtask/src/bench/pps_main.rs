@@ -245,7 +245,7 @@ fn nft_packets(lb_ns: &str, v6: bool) -> Result<u64> {
 /// The DNAT rule of the nftables case, one table per family, on an empty
 /// connection table. Only for that case: a NAT chain turns on the kernel's
 /// connection tracking in the namespace for every packet, and the tracked
-/// entries (the SYN phase leaves 250k) slow the lookups of later cases.
+/// entries (each SYN phase leaves 50k) slow the lookups of later cases.
 fn nft_up(lb_ns: &str) -> Result<()> {
     conntrack_flush(lb_ns)?;
     let mut rules = String::new();
