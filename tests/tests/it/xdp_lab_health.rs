@@ -32,8 +32,14 @@ const LOOP: Duration = Duration::from_millis(500);
 /// extra health interval per rise/fall step, so a miscounted rise/fall fails.
 const SLACK: Duration = Duration::from_millis(500);
 
-/// (start of the request, backend name or None for a failure)
-type Log = Arc<Mutex<Vec<(Instant, Option<String>)>>>;
+/// (start of the request, the backend's name or why the request failed)
+type Log = Arc<Mutex<Vec<(Instant, Result<String, String>)>>>;
+
+/// The failed requests of `entries`, as "+<ms since t0>: <why>", for
+/// assertion messages.
+fn failures<'a>(entries: impl IntoIterator<Item = &'a (Instant, Result<String, String>)>, t0: Instant) -> Vec<String> {
+    entries.into_iter().filter_map(|(t, w)| w.as_ref().err().map(|e| format!("+{} ms: {e}", t.duration_since(t0).as_millis()))).collect()
+}
 
 #[test]
 fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
@@ -44,6 +50,7 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
         format!("{{ type: http, path: /health, expect_status: 200, interval: {}ms, timeout: 200ms, rise: {RISE}, fall: {FALL} }}", INTERVAL.as_millis());
     let config =
         LbConfig::new(&lab).maglev(251, None).vip(Vip::new("web", "198.18.100.1", 80).backends(1..=3, 8080, false).health_check(&check)).write().unwrap();
+    let attached_at = Instant::now();
     let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
     let vip: SocketAddr = "198.18.100.1:80".parse().unwrap();
 
@@ -60,7 +67,11 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
                         break;
                     }
                     let started = Instant::now();
-                    let who = http::get(vip, "/", Duration::from_secs(5)).ok().filter(|r| r.status == 200).map(|r| r.body.trim().to_owned());
+                    let who = match http::get(vip, "/", Duration::from_secs(5)) {
+                        Ok(r) if r.status == 200 => Ok(r.body.trim().to_owned()),
+                        Ok(r) => Err(format!("status {}", r.status)),
+                        Err(e) => Err(format!("{e:#}")),
+                    };
                     log.lock().unwrap().push((started, who));
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -83,18 +94,20 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
 
     let log = log.lock().unwrap();
     let before: Vec<_> = log.iter().filter(|(t, _)| *t < stopped).collect();
-    assert!(before.iter().all(|(_, w)| w.is_some()), "failures before the backend stopped");
-    assert!(before.iter().any(|(_, w)| w.as_deref() == Some("be2")), "be2 served nothing before it stopped");
+    let early = failures(before.iter().copied(), attached_at);
+    assert!(early.is_empty(), "failures before the backend stopped (ms since the attach started; {} requests): {early:?}", before.len());
+    assert!(before.iter().any(|(_, w)| w.as_deref() == Ok("be2")), "be2 served nothing before it stopped");
     // Once the checks have had fall × interval (+ allowances), nothing fails
     // and nothing goes to be2 until it is back.
     let down: Vec<_> = log.iter().filter(|(t, _)| *t > stopped + settle && *t < restarted).collect();
     assert!(down.len() > 20, "too few requests while be2 was down: {}", down.len());
-    let failed = down.iter().filter(|(_, w)| w.is_none()).count();
-    assert_eq!(failed, 0, "{failed} new connections failed after the backend was marked down");
-    assert!(down.iter().all(|(_, w)| w.as_deref() != Some("be2")));
+    let failed = failures(down.iter().copied(), stopped);
+    assert!(failed.is_empty(), "new connections failed after the backend was marked down (ms since it stopped): {failed:?}");
+    assert!(down.iter().all(|(_, w)| w.as_deref() != Ok("be2")));
     // Back: be2 serves again within rise × interval (+ allowances).
-    let back = log.iter().find(|(t, w)| *t > restarted && w.as_deref() == Some("be2")).map(|(t, _)| *t - restarted);
+    let back = log.iter().find(|(t, w)| *t > restarted && w.as_deref() == Ok("be2")).map(|(t, _)| *t - restarted);
     let limit = INTERVAL * RISE + INTERVAL + LOOP;
     assert!(back.is_some_and(|d| d <= limit + SLACK), "be2 got traffic again after {back:?} (limit {limit:?})");
-    assert!(log.iter().filter(|(t, _)| *t > restarted).all(|(_, w)| w.is_some()), "failures after be2 came back");
+    let late = failures(log.iter().filter(|(t, _)| *t > restarted), restarted);
+    assert!(late.is_empty(), "failures after be2 came back (ms since its restart): {late:?}");
 }
