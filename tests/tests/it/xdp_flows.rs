@@ -463,7 +463,8 @@ fn reverse_nat_is_looked_up_only_for_sources_marked_as_backends() {
         let set: Vec<u32> = (0..words).filter(|w| reply_sources(xdp).get(w, 0).unwrap() != 0).collect();
         for id in [1, 2, 11, 12, 7] {
             let b = if id == 7 { stranger } else { backend(id) };
-            let (word, mask) = lb::reply_source_bit(&vip_key(b.ip(), 0, 0).addr, vip_key(b.ip(), 0, 0).family, b.port());
+            let (addr, family) = lb::addr16(b.ip());
+            let (word, mask) = lb::reply_source_bit(&addr, family, b.port());
             assert_ne!(reply_sources(xdp).get(&word, 0).unwrap() & mask, 0, "backend {id}'s bit");
         }
         for w in &set {
