@@ -206,35 +206,35 @@ pub fn snat(ctx: &XdpContext, p: &mut Packet, vip_addr: &[u8; 16], vip_port: u16
 
 /// Replaces the source or destination address and port, fixing the IPv4
 /// header checksum and the TCP/UDP checksum (whose pseudo-header covers the
-/// addresses) incrementally. Not inlined: the unrolled checksum arithmetic
-/// needs stack that must not add to its callers' frames.
+/// addresses) incrementally, in memory order (csum.rs: halfword loads, no
+/// byte swaps). Not inlined: the unrolled checksum arithmetic needs stack
+/// that must not add to its callers' frames.
 #[inline(never)]
 fn rewrite(ctx: &XdpContext, p: &Packet, source: bool, addr: &[u8; 16], port: u16) -> Option<()> {
     let old_port = if source { p.key.sport } else { p.key.dport };
+    // `addr` is a 4-aligned field of a map value (mem.rs); header fields lie
+    // at even offsets (every header starts at one).
+    let new = addr.as_ptr() as *const u16;
     let mut l4_acc;
     if p.key.family == FAMILY_V4 {
         let ip = ptr_at::<Ipv4Hdr>(ctx, p.l3_off)?;
-        let new = [addr[0], addr[1], addr[2], addr[3]];
-        // SAFETY: bounds checked by ptr_at.
+        // SAFETY: bounds checked by ptr_at; alignment as said above.
         unsafe {
             let field = if source { &mut (*ip).src } else { &mut (*ip).dst };
-            let old = *field;
-            *field = new;
-            let acc = csum::replace(0, &old, &new);
-            (*ip).check = csum::apply((*ip).check, acc);
+            let acc = csum::swap_words::<2>(0, field.as_mut_ptr() as *mut u16, new);
+            (*ip).check = csum::apply_ne((*ip).check, acc);
             l4_acc = acc;
         }
     } else {
         let ip = ptr_at::<Ipv6Hdr>(ctx, p.l3_off)?;
-        // SAFETY: bounds checked by ptr_at.
+        // SAFETY: bounds checked by ptr_at; alignment as said above.
         unsafe {
             let field = if source { &mut (*ip).src } else { &mut (*ip).dst };
-            let old = *field;
-            *field = *addr;
-            l4_acc = csum::replace(0, &old, addr);
+            l4_acc = csum::swap_words::<8>(0, field.as_mut_ptr() as *mut u16, new);
         }
     }
-    l4_acc = csum::replace16(l4_acc, old_port, port);
+    // The ports as they lie in memory: network order.
+    l4_acc = csum::replace16(l4_acc, old_port.to_be(), port.to_be());
     if p.key.protocol == IPPROTO_TCP {
         let tcp = ptr_at::<TcpHdr>(ctx, p.l4_off)?;
         // SAFETY: bounds checked by ptr_at.
@@ -244,7 +244,7 @@ fn rewrite(ctx: &XdpContext, p: &Packet, source: bool, addr: &[u8; 16], port: u1
             } else {
                 (*tcp).dport = port.to_be()
             }
-            (*tcp).check = csum::apply((*tcp).check, l4_acc);
+            (*tcp).check = csum::apply_ne((*tcp).check, l4_acc);
         }
     } else {
         let udp = ptr_at::<UdpHdr>(ctx, p.l4_off)?;
@@ -255,7 +255,7 @@ fn rewrite(ctx: &XdpContext, p: &Packet, source: bool, addr: &[u8; 16], port: u1
             } else {
                 (*udp).dport = port.to_be()
             }
-            (*udp).check = csum::apply_udp((*udp).check, l4_acc);
+            (*udp).check = csum::apply_udp_ne((*udp).check, l4_acc);
         }
     }
     Some(())
