@@ -51,6 +51,25 @@ pub fn copy_addr(dst: &mut [u8; 16], src: &[u8; 16]) {
     }
 }
 
+/// Copies `N` bytes from a packet field at an even offset (every header
+/// starts at one) into a 4-aligned place, as halfwords: a byte array copy
+/// from the packet would be expanded into one load and one store per byte.
+///
+/// # Safety
+/// `src` is valid for reads of `N` bytes and 2-aligned; `N` is even.
+#[inline(always)]
+pub unsafe fn copy_from_packet<const N: usize>(dst: &mut [u8; N], src: *const [u8; N]) {
+    const { assert!(N % 2 == 0) };
+    let (d, s) = (dst.as_mut_ptr() as *mut u16, src as *const u16);
+    let mut i = 0;
+    while i < N / 2 {
+        // SAFETY: in bounds and 2-aligned on both sides (callers pass fields
+        // of the 4/8-aligned shared types as `dst`).
+        unsafe { d.add(i).write(s.add(i).read()) };
+        i += 1;
+    }
+}
+
 /// Stores an IPv4 address in the 16-byte form (first 4 bytes, rest zero) of
 /// a 4-aligned field.
 #[inline(always)]

@@ -206,12 +206,12 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize, p: &mut Packet) -> Option<()> {
         return None;
     }
     p.reset(offset, l4, end, FAMILY_V6, next);
-    // Straight from the packet (a memcpy, expanded inline), not through a
-    // stack copy that LLVM would turn into a memmove call.
-    // SAFETY: bounds checked by ptr_at; the key fields are 16 bytes.
+    // Straight from the packet as halfwords (mem.rs), not through a stack
+    // copy that LLVM would turn into a memmove call.
+    // SAFETY: bounds checked by ptr_at; the header starts at an even offset.
     unsafe {
-        core::ptr::copy_nonoverlapping((*ip).src.as_ptr(), p.key.src.as_mut_ptr(), 16);
-        core::ptr::copy_nonoverlapping((*ip).dst.as_ptr(), p.key.dst.as_mut_ptr(), 16);
+        mem::copy_from_packet(&mut p.key.src, &raw const (*ip).src);
+        mem::copy_from_packet(&mut p.key.dst, &raw const (*ip).dst);
     }
     p.fragment = fragment;
     Some(())
