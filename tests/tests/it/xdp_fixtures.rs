@@ -31,16 +31,45 @@ fn udp_vip_is_translated_with_a_valid_checksum() {
         let c = client(false, 5353);
         let b = predicted(&[1, 2], c, vip, 17);
         let want = forwarded_nat(env, b, inbound(env, Spec::udp(c, vip, b"query"))).build();
+        // The UDP checksum field of an Ethernet/IPv4/UDP frame.
+        const UDP_CHECK: std::ops::Range<usize> = 14 + 20 + 6..14 + 20 + 8;
+        let no_checksum = |mut frame: Vec<u8>| {
+            frame[UDP_CHECK].copy_from_slice(&[0, 0]);
+            frame
+        };
+        // A two-byte payload whose translated datagram sums to a checksum
+        // of zero, which must be sent as 0xffff (RFC 768): the expected
+        // frame builder writes the zero, the program must not.
+        let zero_sum = (0..=u16::MAX)
+            .map(|v| v.to_be_bytes())
+            .find(|payload| forwarded_nat(env, b, inbound(env, Spec::udp(c, vip, payload))).build()[UDP_CHECK] == [0, 0])
+            .expect("some payload makes the translated checksum zero");
+        let zero_input = inbound(env, Spec::udp(c, vip, &zero_sum)).build();
+        assert_ne!(zero_input[UDP_CHECK], [0, 0], "the input itself carries a checksum");
+        let mut want_ffff = forwarded_nat(env, b, inbound(env, Spec::udp(c, vip, &zero_sum))).build();
+        want_ffff[UDP_CHECK].copy_from_slice(&[0xff, 0xff]);
         run_table(
             xdp,
-            &[Fixture::new(
-                "UDP VIP: DNAT to the backend with a valid UDP checksum",
-                inbound(env, Spec::udp(c, vip, b"query")).build(),
-                XDP_REDIRECT,
-                Output::Frame(want),
-                Stat::ForwardNat,
-            )
-            .on(env.lc)],
+            &[
+                Fixture::new(
+                    "UDP VIP: DNAT to the backend with a valid UDP checksum",
+                    inbound(env, Spec::udp(c, vip, b"query")).build(),
+                    XDP_REDIRECT,
+                    Output::Frame(want.clone()),
+                    Stat::ForwardNat,
+                )
+                .on(env.lc),
+                Fixture::new(
+                    "UDP/IPv4 VIP without a checksum (zero): DNAT keeps it zero",
+                    no_checksum(inbound(env, Spec::udp(c, vip, b"query")).build()),
+                    XDP_REDIRECT,
+                    Output::Frame(no_checksum(want)),
+                    Stat::ForwardNat,
+                )
+                .on(env.lc),
+                Fixture::new("UDP VIP: a translated checksum of zero is sent as 0xffff", zero_input, XDP_REDIRECT, Output::Frame(want_ffff), Stat::ForwardNat)
+                    .on(env.lc),
+            ],
         );
     });
 }
