@@ -40,14 +40,16 @@ fn udp_vip_is_translated_with_a_valid_checksum() {
         // A two-byte payload whose translated datagram sums to a checksum
         // of zero, which must be sent as 0xffff (RFC 768): the expected
         // frame builder writes the zero, the program must not.
-        let zero_sum = (0..=u16::MAX)
+        let (zero_sum, mut want_ffff) = (0..=u16::MAX)
             .map(|v| v.to_be_bytes())
-            .find(|payload| forwarded_nat(env, b, inbound(env, Spec::udp(c, vip, payload))).build()[UDP_CHECK] == [0, 0])
+            .find_map(|payload| {
+                let frame = forwarded_nat(env, b, inbound(env, Spec::udp(c, vip, &payload))).build();
+                (frame[UDP_CHECK] == [0, 0]).then_some((payload, frame))
+            })
             .expect("some payload makes the translated checksum zero");
+        want_ffff[UDP_CHECK].copy_from_slice(&[0xff, 0xff]);
         let zero_input = inbound(env, Spec::udp(c, vip, &zero_sum)).build();
         assert_ne!(zero_input[UDP_CHECK], [0, 0], "the input itself carries a checksum");
-        let mut want_ffff = forwarded_nat(env, b, inbound(env, Spec::udp(c, vip, &zero_sum))).build();
-        want_ffff[UDP_CHECK].copy_from_slice(&[0xff, 0xff]);
         run_table(
             xdp,
             &[
