@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser;
 use lb_common::report::{self, Exit};
 use lb_common::userspace::runtime::Runtimes;
+use lb_common::userspace::signals::Signals;
+use lb_common::userspace::watch::ConfigFile;
 
 /// The allocator lever (`--features mimalloc`, measured by `cargo xtask bench levers`).
 #[cfg(feature = "mimalloc")]
@@ -48,6 +51,8 @@ fn main() -> ExitCode {
 /// [`Exit::Runtime`] for everything else.
 fn run(cli: &Cli) -> Result<(), (anyhow::Error, Exit)> {
     let config = |e: anyhow::Error| (e, Exit::Config);
+    // Watched from before the read: an edit while starting is not lost.
+    let file = ConfigFile::new(&cli.config);
     let cfg = alb::Config::load(&cli.config).map_err(|e| config(e.into()))?;
     if cli.check {
         alb::state::State::new(cfg).map_err(config)?;
@@ -62,8 +67,11 @@ fn run(cli: &Cli) -> Result<(), (anyhow::Error, Exit)> {
     let rts = Runtimes::start(&rc, "alb").map_err(|e| runtime(anyhow::Error::new(e).context("starting the Tokio runtime")))?;
     log::info!("runtime: {} workers, scheduler {}", rc.workers, rc.scheduler.as_str());
     rts.block_on(async {
-        let r = alb::start_on(cfg, Some(cli.config.clone()), Some(&rts)).await?;
-        alb::run_until_signal(r).await
+        // Before the listeners: from the first "listening on" line, SIGHUP
+        // reloads and SIGTERM drains instead of killing.
+        let signals = Signals::new().context("installing the signal handlers")?;
+        let r = alb::start_on(cfg, Some(file), Some(&rts)).await?;
+        alb::run_until_signal(r, signals).await
     })
     .map_err(runtime)
 }

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use lb_common::userspace::runtime::{Runtimes, Scheduler};
 use lb_common::userspace::signals::{Signal, Signals};
-use lb_common::userspace::watch::FileWatch;
+use lb_common::userspace::watch::{ConfigFile, FileWatch};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -117,8 +117,8 @@ fn reload_from(st: &State, path: &Path, lock: &Mutex<()>) -> anyhow::Result<()> 
 /// Starts alb on the current runtime: binds listeners and the admin API,
 /// spawns the health checker and (with a config path) the file watcher.
 /// The config's `runtime` key is not applied (see [`start_on`]).
-pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<Running> {
-    start_on(cfg, config_path, None).await
+pub async fn start(cfg: Config, config_file: Option<ConfigFile>) -> anyhow::Result<Running> {
+    start_on(cfg, config_file, None).await
 }
 
 /// [`start`], with the listeners' accept loops on `rts` (the binary's
@@ -127,9 +127,12 @@ pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<
 /// each serving the connections it accepts on its own thread. Everything
 /// else (health, admin, reload, access log) runs once, on the current
 /// runtime.
-pub async fn start_on(cfg: Config, config_path: Option<PathBuf>, rts: Option<&Runtimes>) -> anyhow::Result<Running> {
+pub async fn start_on(cfg: Config, config_file: Option<ConfigFile>, rts: Option<&Runtimes>) -> anyhow::Result<Running> {
     let addrs = cfg.listen_addrs()?;
     let admin_cfg = cfg.admin.clone();
+    // Stamped before `State::new` reads them, as `config_file` was before
+    // the config was read (lb_common::userspace::watch).
+    let certs = FileWatch::new(if config_file.is_some() { cfg.watched_files() } else { Vec::new() });
     let st = State::new(cfg)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let conns = Arc::new(AtomicUsize::new(0));
@@ -162,15 +165,11 @@ pub async fn start_on(cfg: Config, config_path: Option<PathBuf>, rts: Option<&Ru
     };
     tokio::spawn(st.clone().follow_health(shutdown_rx.clone()));
     let reload_lock = Arc::new(Mutex::new(()));
-    if let Some(p) = &config_path {
-        tokio::spawn(watch_files(st.clone(), p.clone(), reload_lock.clone(), shutdown_rx.clone()));
+    let config_path = config_file.as_ref().map(|f| f.path().to_owned());
+    if let Some(f) = config_file {
+        tokio::spawn(watch_files(st.clone(), f, certs, reload_lock.clone(), shutdown_rx.clone()));
     }
     Ok(Running { state: st, listen, admin, config_path, shutdown_tx, conns, reload_lock })
-}
-
-/// The config file and every certificate, key, CA and CRL file it names.
-fn watched(st: &State, path: &Path) -> FileWatch {
-    FileWatch::new(std::iter::once(path.to_path_buf()).chain(st.cfg().watched_files()))
 }
 
 /// Polls the config file and every certificate/key/CA/CRL it names; a
@@ -178,8 +177,7 @@ fn watched(st: &State, path: &Path) -> FileWatch {
 /// tooling usually renames files into place, which inotify watches on the
 /// old inode miss; the shared `FileWatch` compares inode and times, so it
 /// sees such renames even when the new file keeps the old mtime.
-async fn watch_files(st: Arc<State>, path: PathBuf, lock: Arc<Mutex<()>>, mut shutdown: watch::Receiver<bool>) {
-    let mut files = watched(&st, &path);
+async fn watch_files(st: Arc<State>, mut config: ConfigFile, mut certs: FileWatch, lock: Arc<Mutex<()>>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let every = st.cfg().reload.poll_interval.0;
         let sleep = if every.is_zero() { Duration::from_secs(1) } else { every };
@@ -190,11 +188,15 @@ async fn watch_files(st: Arc<State>, path: PathBuf, lock: Arc<Mutex<()>>, mut sh
         if every.is_zero() {
             continue;
         }
-        if files.changed() {
-            let _ = reload_from(&st, &path, &lock);
-            // New stamps, of a new set: a reload can change which files
-            // are watched.
-            files = watched(&st, &path);
+        // `|`, not `||`: both take their new stamps, before the reload
+        // reads the files.
+        if config.changed() | certs.changed() {
+            let _ = reload_from(&st, config.path(), &lock);
+            // A reload can name other files. Those watched before keep the
+            // stamps taken before the read; a newly named one is stamped
+            // after it, so only a write to a new file in the instant between
+            // its read and here goes unseen (until its next change).
+            certs.retarget(st.cfg().watched_files());
         }
     }
 }
@@ -436,8 +438,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
 }
 
 /// For the binary: SIGHUP reloads, SIGINT/SIGTERM shut down gracefully.
-pub async fn run_until_signal(r: Running) -> anyhow::Result<()> {
-    let mut signals = Signals::new()?;
+/// `signals` is made before [`start_on`], so no signal in between takes its
+/// default action (SIGHUP's is to kill).
+pub async fn run_until_signal(r: Running, mut signals: Signals) -> anyhow::Result<()> {
     loop {
         match signals.recv().await {
             Signal::Hangup => {

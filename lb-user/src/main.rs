@@ -4,7 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lb_common::report::{self, Exit};
+use lb_common::{
+    report::{self, Exit},
+    userspace::watch::ConfigFile,
+};
 use lb_user::{
     config::Config,
     neighbours::{self, Neighbours},
@@ -163,15 +166,18 @@ fn run(cli: Cli) -> Result<()> {
 
 fn attach(iface: Option<String>, config: Option<PathBuf>, mode: Option<AttachMode>) -> Result<()> {
     let mut neighbours = Neighbours::new();
+    // Watched from before the read: an edit that lands while attaching is
+    // reloaded, not lost.
+    let config = config.map(ConfigFile::new);
     let attachment = match (iface, &config) {
         (Some(iface), _) => Attachment::attach(&iface, mode.unwrap_or_default())?,
-        (None, Some(path)) => {
-            let config = Config::from_file(path)?;
+        (None, Some(file)) => {
+            let config = Config::from_file(file.path())?;
             let start = neighbours.settle(&config, neighbours::SETTLE)?;
             Attachment::attach_config(&config, mode.unwrap_or(config.attach_mode), &start)?
         }
         (None, None) => anyhow::bail!("give --iface or --config"),
     };
-    println!("xdplb attached to {}; press Ctrl-C to detach", attachment.ifaces().join(", "));
-    lb_user::supervisor::run_until_signalled(attachment, config, neighbours)
+    let ready = format!("xdplb attached to {}; press Ctrl-C to detach", attachment.ifaces().join(", "));
+    lb_user::supervisor::run_until_signalled(attachment, config, neighbours, || println!("{ready}"))
 }

@@ -80,7 +80,8 @@ impl LbUser {
             }
         });
         // lb-user prints its "attached" line on stdout only once every map
-        // and the link are pinned and the tables filled. A pinned map alone
+        // and the link are pinned, the tables filled, and the signal
+        // handlers, the config watch, metrics and API up. A pinned map alone
         // is not enough: maps are pinned one by one while the object loads,
         // long before the program is attached.
         let stdout = child.stdout.take().expect("piped stdout");

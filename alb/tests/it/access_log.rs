@@ -118,8 +118,9 @@ async fn an_access_log_that_cannot_be_opened_refuses_the_config_naming_the_file(
     let yaml = tls_config(&c, &[&b], "access_log: {path: /nonexistent-dir/access.log}\n");
     let p = dir.path().join("alb.yaml");
     std::fs::write(&p, yaml).unwrap();
+    let file = ConfigFile::new(&p);
     let cfg = alb::Config::load(&p).unwrap();
-    let e = alb::start(cfg, Some(p)).await.err().expect("must be refused");
+    let e = alb::start(cfg, Some(file)).await.err().expect("must be refused");
     let e = format!("{e:#}");
     assert!(e.contains("access_log.path") && e.contains("/nonexistent-dir/access.log"), "{e}");
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+pub use lb_common::userspace::watch::ConfigFile;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
@@ -79,8 +80,9 @@ pub fn backends_yaml(bs: &[&Backend]) -> String {
 pub async fn start_alb(dir: &Path, yaml: &str) -> alb::Running {
     let p = dir.join("alb.yaml");
     std::fs::write(&p, yaml).unwrap();
+    let file = ConfigFile::new(&p);
     let cfg = alb::Config::load(&p).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    alb::start(cfg, Some(p)).await.unwrap()
+    alb::start(cfg, Some(file)).await.unwrap()
 }
 
 /// The real `alb` binary with its stderr collected line by line.

@@ -42,9 +42,10 @@ fn per_core_runtimes_all_serve_and_reload_applies() {
     rts.block_on(async {
         let (b1, b2) = (backend("b1").await, backend("b2").await);
         std::fs::write(&p, config(&b1.url(), "{workers: 2, scheduler: per_core}")).unwrap();
+        let file = ConfigFile::new(&p);
         let cfg = alb::Config::load(&p).unwrap();
         assert_eq!(cfg.runtime, rc);
-        let alb = alb::start_on(cfg, Some(p.clone()), Some(&rts)).await.unwrap();
+        let alb = alb::start_on(cfg, Some(file), Some(&rts)).await.unwrap();
         let addr = alb.listen_addrs()[0];
         // 64 connections over two listeners: one listener getting none is
         // a 2^-63 chance, so each runtime's accept loop is exercised.

@@ -106,6 +106,30 @@ async fn config_renamed_into_place_with_old_mtime_reloads() {
     alb.shutdown().await;
 }
 
+/// An edit that lands after alb read its config but before the first poll
+/// is reloaded: the watch dates from before the read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_while_alb_starts_is_reloaded() {
+    let (b1, b2) = (backend("b1").await, backend("b2").await);
+    let dir = tmp();
+    let config = |b: &Backend| {
+        format!(
+            "protocol: http\nlisten: [\"127.0.0.1:0\"]\nadmin: {{enabled: false}}\n\
+             health: {{enabled: false}}\nreload: {{poll_interval: 50ms}}\nbackend_servers: [\"{}\"]\n",
+            b.url()
+        )
+    };
+    let live = dir.path().join("alb.yaml");
+    std::fs::write(&live, config(&b1)).unwrap();
+    let file = ConfigFile::new(&live);
+    let cfg = alb::Config::load(&live).unwrap();
+    std::fs::write(&live, format!("{}# edited while starting\n", config(&b2))).unwrap();
+    let alb = alb::start(cfg, Some(file)).await.unwrap();
+    until("the edit made while starting is loaded", || alb.state.cfg().backend_servers[0].url() == b2.url()).await;
+    assert_eq!(served_by(alb.listen_addrs()[0], 2).await, ["b2", "b2"]);
+    alb.shutdown().await;
+}
+
 /// An allowlist emptied by mistake is a config error naming the key, not
 /// "allow everyone": the reload is refused and the running list stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

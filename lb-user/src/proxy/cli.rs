@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use lb_common::userspace::{
     runtime::{Runtimes, Scheduler},
     signals::{Signal, Signals},
+    watch::ConfigFile,
 };
 use tokio::sync::oneshot;
 
@@ -16,6 +17,8 @@ use crate::config::Config;
 /// Runs the proxy of `config_path` until a stop signal and the drain are
 /// over. The file is checked every [`DEFAULT_WATCH_INTERVAL`].
 pub fn run_cli(config_path: &Path) -> Result<()> {
+    // Watched from before the read: an edit while starting is not lost.
+    let config_file = ConfigFile::new(config_path);
     let config = Config::from_file(config_path)?;
     let rt = config.proxy.runtime;
     let runtimes = Runtimes::start(&rt, "proxy").context("starting the proxy's Tokio runtimes (proxy.runtime)")?;
@@ -38,8 +41,7 @@ pub fn run_cli(config_path: &Path) -> Result<()> {
                 log::info!("proxy shutdown: received {}", s.name());
             }
         };
-        let options =
-            ProxyOptions { config_file: Some(config_path.to_owned()), watch_interval: Some(DEFAULT_WATCH_INTERVAL), workers, ..ProxyOptions::default() };
+        let options = ProxyOptions { config_file: Some(config_file), watch_interval: Some(DEFAULT_WATCH_INTERVAL), workers, ..ProxyOptions::default() };
         let handle = Proxy::start(config, options, shutdown).await?;
         let reloader = handle.reloader();
         let signal_task = tokio::spawn(async move {

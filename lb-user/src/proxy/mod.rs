@@ -40,7 +40,6 @@ use std::{
     collections::HashMap,
     future::Future,
     net::SocketAddr,
-    path::PathBuf,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, RwLock,
@@ -49,6 +48,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
+use lb_common::userspace::watch::ConfigFile;
 use prometheus::{IntGauge, Registry};
 use tokio::{
     net::TcpListener,
@@ -89,9 +89,10 @@ pub struct ProxyOptions {
     pub metrics_listener: Option<std::net::TcpListener>,
     /// Time allowed for one backend connect.
     pub connect_timeout: Duration,
-    /// The file the config came from: [`ProxyHandle::reload_file`] (SIGHUP in
-    /// the CLI) re-reads it, and with `watch_interval` it is watched.
-    pub config_file: Option<PathBuf>,
+    /// The file the config came from, made before the config was read from
+    /// it: [`ProxyHandle::reload_file`] (SIGHUP in the CLI) re-reads it, and
+    /// with `watch_interval` it is watched.
+    pub config_file: Option<ConfigFile>,
     /// Check `config_file` this often (modification time, size, inode) and
     /// reload when it changed. `None`: no watching.
     pub watch_interval: Option<Duration>,

@@ -22,7 +22,6 @@ use std::{
     collections::{HashMap, HashSet},
     future::Future,
     net::SocketAddr,
-    path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -47,7 +46,7 @@ use crate::{
     config::{Config, Protocol, Vip},
     health::{HealthChecks, HealthSnapshot},
 };
-use lb_common::userspace::{runtime::bind_reuseport, watch::FileWatch};
+use lb_common::userspace::{runtime::bind_reuseport, watch::ConfigFile};
 
 /// Triggers reloads of a running proxy; cheap to clone. Every outcome is also
 /// logged by the proxy (`reload applied (…)` / `reload refused (…)`) and
@@ -161,8 +160,7 @@ pub(super) struct Control {
     health: HealthChecks,
     /// What [`super::ProxyHandle::health`] sees, whatever the generation.
     health_pub: watch::Sender<HealthSnapshot>,
-    config_file: Option<PathBuf>,
-    file_watch: Option<FileWatch>,
+    config_file: Option<ConfigFile>,
     /// Helper tasks aborted at the end (metrics endpoint, limiter sweep).
     tasks: Vec<JoinHandle<()>>,
     /// `per_core`: the runtimes TCP VIPs accept on ([`super::ProxyOptions::workers`]);
@@ -175,12 +173,11 @@ impl Control {
         shared: Arc<Shared>,
         metrics: Metrics,
         status: Arc<Status>,
-        config_file: Option<PathBuf>,
+        config_file: Option<ConfigFile>,
         workers: Vec<Handle>,
         config: &Config,
     ) -> (Control, watch::Receiver<HealthSnapshot>) {
         let (health_pub, public) = watch::channel(HealthSnapshot::all_up(config));
-        let file_watch = config_file.as_ref().map(|p| FileWatch::new([p]));
         let control = Control {
             shared,
             metrics,
@@ -193,7 +190,6 @@ impl Control {
             health: HealthChecks::new(),
             health_pub,
             config_file,
-            file_watch,
             tasks: Vec::new(),
             workers,
         };
@@ -390,12 +386,11 @@ impl Control {
     }
 
     async fn reload_file(&mut self, trigger: &str) -> Result<String> {
-        let Some(path) = self.config_file.clone() else {
+        let Some(file) = self.config_file.as_mut() else {
             return self.reload(Err(anyhow!("the proxy was started without a config file")), "-", trigger).await;
         };
-        if let Some(w) = &mut self.file_watch {
-            w.rearm();
-        }
+        file.rearm();
+        let path = file.path().to_owned();
         let loaded = Config::from_file(&path).map_err(anyhow::Error::from);
         self.reload(loaded, &path.display().to_string(), trigger).await
     }
@@ -411,7 +406,7 @@ impl Control {
     async fn poll_file(&mut self) {
         // A vanished file is reported once (the reload is refused); it is
         // read again when it comes back.
-        if self.file_watch.as_mut().is_some_and(FileWatch::changed) {
+        if self.config_file.as_mut().is_some_and(ConfigFile::changed) {
             let _ = self.reload_file("file changed").await;
         }
     }

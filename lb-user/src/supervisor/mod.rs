@@ -34,14 +34,13 @@ mod control;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
 use lb_common::userspace::{
     signals::{Signal, Signals},
-    watch::FileWatch,
+    watch::ConfigFile,
 };
 use tokio::{
     sync::{mpsc, oneshot},
@@ -132,8 +131,8 @@ impl Tables for Attachment {
 /// Runs an [`Attachment`] (or other [`Tables`]) until told to stop.
 pub struct Supervisor<T: Tables = Attachment> {
     attachment: T,
-    config_path: Option<PathBuf>,
-    watch: Option<FileWatch>,
+    /// The file reloads read, watched from before the attach read it.
+    config_file: Option<ConfigFile>,
     health: HealthChecks,
     /// DSR next hops: gated backends stay out of the tables until resolved.
     neighbours: Neighbours,
@@ -160,8 +159,9 @@ impl<T: Tables> Supervisor<T> {
     /// (which sends its requests to `commands`, the sender of the channel
     /// [`Supervisor::run`] reads) of the attached config. Must run inside a
     /// tokio runtime. `neighbours` is what the first tables were gated by
-    /// (see [`Neighbours::settle`]).
-    pub fn new(attachment: T, config_path: Option<PathBuf>, neighbours: Neighbours, commands: mpsc::Sender<Command>) -> Result<Supervisor<T>> {
+    /// (see [`Neighbours::settle`]); `config_file` was made before the
+    /// attached config was read from it.
+    pub fn new(attachment: T, config_file: Option<ConfigFile>, neighbours: Neighbours, commands: mpsc::Sender<Command>) -> Result<Supervisor<T>> {
         let ifaces = attachment.ifaces().to_vec();
         // Prometheus: the BPF counters and health gauges, read from the pins
         // on every scrape.
@@ -187,7 +187,6 @@ impl<T: Tables> Supervisor<T> {
         if let Some(c) = attachment.config() {
             health.sync(c);
         }
-        let watch = config_path.as_ref().map(|p| FileWatch::new([p]));
         let file = attachment.config().cloned();
         let announcer = match attachment.config().and_then(|c| c.group.as_ref()) {
             Some(g) => {
@@ -201,8 +200,7 @@ impl<T: Tables> Supervisor<T> {
         };
         let mut supervisor = Supervisor {
             attachment,
-            config_path,
-            watch,
+            config_file,
             health,
             neighbours,
             file,
@@ -287,7 +285,7 @@ impl<T: Tables> Supervisor<T> {
                         self.withdraw(&format!("interface {gone} disappeared"));
                         break;
                     }
-                    if self.watch.as_mut().is_some_and(FileWatch::changed) {
+                    if self.config_file.as_mut().is_some_and(ConfigFile::changed) {
                         self.reload("file changed");
                     }
                     match self.neighbours.refresh() {
@@ -416,13 +414,12 @@ impl<T: Tables> Supervisor<T> {
     }
 
     fn reload(&mut self, why: &str) {
-        let Some(path) = self.config_path.clone() else {
+        let Some(file) = self.config_file.as_mut() else {
             log::warn!("reload ({why}) ignored: attached without --config");
             return;
         };
-        if let Some(w) = &mut self.watch {
-            w.rearm();
-        }
+        file.rearm();
+        let path = file.path().to_owned();
         match self.reload_from(&path) {
             Ok(discarded) => {
                 if !discarded.is_empty() {
@@ -453,15 +450,19 @@ impl<T: Tables> Supervisor<T> {
 }
 
 /// The binary's entry: SIGHUP reloads, SIGINT/SIGTERM stop. Blocks until
-/// detached.
-pub fn run_until_signalled(attachment: Attachment, config_path: Option<PathBuf>, neighbours: Neighbours) -> Result<()> {
+/// detached. `ready` runs once the signal handlers, the metrics endpoint and
+/// the control API are in place: a stop signal from then on detaches (before,
+/// it would kill the process and leave the program attached), and the file
+/// is watched.
+pub fn run_until_signalled(attachment: Attachment, config_file: Option<ConfigFile>, neighbours: Neighbours, ready: impl FnOnce()) -> Result<()> {
     // One worker: the checks and this loop are light, and a second thread
     // would only compete with the data path's softirqs.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().context("starting the supervisor's runtime")?;
     runtime.block_on(async move {
         let mut signals = Signals::new().context("installing the signal handlers")?;
         let (tx, rx) = mpsc::channel(16);
-        let supervisor = Supervisor::new(attachment, config_path, neighbours, tx.clone())?;
+        let supervisor = Supervisor::new(attachment, config_file, neighbours, tx.clone())?;
+        ready();
         let forward = tokio::spawn(async move {
             loop {
                 let s = signals.recv().await;

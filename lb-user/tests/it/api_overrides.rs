@@ -70,6 +70,14 @@ fn a_removed_file_backend_comes_back_when_the_file_changes() {
     assert!(h.in_tables("web").contains("198.18.1.12:80"));
 }
 
+/// The watch dates from before the attach read the file: an edit made
+/// while attaching is reloaded, not taken as the watch's starting point.
+#[test]
+fn an_edit_while_attaching_is_reloaded() {
+    let h = Harness::start_edited(&two_vips(""), Some(&two_vips("allowlist: { cidrs: [198.18.0.0/15] }")));
+    h.wait_for("the edit made while attaching is applied", Duration::from_secs(10), |h| h.seen.lock().unwrap().config.allowlist.is_some()).unwrap();
+}
+
 #[test]
 fn the_file_watch_sees_a_change_too() {
     let h = Harness::start(&two_vips(""));

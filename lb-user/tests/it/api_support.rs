@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{bail, Result};
 use hyper::Method;
-use lb_common::lb::NO_BACKEND;
+use lb_common::{lb::NO_BACKEND, userspace::watch::ConfigFile};
 use lb_user::{
     api::client,
     config::Config,
@@ -134,18 +134,31 @@ pub struct Harness {
 
 impl Harness {
     pub fn start(yaml: &str) -> Harness {
+        Harness::start_edited(yaml, None)
+    }
+
+    /// [`Harness::start`], with the file replaced by `edit` (when given)
+    /// after the supervisor's config was read from it and before the
+    /// supervisor starts: an edit that lands while lb-user attaches.
+    pub fn start_edited(yaml: &str, edit: Option<&str>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("lb.yaml");
         std::fs::write(&file, yaml).unwrap();
+        let config_file = ConfigFile::new(&file);
         let config = Config::from_file(&file).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        if let Some(y) = edit {
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, y).unwrap();
+            std::fs::rename(&tmp, &file).unwrap();
+        }
         let (fake, seen) = Fake::new(config);
         let (tx, rx) = mpsc::channel(16);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (path, commands) = (file.clone(), tx.clone());
+        let commands = tx.clone();
         let thread = std::thread::spawn(move || -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async move {
-                let supervisor = Supervisor::new(fake, Some(path), Neighbours::new(), commands)?;
+                let supervisor = Supervisor::new(fake, Some(config_file), Neighbours::new(), commands)?;
                 addr_tx.send(supervisor.api_addr().expect("the config has an api block")).unwrap();
                 supervisor.run(rx).await
             })

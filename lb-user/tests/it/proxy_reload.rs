@@ -13,6 +13,7 @@ use std::{
 };
 
 use crate::proxy_support::*;
+use lb_common::userspace::watch::ConfigFile;
 use lb_user::{
     config::Config,
     proxy::{Proxy, ProxyOptions},
@@ -130,7 +131,7 @@ async fn a_broken_or_unappliable_config_is_refused_and_the_old_one_stays() {
     let config = parse(&yaml);
     let options = ProxyOptions {
         listeners: [("web".to_owned(), l)].into(),
-        config_file: Some(file.0.clone()),
+        config_file: Some(ConfigFile::new(&file.0)),
         connect_timeout: Duration::from_millis(500),
         ..ProxyOptions::default()
     };
@@ -290,7 +291,7 @@ async fn a_changed_file_is_reloaded() {
     let file = TempFile::new("watch", &yaml1);
     let options = ProxyOptions {
         listeners: [("web".to_owned(), l)].into(),
-        config_file: Some(file.0.clone()),
+        config_file: Some(ConfigFile::new(&file.0)),
         watch_interval: Some(Duration::from_millis(50)),
         ..ProxyOptions::default()
     };
@@ -322,6 +323,43 @@ async fn a_changed_file_is_reloaded() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(reloads(&p, "refused"), 1.0, "a broken file is tried once, not on every poll");
     assert_eq!(answers("127.0.0.1", vip, 4).await.len(), 2, "the last good config stays");
+    p.stop();
+    p.handle.wait().await.unwrap();
+}
+
+/// An edit that lands after the config was read but before the proxy polls
+/// the file for the first time is reloaded: the watch dates from before the
+/// read (a watch started by the proxy itself would take the edited file as
+/// its baseline and run the old config until the next edit).
+#[tokio::test]
+async fn an_edit_while_the_proxy_starts_is_reloaded() {
+    let (b0, b1) = (greeter("b0"), greeter("b1"));
+    let (l, port) = reserve();
+    let yaml1 = config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0], health_check: "" }], "");
+    let file = TempFile::new("starting", &yaml1);
+    let config_file = ConfigFile::new(&file.0);
+    let config = parse(&std::fs::read_to_string(&file.0).unwrap());
+    file.write(&config_yaml(&[VipSpec { name: "web", port, algorithm: "round_robin", backends: &[&b0, &b1], health_check: "" }], ""));
+    let options = ProxyOptions {
+        listeners: [("web".to_owned(), l)].into(),
+        config_file: Some(config_file),
+        watch_interval: Some(Duration::from_millis(50)),
+        ..ProxyOptions::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = Proxy::start(config, options, async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let mut p = Running { handle, shutdown: Some(tx) };
+    let vip = p.vip("web");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while reloads(&p, "applied") < 1.0 {
+        assert!(Instant::now() < deadline, "the edit made while starting was not picked up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answers("127.0.0.1", vip, 4).await.len(), 2);
     p.stop();
     p.handle.wait().await.unwrap();
 }
