@@ -106,6 +106,11 @@ impl Stage {
     /// Brings up the lab and starts the backends and every peer.
     pub fn up(work: &Path, bin_dir: &Path, xdp_mode: &str) -> Result<Stage> {
         check_tools()?;
+        // The lab library starts `lb-user attach` for the XDP cases from
+        // here too: without this it took the binary next to xtask
+        // (target/debug), so a fresh clone failed and `--bin-dir` did not
+        // reach the XDP cases.
+        std::env::set_var(xdplb_tests::workspace::BIN_DIR_ENV, bin_dir);
         std::fs::create_dir_all(work)?;
         let certs_dir = work.join("certs");
         let demo = certgen::demo(&certs_dir, &certgen::DemoOptions { force: true, ..Default::default() }).context("certgen demo")?;
