@@ -15,7 +15,7 @@ use crate::{
     balance,
     forward::{self, Egress},
     headers::{IPPROTO_TCP, TCP_FLAG_FIN, TCP_FLAG_RST},
-    maps::{REPLY_SOURCES, REVERSE_NAT},
+    maps::{CONNTRACK, REPLY_SOURCES, REVERSE_NAT},
     mem,
     parse::Packet,
 };
@@ -70,6 +70,38 @@ pub fn remember_reverse(p: &Packet, backend: &BackendInfo, vip_id: u32, now: u64
     let _ = REVERSE_NAT.insert(&key, value, 0);
 }
 
+/// A backend's FIN or RST closes the flow as the client's does: both its
+/// entries are marked closing, so a drain stops counting the flow
+/// (`Dataplane::live_flows`) and a SYN reusing the client's ports is
+/// balanced afresh. Without this a backend that resets its connections
+/// (killed, or refusing mid-stream) left them open until the idle timeout,
+/// and a drain waited that long. `reply` is the backend's packet before the
+/// rewrite; its conntrack entry is the client → VIP flow the reverse entry
+/// names, and only an entry of the same VIP is touched (a NAT collision
+/// between VIPs sharing a backend leaves the other VIP's flow alone). Rare
+/// (once or twice per connection), so a lookup here costs established
+/// packets nothing; not inlined, to keep its key off `reverse_nat`'s stack.
+#[inline(never)]
+fn mark_closing(reply: &Packet, entry: &mut ReverseNat) {
+    entry.tcp_state = TCP_CLOSING;
+    let key = FlowKey {
+        src: reply.key.dst,
+        dst: entry.vip_addr,
+        sport: reply.key.dport,
+        dport: entry.vip_port,
+        protocol: reply.key.protocol,
+        family: reply.key.family,
+        _pad: [0; 2],
+    };
+    if let Some(state) = CONNTRACK.get_ptr_mut(&key) {
+        // SAFETY: pointer from a successful lookup; the entry is ours to update.
+        let state = unsafe { &mut *state };
+        if state.vip_id == entry.vip_id {
+            state.tcp_state = TCP_CLOSING;
+        }
+    }
+}
+
 /// An action and a `Stat` index, as plain integers: this crosses a BPF
 /// function call, and its BTF must stay simple (no Rust enums or Options).
 #[repr(C)]
@@ -106,6 +138,9 @@ pub fn reverse_nat(ctx: &XdpContext, p: &mut Packet, out: &mut Verdict) -> bool 
     }
     if balance::stale(entry.last_seen_ns, now) {
         entry.last_seen_ns = now;
+    }
+    if p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0 {
+        mark_closing(p, entry);
     }
     let vip_port = entry.vip_port;
     // The VIP address is read straight from the (8-aligned) map value.

@@ -31,6 +31,7 @@ mod scale_out_withdrawal;
 mod shared_core;
 #[cfg(feature = "tls-clients")]
 mod tls_clients;
+mod xdp_closing;
 mod xdp_cross_node;
 mod xdp_dsr_fixtures;
 mod xdp_fixtures;

@@ -124,16 +124,6 @@ fn icmp_mtu_errors_about_a_tracked_flow_reach_its_backend_translated() {
     });
 }
 
-/// The conntrack / reverse-NAT key of a flow `src` → `dst`.
-fn flow_key(src: SocketAddr, dst: SocketAddr, protocol: u8) -> lb::FlowKey {
-    let (s, d) = (vip_key(src.ip(), 0, 0), vip_key(dst.ip(), 0, 0));
-    lb::FlowKey { src: s.addr, dst: d.addr, sport: src.port(), dport: dst.port(), protocol, family: s.family, _pad: [0; 2] }
-}
-
-fn reverse_nat(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::ReverseNat> {
-    aya::maps::HashMap::try_from(xdp.map_mut(map_names::REVERSE_NAT).unwrap()).unwrap()
-}
-
 /// Timestamps and next hops of established flows follow the documented
 /// refresh rules (docs/xdp.md): `last_seen_ns` of the conntrack and
 /// reverse-NAT entries is rewritten in place only once it is

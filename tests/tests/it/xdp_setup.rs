@@ -1,6 +1,7 @@
-//! What the balancer fixtures (xdp_fixtures.rs) and flows (xdp_flows.rs)
-//! share: a lab with two backends, the program loaded in its lb namespace
-//! with two NAT VIPs, the predicted backend of a flow, and frame builders.
+//! What the balancer fixtures (xdp_fixtures.rs) and flows (xdp_flows.rs,
+//! xdp_closing.rs) share: a lab with two backends, the program loaded in its
+//! lb namespace with two NAT VIPs, the predicted backend of a flow, map
+//! accessors and frame builders.
 //! Expected frames are built independently of the program (fresh checksums).
 
 use std::net::{IpAddr, SocketAddr};
@@ -87,6 +88,17 @@ pub fn predicted(ids: &[u32], src: SocketAddr, dst: SocketAddr, protocol: u8) ->
 /// The program's conntrack map.
 pub fn conntrack(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::FlowState> {
     aya::maps::HashMap::try_from(xdp.map_mut(map_names::CONNTRACK).unwrap()).unwrap()
+}
+
+/// The program's reverse-NAT map.
+pub fn reverse_nat(xdp: &mut Harness) -> aya::maps::HashMap<&mut MapData, lb::FlowKey, lb::ReverseNat> {
+    aya::maps::HashMap::try_from(xdp.map_mut(map_names::REVERSE_NAT).unwrap()).unwrap()
+}
+
+/// The conntrack / reverse-NAT key of a flow `src` → `dst`.
+pub fn flow_key(src: SocketAddr, dst: SocketAddr, protocol: u8) -> lb::FlowKey {
+    let (s, d) = (vip_key(src.ip(), 0, 0), vip_key(dst.ip(), 0, 0));
+    lb::FlowKey { src: s.addr, dst: d.addr, sport: src.port(), dport: dst.port(), protocol, family: s.family, _pad: [0; 2] }
 }
 
 /// Runs one frame as if received on `ifindex`: (verdict, output frame).

@@ -1,0 +1,80 @@
+//! How a tracked NAT flow closes: a FIN or RST from either side marks its
+//! conntrack and reverse-NAT entries closing (docs/xdp.md, step 6), after
+//! which a drain no longer counts the flow and a SYN on its ports is
+//! balanced afresh. The client's side is in xdp_flows.rs
+//! (`established_flows_refresh_…`); the backend's side is here.
+
+use lb_common::lb;
+use lb_user::dataplane::datapath_now_ns;
+use xdplb_tests::{
+    packet::Spec,
+    require_root,
+    testrun::{Harness, XDP_REDIRECT},
+};
+
+use crate::xdp_setup::*;
+
+const FIN_ACK: u8 = 0x11;
+const RST_ACK: u8 = 0x14;
+
+/// Conntrack entries a drain would still wait for, on backend `id`.
+fn live(xdp: &mut Harness, id: u32) -> u64 {
+    xdp.dataplane().live_flows(datapath_now_ns()).unwrap().get(&id).copied().unwrap_or(0)
+}
+
+/// A backend that resets its connection (killed, or refusing mid-stream) or
+/// closes it with a FIN: the reply is still translated, both entries are
+/// marked closing, a drain stops counting the flow, and the client's next
+/// SYN on those ports takes the current table instead of the old backend.
+#[test]
+fn a_backend_reset_or_fin_closes_the_flow_for_drains_and_new_connections() {
+    require_root!();
+    with_program(|xdp, env| {
+        for (i, (v6, flags)) in [(false, RST_ACK), (true, RST_ACK), (false, FIN_ACK), (true, FIN_ACK)].into_iter().enumerate() {
+            let (vip, ids, vip_id) = if v6 { (vip6(), [11, 12], 1) } else { (vip4(), [1, 2], 0) };
+            let c = client(v6, 50000 + i as u16);
+            let b = predicted(&ids, c, vip, 6);
+            let (be, other) = (backend(b), if b == ids[0] { ids[1] } else { ids[0] });
+            let syn = inbound(env, Spec::tcp(c, vip));
+            assert_frame(run(xdp, env.lc, &syn.clone().build()), XDP_REDIRECT, &forwarded_nat(env, b, syn.clone()).build());
+            assert_eq!(live(xdp, b), 1, "case {i}: the new flow is live");
+
+            let reply = Spec { eth_dst: env.lbe_mac, eth_src: env.be_mac[be_index(b)], tcp_flags: flags, ..Spec::tcp(be, c) }.build();
+            let want = Spec { eth_dst: env.client_mac, eth_src: env.lc_mac, ttl: 63, tcp_flags: flags, ..Spec::tcp(vip, c) }.build();
+            assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want);
+            assert_eq!(conntrack(xdp).get(&flow_key(c, vip, 6), 0).unwrap().tcp_state, lb::TCP_CLOSING, "case {i}: conntrack");
+            assert_eq!(reverse_nat(xdp).get(&flow_key(be, c, 6), 0).unwrap().tcp_state, lb::TCP_CLOSING, "case {i}: reverse NAT");
+            assert_eq!(live(xdp, b), 0, "case {i}: a drain must not wait for a flow its backend closed");
+
+            // The old backend is still healthy but out of the table: a SYN
+            // on the same ports is a new connection and takes the table.
+            set_vip(&mut xdp.dataplane(), vip, 6, lb::ALG_MAGLEV, lb::MODE_NAT, vip_id, &[other]);
+            assert_frame(run(xdp, env.lc, &syn.clone().build()), XDP_REDIRECT, &forwarded_nat(env, other, syn.clone()).build());
+            set_vip(&mut xdp.dataplane(), vip, 6, lb::ALG_MAGLEV, lb::MODE_NAT, vip_id, &ids);
+        }
+    });
+}
+
+/// The reverse entry names the VIP whose flow wrote it last; a conntrack
+/// entry on the same client ports that belongs to another VIP (a NAT
+/// collision between VIPs sharing a backend, docs/xdp.md) is not the one
+/// the backend closed, and stays open.
+#[test]
+fn a_backend_reset_leaves_a_conntrack_entry_of_another_vip_open() {
+    require_root!();
+    with_program(|xdp, env| {
+        let (vip, ids) = (vip4(), [1, 2]);
+        let c = client(false, 51000);
+        let b = predicted(&ids, c, vip, 6);
+        let be = backend(b);
+        assert_eq!(run(xdp, env.lc, &inbound(env, Spec::tcp(c, vip)).build()).0, XDP_REDIRECT);
+        let ct_key = flow_key(c, vip, 6);
+        let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
+        conntrack(xdp).insert(ct_key, lb::FlowState { vip_id: 7, ..ct }, 0).unwrap();
+
+        let reply = Spec { eth_dst: env.lbe_mac, eth_src: env.be_mac[be_index(b)], tcp_flags: RST_ACK, ..Spec::tcp(be, c) }.build();
+        assert_eq!(run(xdp, env.lbe, &reply).0, XDP_REDIRECT);
+        assert_eq!(reverse_nat(xdp).get(&flow_key(be, c, 6), 0).unwrap().tcp_state, lb::TCP_CLOSING);
+        assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_OPEN, "another VIP's flow");
+    });
+}
