@@ -51,7 +51,8 @@ pub fn json(s: &Summary) -> Value {
         "paced": s.paced.iter().map(|p| json!({
             "lb": p.lb, "repetition": p.repetition, "target_rps": p.target_rps, "conns": p.conns, "pace_ms": p.pace_ms,
             "rps": p.rep.load.rps, "p50_ms": p.rep.load.p50_ms, "p99_ms": p.rep.load.p99_ms, "errors": p.rep.load.errors,
-            "lb_cpu_us_per_req": p.rep.lb_us, "machine_cpu_us_per_req": p.rep.machine_us, "flagged": p.rep.flagged,
+            "lb_cpu_us_per_req": p.rep.lb_us, "machine_cpu_us_per_req": p.rep.machine_us,
+            "machine_busy_pct": p.rep.machine_busy_pct(s.cpus), "flagged": p.rep.flagged,
         })).collect::<Vec<_>>(),
         "tls": s.tls.iter().map(|(l, t)| json!({"listener": l, "negotiated": t})).collect::<Vec<_>>(),
         "targets": targets,

@@ -103,18 +103,20 @@ the NAT forward costs about {:.0} ns more than passing a packet to the kernel.\n
         let _ = writeln!(
             m,
             "\n## Latency below saturation (keep-alive HTTPS)\n\nThe same offered load for both: {:.0}% of the lower of their two peaks above, \
-wrk with a {} ms pause per connection between a response and the next request (closed loop, so the achieved rate is what counts).\n",
+wrk with a {} ms pause per connection between a response and the next request (closed loop, so the achieved rate is what counts). \
+\"machine busy\" is all CPUs' busy time over the run (the load generator's and the backend's included): near 100% the offered load saturated the machine, \
+and the run is no longer below saturation whatever the balancer's share.\n",
             crate::bench::PACED_SHARE_PCT,
             s.paced[0].pace_ms
         );
         let _ = writeln!(
             m,
-            "| case | rep | target req/s | connections | achieved req/s | p50 ms | p99 ms | errors | LB µs/req | flagged |\n|---|---|---|---|---|---|---|---|---|---|"
+            "| case | rep | target req/s | connections | achieved req/s | p50 ms | p99 ms | errors | LB µs/req | machine busy | flagged |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for p in &s.paced {
             let _ = writeln!(
                 m,
-                "| {} | {} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0}% | {} |",
                 p.lb,
                 p.repetition + 1,
                 p.target_rps,
@@ -124,6 +126,7 @@ wrk with a {} ms pause per connection between a response and the next request (c
                 p.rep.load.p99_ms,
                 p.rep.load.errors,
                 opt(p.rep.lb_us),
+                p.rep.machine_busy_pct(s.cpus),
                 if p.rep.flagged { "yes" } else { "no" }
             );
         }

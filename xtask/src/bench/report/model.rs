@@ -32,6 +32,15 @@ pub struct Rep {
     pub failure: Option<String>,
 }
 
+impl Rep {
+    /// How busy the whole machine was during the run, % of all `cpus`: the
+    /// machine's CPU per request times the request rate. Near 100 the load
+    /// saturated the machine, whatever the balancer's own share.
+    pub fn machine_busy_pct(&self, cpus: usize) -> f64 {
+        self.machine_us * self.load.rps / (cpus.max(1) as f64 * 1e6) * 100.0
+    }
+}
+
 /// A case with its repetitions (flagged ones included, marked).
 #[derive(Clone, Debug)]
 pub struct CaseResult {

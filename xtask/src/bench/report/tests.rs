@@ -122,7 +122,11 @@ fn ratios_pair_repetitions_and_take_the_cheaper_peer() {
 #[test]
 fn paced_and_packet_rate_targets_read_their_repetitions() {
     let mut s = summary();
-    let rep = |rps: f64, p99: f64| Rep { load: LoadResult { requests: 1, seconds: 1.0, rps, p50_ms: 1.0, p99_ms: p99, errors: 0 }, ..Default::default() };
+    let rep = |rps: f64, p99: f64| Rep {
+        load: LoadResult { requests: 1, seconds: 1.0, rps, p50_ms: 1.0, p99_ms: p99, errors: 0 },
+        machine_us: 9000.0,
+        ..Default::default()
+    };
     for (i, (alb, hap)) in [((99.0, 5.0), (100.0, 6.0)), ((97.0, 4.0), (100.0, 5.0))].into_iter().enumerate() {
         for (lb, (rps, p99)) in [("alb", alb), ("haproxy-tls", hap)] {
             s.paced.push(super::Paced { lb: lb.into(), repetition: i as u32, target_rps: 100.0, conns: 10, pace_ms: 20, rep: rep(rps, p99) });
@@ -135,6 +139,10 @@ fn paced_and_packet_rate_targets_read_their_repetitions() {
         },
         "cost": {"ipv4": {"nat_vs_pass_with_prologue": {"values": [2.0, 2.4]}}},
     }));
+    // 9 ms of machine CPU per request at 99 req/s on 2 CPUs: 44.55% busy.
+    let md = markdown::markdown(&s);
+    assert!(md.contains("| alb | 1 | 100 | 10 | 99 | 1.00 | 5.00 | 0 | — | 45% | no |"), "{md}");
+    assert!((json::json(&s)["paced"][0]["machine_busy_pct"].as_f64().unwrap() - 44.55).abs() < 1e-9);
     let t = s.targets();
     assert_eq!(target(&t, "alb at the paced load: achieved").1, Some(false), "97% in repetition 2");
     assert_eq!(target(&t, "alb at the paced load: p99").1, Some(true));
