@@ -9,7 +9,7 @@ use lb_common::{
 };
 
 use crate::{
-    headers::{IPPROTO_TCP, TCP_FLAG_ACK, TCP_FLAG_FIN, TCP_FLAG_RST, TCP_FLAG_SYN},
+    headers::{IPPROTO_TCP, TCP_FLAG_ACK, TCP_FLAG_SYN},
     maps::{BACKENDS, CONFIG, CONNTRACK, MAGLEV, RR_CURSOR, RR_LIST, VIPS},
     parse::Packet,
 };
@@ -80,7 +80,7 @@ pub fn stale(last_seen_ns: u64, now: u64) -> bool {
 pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mut u32) -> u32 {
     let key = &p.key;
     let syn_only = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
-    let closing_flags = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
+    let closing_flags = p.closes_flow();
     if let Some(state) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup; the entry is ours to update.
         let state = unsafe { &mut *state };

@@ -53,6 +53,15 @@ pub struct Packet {
     pub inner: FlowKey,
 }
 
+impl Packet {
+    /// A TCP segment with FIN or RST: it closes its flow, whichever side
+    /// sends it (conntrack and reverse-NAT entries are marked closing).
+    #[inline(always)]
+    pub fn closes_flow(&self) -> bool {
+        self.key.protocol == IPPROTO_TCP && self.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Ports {
     /// Not TCP/UDP, or a fragment: no ports to read.

@@ -14,7 +14,7 @@ use lb_common::{
 use crate::{
     balance,
     forward::{self, Egress},
-    headers::{IPPROTO_TCP, TCP_FLAG_FIN, TCP_FLAG_RST},
+    headers::IPPROTO_TCP,
     maps::{CONNTRACK, REPLY_SOURCES, REVERSE_NAT},
     mem,
     parse::Packet,
@@ -33,7 +33,7 @@ pub fn remember_reverse(p: &Packet, backend: &BackendInfo, vip_id: u32, now: u64
     // The reply flow: backend → client.
     let key =
         FlowKey { src: backend.addr, dst: p.key.src, sport: backend.port, dport: p.key.sport, protocol: p.key.protocol, family: p.key.family, _pad: [0; 2] };
-    let closing = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0;
+    let closing = p.closes_flow();
     if !new_flow {
         if let Some(entry) = REVERSE_NAT.get_ptr_mut(&key) {
             // SAFETY: pointer from a successful lookup; the entry is ours to update.
@@ -139,7 +139,7 @@ pub fn reverse_nat(ctx: &XdpContext, p: &mut Packet, out: &mut Verdict) -> bool 
     if balance::stale(entry.last_seen_ns, now) {
         entry.last_seen_ns = now;
     }
-    if p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0 {
+    if p.closes_flow() {
         mark_closing(p, entry);
     }
     let vip_port = entry.vip_port;
