@@ -59,6 +59,23 @@ fn map_mut<'e>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut aya::maps::Map>
 
 const IPPROTO_TCP: u8 = 6;
 
+/// How long a closing TCP flow (FIN or RST seen) still counts as live after
+/// its last packet. A FIN closes one direction only: a half-closed
+/// connection still moving data the other way refreshes its timestamp once
+/// a second (`LAST_SEEN_REFRESH_NS`), so it stays live and a drain keeps its
+/// backend; a finished one goes quiet and stops counting this long after its
+/// last packet, instead of at the idle timeout.
+pub const CLOSING_GRACE_NS: u64 = 5_000_000_000;
+
+/// Whether a conntrack entry is a live flow for drains at `now_ns`: younger
+/// than its idle timeout, and for TCP either open or closing but seen within
+/// [`CLOSING_GRACE_NS`].
+pub fn flow_is_live(state: &FlowState, tcp: bool, timeout_s: u32, now_ns: u64) -> bool {
+    let idle = now_ns.saturating_sub(state.last_seen_ns);
+    let fresh = idle < u64::from(timeout_s) * 1_000_000_000;
+    fresh && !(tcp && state.tcp_state == TCP_CLOSING && idle >= CLOSING_GRACE_NS)
+}
+
 /// Writes `values` into slots `first..` of the u32 array `map` with one
 /// BPF_MAP_UPDATE_BATCH: a Maglev table half is 65537 slots by default, and a
 /// syscall per slot made every rebuild (reload, health change) cost tens of
@@ -392,8 +409,8 @@ impl<'a> Dataplane<'a> {
         Ok((nets, ports.keys().collect::<Result<_, _>>()?))
     }
 
-    /// Live conntrack entries per backend id: open (no FIN/RST seen) and
-    /// younger than their idle timeout at `now_ns` ([`datapath_now_ns`] time).
+    /// Live conntrack entries per backend id ([`flow_is_live`]) at `now_ns`
+    /// ([`datapath_now_ns`] time).
     /// Walks the whole table: one lookup per entry, so it is for occasional
     /// use (draining backends), not for every tick of a busy balancer.
     pub fn live_flows(&self, now_ns: u64) -> Result<BTreeMap<u32, u64>> {
@@ -405,8 +422,7 @@ impl<'a> Dataplane<'a> {
             let Ok((key, state)) = entry else { continue };
             let tcp = key.protocol == IPPROTO_TCP;
             let timeout_s = if tcp { global.tcp_timeout_s } else { global.udp_timeout_s };
-            let fresh = now_ns.saturating_sub(state.last_seen_ns) < u64::from(timeout_s) * 1_000_000_000;
-            if fresh && !(tcp && state.tcp_state == TCP_CLOSING) {
+            if flow_is_live(&state, tcp, timeout_s, now_ns) {
                 *out.entry(state.backend_id).or_insert(0) += 1;
             }
         }
@@ -455,4 +471,34 @@ pub fn half_fingerprint(maglev: &aya::maps::Map, half: u32, size: u32, key_of: i
 /// A Maglev-sized table with every slot empty.
 pub fn empty_table(size: u32) -> Vec<u32> {
     vec![NO_BACKEND; size as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use lb_common::lb::TCP_OPEN;
+
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn flow(last_seen_ns: u64, tcp_state: u8) -> FlowState {
+        FlowState { last_seen_ns, tcp_state, ..Default::default() }
+    }
+
+    #[test]
+    fn a_closing_flow_stays_live_while_it_moves_data_and_open_ones_until_their_idle_timeout() {
+        let now = 1000 * S;
+        // Open: live until the idle timeout, whatever the grace.
+        assert!(flow_is_live(&flow(now - 59 * S, TCP_OPEN), true, 60, now));
+        assert!(!flow_is_live(&flow(now - 60 * S, TCP_OPEN), true, 60, now));
+        // Closing: live while seen within the grace (a half-close still
+        // moving data), not after it.
+        assert!(flow_is_live(&flow(now - S, TCP_CLOSING), true, 60, now));
+        assert!(flow_is_live(&flow(now - CLOSING_GRACE_NS + 1, TCP_CLOSING), true, 60, now));
+        assert!(!flow_is_live(&flow(now - CLOSING_GRACE_NS, TCP_CLOSING), true, 60, now));
+        // The grace never outlasts the idle timeout.
+        assert!(!flow_is_live(&flow(now - 2 * S, TCP_CLOSING), true, 2, now));
+        // UDP has no closing state.
+        assert!(flow_is_live(&flow(now - 10 * S, TCP_CLOSING), false, 30, now));
+    }
 }

@@ -5,7 +5,7 @@
 //! (`established_flows_refresh_…`); the backend's side is here.
 
 use lb_common::lb;
-use lb_user::dataplane::datapath_now_ns;
+use lb_user::dataplane::{datapath_now_ns, CLOSING_GRACE_NS};
 use xdplb_tests::{
     packet::Spec,
     require_root,
@@ -24,7 +24,8 @@ fn live(xdp: &mut Harness, id: u32) -> u64 {
 
 /// A backend that resets its connection (killed, or refusing mid-stream) or
 /// closes it with a FIN: the reply is still translated, both entries are
-/// marked closing, a drain stops counting the flow, and the client's next
+/// marked closing, a drain stops counting the flow once it has been quiet
+/// for `CLOSING_GRACE_NS` (not at the idle timeout), and the client's next
 /// SYN on those ports takes the current table instead of the old backend.
 #[test]
 fn a_backend_reset_or_fin_closes_the_flow_for_drains_and_new_connections() {
@@ -44,7 +45,16 @@ fn a_backend_reset_or_fin_closes_the_flow_for_drains_and_new_connections() {
             assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want);
             assert_eq!(conntrack(xdp).get(&flow_key(c, vip, 6), 0).unwrap().tcp_state, lb::TCP_CLOSING, "case {i}: conntrack");
             assert_eq!(reverse_nat(xdp).get(&flow_key(be, c, 6), 0).unwrap().tcp_state, lb::TCP_CLOSING, "case {i}: reverse NAT");
-            assert_eq!(live(xdp, b), 0, "case {i}: a drain must not wait for a flow its backend closed");
+            // Closing: a drain counts it while it still moves data (a FIN
+            // closes one direction), not once it has been quiet for the grace.
+            assert_eq!(live(xdp, b), 1, "case {i}: just closed, still within the grace");
+            let ct = conntrack(xdp).get(&flow_key(c, vip, 6), 0).unwrap();
+            let quiet = lb::FlowState { last_seen_ns: datapath_now_ns() - CLOSING_GRACE_NS - 1_000_000_000, ..ct };
+            conntrack(xdp).insert(flow_key(c, vip, 6), quiet, 0).unwrap();
+            assert_eq!(live(xdp, b), 0, "case {i}: a drain must not wait out the idle timeout for a flow its backend closed");
+            conntrack(xdp).insert(flow_key(c, vip, 6), lb::FlowState { tcp_state: lb::TCP_OPEN, ..quiet }, 0).unwrap();
+            assert_eq!(live(xdp, b), 1, "case {i}: an open flow as quiet is still live (idle timeout)");
+            conntrack(xdp).insert(flow_key(c, vip, 6), quiet, 0).unwrap();
 
             // The old backend is still healthy but out of the table: a SYN
             // on the same ports is a new connection and takes the table.
