@@ -42,8 +42,10 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(co
         let conn = conn.clone();
         async move { handle(&conn, req).await }
     });
-    // Client resets are normal in load tests; nothing to report.
-    let _ = http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades().await;
+    // Client resets are normal in load tests; nothing to report. A client
+    // may half-close (FIN after its request) and still read the response,
+    // as `curl`-like tools and the drain tests do: answer it.
+    let _ = http1::Builder::new().half_close(true).serve_connection(TokioIo::new(io), service).with_upgrades().await;
 }
 
 fn text(status: u16, body: impl Into<Bytes>) -> Response<Body> {

@@ -1,9 +1,14 @@
 //! Draining with real traffic: a reload that removes a backend with
 //! `conntrack.drain_timeout` set keeps that backend's established flows
 //! (it gets no new ones) until they end or the timeout passes, then removes
-//! it.
+//! it; a half-closed download keeps it too.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpStream},
+    time::Duration,
+};
 
 use lb_user::stats::Report;
 use xdplb_tests::{
@@ -13,7 +18,7 @@ use xdplb_tests::{
         Host, Lab,
     },
     lbuser::LbUser,
-    require_root,
+    netns, require_root,
 };
 
 const VIP: &str = "198.18.100.1:80";
@@ -89,5 +94,44 @@ fn the_drain_timeout_ends_a_drain_whatever_the_flows() {
     // Removed: the flow chooses again and lands on a backend that knows
     // nothing of it, which resets it.
     assert!(conn.get("/").is_err(), "the connection is cut once the drain timed out");
+    assert!(lb.stop().unwrap().success());
+}
+
+/// A client that half-closes (its FIN right after the request) while its
+/// download still runs keeps its draining backend until the download ends:
+/// the closing flow still moves data, so the drain counts it as live
+/// (docs/operations.md, "Drain states"); then the drain ends on its own.
+#[test]
+fn a_half_closed_download_keeps_its_draining_backend_until_it_ends() {
+    require_root!();
+    let mut lab = Lab::up_unique("xt", 2).unwrap();
+    lab.start_backends().unwrap();
+    let config = web(&lab, &[1, 2], "60s").write().unwrap();
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    let vip: SocketAddr = VIP.parse().unwrap();
+    let mut conn = netns::run_in(&lab.ns(Host::Client), move || Ok(TcpStream::connect_timeout(&vip, Duration::from_secs(5))?)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // 28 lines 250 ms apart: 7 s, longer than the closing grace (5 s).
+    conn.write_all(b"GET /stream?chunks=28&interval_ms=250 HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n").unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("chunk 1/28") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended before its first line: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let keeper: u8 = text.split("be").nth(1).and_then(|s| s[..1].parse().ok()).unwrap_or_else(|| panic!("no backend name in {text:?}"));
+
+    let seen = lb.log_len();
+    config.replace(&web(&lab, &[3 - keeper], "60s").yaml()).unwrap();
+    lb.signal(libc::SIGHUP);
+    let seen = lb.wait_for_log("reload applied", seen, Duration::from_secs(10)).unwrap();
+    let rest = conn.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(rest.is_ok() && text.contains(&format!("be{keeper} chunk 28/28")), "the half-closed download was cut ({rest:?}): {text:?}");
+    lb.wait_for_log("reason=\"its last flow ended\"", seen, Duration::from_secs(15)).unwrap();
+    assert!(!backend_active(&lab, keeper), "removed from the maps once drained");
     assert!(lb.stop().unwrap().success());
 }
