@@ -71,11 +71,11 @@ pub fn remember_reverse(p: &Packet, backend: &BackendInfo, vip_id: u32, now: u64
 }
 
 /// A backend's FIN or RST closes the flow as the client's does: both its
-/// entries are marked closing, so a drain stops counting the flow
-/// (`Dataplane::live_flows`) and a SYN reusing the client's ports is
-/// balanced afresh. Without this a backend that resets its connections
-/// (killed, or refusing mid-stream) left them open until the idle timeout,
-/// and a drain waited that long. `reply` is the backend's packet before the
+/// entries are marked closing, so a drain stops counting the flow once it
+/// goes quiet (`Dataplane::live_flows`) and a SYN reusing the client's ports
+/// is balanced afresh. Otherwise a backend that resets its connections
+/// (killed, or refusing mid-stream) would leave them open until the idle
+/// timeout, and a drain would wait that long. `reply` is the backend's packet before the
 /// rewrite; its conntrack entry is the client → VIP flow the reverse entry
 /// names, and only an entry of the same VIP is touched (a NAT collision
 /// between VIPs sharing a backend leaves the other VIP's flow alone). Rare

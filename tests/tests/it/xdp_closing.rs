@@ -1,7 +1,7 @@
 //! How a tracked NAT flow closes: a FIN or RST from either side marks its
-//! conntrack and reverse-NAT entries closing (docs/xdp.md, step 6), after
-//! which a drain no longer counts the flow and a SYN on its ports is
-//! balanced afresh. The client's side is in xdp_flows.rs
+//! conntrack and reverse-NAT entries closing (docs/xdp.md, steps 3 and 7),
+//! after which a drain counts the flow only until it has been quiet for
+//! `CLOSING_GRACE_NS`, and a SYN on its ports is balanced afresh. The client's side is in xdp_flows.rs
 //! (`established_flows_refresh_…`); the backend's side is here.
 
 use lb_common::lb;
@@ -36,25 +36,25 @@ fn a_backend_reset_or_fin_closes_the_flow_for_drains_and_new_connections() {
             let c = client(v6, 50000 + i as u16);
             let b = predicted(&ids, c, vip, 6);
             let (be, other) = (backend(b), if b == ids[0] { ids[1] } else { ids[0] });
-            let syn = inbound(env, Spec::tcp(c, vip));
+            let (syn, ct_key) = (inbound(env, Spec::tcp(c, vip)), flow_key(c, vip, 6));
             assert_frame(run(xdp, env.lc, &syn.clone().build()), XDP_REDIRECT, &forwarded_nat(env, b, syn.clone()).build());
             assert_eq!(live(xdp, b), 1, "case {i}: the new flow is live");
 
             let reply = Spec { eth_dst: env.lbe_mac, eth_src: env.be_mac[be_index(b)], tcp_flags: flags, ..Spec::tcp(be, c) }.build();
             let want = Spec { eth_dst: env.client_mac, eth_src: env.lc_mac, ttl: 63, tcp_flags: flags, ..Spec::tcp(vip, c) }.build();
             assert_frame(run(xdp, env.lbe, &reply), XDP_REDIRECT, &want);
-            assert_eq!(conntrack(xdp).get(&flow_key(c, vip, 6), 0).unwrap().tcp_state, lb::TCP_CLOSING, "case {i}: conntrack");
+            assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING, "case {i}: conntrack");
             assert_eq!(reverse_nat(xdp).get(&flow_key(be, c, 6), 0).unwrap().tcp_state, lb::TCP_CLOSING, "case {i}: reverse NAT");
             // Closing: a drain counts it while it still moves data (a FIN
             // closes one direction), not once it has been quiet for the grace.
             assert_eq!(live(xdp, b), 1, "case {i}: just closed, still within the grace");
-            let ct = conntrack(xdp).get(&flow_key(c, vip, 6), 0).unwrap();
+            let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
             let quiet = lb::FlowState { last_seen_ns: datapath_now_ns() - CLOSING_GRACE_NS - 1_000_000_000, ..ct };
-            conntrack(xdp).insert(flow_key(c, vip, 6), quiet, 0).unwrap();
+            conntrack(xdp).insert(ct_key, quiet, 0).unwrap();
             assert_eq!(live(xdp, b), 0, "case {i}: a drain must not wait out the idle timeout for a flow its backend closed");
-            conntrack(xdp).insert(flow_key(c, vip, 6), lb::FlowState { tcp_state: lb::TCP_OPEN, ..quiet }, 0).unwrap();
+            conntrack(xdp).insert(ct_key, lb::FlowState { tcp_state: lb::TCP_OPEN, ..quiet }, 0).unwrap();
             assert_eq!(live(xdp, b), 1, "case {i}: an open flow as quiet is still live (idle timeout)");
-            conntrack(xdp).insert(flow_key(c, vip, 6), quiet, 0).unwrap();
+            conntrack(xdp).insert(ct_key, quiet, 0).unwrap();
 
             // The old backend is still healthy but out of the table: a SYN
             // on the same ports is a new connection and takes the table.

@@ -122,7 +122,12 @@ fn a_half_closed_download_keeps_its_draining_backend_until_it_ends() {
         got.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&got).into_owned();
-    let keeper: u8 = text.split("be").nth(1).and_then(|s| s[..1].parse().ok()).unwrap_or_else(|| panic!("no backend name in {text:?}"));
+    // The first line of the body is "<backend> chunk 1/28".
+    let keeper: u8 = text
+        .lines()
+        .find_map(|l| l.strip_suffix(" chunk 1/28"))
+        .and_then(|name| name.strip_prefix("be")?.parse().ok())
+        .unwrap_or_else(|| panic!("no backend name in {text:?}"));
 
     let seen = lb.log_len();
     config.replace(&web(&lab, &[3 - keeper], "60s").yaml()).unwrap();
