@@ -14,7 +14,7 @@ use lb_user::stats::Report;
 use xdplb_tests::{
     http,
     lab::{
-        config::{LbConfig, Vip},
+        config::{ConfigFile, LbConfig, Vip},
         Host, Lab,
     },
     lbuser::LbUser,
@@ -29,6 +29,16 @@ fn web(lab: &Lab, backends: &[u8], drain: &str) -> LbConfig {
         8080,
         false,
     ))
+}
+
+/// A two-backend lab with lb-user attached, both backends in `web` with
+/// `drain` as the drain timeout: the start every test here shares.
+fn attached(drain: &str) -> (Lab, ConfigFile, LbUser) {
+    let mut lab = Lab::up_unique("xt", 2).unwrap();
+    lab.start_backends().unwrap();
+    let config = web(&lab, &[1, 2], drain).write().unwrap();
+    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    (lab, config, lb)
 }
 
 /// Who served each of `n` requests, each on a new connection.
@@ -49,10 +59,7 @@ fn backend_active(lab: &Lab, i: u8) -> bool {
 #[test]
 fn a_removed_backend_keeps_its_long_lived_connection_until_it_ends() {
     require_root!();
-    let mut lab = Lab::up_unique("xt", 2).unwrap();
-    lab.start_backends().unwrap();
-    let config = web(&lab, &[1, 2], "60s").write().unwrap();
-    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    let (lab, config, lb) = attached("60s");
     let (mut conn, keeper) = long_lived(&lab);
     let other = 3 - keeper;
 
@@ -78,10 +85,7 @@ fn a_removed_backend_keeps_its_long_lived_connection_until_it_ends() {
 #[test]
 fn the_drain_timeout_ends_a_drain_whatever_the_flows() {
     require_root!();
-    let mut lab = Lab::up_unique("xt", 2).unwrap();
-    lab.start_backends().unwrap();
-    let config = web(&lab, &[1, 2], "2s").write().unwrap();
-    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    let (lab, config, lb) = attached("2s");
     let (mut conn, keeper) = long_lived(&lab);
 
     let seen = lb.log_len();
@@ -104,10 +108,7 @@ fn the_drain_timeout_ends_a_drain_whatever_the_flows() {
 #[test]
 fn a_half_closed_download_keeps_its_draining_backend_until_it_ends() {
     require_root!();
-    let mut lab = Lab::up_unique("xt", 2).unwrap();
-    lab.start_backends().unwrap();
-    let config = web(&lab, &[1, 2], "60s").write().unwrap();
-    let lb = LbUser::attach_config(&lab.ns(Host::Lb), &lab.lb_client_iface(), config.path()).unwrap();
+    let (lab, config, lb) = attached("60s");
     let vip: SocketAddr = VIP.parse().unwrap();
     let mut conn = netns::run_in(&lab.ns(Host::Client), move || Ok(TcpStream::connect_timeout(&vip, Duration::from_secs(5))?)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
