@@ -25,6 +25,8 @@ pub fn pin_dir(iface: &str) -> PathBuf {
 /// process; [`LbUser::stop`] stops it the way Ctrl-C does and checks the exit.
 pub struct LbUser {
     child: Option<Child>,
+    /// The lb-user executable: the process and every `cli` call run it.
+    binary: PathBuf,
     iface: String,
     netns: String,
     /// stderr lines so far with the time each arrived (also echoed to the
@@ -38,7 +40,7 @@ impl LbUser {
     pub fn attach(netns: &str, iface: &str, extra: &[&str]) -> Result<LbUser> {
         let mut args = vec!["--iface", iface];
         args.extend_from_slice(extra);
-        LbUser::start(netns, iface, &args, &[])
+        LbUser::start(workspace::binary("lb-user")?, netns, iface, &args, &[])
     }
 
     /// Starts `attach --config FILE`; `iface` is one of the config's
@@ -50,12 +52,18 @@ impl LbUser {
     /// Like [`LbUser::attach_config`] with extra environment (e.g.
     /// `RUST_LOG=info,lb_common=debug` to log every failed health check).
     pub fn attach_config_env(netns: &str, iface: &str, config: &std::path::Path, env: &[(&str, &str)]) -> Result<LbUser> {
-        let config = config.to_str().context("non-UTF-8 config path")?;
-        LbUser::start(netns, iface, &["--config", config], env)
+        LbUser::attach_config_from(workspace::binary("lb-user")?, netns, iface, config, env)
     }
 
-    fn start(netns: &str, iface: &str, attach_args: &[&str], env: &[(&str, &str)]) -> Result<LbUser> {
-        let binary = workspace::binary("lb-user")?;
+    /// Like [`LbUser::attach_config_env`] with the executable given rather
+    /// than the workspace's (`cargo xtask bench` runs the build it measures,
+    /// the release one or `--bin-dir`'s, whatever the build next to xtask).
+    pub fn attach_config_from(binary: PathBuf, netns: &str, iface: &str, config: &std::path::Path, env: &[(&str, &str)]) -> Result<LbUser> {
+        let config = config.to_str().context("non-UTF-8 config path")?;
+        LbUser::start(binary, netns, iface, &["--config", config], env)
+    }
+
+    fn start(binary: PathBuf, netns: &str, iface: &str, attach_args: &[&str], env: &[(&str, &str)]) -> Result<LbUser> {
         let child = Command::new(&binary)
             .envs(env.iter().copied())
             .args(["--netns", netns, "attach"])
@@ -94,7 +102,7 @@ impl LbUser {
                 }
             }
         });
-        let mut me = LbUser { child: Some(child), iface: iface.to_owned(), netns: netns.to_owned(), log };
+        let mut me = LbUser { child: Some(child), binary, iface: iface.to_owned(), netns: netns.to_owned(), log };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !ready.load(Ordering::SeqCst) {
             if let Some(status) = me.child.as_mut().unwrap().try_wait()? {
@@ -110,8 +118,7 @@ impl LbUser {
 
     /// Runs `lb-user --netns NS <args>` to completion (whatever its exit).
     pub fn cli_output(&self, args: &[&str]) -> Result<std::process::Output> {
-        let binary = workspace::binary("lb-user")?;
-        Ok(Command::new(&binary).args(["--netns", &self.netns]).args(args).env("RUST_LOG", "off").output()?)
+        Ok(Command::new(&self.binary).args(["--netns", &self.netns]).args(args).env("RUST_LOG", "off").output()?)
     }
 
     /// Runs `lb-user --netns NS <args>` to completion and returns stdout.
@@ -232,3 +239,27 @@ impl Drop for LbUser {
 
 /// How lb-user's stdout line starts once the attach is complete.
 const READY_LINE: &str = "xdplb attached to ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// `attach_config_from` runs the given executable, for the attach and
+    /// for every later `cli` call: a stand-in script that answers like
+    /// lb-user shows which program ran (the workspace's lb-user would fail
+    /// here without root, or print something else).
+    #[test]
+    fn attach_config_from_runs_the_given_binary_for_attach_and_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("lb-user");
+        std::fs::write(&fake, format!("#!/bin/sh\n[ \"$3\" = attach ] && {{ echo '{READY_LINE}x-lc'; exec sleep 30; }}\necho \"stand-in $*\"\n")).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let lb = LbUser::attach_config_from(fake.clone(), "x-lb", "x-lc", &dir.path().join("c.yaml"), &[]).unwrap();
+        assert_eq!(lb.cli(&["stats", "--json"]).unwrap().trim(), "stand-in --netns x-lb stats --json");
+
+        let missing = dir.path().join("nowhere/lb-user");
+        let err = LbUser::attach_config_from(missing.clone(), "x-lb", "x-lc", &dir.path().join("c.yaml"), &[]).err().unwrap();
+        assert!(format!("{err:#}").contains(&missing.display().to_string()), "{err:#}");
+    }
+}

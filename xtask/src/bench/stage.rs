@@ -106,11 +106,6 @@ impl Stage {
     /// Brings up the lab and starts the backends and every peer.
     pub fn up(work: &Path, bin_dir: &Path, xdp_mode: &str) -> Result<Stage> {
         check_tools()?;
-        // The lab library starts `lb-user attach` for the XDP cases from
-        // here too: without this it took the binary next to xtask
-        // (target/debug), so a fresh clone failed and `--bin-dir` did not
-        // reach the XDP cases.
-        std::env::set_var(xdplb_tests::workspace::BIN_DIR_ENV, bin_dir);
         std::fs::create_dir_all(work)?;
         let certs_dir = work.join("certs");
         let demo = certgen::demo(&certs_dir, &certgen::DemoOptions { force: true, ..Default::default() }).context("certgen demo")?;
@@ -242,7 +237,10 @@ impl Stage {
         if lb.is_xdp() && self.xdp.is_none() {
             let conf =
                 write(&self.work.join("lb-user-xdp.yaml"), &peers::lbuser_xdp(&self.lab.lb_client_iface(), &self.lab.lb_backend_iface(), &self.xdp_mode))?;
-            self.xdp = Some(LbUser::attach_config(&self.lab.ns(Host::Lb), &self.lab.lb_client_iface(), &conf)?);
+            // The measured build's lb-user, not the one next to xtask
+            // (target/debug, which a fresh clone need not have).
+            let lb_user = self.bin_dir.join("lb-user");
+            self.xdp = Some(LbUser::attach_config_from(lb_user, &self.lab.ns(Host::Lb), &self.lab.lb_client_iface(), &conf, &[])?);
         } else if !lb.is_xdp() {
             if let Some(x) = self.xdp.take() {
                 let status = x.stop()?;
