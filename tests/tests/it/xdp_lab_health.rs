@@ -41,6 +41,30 @@ fn failures<'a>(entries: impl IntoIterator<Item = &'a (Instant, Result<String, S
     entries.into_iter().filter_map(|(t, w)| w.as_ref().err().map(|e| format!("+{} ms: {e}", t.duration_since(t0).as_millis()))).collect()
 }
 
+/// When lb-user logged be2 down and up, and the table rebuild after each,
+/// relative to the stop and the restart: for the assertion messages, so a
+/// failure says whether the checks or the tables were late, or the flows
+/// went wrong with the tables on time.
+fn timeline(lb: &LbUser, stopped: Instant, restarted: Instant) -> String {
+    let at = |needle: &str, skip: usize| lb.wait_for_log_at(needle, skip, Duration::ZERO).ok();
+    let ms = |t: Option<(usize, Instant)>, from: Instant| match t {
+        Some((_, t)) if t >= from => format!("+{} ms", (t - from).as_millis()),
+        Some((_, t)) => format!("-{} ms", (from - t).as_millis()),
+        None => "never".to_owned(),
+    };
+    let down = at("backend down vip=web backend=198.18.1.12:8080", 0);
+    let rebuilt_down = down.and_then(|(n, _)| at("tables rebuilt", n));
+    let up = at("backend up vip=web backend=198.18.1.12:8080", 0);
+    let rebuilt_up = up.and_then(|(n, _)| at("tables rebuilt", n));
+    format!(
+        "lb-user logged be2 down {} and its tables rebuilt {} after the stop; be2 up {} and the tables rebuilt {} after the restart",
+        ms(down, stopped),
+        ms(rebuilt_down, stopped),
+        ms(up, restarted),
+        ms(rebuilt_up, restarted)
+    )
+}
+
 #[test]
 fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
     require_root!();
@@ -89,6 +113,7 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
     std::thread::sleep(INTERVAL * RISE + INTERVAL + LOOP + Duration::from_secs(2));
     stop.store(true, Ordering::SeqCst);
     load.join().unwrap().unwrap();
+    let timeline = timeline(&lb, stopped, restarted);
     assert!(lb.stop().unwrap().success());
     drop(config);
 
@@ -102,12 +127,12 @@ fn a_stopped_backend_stops_getting_flows_and_gets_them_again_when_it_returns() {
     let down: Vec<_> = log.iter().filter(|(t, _)| *t > stopped + settle && *t < restarted).collect();
     assert!(down.len() > 20, "too few requests while be2 was down: {}", down.len());
     let failed = failures(down.iter().copied(), stopped);
-    assert!(failed.is_empty(), "new connections failed after the backend was marked down (ms since it stopped): {failed:?}");
-    assert!(down.iter().all(|(_, w)| w.as_deref() != Ok("be2")));
+    assert!(failed.is_empty(), "new connections failed after the backend was marked down (ms since it stopped): {failed:?}; {timeline}");
+    assert!(down.iter().all(|(_, w)| w.as_deref() != Ok("be2")), "be2 served after it was marked down; {timeline}");
     // Back: be2 serves again within rise × interval (+ allowances).
     let back = log.iter().find(|(t, w)| *t > restarted && w.as_deref() == Ok("be2")).map(|(t, _)| *t - restarted);
     let limit = INTERVAL * RISE + INTERVAL + LOOP;
-    assert!(back.is_some_and(|d| d <= limit + SLACK), "be2 got traffic again after {back:?} (limit {limit:?})");
+    assert!(back.is_some_and(|d| d <= limit + SLACK), "be2 got traffic again after {back:?} (limit {limit:?}); {timeline}");
     let late = failures(log.iter().filter(|(t, _)| *t > restarted), restarted);
-    assert!(late.is_empty(), "failures after be2 came back (ms since its restart): {late:?}");
+    assert!(late.is_empty(), "failures after be2 came back (ms since its restart): {late:?}; {timeline}");
 }
