@@ -4,7 +4,7 @@ use lb_common::{
     hash,
     lb::{
         BackendInfo, FlowState, GlobalConfig, VipInfo, VipKey, ALG_MAGLEV_SRC, ALG_ROUND_ROBIN, BACKEND_ACTIVE, BACKEND_HEALTHY, FAMILY_V4, FLOW_NEW,
-        FLOW_TOUCHED, LAST_SEEN_REFRESH_NS, MAX_RR_BACKENDS, NO_BACKEND, TCP_CLOSING, TCP_OPEN,
+        FLOW_TOUCHED, LAST_SEEN_REFRESH_NS, MAX_RR_BACKENDS, MODE_DSR, NO_BACKEND, TCP_CLOSING, TCP_FIN_CLIENT, TCP_OPEN,
     },
 };
 
@@ -81,13 +81,16 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mu
     let key = &p.key;
     let syn_only = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     let closing_flags = p.closes_flow();
+    // The client's FIN half-closes a NAT flow (the backend's is seen on its
+    // reply, reverse.rs); in DSR the replies bypass us, so it closes it.
+    let closing = if closing_flags { p.closing_bits(if vip.mode == MODE_DSR { 0 } else { TCP_FIN_CLIENT }) } else { TCP_OPEN };
     if let Some(state) = CONNTRACK.get_ptr_mut(key) {
         // SAFETY: pointer from a successful lookup; the entry is ours to update.
         let state = unsafe { &mut *state };
         let timeout_s = if p.key.protocol == IPPROTO_TCP { cfg.tcp_timeout_s } else { cfg.udp_timeout_s };
         let fresh = now.saturating_sub(state.last_seen_ns) < u64::from(timeout_s) * 1_000_000_000;
         // A SYN on a closing entry is a new connection reusing the ports.
-        let reused = syn_only && state.tcp_state == TCP_CLOSING;
+        let reused = syn_only && state.tcp_state & TCP_CLOSING != 0;
         if fresh && !reused && state.vip_id == vip.vip_id {
             // A SYN tied to a backend that takes no new flows (down or
             // leaving) is a new connection on ports whose last flow there
@@ -101,7 +104,7 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mu
                     touched = true;
                 }
                 if closing_flags {
-                    state.tcp_state = TCP_CLOSING;
+                    state.tcp_state |= closing;
                 }
                 *flow = if touched { FLOW_TOUCHED } else { 0 };
                 return state.backend_id;
@@ -112,11 +115,10 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mu
     if active_backend(backend_id).is_none() {
         return NO_BACKEND;
     }
-    let tcp_state = if closing_flags { TCP_CLOSING } else { TCP_OPEN };
     // The value as its three 64-bit words (little-endian BPF): backend_id,
     // vip_id | last_seen_ns | tcp_state, zero padding. A struct literal would
     // clear the padding with a call to bpf-linker's byte-loop memset (mem.rs).
-    let words: [u64; 3] = [u64::from(backend_id) | u64::from(vip.vip_id) << 32, now, u64::from(tcp_state)];
+    let words: [u64; 3] = [u64::from(backend_id) | u64::from(vip.vip_id) << 32, now, u64::from(closing)];
     // SAFETY: FlowState is repr(C), 24 bytes, 8-aligned, every bit pattern valid.
     let state: FlowState = unsafe { core::mem::transmute(words) };
     // A full LRU evicts its oldest entry, so this only fails on memory pressure;

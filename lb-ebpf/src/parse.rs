@@ -20,7 +20,7 @@
 //! reaching past the datagram, a UDP length below 8 or past the datagram.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::lb::{FlowKey, FAMILY_V4, FAMILY_V6};
+use lb_common::lb::{FlowKey, FAMILY_V4, FAMILY_V6, TCP_CLOSING, TCP_RESET};
 
 use crate::{headers::*, mem};
 
@@ -59,6 +59,17 @@ impl Packet {
     #[inline(always)]
     pub fn closes_flow(&self) -> bool {
         self.key.protocol == IPPROTO_TCP && self.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST) != 0
+    }
+
+    /// The conntrack `tcp_state` bits a segment that [`closes_flow`] adds,
+    /// `fin` being the bit of its sender's FIN: `TCP_CLOSING` with
+    /// `TCP_RESET` for a RST, with `fin` for a FIN (0 where the program sees
+    /// only the client's side, DSR: the client's FIN then closes the entry).
+    ///
+    /// [`closes_flow`]: Packet::closes_flow
+    #[inline(always)]
+    pub fn closing_bits(&self, fin: u8) -> u8 {
+        TCP_CLOSING | if self.tcp_flags & TCP_FLAG_RST != 0 { TCP_RESET } else { fin }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use lb_common::{
-    lb::{reply_source_bit, BackendInfo, FlowKey, ReverseNat, TCP_CLOSING},
+    lb::{reply_source_bit, BackendInfo, FlowKey, ReverseNat, TCP_CLOSING, TCP_FIN_BACKEND},
     Stat,
 };
 
@@ -70,10 +70,12 @@ pub fn remember_reverse(p: &Packet, backend: &BackendInfo, vip_id: u32, now: u64
     let _ = REVERSE_NAT.insert(&key, value, 0);
 }
 
-/// A backend's FIN or RST closes the flow as the client's does: both its
-/// entries are marked closing, so a drain stops counting the flow once it
-/// goes quiet (`Dataplane::live_flows`) and a SYN reusing the client's ports
-/// is balanced afresh. Otherwise a backend that resets its connections
+/// A backend's FIN or RST closes its side of the flow as the client's does
+/// the other: both its entries are marked closing, the conntrack entry with
+/// the backend's FIN bit (or the reset bit), so once the client's FIN is
+/// there too a drain stops counting the flow when it goes quiet
+/// (`Dataplane::live_flows`), and a SYN reusing the client's ports is
+/// balanced afresh. Otherwise a backend that resets its connections
 /// (killed, or refusing mid-stream) would leave them open until the idle
 /// timeout, and a drain would wait that long. `reply` is the backend's packet before the
 /// rewrite; its conntrack entry is the client → VIP flow the reverse entry
@@ -97,7 +99,7 @@ fn mark_closing(reply: &Packet, entry: &mut ReverseNat) {
         // SAFETY: pointer from a successful lookup; the entry is ours to update.
         let state = unsafe { &mut *state };
         if state.vip_id == entry.vip_id {
-            state.tcp_state = TCP_CLOSING;
+            state.tcp_state |= reply.closing_bits(TCP_FIN_BACKEND);
         }
     }
 }

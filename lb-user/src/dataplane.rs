@@ -17,8 +17,8 @@ use ipnet::IpNet;
 use lb_common::userspace::select::{addr16, fingerprint, TableFingerprint};
 use lb_common::{
     lb::{
-        reply_source_bit, BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, MAX_BACKENDS, MAX_RR_BACKENDS,
-        MAX_VIPS, NO_BACKEND, TCP_CLOSING,
+        reply_source_bit, tcp_closed, BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, MAX_BACKENDS,
+        MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND,
     },
     map_names as names,
 };
@@ -59,21 +59,19 @@ fn map_mut<'e>(ebpf: &'e mut Ebpf, name: &str) -> Result<&'e mut aya::maps::Map>
 
 const IPPROTO_TCP: u8 = 6;
 
-/// How long a closing TCP flow (FIN or RST seen) still counts as live after
-/// its last packet. A FIN closes one direction only: a half-closed
-/// connection still moving data the other way refreshes its timestamp once
-/// a second (`LAST_SEEN_REFRESH_NS`), so it stays live and a drain keeps its
-/// backend; a finished one goes quiet and stops counting this long after its
-/// last packet, instead of at the idle timeout.
+/// How long a closed TCP flow (both FINs, or a RST, seen; `lb::tcp_closed`)
+/// still counts as live after its last packet: its last ACKs and
+/// retransmits, instead of the idle timeout. A half-closed one (one FIN)
+/// is open for drains: the other direction may carry data after any pause.
 pub const CLOSING_GRACE_NS: u64 = 5_000_000_000;
 
 /// Whether a conntrack entry is a live flow for drains at `now_ns`: younger
-/// than its idle timeout, and for TCP either open or closing but seen within
-/// [`CLOSING_GRACE_NS`].
+/// than its idle timeout, and for TCP not closed in both directions more
+/// than [`CLOSING_GRACE_NS`] ago.
 pub fn flow_is_live(state: &FlowState, tcp: bool, timeout_s: u32, now_ns: u64) -> bool {
     let idle = now_ns.saturating_sub(state.last_seen_ns);
     let fresh = idle < u64::from(timeout_s) * 1_000_000_000;
-    fresh && !(tcp && state.tcp_state == TCP_CLOSING && idle >= CLOSING_GRACE_NS)
+    fresh && !(tcp && tcp_closed(state.tcp_state) && idle >= CLOSING_GRACE_NS)
 }
 
 /// Writes `values` into slots `first..` of the u32 array `map` with one
@@ -475,7 +473,7 @@ pub fn empty_table(size: u32) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    use lb_common::lb::TCP_OPEN;
+    use lb_common::lb::{TCP_CLOSING, TCP_FIN_BACKEND, TCP_FIN_CLIENT, TCP_OPEN, TCP_RESET};
 
     use super::*;
 
@@ -486,19 +484,26 @@ mod tests {
     }
 
     #[test]
-    fn a_closing_flow_stays_live_while_it_moves_data_and_open_ones_until_their_idle_timeout() {
+    fn a_closed_flow_stops_counting_after_the_grace_and_open_or_half_closed_ones_at_their_idle_timeout() {
         let now = 1000 * S;
-        // Open: live until the idle timeout, whatever the grace.
-        assert!(flow_is_live(&flow(now - 59 * S, TCP_OPEN), true, 60, now));
-        assert!(!flow_is_live(&flow(now - 60 * S, TCP_OPEN), true, 60, now));
-        // Closing: live while seen within the grace (a half-close still
-        // moving data), not after it.
-        assert!(flow_is_live(&flow(now - S, TCP_CLOSING), true, 60, now));
-        assert!(flow_is_live(&flow(now - CLOSING_GRACE_NS + 1, TCP_CLOSING), true, 60, now));
-        assert!(!flow_is_live(&flow(now - CLOSING_GRACE_NS, TCP_CLOSING), true, 60, now));
+        let both = TCP_CLOSING | TCP_FIN_CLIENT | TCP_FIN_BACKEND;
+        // Open, and half-closed (one FIN, either side): live until the idle
+        // timeout, however long the pause.
+        for state in [TCP_OPEN, TCP_CLOSING | TCP_FIN_CLIENT, TCP_CLOSING | TCP_FIN_BACKEND] {
+            assert!(flow_is_live(&flow(now - 59 * S, state), true, 60, now), "state {state}");
+            assert!(!flow_is_live(&flow(now - 60 * S, state), true, 60, now), "state {state}");
+        }
+        // Closed (both FINs, a reset after a FIN or alone, or the bare
+        // closing bit of DSR and of older programs): live within the grace,
+        // not after it.
+        for state in [both, TCP_CLOSING | TCP_FIN_CLIENT | TCP_RESET, TCP_CLOSING | TCP_RESET, TCP_CLOSING] {
+            assert!(flow_is_live(&flow(now - S, state), true, 60, now), "state {state}");
+            assert!(flow_is_live(&flow(now - CLOSING_GRACE_NS + 1, state), true, 60, now), "state {state}");
+            assert!(!flow_is_live(&flow(now - CLOSING_GRACE_NS, state), true, 60, now), "state {state}");
+        }
         // The grace never outlasts the idle timeout.
-        assert!(!flow_is_live(&flow(now - 2 * S, TCP_CLOSING), true, 2, now));
+        assert!(!flow_is_live(&flow(now - 2 * S, both), true, 2, now));
         // UDP has no closing state.
-        assert!(flow_is_live(&flow(now - 10 * S, TCP_CLOSING), false, 30, now));
+        assert!(flow_is_live(&flow(now - 10 * S, both), false, 30, now));
     }
 }

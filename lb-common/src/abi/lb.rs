@@ -129,7 +129,7 @@ pub struct FlowState {
     pub vip_id: u32,
     /// The data path's clock (CLOCK_MONOTONIC_COARSE, ns) at the last packet.
     pub last_seen_ns: u64,
-    /// TCP_* below; lets FIN/RST end an entry early.
+    /// TCP_* bits below; lets FIN/RST end an entry early.
     pub tcp_state: u8,
     pub _pad: [u8; 7],
 }
@@ -189,9 +189,30 @@ pub const LAST_SEEN_REFRESH_NS: u64 = 1_000_000_000;
 pub const FLOW_NEW: u32 = 1;
 pub const FLOW_TOUCHED: u32 = 2;
 
-/// TCP tracking states kept in conntrack entries.
+/// TCP tracking state of a conntrack entry (`FlowState::tcp_state`), as
+/// bits: none set is an open flow.
 pub const TCP_OPEN: u8 = 0;
+/// A FIN or RST was seen, from either side: a SYN on these ports is a new
+/// connection. Alone (no other bit) it means closed as far as the program
+/// sees: a DSR client's FIN (the backend's replies bypass the balancer),
+/// or an entry written by a program from before the bits below.
 pub const TCP_CLOSING: u8 = 1;
+/// With `TCP_CLOSING`: the client's FIN was seen (NAT).
+pub const TCP_FIN_CLIENT: u8 = 2;
+/// With `TCP_CLOSING`: the backend's FIN was seen (a NAT reply).
+pub const TCP_FIN_BACKEND: u8 = 4;
+/// With `TCP_CLOSING`: a RST was seen, from either side.
+pub const TCP_RESET: u8 = 8;
+
+/// Whether a conntrack entry's TCP connection is over in both directions
+/// as far as the program can tell: closing, and not half-closed (one FIN
+/// bit without the other and without a reset), because after one FIN the
+/// other direction may still carry data for as long as it likes.
+pub const fn tcp_closed(tcp_state: u8) -> bool {
+    let fins = tcp_state & (TCP_FIN_CLIENT | TCP_FIN_BACKEND);
+    let half = tcp_state & TCP_RESET == 0 && (fins == TCP_FIN_CLIENT || fins == TCP_FIN_BACKEND);
+    tcp_state & TCP_CLOSING != 0 && !half
+}
 
 /// Global settings (array map with one entry).
 #[repr(C)]

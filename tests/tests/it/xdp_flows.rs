@@ -209,10 +209,11 @@ fn established_flows_refresh_timestamps_and_next_hops_once_a_second() {
         hops.set(b, aya::maps::PerCpuValues::try_from(vec![other_addr; cpus]).unwrap(), 0).unwrap();
         assert_frame(run(xdp, env.lc, &ack), XDP_REDIRECT, &want_ack(env.be_mac[be_index(b)]));
 
-        // FIN marks both entries closing, in place.
+        // FIN marks both entries closing, in place; conntrack also says
+        // whose FIN it was (half-closed: the backend may still send).
         let fin = inbound(env, Spec { tcp_flags: 0x11, ..Spec::tcp(c, vip) }).build();
         assert_eq!(run(xdp, env.lc, &fin).0, XDP_REDIRECT);
-        assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
+        assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING | lb::TCP_FIN_CLIENT);
         assert_eq!(reverse_nat(xdp).get(&rev_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
     });
 }
