@@ -23,6 +23,15 @@ fn live(xdp: &mut Harness, id: u32) -> u64 {
     xdp.dataplane().live_flows(datapath_now_ns()).unwrap().get(&id).copied().unwrap_or(0)
 }
 
+/// Makes conntrack entry `key` look quiet for a second longer than the
+/// closing grace; returns the entry as written.
+fn make_quiet(xdp: &mut Harness, key: lb::FlowKey) -> lb::FlowState {
+    let ct = conntrack(xdp).get(&key, 0).unwrap();
+    let quiet = lb::FlowState { last_seen_ns: datapath_now_ns() - CLOSING_GRACE_NS - 1_000_000_000, ..ct };
+    conntrack(xdp).insert(key, quiet, 0).unwrap();
+    quiet
+}
+
 /// A backend that resets its connection (killed, or refusing mid-stream) or
 /// closes it with a FIN: the reply is still translated, both entries are
 /// marked closing, a drain stops counting the flow once it is closed both
@@ -50,23 +59,17 @@ fn a_backend_reset_or_fin_closes_the_flow_for_drains_and_new_connections() {
             assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, bits, "case {i}: conntrack");
             assert_eq!(reverse_nat(xdp).get(&flow_key(be, c, 6), 0).unwrap().tcp_state, lb::TCP_CLOSING, "case {i}: reverse NAT");
             assert_eq!(live(xdp, b), 1, "case {i}: just closed, still within the grace");
-            let quiet = |xdp: &mut Harness| {
-                let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
-                let quiet = lb::FlowState { last_seen_ns: datapath_now_ns() - CLOSING_GRACE_NS - 1_000_000_000, ..ct };
-                conntrack(xdp).insert(ct_key, quiet, 0).unwrap();
-                quiet
-            };
             if !reset {
                 // Half-closed by the backend's FIN: the client may still send,
                 // after any pause, so a drain counts it until the idle timeout.
-                quiet(xdp);
+                make_quiet(xdp, ct_key);
                 assert_eq!(live(xdp, b), 1, "case {i}: half-closed and quiet, still live");
                 let fin = inbound(env, Spec { tcp_flags: FIN_ACK, ..Spec::tcp(c, vip) }).build();
                 assert_eq!(run(xdp, env.lc, &fin).0, XDP_REDIRECT);
                 assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, bits | lb::TCP_FIN_CLIENT, "case {i}: both FINs");
             }
             // Closed both ways: not once it has been quiet for the grace.
-            let quiet = quiet(xdp);
+            let quiet = make_quiet(xdp, ct_key);
             assert_eq!(live(xdp, b), 0, "case {i}: a drain must not wait out the idle timeout for a flow its backend closed");
             conntrack(xdp).insert(ct_key, lb::FlowState { tcp_state: lb::TCP_OPEN, ..quiet }, 0).unwrap();
             assert_eq!(live(xdp, b), 1, "case {i}: an open flow as quiet is still live (idle timeout)");
@@ -121,11 +124,9 @@ fn a_dsr_clients_fin_closes_the_flow_for_drains() {
         let fin = inbound(env, Spec { tcp_flags: FIN_ACK, ..Spec::tcp(c, vip) }).build();
         assert_eq!(run(xdp, env.lc, &fin).0, XDP_REDIRECT);
         let ct_key = flow_key(c, vip, 6);
-        let ct = conntrack(xdp).get(&ct_key, 0).unwrap();
-        assert_eq!(ct.tcp_state, lb::TCP_CLOSING);
+        assert_eq!(conntrack(xdp).get(&ct_key, 0).unwrap().tcp_state, lb::TCP_CLOSING);
         assert_eq!(live(xdp, b), 1, "just closed, within the grace");
-        let quiet = lb::FlowState { last_seen_ns: datapath_now_ns() - CLOSING_GRACE_NS - 1_000_000_000, ..ct };
-        conntrack(xdp).insert(ct_key, quiet, 0).unwrap();
+        make_quiet(xdp, ct_key);
         assert_eq!(live(xdp, b), 0, "closed and quiet");
     });
 }
