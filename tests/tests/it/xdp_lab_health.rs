@@ -15,6 +15,7 @@ use std::{
 use xdplb_tests::{
     http,
     lab::{
+        addr,
         config::{LbConfig, Vip},
         Host, Lab,
     },
@@ -52,9 +53,11 @@ fn timeline(lb: &LbUser, stopped: Instant, restarted: Instant) -> String {
         Some((_, t)) => format!("-{} ms", (from - t).as_millis()),
         None => "never".to_owned(),
     };
-    let down = at("backend down vip=web backend=198.18.1.12:8080", 0);
+    // How the health checks name be2 in their log lines.
+    let be2 = format!("vip=web backend={}:8080", addr::backend_v4(2));
+    let down = at(&format!("backend down {be2}"), 0);
     let rebuilt_down = down.and_then(|(n, _)| at("tables rebuilt", n));
-    let up = at("backend up vip=web backend=198.18.1.12:8080", 0);
+    let up = at(&format!("backend up {be2}"), 0);
     let rebuilt_up = up.and_then(|(n, _)| at("tables rebuilt", n));
     format!(
         "lb-user logged be2 down {} and its tables rebuilt {} after the stop; be2 up {} and the tables rebuilt {} after the restart",
