@@ -10,7 +10,8 @@ use lb_common::{
 
 use crate::{
     headers::{IPPROTO_TCP, TCP_FLAG_ACK, TCP_FLAG_SYN},
-    maps::{BACKENDS, CONFIG, CONNTRACK, MAGLEV, RR_CURSOR, RR_LIST, VIPS},
+    maps::{BACKENDS, CONFIG, CONNTRACK, MAGLEV, RR_CURSOR, RR_LIST, VIPS, VIP_SLOTS},
+    mem,
     parse::Packet,
 };
 
@@ -31,6 +32,27 @@ pub fn vip_for(addr: &[u8; 16], port: u16, protocol: u8, family: u8) -> Option<V
     let key = VipKey { addr: *addr, port, protocol, family };
     // SAFETY: map values are plain data.
     unsafe { VIPS.get(&key) }.copied()
+}
+
+/// The packet's conntrack entry: looked up once, before the VIP, and shared
+/// by [`vip_of_flow`] and [`choose`].
+#[inline(always)]
+pub fn tracked(p: &Packet) -> Option<&'static mut FlowState> {
+    // SAFETY: a pointer from a successful lookup; the entry is ours to
+    // update (an LRU hash value stays valid for the program's run).
+    CONNTRACK.get_ptr_mut(&p.key).map(|state| unsafe { &mut *state })
+}
+
+/// The VIP of a tracked flow from `VIP_SLOTS` under its entry's VIP id, when
+/// that slot still holds the packet's destination: an array read instead of
+/// the `VIPS` hash lookup for every established packet. A removed VIP's
+/// slot is emptied and a reused id's names another key, so then `None`, and
+/// the caller looks the destination up in `VIPS` (docs/xdp.md, step 5).
+#[inline(always)]
+pub fn vip_of_flow(p: &Packet, state: &FlowState) -> Option<VipInfo> {
+    let slot = VIP_SLOTS.get(state.vip_id)?;
+    let (k, d) = (&slot.key, &p.key);
+    (mem::addr_eq(&k.addr, &d.dst) && k.port == d.dport && k.protocol == d.protocol && k.family == d.family).then_some(slot.info)
 }
 
 /// Whether the destination address is a VIP address on any port/protocol.
@@ -69,24 +91,31 @@ pub fn stale(last_seen_ns: u64, now: u64) -> bool {
     now.saturating_sub(last_seen_ns) >= LAST_SEEN_REFRESH_NS
 }
 
-/// Picks the backend id: the tracked one for an established flow, otherwise a
-/// fresh choice recorded in conntrack. `flow` gets `FLOW_NEW` for a fresh
-/// choice and `FLOW_TOUCHED` whenever the conntrack entry was written (new,
+/// `choose`'s result: the backend id in the low 32 bits, `FLOW_*` bits in
+/// the high 32 (a BPF call has one result register and at most five
+/// arguments, all of which `choose` uses).
+#[inline(always)]
+pub fn split_choice(choice: u64) -> (u32, u32) {
+    (choice as u32, (choice >> 32) as u32)
+}
+
+/// Picks the backend id: the tracked one for an established flow (`tracked`,
+/// the packet's conntrack entry if it has one), otherwise a fresh choice
+/// recorded in conntrack. The flow bits are `FLOW_NEW` for a fresh choice
+/// and `FLOW_TOUCHED` whenever the conntrack entry was written (new,
 /// timestamp refreshed, or marked closing): the caller updates the flow's
 /// reverse-NAT entry only then. `NO_BACKEND` when the VIP has none. `now` is
-/// the packet's clock read (`now_ns`). Not inlined: its stack frame must not add
-/// to the callers'.
+/// the packet's clock read (`now_ns`). Returns both, see [`split_choice`].
+/// Not inlined: its stack frame must not add to the callers'.
 #[inline(never)]
-pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mut u32) -> u32 {
+pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tracked: Option<&mut FlowState>) -> u64 {
     let key = &p.key;
     let syn_only = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     let closing_flags = p.closes_flow();
     // The client's FIN half-closes a NAT flow (the backend's is seen on its
     // reply, reverse.rs); in DSR the replies bypass us, so it closes it.
     let closing = if closing_flags { p.closing_bits(if vip.mode == MODE_DSR { 0 } else { TCP_FIN_CLIENT }) } else { TCP_OPEN };
-    if let Some(state) = CONNTRACK.get_ptr_mut(key) {
-        // SAFETY: pointer from a successful lookup; the entry is ours to update.
-        let state = unsafe { &mut *state };
+    if let Some(state) = tracked {
         let timeout_s = if p.key.protocol == IPPROTO_TCP { cfg.tcp_timeout_s } else { cfg.udp_timeout_s };
         let fresh = now.saturating_sub(state.last_seen_ns) < u64::from(timeout_s) * 1_000_000_000;
         // A SYN on a closing entry is a new connection reusing the ports.
@@ -106,14 +135,14 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mu
                 if closing_flags {
                     state.tcp_state |= closing;
                 }
-                *flow = if touched { FLOW_TOUCHED } else { 0 };
-                return state.backend_id;
+                let flow = if touched { FLOW_TOUCHED } else { 0 };
+                return u64::from(state.backend_id) | u64::from(flow) << 32;
             }
         }
     }
-    let Some(backend_id) = select(p, vip, cfg) else { return NO_BACKEND };
+    let Some(backend_id) = select(p, vip, cfg) else { return u64::from(NO_BACKEND) };
     if active_backend(backend_id).is_none() {
-        return NO_BACKEND;
+        return u64::from(NO_BACKEND);
     }
     // The value as its three 64-bit words (little-endian BPF): backend_id,
     // vip_id | last_seen_ns | tcp_state, zero padding. A struct literal would
@@ -124,8 +153,7 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, flow: &mu
     // A full LRU evicts its oldest entry, so this only fails on memory pressure;
     // the flow then simply stays untracked and Maglev keeps it consistent.
     let _ = CONNTRACK.insert(key, &state, 0);
-    *flow = FLOW_NEW | FLOW_TOUCHED;
-    backend_id
+    u64::from(backend_id) | u64::from(FLOW_NEW | FLOW_TOUCHED) << 32
 }
 
 #[inline(always)]

@@ -81,11 +81,20 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, c: &mut Counters, len: u64) 
             return (reply.action, Stat::from_index(reply.stat));
         }
     }
-    // The VIP itself first: for a balanced port it also answers "is this a
-    // VIP address" (lb-user writes an address marker with every VIP), so a
-    // forwarded packet pays one VIPS lookup instead of two; the marker is
-    // looked up only when no VIP matches the port.
-    let vip = if p.ports == Ports::Present { balance::lookup_vip(p) } else { None };
+    // A tracked flow first: its conntrack entry names its VIP's id, and
+    // VIP_SLOTS gives that VIP with an array read, so an established packet
+    // pays one hash lookup (CONNTRACK) instead of two; the entry goes on to
+    // `choose`, which does not look it up again. Otherwise the VIP itself:
+    // for a balanced port it also answers "is this a VIP address" (lb-user
+    // writes an address marker with every VIP), and the marker is looked up
+    // only when no VIP matches the port. A fragment skips the conntrack
+    // lookup: it is dropped if it is a VIP's (docs/xdp.md, step 5).
+    let tracked = if p.ports == Ports::Present && !p.fragment { balance::tracked(p) } else { None };
+    let vip = match tracked.as_deref().and_then(|state| balance::vip_of_flow(p, state)) {
+        Some(vip) => Some(vip),
+        None if p.ports == Ports::Present => balance::lookup_vip(p),
+        None => None,
+    };
     let vip_address = vip.is_some() || balance::is_vip_address(p);
     let Some(cfg) = balance::config() else {
         return (xdp_action::XDP_PASS, Stat::PassNotVip);
@@ -129,8 +138,7 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, c: &mut Counters, len: u64) 
     };
     // One clock read per packet, shared by conntrack and reverse NAT.
     let now = balance::now_ns();
-    let mut flow = 0u32;
-    let backend_id = balance::choose(p, &vip, &cfg, now, &mut flow);
+    let (backend_id, flow) = balance::split_choice(balance::choose(p, &vip, &cfg, now, tracked));
     let new_flow = flow & FLOW_NEW != 0;
     let Some(backend) = balance::active_backend(backend_id) else {
         return (xdp_action::XDP_DROP, Stat::DropNoBackend);

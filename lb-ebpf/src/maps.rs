@@ -9,7 +9,10 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    lb::{BackendHop, BackendInfo, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS, REPLY_SOURCE_BITS},
+    lb::{
+        BackendHop, BackendInfo, FlowKey, FlowState, GlobalConfig, ReverseNat, VipInfo, VipKey, VipSlot, MAX_BACKENDS, MAX_RR_BACKENDS, MAX_VIPS,
+        REPLY_SOURCE_BITS,
+    },
     Counters,
 };
 
@@ -31,6 +34,10 @@ pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0)
 
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(2 * MAX_VIPS, 0);
+
+/// The VIP under each id, for established flows (`balance::vip_of_flow`).
+#[map(name = "VIP_SLOTS")]
+pub static VIP_SLOTS: Array<VipSlot> = Array::with_max_entries(MAX_VIPS, 0);
 
 #[map(name = "BACKENDS")]
 pub static BACKENDS: Array<BackendInfo> = Array::with_max_entries(MAX_BACKENDS, 0);

@@ -84,6 +84,9 @@ pub fn load_with(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<(Ebpf, bo
         // mark the backends already in BACKENDS, as `attach --iface` without
         // a config writes none (one pass over the array, idempotent).
         dp.mark_reply_sources_of_backends()?;
+        // Established flows find their VIP in VIP_SLOTS: rebuilt from VIPS,
+        // as the pins may have none, or one an older lb-user did not keep.
+        dp.rebuild_vip_slots_from_vips()?;
     }
     let mut cfg = if adopted { dp.global()? } else { GlobalConfig::default() };
     if adopted && cfg.maglev_size != opts.maglev_size {

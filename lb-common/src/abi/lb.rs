@@ -60,6 +60,19 @@ pub struct VipInfo {
     pub hash_seed: u32,
 }
 
+/// `VIP_SLOTS[vip_id]`: a VIP's key and info under its id, written by
+/// lb-user next to its `VIPS` entry. An established flow's packet finds its
+/// VIP here from the conntrack entry's `vip_id` (an array read) instead of
+/// hashing the destination into `VIPS`; the key must match the packet's
+/// destination, so a slot that was emptied (all zero: no family matches) or
+/// taken by another VIP sends the packet to the `VIPS` lookup as before.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipSlot {
+    pub key: VipKey,
+    pub info: VipInfo,
+}
+
 /// `BackendInfo::flags`: the backend exists (a removed backend breaks its
 /// flows; an unhealthy one only stops getting new flows, via the tables).
 pub const BACKEND_ACTIVE: u8 = 1;
@@ -259,6 +272,7 @@ mod pod {
     // every bit pattern valid.
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipInfo {}
+    unsafe impl aya::Pod for super::VipSlot {}
     unsafe impl aya::Pod for super::BackendInfo {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowState {}
@@ -292,6 +306,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<VipInfo>(), 16);
+        assert_eq!(size_of::<VipSlot>(), 36);
         assert_eq!(size_of::<BackendInfo>(), 28);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<FlowState>(), 24);

@@ -23,6 +23,9 @@ pub mod map_names {
     /// Hash map [`crate::lb::VipKey`] → [`crate::lb::VipInfo`]; port-0/protocol-0
     /// entries mark VIP addresses.
     pub const VIPS: &str = "VIPS";
+    /// Array of [`crate::lb::VipSlot`] indexed by VIP id: the VIP of an
+    /// established flow, found from its conntrack entry.
+    pub const VIP_SLOTS: &str = "VIP_SLOTS";
     /// Array of [`crate::lb::BackendInfo`] indexed by backend id.
     pub const BACKENDS: &str = "BACKENDS";
     /// Array of backend ids: `(vip_id * 2 + table) * maglev_size + slot`.
@@ -53,6 +56,21 @@ pub mod map_names {
     pub const BACKEND_HOPS: &str = "BACKEND_HOPS";
 
     /// Every map lb-user pins, in pin order.
-    pub const PINNED: &[&str] =
-        &[COUNTERS, VIPS, BACKENDS, MAGLEV, RR_LIST, RR_CURSOR, CONNTRACK, REVERSE_NAT, REPLY_SOURCES, ALLOW_V4, ALLOW_V6, ALLOW_PORTS, CONFIG, TX_PORTS];
+    pub const PINNED: &[&str] = &[
+        COUNTERS,
+        VIPS,
+        VIP_SLOTS,
+        BACKENDS,
+        MAGLEV,
+        RR_LIST,
+        RR_CURSOR,
+        CONNTRACK,
+        REVERSE_NAT,
+        REPLY_SOURCES,
+        ALLOW_V4,
+        ALLOW_V6,
+        ALLOW_PORTS,
+        CONFIG,
+        TX_PORTS,
+    ];
 }

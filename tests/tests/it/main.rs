@@ -49,3 +49,4 @@ mod xdp_lab_restart;
 mod xdp_lab_traffic;
 mod xdp_setup;
 mod xdp_testrun;
+mod xdp_vip_slots;

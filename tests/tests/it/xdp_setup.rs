@@ -1,5 +1,5 @@
 //! What the balancer fixtures (xdp_fixtures.rs) and flows (xdp_flows.rs,
-//! xdp_closing.rs) share: a lab with two backends, the program loaded in its
+//! xdp_closing.rs, xdp_vip_slots.rs) share: a lab with two backends, the program loaded in its
 //! lb namespace with two NAT VIPs, the predicted backend of a flow, map
 //! accessors and frame builders.
 //! Expected frames are built independently of the program (fresh checksums).

@@ -5,6 +5,8 @@
 //! written first and the VIP entry, which names the active half, is replaced
 //! last in one map update.
 
+mod batch;
+
 use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{bail, Context as _, Result};
@@ -14,10 +16,12 @@ use aya::{
 };
 use ipnet::IpNet;
 
+use batch::write_slots;
+pub use batch::{read_slots, update_batch};
 use lb_common::userspace::select::{addr16, fingerprint, TableFingerprint};
 use lb_common::{
     lb::{
-        reply_source_bit, tcp_closed, BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, BACKEND_ACTIVE, BACKEND_HEALTHY, MAX_BACKENDS,
+        reply_source_bit, tcp_closed, BackendInfo, FlowKey, FlowState, GlobalConfig, VipInfo, VipKey, VipSlot, BACKEND_ACTIVE, BACKEND_HEALTHY, MAX_BACKENDS,
         MAX_RR_BACKENDS, MAX_VIPS, NO_BACKEND,
     },
     map_names as names,
@@ -73,108 +77,6 @@ pub fn flow_is_live(state: &FlowState, tcp: bool, timeout_s: u32, now_ns: u64) -
     let fresh = idle < u64::from(timeout_s) * 1_000_000_000;
     fresh && !(tcp && tcp_closed(state.tcp_state) && idle >= CLOSING_GRACE_NS)
 }
-
-/// Writes `values` into slots `first..` of the u32 array `map` with one
-/// BPF_MAP_UPDATE_BATCH: a Maglev table half is 65537 slots by default, and a
-/// syscall per slot made every rebuild (reload, health change) cost tens of
-/// milliseconds per VIP.
-fn write_slots(map: &mut aya::maps::Map, name: &str, first: u32, values: &[u32]) -> Result<()> {
-    use aya::maps::IterableMap as _;
-    // Checks the map's type and value size.
-    let array = Array::<&mut MapData, u32>::try_from(map)?;
-    let end = u64::from(first) + values.len() as u64;
-    if end > u64::from(array.len()) {
-        bail!("writing {name}: slots {first}..{end} beyond its {} entries", array.len());
-    }
-    let keys: Vec<u32> = (first..).take(values.len()).collect();
-    update_batch(array.map(), &keys, values).with_context(|| format!("writing {name} slots {first}..{end}"))
-}
-
-/// Writes `keys[i] → values[i]` into `map` with one BPF_MAP_UPDATE_BATCH
-/// (any map type whose kernel side has batch ops: arrays, hashes, LRU
-/// hashes). `K` and `V` must be the map's plain-data key and value types;
-/// their sizes are checked against the map.
-pub fn update_batch<K: aya::Pod, V: aya::Pod>(map: &MapData, keys: &[K], values: &[V]) -> Result<()> {
-    if keys.len() != values.len() {
-        bail!("{} keys but {} values", keys.len(), values.len());
-    }
-    check_sizes::<K, V>(map)?;
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let count = u32::try_from(keys.len()).context("too many entries for one batch")?;
-    let done = batch(BPF_MAP_UPDATE_BATCH, map, 0, keys.as_ptr() as u64, values.as_ptr() as u64, count)?;
-    if done != count {
-        bail!("the kernel wrote {done} of {count} entries");
-    }
-    Ok(())
-}
-
-/// Reads slots `first..first + count` of the u32 array `map` with one
-/// BPF_MAP_LOOKUP_BATCH (reading a Maglev table back after writing it).
-pub fn read_slots(map: &MapData, first: u32, count: u32) -> Result<Vec<u32>> {
-    check_sizes::<u32, u32>(map)?;
-    let mut keys = vec![0u32; count as usize];
-    let mut values = vec![0u32; count as usize];
-    if count == 0 {
-        return Ok(values);
-    }
-    // The batch starts after the key `in_batch` points to (none: at 0).
-    let prev = first.wrapping_sub(1);
-    let in_batch = if first == 0 { 0 } else { &prev as *const u32 as u64 };
-    let done = batch(BPF_MAP_LOOKUP_BATCH, map, in_batch, keys.as_mut_ptr() as u64, values.as_mut_ptr() as u64, count)
-        .with_context(|| format!("reading slots {first}..{}", u64::from(first) + u64::from(count)))?;
-    if done != count || keys.first() != Some(&first) {
-        bail!("reading slots from {first}: the kernel returned {done} of {count}, starting at {:?}", keys.first());
-    }
-    Ok(values)
-}
-
-fn check_sizes<K, V>(map: &MapData) -> Result<()> {
-    let info = map.info()?;
-    let (k, v) = (std::mem::size_of::<K>() as u32, std::mem::size_of::<V>() as u32);
-    if (info.key_size(), info.value_size()) != (k, v) {
-        bail!("the map has {}/{} byte keys/values, the caller {k}/{v}", info.key_size(), info.value_size());
-    }
-    Ok(())
-}
-
-/// One batch command over `count` entries at `keys`/`values` (user
-/// pointers to plain data of the map's key and value sizes, checked by the
-/// callers, that outlive the call); the number of entries the kernel handled.
-fn batch(cmd: libc::c_long, map: &MapData, in_batch: u64, keys: u64, values: u64, count: u32) -> Result<u32> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    // union bpf_attr for the batch commands.
-    #[repr(C)]
-    struct Batch {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    // Where the kernel reports the last key it handled (lookups only).
-    let mut out_key = [0u8; 64];
-    let mut attr =
-        Batch { in_batch, out_batch: out_key.as_mut_ptr() as u64, keys, values, count, map_fd: map.fd().as_fd().as_raw_fd() as u32, elem_flags: 0, flags: 0 };
-    // SAFETY: bpf(2) with a correctly laid out attribute; the callers pass
-    // buffers of `count` entries of the map's sizes; `out_key` is larger
-    // than any key of these maps.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, &mut attr as *mut Batch, std::mem::size_of::<Batch>()) };
-    if rc < 0 {
-        let err = std::io::Error::last_os_error();
-        // The kernel reports how many entries it handled before failing.
-        bail!("{err} after {} of {count} entries", attr.count);
-    }
-    Ok(attr.count)
-}
-
-/// bpf(2) command numbers (include/uapi/linux/bpf.h).
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 impl<'a> Dataplane<'a> {
     pub fn new(ebpf: &'a mut Ebpf) -> Dataplane<'a> {
@@ -282,6 +184,38 @@ impl<'a> Dataplane<'a> {
         vips.insert(key, active, 0).context("writing VIPS")?;
         let marker = VipKey { port: 0, protocol: 0, ..*key };
         vips.insert(marker, VipInfo { vip_id: info.vip_id, ..Default::default() }, 0).context("writing VIP address marker")?;
+        // Established flows read the VIP from here: the same value, flipped
+        // right after (until then they use the previous half, left intact).
+        self.set_vip_slot(info.vip_id, &VipSlot { key: *key, info: active })
+    }
+
+    fn set_vip_slot(&mut self, id: u32, slot: &VipSlot) -> Result<()> {
+        let mut slots = Array::<&mut MapData, VipSlot>::try_from(map_mut(self.ebpf, names::VIP_SLOTS)?)?;
+        slots.set(id, slot, 0).with_context(|| format!("writing {} slot {id}", names::VIP_SLOTS))
+    }
+
+    /// The `VIP_SLOTS` entry of VIP id `id` (all zero when empty).
+    pub fn vip_slot(&self, id: u32) -> Result<VipSlot> {
+        let slots = Array::<&MapData, VipSlot>::try_from(self.ebpf.map(names::VIP_SLOTS).context("no VIP_SLOTS map")?)?;
+        slots.get(&id, 0).with_context(|| format!("reading {} slot {id}", names::VIP_SLOTS))
+    }
+
+    /// Rewrites every `VIP_SLOTS` slot from `VIPS` (address markers skipped),
+    /// emptying the slots of ids no VIP has: on adopted pins, which may come
+    /// without `VIP_SLOTS` (an lb-user from before it: a fresh, empty map) or
+    /// with one an older lb-user left unmaintained (a rollback and back:
+    /// slots of VIPs removed meanwhile). `attach --iface` without a config
+    /// writes no VIP, so the slots come from here. Idempotent.
+    pub fn rebuild_vip_slots_from_vips(&mut self) -> Result<()> {
+        let mut slots = vec![VipSlot::default(); MAX_VIPS as usize];
+        for (key, info) in self.vips()? {
+            if key.port != 0 && info.vip_id < MAX_VIPS {
+                slots[info.vip_id as usize] = VipSlot { key, info };
+            }
+        }
+        for (id, slot) in (0..).zip(&slots) {
+            self.set_vip_slot(id, slot)?;
+        }
         Ok(())
     }
 
@@ -328,7 +262,16 @@ impl<'a> Dataplane<'a> {
 
     /// Removes a VIP; with `address_too`, also its address marker (when no
     /// other VIP uses the address).
+    /// Its `VIP_SLOTS` slot is emptied first, unless another VIP has taken
+    /// the id meanwhile (an apply writes new VIPs before it removes old ones).
     pub fn remove_vip(&mut self, key: &VipKey, address_too: bool) -> Result<()> {
+        let id = {
+            let vips = HashMap::<&MapData, VipKey, VipInfo>::try_from(self.ebpf.map(names::VIPS).context("no VIPS map")?)?;
+            vips.get(key, 0).context("removing VIP: it is not in VIPS")?.vip_id
+        };
+        if id < MAX_VIPS && self.vip_slot(id)?.key == *key {
+            self.set_vip_slot(id, &VipSlot::default())?;
+        }
         let mut vips = HashMap::<&mut MapData, VipKey, VipInfo>::try_from(map_mut(self.ebpf, names::VIPS)?)?;
         vips.remove(key).context("removing VIP")?;
         if address_too {
