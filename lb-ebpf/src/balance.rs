@@ -38,8 +38,9 @@ pub fn vip_for(addr: &[u8; 16], port: u16, protocol: u8, family: u8) -> Option<V
 /// by [`vip_of_flow`] and [`choose`].
 #[inline(always)]
 pub fn tracked(p: &Packet) -> Option<&'static mut FlowState> {
-    // SAFETY: a pointer from a successful lookup; the entry is ours to
-    // update (an LRU hash value stays valid for the program's run).
+    // SAFETY: a pointer from a successful lookup into a preallocated LRU
+    // map: its memory stays valid for the program's run, and the entry is
+    // ours to update.
     CONNTRACK.get_ptr_mut(&p.key).map(|state| unsafe { &mut *state })
 }
 
