@@ -213,10 +213,10 @@ impl<'a> Dataplane<'a> {
                 slots[info.vip_id as usize] = VipSlot { key, info };
             }
         }
-        for (id, slot) in (0..).zip(&slots) {
-            self.set_vip_slot(id, slot)?;
-        }
-        Ok(())
+        use aya::maps::IterableMap as _;
+        let ids: Vec<u32> = (0..MAX_VIPS).collect();
+        let array = Array::<&mut MapData, VipSlot>::try_from(map_mut(self.ebpf, names::VIP_SLOTS)?)?;
+        update_batch(array.map(), &ids, &slots).with_context(|| format!("writing {}", names::VIP_SLOTS))
     }
 
     /// The fingerprint of table half `half` as the maps hold it, each id

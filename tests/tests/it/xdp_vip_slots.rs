@@ -67,10 +67,10 @@ fn an_established_flow_finds_its_vip_in_its_slot() {
     });
 }
 
-/// A slot carries the active table half, so a tracked flow whose entry went
-/// stale is balanced on the current table; and the slot of a VIP whose
-/// address is rewritten under the same id names the new address, so the old
-/// address's flows no longer match it.
+/// A slot holds the VIP's `VIPS` value after each flip (the active table
+/// half, which a tracked flow that must choose again is balanced on); the
+/// slot of an id another VIP takes names that VIP, so the old VIP's flows
+/// fall back to `VIPS`, and removing the old VIP leaves the slot alone.
 #[test]
 fn a_slot_follows_table_flips_and_the_vip_under_its_id() {
     require_root!();
