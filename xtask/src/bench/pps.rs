@@ -344,12 +344,40 @@ pub(crate) mod tests {
     /// (seen: 61% delivered while the full quick bench ran beside it).
     pub(crate) static BENCH_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// Whether every frame a case lost was lost before it reached the lb's
+    /// interface (`at_lb` short of `sent`, nothing lost after): the
+    /// generator's own veth hop, whose receive ring overflows when the
+    /// host defers the softirq that empties it (seen once in CI: 72% of one
+    /// kernel-forwarding repetition's SYNs, the other one complete).
+    fn lost_only_before_the_lb(s: &Value) -> bool {
+        let cases = s["cases"].as_array().into_iter().flatten();
+        let failed: Vec<&Value> = cases.filter(|c| c["delivered_ok"] != true).collect();
+        !failed.is_empty() && failed.iter().all(|c| c["sent"] != c["at_lb"] && c["at_lb"] == c["delivered"])
+    }
+
+    #[test]
+    fn only_loss_before_the_lb_earns_a_second_measurement() {
+        let case = |ok: bool, sent: u64, at_lb: u64, delivered: u64| json!({"delivered_ok": ok, "sent": sent, "at_lb": at_lb, "delivered": delivered});
+        let of = |cases: Vec<Value>| json!({ "cases": cases });
+        assert!(!lost_only_before_the_lb(&of(vec![case(true, 10, 10, 10)])), "nothing lost");
+        assert!(lost_only_before_the_lb(&of(vec![case(true, 10, 10, 10), case(false, 10, 7, 7)])));
+        assert!(!lost_only_before_the_lb(&of(vec![case(false, 10, 10, 7)])), "lost at or after the lb");
+        assert!(!lost_only_before_the_lb(&of(vec![case(false, 10, 7, 7), case(false, 10, 10, 9)])), "one case lost after the lb");
+        assert!(!lost_only_before_the_lb(&of(vec![case(false, 10, 8, 7)])), "lost on both sides");
+    }
+
     #[test]
     fn quick_pps_delivers_every_frame() {
         xdplb_tests::require_root!();
         let _bench = BENCH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let bin_dir = test_example();
-        let s = measure(&bin_dir, true).unwrap();
+        let mut s = measure(&bin_dir, true).unwrap();
+        if lost_only_before_the_lb(&s) {
+            // Not the forwarders' doing: measured once more, and that run
+            // must deliver every frame. Loss at or after the lb fails at once.
+            eprintln!("[pps test] frames lost before the lb's interface, measuring once more: {}", markdown(&s));
+            s = measure(&bin_dir, true).unwrap();
+        }
         for c in s["cases"].as_array().unwrap() {
             assert_eq!(c["delivered_ok"], true, "{c}");
             assert_eq!(c["sent"], c["at_lb"], "{c}");
