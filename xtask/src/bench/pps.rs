@@ -346,9 +346,10 @@ pub(crate) mod tests {
 
     /// Whether every frame a case lost was lost before it reached the lb's
     /// interface (`at_lb` short of `sent`, nothing lost after): the
-    /// generator's own veth hop, whose receive ring overflows when the
-    /// host defers the softirq that empties it (seen once in CI: 72% of one
-    /// kernel-forwarding repetition's SYNs, the other one complete).
+    /// generator's own veth hop, most likely its receive ring overflowing
+    /// while the host deferred the softirq that empties it (seen once in
+    /// CI: 72% of one kernel-forwarding repetition's SYNs, the other one
+    /// complete).
     fn lost_only_before_the_lb(s: &Value) -> bool {
         let cases = s["cases"].as_array().into_iter().flatten();
         let failed: Vec<&Value> = cases.filter(|c| c["delivered_ok"] != true).collect();
