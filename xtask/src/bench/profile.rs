@@ -3,7 +3,9 @@
 //! `cargo xtask bench`), runs each selected case once, and while the load
 //! runs samples the case's balancer process with `perf record`; the stacks
 //! go through inferno (perf collapse, then flame graph) into one SVG per
-//! case (docs/benchmarks.md, "Flame graphs").
+//! case (docs/benchmarks.md, "Flame graphs"). With `--pace MS` the load is
+//! the main bench's paced one (each connection waits between a response and
+//! its next request), the pattern of its "latency below saturation" runs.
 //!
 //! Stacks are unwound from DWARF call frame information (`--call-graph
 //! dwarf`): the binaries are built without frame pointers (and HAProxy's
@@ -59,6 +61,11 @@ pub struct ProfileArgs {
     /// Concurrent connections (wrk -c).
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub conns: u32,
+    /// Paced load: each connection waits MS milliseconds after a response
+    /// before its next request (as the bench's paced runs, which use 20);
+    /// the SVGs are named `flamegraph-<case>-paced-<MS>ms.svg`.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pace: Option<u32>,
     /// Only cases whose id contains this (repeatable), e.g. `alb`.
     #[arg(long, value_name = "TEXT")]
     pub only: Vec<String>,
@@ -109,9 +116,11 @@ pub fn selected(only: &[String]) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// `flamegraph-alb-keepalive.svg` for `alb/keepalive`.
-pub fn svg_name(id: &str) -> String {
-    format!("flamegraph-{}.svg", id.replace('/', "-"))
+/// `flamegraph-alb-keepalive.svg` for `alb/keepalive`, and
+/// `flamegraph-alb-keepalive-paced-20ms.svg` for it paced at 20 ms.
+pub fn svg_name(id: &str, pace_ms: Option<u32>) -> String {
+    let paced = pace_ms.map_or(String::new(), |ms| format!("-paced-{ms}ms"));
+    format!("flamegraph-{}{paced}.svg", id.replace('/', "-"))
 }
 
 /// Profiles the selected cases with the binaries in `bin_dir`; writes the
@@ -124,13 +133,19 @@ pub fn run(args: &ProfileArgs, bin_dir: &Path) -> Result<Vec<Profiled>> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let seconds = args.duration.unwrap_or(if args.quick { QUICK_SECONDS } else { DEFAULT_SECONDS });
     let work = out.join("work");
-    println!("[bench profile] {} case(s), {seconds} s each, {} connections, perf {FREQUENCY} Hz DWARF; output {}", cases.len(), args.conns, out.display());
+    let paced = args.pace.map_or(String::new(), |ms| format!(" paced at {ms} ms per connection"));
+    println!(
+        "[bench profile] {} case(s), {seconds} s each, {} connections{paced}, perf {FREQUENCY} Hz DWARF; output {}",
+        cases.len(),
+        args.conns,
+        out.display()
+    );
     let mut stage = Stage::up(&work, bin_dir, stage::DEFAULT_XDP_MODE)?;
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut done = Vec::new();
     let result = (|| -> Result<()> {
         for (i, case) in cases.iter().enumerate() {
-            let p = profile_case(&mut stage, case, &out, seconds, args.conns, cpus)?;
+            let p = profile_case(&mut stage, case, &out, seconds, (args.conns, args.pace), cpus)?;
             println!(
                 "[profile {}/{}] {:<26} {:>8.0} req/s  {:.0} ms CPU sampled, {:.0}% unwound → {}",
                 i + 1,
@@ -151,7 +166,9 @@ pub fn run(args: &ProfileArgs, bin_dir: &Path) -> Result<Vec<Profiled>> {
     Ok(done)
 }
 
-fn profile_case(stage: &mut Stage, case: &Case, out: &Path, seconds: u64, conns: u32, cpus: usize) -> Result<Profiled> {
+/// `load`: connections, and the pause per connection if paced.
+fn profile_case(stage: &mut Stage, case: &Case, out: &Path, seconds: u64, load: (u32, Option<u32>), cpus: usize) -> Result<Profiled> {
+    let (conns, pace_ms) = load;
     stage.prepare(case.lb)?;
     let root = stage.lb_root(case.lb, case.mtls).with_context(|| format!("{}: no balancer process to profile", case.id()))?;
     let pids: Vec<String> = cpu::Processes::read().tree(root).iter().map(u32::to_string).collect();
@@ -171,7 +188,7 @@ fn profile_case(stage: &mut Stage, case: &Case, out: &Path, seconds: u64, conns:
         .stderr(log_file)
         .spawn()
         .context("starting perf record")?;
-    let spec = LoadSpec { url: case.url(), conns, duration: Duration::from_secs(seconds), new_conn: case.new_conn, client_cert: None, pace_ms: None };
+    let spec = LoadSpec { url: case.url(), conns, duration: Duration::from_secs(seconds), new_conn: case.new_conn, client_cert: None, pace_ms };
     let k6 = crate::setup::k6_path();
     let scripts = util::workspace_root().join("bench/k6");
     let measured = super::measure_process(stage, case, &spec, &k6, &scripts, cpus, Some(root));
@@ -193,8 +210,12 @@ fn profile_case(stage: &mut Stage, case: &Case, out: &Path, seconds: u64, conns:
         let _ = std::fs::remove_file(&data);
         bail!("{}: perf record failed ({status}): {}", case.id(), std::fs::read_to_string(&log).unwrap_or_default().trim());
     }
-    let svg = out.join(svg_name(&case.id()));
-    let drawn = draw(&data, &svg, &case.id(), rep.load.rps);
+    let svg = out.join(svg_name(&case.id(), pace_ms));
+    let title = match pace_ms {
+        Some(ms) => format!("{}, {conns} connections paced at {ms} ms", case.id()),
+        None => case.id(),
+    };
+    let drawn = draw(&data, &svg, &title, rep.load.rps);
     let _ = std::fs::remove_file(&data);
     let _ = std::fs::remove_file(&log);
     let (cpu_ms, unwound_pct) = drawn?;
@@ -267,9 +288,28 @@ mod tests {
         let alb: Vec<String> = selected(&["alb/".into()]).unwrap().iter().map(Case::id).collect();
         assert_eq!(alb, ["alb/keepalive", "alb/new-conn"]);
         assert!(selected(&["nginx".into()]).unwrap_err().to_string().contains("matches none"));
-        assert_eq!(svg_name("lb-user-proxy/new-conn"), "flamegraph-lb-user-proxy-new-conn.svg");
+        assert_eq!(svg_name("lb-user-proxy/new-conn", None), "flamegraph-lb-user-proxy-new-conn.svg");
+        assert_eq!(svg_name("alb/keepalive", Some(20)), "flamegraph-alb-keepalive-paced-20ms.svg");
         let folded = "alb;main;tokio::run;poll 7\nalb;[unknown] 2\nalb;[unknown];hyper::poll;write 1\n";
         assert_eq!(count(folded), (10, 7));
+    }
+
+    /// `--pace` takes milliseconds between 1 and 1000, and names them in
+    /// the SVG.
+    #[test]
+    fn pace_flag_is_checked() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ProfileArgs,
+        }
+        use clap::Parser as _;
+        assert_eq!(Cli::try_parse_from(["profile", "--pace", "20"]).unwrap().args.pace, Some(20));
+        assert_eq!(Cli::try_parse_from(["profile"]).unwrap().args.pace, None);
+        for bad in ["0", "1001", "x"] {
+            let e = Cli::try_parse_from(["profile", "--pace", bad]).err().unwrap().to_string();
+            assert!(e.contains("--pace"), "{bad}: {e}");
+        }
     }
 
     /// `cargo xtask bench profile --quick --only alb/keepalive` end to end
@@ -293,7 +333,7 @@ mod tests {
         assert!(svg.starts_with("<?xml") && svg.contains("alb"), "not a flame graph of alb");
         assert!(svg.contains("tokio"), "no Tokio frames: the stacks are not unwound");
         let left: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(left, [svg_name("alb/keepalive")], "only the SVG stays");
+        assert_eq!(left, [svg_name("alb/keepalive", None)], "only the SVG stays");
         let _ = std::fs::remove_dir_all(&out);
     }
 }
