@@ -145,7 +145,7 @@ pub fn run(args: &ProfileArgs, bin_dir: &Path) -> Result<Vec<Profiled>> {
     let mut done = Vec::new();
     let result = (|| -> Result<()> {
         for (i, case) in cases.iter().enumerate() {
-            let p = profile_case(&mut stage, case, &out, seconds, (args.conns, args.pace), cpus)?;
+            let p = profile_case(&mut stage, case, &out, seconds, args, cpus)?;
             println!(
                 "[profile {}/{}] {:<26} {:>8.0} req/s  {:.0} ms CPU sampled, {:.0}% unwound → {}",
                 i + 1,
@@ -166,9 +166,9 @@ pub fn run(args: &ProfileArgs, bin_dir: &Path) -> Result<Vec<Profiled>> {
     Ok(done)
 }
 
-/// `load`: connections, and the pause per connection if paced.
-fn profile_case(stage: &mut Stage, case: &Case, out: &Path, seconds: u64, load: (u32, Option<u32>), cpus: usize) -> Result<Profiled> {
-    let (conns, pace_ms) = load;
+/// `args` gives the load's connections and pause (`--conns`, `--pace`).
+fn profile_case(stage: &mut Stage, case: &Case, out: &Path, seconds: u64, args: &ProfileArgs, cpus: usize) -> Result<Profiled> {
+    let (conns, pace_ms) = (args.conns, args.pace);
     stage.prepare(case.lb)?;
     let root = stage.lb_root(case.lb, case.mtls).with_context(|| format!("{}: no balancer process to profile", case.id()))?;
     let pids: Vec<String> = cpu::Processes::read().tree(root).iter().map(u32::to_string).collect();
@@ -294,8 +294,8 @@ mod tests {
         assert_eq!(count(folded), (10, 7));
     }
 
-    /// `--pace` takes milliseconds between 1 and 1000, and names them in
-    /// the SVG.
+    /// `--pace` takes whole milliseconds from 1 to 1000; absent, the load
+    /// is not paced.
     #[test]
     fn pace_flag_is_checked() {
         #[derive(clap::Parser)]
