@@ -74,6 +74,14 @@ pub struct ProfileArgs {
     pub out: Option<PathBuf>,
 }
 
+impl ProfileArgs {
+    /// Load and recording time per case, s: `--duration`, else the default
+    /// (shorter with `--quick`).
+    fn seconds(&self) -> u64 {
+        self.duration.unwrap_or(if self.quick { QUICK_SECONDS } else { DEFAULT_SECONDS })
+    }
+}
+
 /// One case's flame graph.
 #[derive(Debug, Clone)]
 pub struct Profiled {
@@ -131,7 +139,7 @@ pub fn run(args: &ProfileArgs, bin_dir: &Path) -> Result<Vec<Profiled>> {
     Command::new("perf").arg("--version").output().context("perf not found: `cargo xtask setup` installs Debian's linux-perf")?;
     let out = out_dir(args);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let seconds = args.duration.unwrap_or(if args.quick { QUICK_SECONDS } else { DEFAULT_SECONDS });
+    let seconds = args.seconds();
     let work = out.join("work");
     let paced = args.pace.map_or(String::new(), |ms| format!(" paced at {ms} ms per connection"));
     println!(
@@ -145,7 +153,7 @@ pub fn run(args: &ProfileArgs, bin_dir: &Path) -> Result<Vec<Profiled>> {
     let mut done = Vec::new();
     let result = (|| -> Result<()> {
         for (i, case) in cases.iter().enumerate() {
-            let p = profile_case(&mut stage, case, &out, seconds, args, cpus)?;
+            let p = profile_case(&mut stage, case, &out, args, cpus)?;
             println!(
                 "[profile {}/{}] {:<26} {:>8.0} req/s  {:.0} ms CPU sampled, {:.0}% unwound → {}",
                 i + 1,
@@ -166,9 +174,9 @@ pub fn run(args: &ProfileArgs, bin_dir: &Path) -> Result<Vec<Profiled>> {
     Ok(done)
 }
 
-/// `args` gives the load's connections and pause (`--conns`, `--pace`).
-fn profile_case(stage: &mut Stage, case: &Case, out: &Path, seconds: u64, args: &ProfileArgs, cpus: usize) -> Result<Profiled> {
-    let (conns, pace_ms) = (args.conns, args.pace);
+/// `args` gives the load: its time, connections and pause.
+fn profile_case(stage: &mut Stage, case: &Case, out: &Path, args: &ProfileArgs, cpus: usize) -> Result<Profiled> {
+    let (seconds, conns, pace_ms) = (args.seconds(), args.conns, args.pace);
     stage.prepare(case.lb)?;
     let root = stage.lb_root(case.lb, case.mtls).with_context(|| format!("{}: no balancer process to profile", case.id()))?;
     let pids: Vec<String> = cpu::Processes::read().tree(root).iter().map(u32::to_string).collect();
