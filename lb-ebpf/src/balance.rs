@@ -92,24 +92,16 @@ pub fn stale(last_seen_ns: u64, now: u64) -> bool {
     now.saturating_sub(last_seen_ns) >= LAST_SEEN_REFRESH_NS
 }
 
-/// `choose`'s result: the backend id in the low 32 bits, `FLOW_*` bits in
-/// the high 32 (a BPF call has one result register and at most five
-/// arguments, all of which `choose` uses).
-#[inline(always)]
-pub fn split_choice(choice: u64) -> (u32, u32) {
-    (choice as u32, (choice >> 32) as u32)
-}
-
 /// Picks the backend id: the tracked one for an established flow (`tracked`,
 /// the packet's conntrack entry if it has one), otherwise a fresh choice
 /// recorded in conntrack. The flow bits are `FLOW_NEW` for a fresh choice
 /// and `FLOW_TOUCHED` whenever the conntrack entry was written (new,
 /// timestamp refreshed, or marked closing): the caller updates the flow's
 /// reverse-NAT entry only then. `NO_BACKEND` when the VIP has none. `now` is
-/// the packet's clock read (`now_ns`). Returns both, see [`split_choice`].
-/// Not inlined: its stack frame must not add to the callers'.
-#[inline(never)]
-pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tracked: Option<&mut FlowState>) -> u64 {
+/// the packet's clock read (`now_ns`). Returns `(backend id, flow bits)`.
+/// Inlined (see `forward::route`).
+#[inline(always)]
+pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tracked: Option<&mut FlowState>) -> (u32, u32) {
     let key = &p.key;
     let syn_only = p.key.protocol == IPPROTO_TCP && p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
     let closing_flags = p.closes_flow();
@@ -137,13 +129,13 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tracked: 
                     state.tcp_state |= closing;
                 }
                 let flow = if touched { FLOW_TOUCHED } else { 0 };
-                return u64::from(state.backend_id) | u64::from(flow) << 32;
+                return (state.backend_id, flow);
             }
         }
     }
-    let Some(backend_id) = select(p, vip, cfg) else { return u64::from(NO_BACKEND) };
+    let Some(backend_id) = select(p, vip, cfg) else { return (NO_BACKEND, 0) };
     if active_backend(backend_id).is_none() {
-        return u64::from(NO_BACKEND);
+        return (NO_BACKEND, 0);
     }
     // The value as its three 64-bit words (little-endian BPF): backend_id,
     // vip_id | last_seen_ns | tcp_state, zero padding. A struct literal would
@@ -154,7 +146,7 @@ pub fn choose(p: &Packet, vip: &VipInfo, cfg: &GlobalConfig, now: u64, tracked: 
     // A full LRU evicts its oldest entry, so this only fails on memory pressure;
     // the flow then simply stays untracked and Maglev keeps it consistent.
     let _ = CONNTRACK.insert(key, &state, 0);
-    u64::from(backend_id) | u64::from(FLOW_NEW | FLOW_TOUCHED) << 32
+    (backend_id, FLOW_NEW | FLOW_TOUCHED)
 }
 
 #[inline(always)]

@@ -138,7 +138,7 @@ fn balance_packet(ctx: &XdpContext, p: &mut Packet, c: &mut Counters, len: u64) 
     };
     // One clock read per packet, shared by conntrack and reverse NAT.
     let now = balance::now_ns();
-    let (backend_id, flow) = balance::split_choice(balance::choose(p, &vip, &cfg, now, tracked));
+    let (backend_id, flow) = balance::choose(p, &vip, &cfg, now, tracked);
     let new_flow = flow & FLOW_NEW != 0;
     let Some(backend) = balance::active_backend(backend_id) else {
         return (xdp_action::XDP_DROP, Stat::DropNoBackend);
