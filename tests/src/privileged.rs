@@ -22,7 +22,7 @@ pub fn allowed(test: &str) -> bool {
     if std::env::var_os(REQUIRE_ENV).is_some_and(|v| v == "1") {
         panic!("{test} needs root (network namespaces and BPF) but {REQUIRE_ENV}=1 forbids skipping it");
     }
-    eprintln!("SKIPPED {test}: needs root for network namespaces and BPF; run `cargo xtask test` as root");
+    eprintln!("{SKIP_PREFIX}{test}: needs root for network namespaces and BPF; run `cargo xtask test` as root");
     false
 }
 
@@ -35,3 +35,16 @@ macro_rules! require_root {
         }
     };
 }
+
+/// Reports that `test` skipped a part because of what this host cannot do
+/// (not a missing privilege: those fail under [`REQUIRE_ENV`]). The line
+/// goes straight to stdout, past the test harness's output capture, so it
+/// shows in the run's log even though the test passes, and `cargo xtask
+/// test` lists it after its tally.
+pub fn skipped_for_host(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{SKIP_PREFIX}{test}: {why}");
+}
+
+/// How every skip line starts.
+pub const SKIP_PREFIX: &str = "SKIPPED ";

@@ -31,6 +31,13 @@ pub const GENERATOR: &str = "pktgen";
 pub const SINK: &str = "sink";
 pub const PASS: &str = "pass";
 
+/// What the packet-rate bench says (as error context) when the kernel
+/// refuses `BPF_F_TEST_XDP_LIVE_FRAMES` with EPERM, also for the trivial
+/// `PASS` program: the host's kernel, not the bench, is the cause, and its
+/// tests skip the live measurement on such a host (docs/benchmarks.md,
+/// "Kernel requirement").
+pub const LIVE_FRAMES_REFUSED: &str = "this kernel refuses BPF_F_TEST_XDP_LIVE_FRAMES (EPERM), also for a trivial XDP_PASS program: the packet-rate bench needs live-frame test runs (docs/benchmarks.md, Kernel requirement)";
+
 /// What the generator writes into every frame and returns.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -42,8 +42,21 @@ impl Tally {
     }
 }
 
+/// The lines of tests that passed but skipped a part this host cannot run
+/// (`xdplb_tests::privileged::skipped_for_host`), listed after the tally.
+#[derive(Default, Debug)]
+pub struct HostSkips(Vec<String>);
+
+impl HostSkips {
+    pub fn add_line(&mut self, line: &str) {
+        if line.starts_with(privileged::SKIP_PREFIX) {
+            self.0.push(line.to_owned());
+        }
+    }
+}
+
 /// Runs `cargo test args…`, echoing its output and tallying the results.
-fn cargo_test(title: &str, args: &[&str], tally: &mut Tally, failures: &mut failures::Failures) -> Result<bool> {
+fn cargo_test(title: &str, args: &[&str], tally: &mut Tally, failures: &mut failures::Failures, skips: &mut HostSkips) -> Result<bool> {
     println!("\n[test] {title}: cargo test {}", args.join(" "));
     let mut child = util::cargo()
         .arg("test")
@@ -59,6 +72,7 @@ fn cargo_test(title: &str, args: &[&str], tally: &mut Tally, failures: &mut fail
         println!("{line}");
         tally.add_line(&line);
         failures.add_line(&line);
+        skips.add_line(&line);
     }
     Ok(child.wait()?.success())
 }
@@ -82,13 +96,14 @@ pub fn test(extra: &[String]) -> Result<()> {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut tally = Tally::default();
     let mut failures = failures::Failures::default();
+    let mut skips = HostSkips::default();
     // One invocation for the unit tests and the privileged integration tests
     // (xdplb-tests): features unify across the whole workspace once, where a
     // separate `-p xdplb-tests` run would recompile the crates whose features
     // differ without certgen and xtask (about 25 s on 2 cores).
     let mut args = vec!["--workspace", "--no-fail-fast"];
     args.extend(&extra);
-    let tests_ok = cargo_test("unit tests and privileged integration tests (netns, XDP attach, TestRun)", &args, &mut tally, &mut failures)?;
+    let tests_ok = cargo_test("unit tests and privileged integration tests (netns, XDP attach, TestRun)", &args, &mut tally, &mut failures, &mut skips)?;
     let fuzz_ok = short_fuzz_runs(&mut tally);
 
     // Everything a test creates must be gone, whatever happened to the test.
@@ -101,6 +116,9 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     let leaked = !(leaked_ns.is_empty() && leaked_pins.is_empty());
     println!("\nxtask: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
+    if !skips.0.is_empty() {
+        println!("xtask: {} passed test(s) skipped a part this host cannot run:\n{}", skips.0.len(), skips.0.join("\n"));
+    }
     if !failures.is_empty() {
         println!("\n{}", failures.report().join("\n"));
     }
@@ -175,5 +193,14 @@ mod tests {
         t.add_line("test result: FAILED. 1 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out");
         t.add_line("running 4 tests");
         assert_eq!(t, Tally { passed: 10, failed: 3, ignored: 2 });
+    }
+
+    #[test]
+    fn lists_only_skip_lines() {
+        let mut s = HostSkips::default();
+        s.add_line("SKIPPED xtask::bench::pps::tests: this kernel refuses BPF_F_TEST_XDP_LIVE_FRAMES");
+        s.add_line("test bench::pps::tests::quick_pps_delivers_every_frame ... ok");
+        s.add_line("  SKIPPED is not at the start of this line");
+        assert_eq!(s.0, ["SKIPPED xtask::bench::pps::tests: this kernel refuses BPF_F_TEST_XDP_LIVE_FRAMES"]);
     }
 }
